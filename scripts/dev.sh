@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Tessera's one entry point for a fresh machine: installs what it needs, then runs the demo or the tests.
+#
+#   bash scripts/dev.sh demo [args...]   the suite on its embedded default (simulated GPU cluster)
+#   bash scripts/dev.sh test [args...]   the test suite (pytest)
+#
+# It installs, each step only when missing:
+#   - Debian packages the tests use (runc, crun, prometheus, busybox-static), when run as root with
+#     apt-get; a package it cannot get is reported, and the tests that need it skip with that reason;
+#   - a virtual environment in .venv with Tessera and its Python dependencies.
+# Set TESSERA_NO_APT=1 to skip the Debian step.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+venv="$root/.venv"
+debian_packages=(runc crun prometheus busybox-static)
+
+say() { printf '[tessera-dev] %s\n' "$*" >&2; }
+
+install_debian_packages() {
+    [ "${TESSERA_NO_APT:-0}" = 1 ] && return 0
+    command -v dpkg-query >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 || return 0
+    local missing=()
+    for p in "${debian_packages[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" != 0 ]; then
+        say "not root: cannot install ${missing[*]}; tests that need them will skip"
+        return 0
+    fi
+    say "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null 2>&1 || say "apt-get update failed"
+    # One package at a time, so one that is unavailable does not stop the others.
+    for p in "${missing[@]}"; do
+        apt-get install -y -qq --no-install-recommends "$p" >/dev/null 2>&1 \
+            || say "could not install $p; tests that need it will skip"
+    done
+}
+
+install_python() {
+    local stamp="$venv/.tessera-stamp" want
+    want="$(sha256sum pyproject.toml | cut -c1-16)"
+    if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+        return 0
+    fi
+    say "creating the virtual environment in .venv"
+    local py
+    py="$(command -v python3.12 || command -v python3.11 || command -v python3)"
+    "$py" -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null
+    "$venv/bin/python" -m pip install -q -e ".[test]"
+    echo "$want" > "$stamp"
+}
+
+cmd="${1:-}"
+[ $# -gt 0 ] && shift
+case "$cmd" in
+    demo)
+        install_python
+        exec "$venv/bin/tessera" demo "$@"
+        ;;
+    test)
+        install_debian_packages
+        install_python
+        # pytest exits 5 when it collected no test: that is a failure here too.
+        exec "$venv/bin/python" -m pytest "$@"
+        ;;
+    *)
+        echo "usage: bash scripts/dev.sh demo|test [args...]" >&2
+        exit 2
+        ;;
+esac

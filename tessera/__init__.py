@@ -1,0 +1,29 @@
+"""Tessera: share NVIDIA GPUs in Kubernetes.
+
+The shared core. Public names are re-exported here; import from ``tessera``, not its modules.
+"""
+
+__version__ = "0.1.0"
+
+# Resource names and annotation keys: contracts between the parts (see ARCHITECTURE.md).
+RESOURCE_GPU = "nvidia.com/gpu"
+RESOURCE_MPS_CORE = "nvidia.com/mps-core"
+RESOURCE_MPS_MEMORY = "nvidia.com/mps-memory"
+RESOURCE_GPU_SHARED = "nvidia.com/gpu.shared"
+RESOURCE_MIG_PREFIX = "nvidia.com/mig-"
+
+ANNOTATION_INVENTORY = "tessera.io/gpu-inventory"
+ANNOTATION_ASSIGNMENT = "tessera.io/assignment"
+ANNOTATION_ALLOCATED = "tessera.io/allocated"
+ANNOTATION_POLICY = "tessera.io/policy"
+LABEL_GPU_MODE = "tessera.io/gpu-mode"
+
+GPU_MODES = ("exclusive", "mig", "mps", "timeslice")
+
+
+def mig_resource_name(profile: str) -> str:
+    """The extended resource for a MIG profile: ``1g.10gb`` -> ``nvidia.com/mig-1g.10gb``.
+
+    A ``+`` in a profile name (``1g.10gb+me``) is written as ``.`` since resource names cannot hold it.
+    """
+    return RESOURCE_MIG_PREFIX + profile.replace("+", ".")

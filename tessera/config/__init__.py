@@ -1,0 +1,26 @@
+"""Tessera's config: one YAML file for all daemons, a validated section each, flags on top."""
+
+from tessera.config.loader import (
+    CONFIG_ENV,
+    add_common_flags,
+    add_section_flags,
+    config_from_args,
+    load_config,
+    parse_config,
+)
+from tessera.config.schema import ConfigError
+from tessera.config.v1 import (
+    CONFIG_VERSION,
+    DevicePluginConfig,
+    ExporterConfig,
+    ExtenderConfig,
+    HookConfig,
+    LoggingConfig,
+    TesseraConfig,
+)
+
+__all__ = [
+    "CONFIG_ENV", "CONFIG_VERSION", "ConfigError", "DevicePluginConfig", "ExporterConfig", "ExtenderConfig",
+    "HookConfig", "LoggingConfig", "TesseraConfig", "add_common_flags", "add_section_flags",
+    "config_from_args", "load_config", "parse_config",
+]

@@ -1,0 +1,120 @@
+"""Reading the config file and layering command-line flags over it.
+
+Precedence, lowest first: the defaults in ``v1``, the YAML file, the flags. Every daemon's flags are
+made from its section, so ``--help`` shows each key with its meaning and default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import typing
+from typing import Any
+
+import yaml
+
+from tessera.config.schema import ConfigError, check_bounds, coerce, parse_section, section_fields
+from tessera.config.v1 import TesseraConfig
+
+CONFIG_ENV = "TESSERA_CONFIG"
+
+
+def load_config(path: str | None = None) -> TesseraConfig:
+    """Read and validate the config file; no path (and no ``TESSERA_CONFIG``) means all defaults."""
+    path = path or os.environ.get(CONFIG_ENV) or None
+    if not path:
+        return TesseraConfig()
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path}: not valid YAML: {exc}") from None
+    return parse_config(data, source=path)
+
+
+def parse_config(data: Any, source: str = "config") -> TesseraConfig:
+    """Validate a parsed config document; errors name ``<source>: <section>.<key>``."""
+    try:
+        return parse_section(TesseraConfig, data, "")
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def _flag_name(field_name: str) -> str:
+    return "--" + field_name.replace("_", "-")
+
+
+def add_section_flags(parser: argparse.ArgumentParser, section_cls: type) -> None:
+    """Add one flag per scalar key of a config section, with its help and default."""
+    group = parser.add_argument_group(f"settings (also keys of the config file's section; flags win)")
+    for field, tp in section_fields(section_cls):
+        if not field.metadata.get("flag", True):
+            continue
+        default = field.default
+        help_text = f"{field.metadata['help']} (default: {default!r})"
+        kwargs: dict[str, Any] = {"dest": f"cfg_{field.name}", "default": argparse.SUPPRESS, "help": help_text}
+        if tp is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["metavar"] = field.name.upper()
+            kwargs["type"] = str
+            if field.metadata.get("choices"):
+                kwargs["metavar"] = "{" + ",".join(field.metadata["choices"]) + "}"
+        group.add_argument(_flag_name(field.name), **kwargs)
+
+
+def add_common_flags(parser: argparse.ArgumentParser) -> None:
+    """``--config``, ``--log-level`` and ``--log-format``, shared by every daemon."""
+    parser.add_argument("--config", default=None, metavar="FILE",
+                        help=f"Tessera config file (YAML); default: ${CONFIG_ENV} or built-in defaults")
+    parser.add_argument("--log-level", default=None, choices=("debug", "info", "warning", "error"),
+                        help="log level (default: the config file's logging.level, else info)")
+    parser.add_argument("--log-format", default=None, choices=("auto", "json", "console"),
+                        help="log format (default: the config file's logging.format, else auto: "
+                             "console on a terminal, JSON otherwise)")
+
+
+def _parse_flag_value(raw: str, tp: Any, key: str) -> Any:
+    if tp is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{key}: {raw!r} is not a whole number") from None
+    if tp is float:
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"{key}: {raw!r} is not a number") from None
+    if typing.get_origin(tp) is list:
+        (item_tp,) = typing.get_args(tp)
+        return [_parse_flag_value(p.strip(), item_tp, key) for p in raw.split(",") if p.strip()]
+    return coerce(raw, tp, key)
+
+
+def config_from_args(args: argparse.Namespace, section: str) -> TesseraConfig:
+    """The config file named by ``args.config`` with ``args``' flags for ``section`` laid over it."""
+    config = load_config(getattr(args, "config", None))
+    section_value = getattr(config, section)
+    overrides = {}
+    for field, tp in section_fields(type(section_value)):
+        dest = f"cfg_{field.name}"
+        if not hasattr(args, dest):
+            continue
+        key = _flag_name(field.name)
+        value = getattr(args, dest)
+        value = value if tp is bool else _parse_flag_value(value, tp, key)
+        check_bounds(field, value, key)
+        overrides[field.name] = value
+    logging_overrides = {}
+    if getattr(args, "log_level", None):
+        logging_overrides["level"] = args.log_level
+    if getattr(args, "log_format", None):
+        logging_overrides["format"] = args.log_format
+    return dataclasses.replace(
+        config,
+        **{section: dataclasses.replace(section_value, **overrides)},
+        logging=dataclasses.replace(config.logging, **logging_overrides),
+    )

@@ -1,0 +1,113 @@
+"""Config file version v1: one YAML file, a section per daemon, each key with its default and meaning.
+
+    version: v1
+    logging: {level: info, format: auto}
+    deviceplugin: {default_mode: mps, gpu_modes: {0: mig}}
+    extender: {policy: fragmentation}
+    hook: {runtime: containerd}
+    exporter: {interval_s: 5}
+
+This file is a contract with the admin: a key is renamed only with a new version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tessera import GPU_MODES
+from tessera.config.schema import setting
+
+CONFIG_VERSION = "v1"
+DEFAULT_APPLICATION_XIDS = [13, 31, 43, 45, 68, 109]
+DEFAULT_FATAL_XIDS = [48, 63, 64, 79, 94, 95]
+POLICIES = ("fragmentation", "binpack", "spread", "binpack-gpu", "spread-gpu", "spread-workload")
+RUNTIMES = ("containerd", "crio")
+DEVICE_LIST_STRATEGIES = ("device-nodes", "cdi")
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = setting("info", "log level", choices=("debug", "info", "warning", "error"))
+    format: str = setting("auto", "log format: json, console, or auto (console on a terminal, JSON otherwise)",
+                          choices=("auto", "json", "console"))
+
+
+@dataclass(frozen=True)
+class DevicePluginConfig:
+    device_plugin_path: str = setting("/var/lib/kubelet/device-plugins",
+                                      "the kubelet's device-plugin directory (kubelet.sock lives here)")
+    pod_resources_socket: str = setting("/var/lib/kubelet/pod-resources/kubelet.sock",
+                                        "the kubelet's pod-resources API socket")
+    kubeconfig: str = setting("", "kubeconfig file for the API server; empty means in-cluster config")
+    node_name: str = setting("", "this node's name; empty means the NODE_NAME environment variable")
+    default_mode: str = setting("exclusive", "mode of every GPU unless the node label or gpu_modes says otherwise",
+                                choices=GPU_MODES)
+    gpu_modes: dict[int, str] = setting({}, "mode per GPU index, overriding default_mode and the node label",
+                                        choices=GPU_MODES, flag=False)
+    timeslice_replicas: int = setting(4, "replicas advertised per time-sliced GPU", minimum=1, maximum=64)
+    application_xids: list[int] = setting(DEFAULT_APPLICATION_XIDS,
+                                          "Xids caused by the application: the GPU stays healthy", flag=False)
+    fatal_xids: list[int] = setting(DEFAULT_FATAL_XIDS,
+                                    "Xids after which a GPU stays out until it reads healthy again", flag=False)
+    xid_quiet_period_s: float = setting(300.0, "seconds without a further Xid before a GPU is healthy again",
+                                        minimum=0)
+    device_list_strategy: str = setting("device-nodes", "how Allocate hands devices over: device nodes or CDI names",
+                                        choices=DEVICE_LIST_STRATEGIES)
+    mps_pipe_directory: str = setting("/run/tessera/mps/pipe", "MPS control daemon pipe directory on the host")
+    mps_shm_directory: str = setting("/run/tessera/mps/shm", "MPS shared-memory directory, mounted as /dev/shm")
+    mps_log_directory: str = setting("/run/tessera/mps/log", "MPS control daemon log directory on the host")
+    mps_user: int = setting(1000, "uid the MPS daemon and its clients run as", minimum=0)
+    evict_on_overuse: bool = setting(False, "evict a pod whose process uses more GPU memory than its grant")
+    grant_key_path: str = setting("/etc/tessera/node-grant.key", "per-node key that signs grants for the hook")
+    assignment_public_key_path: str = setting("/etc/tessera/extender.pub",
+                                              "the extender's Ed25519 public key for assignments")
+    listen: str = setting("0.0.0.0:8081", "address:port of /healthz and /metrics")
+
+
+@dataclass(frozen=True)
+class ExtenderConfig:
+    listen: str = setting("0.0.0.0:8888", "address:port of the scheduler extender (HTTP)")
+    webhook_listen: str = setting("0.0.0.0:8443", "address:port of the admission webhook (HTTPS)")
+    tls_cert_path: str = setting("/etc/tessera/webhook/tls.crt", "webhook TLS certificate")
+    tls_key_path: str = setting("/etc/tessera/webhook/tls.key", "webhook TLS private key")
+    kubeconfig: str = setting("", "kubeconfig file for the API server; empty means in-cluster config")
+    policy: str = setting("fragmentation", "cluster default placement policy", choices=POLICIES)
+    workload_label: str = setting("", "label whose value names a workload for spread-workload (else owner)")
+    shape_window: int = setting(1000, "pods remembered when learning typical task shapes", minimum=1)
+    signing_key_path: str = setting("/etc/tessera/extender.key", "Ed25519 private key that signs assignments")
+    max_body_bytes: int = setting(8 * 1024 * 1024, "largest request body accepted", minimum=1024)
+    leader_election: bool = setting(True, "elect one active replica through a coordination/v1 Lease")
+    lease_namespace: str = setting("kube-system", "namespace of the leader Lease")
+    lease_name: str = setting("tessera-extender", "name of the leader Lease")
+
+
+@dataclass(frozen=True)
+class HookConfig:
+    runtime: str = setting("containerd", "the container runtime whose annotation keys name the pod",
+                           choices=RUNTIMES)
+    state_dir: str = setting("/run/tessera/containers", "where container records for the exporter are kept")
+    grant_key_path: str = setting("/etc/tessera/node-grant.key", "per-node key that verifies grants")
+    allow_privileged: bool = setting(False, "let privileged containers that carry a grant start")
+    mps_user: int = setting(1000, "uid MPS clients must run as", minimum=0)
+
+
+@dataclass(frozen=True)
+class ExporterConfig:
+    listen: str = setting("0.0.0.0:9400", "address:port of /metrics and /healthz")
+    pod_resources_socket: str = setting("/var/lib/kubelet/pod-resources/kubelet.sock",
+                                        "the kubelet's pod-resources API socket")
+    interval_s: float = setting(5.0, "seconds between NVML collections", minimum=0.1)
+    state_dir: str = setting("/run/tessera/containers", "the hook's container records")
+    kubeconfig: str = setting("", "kubeconfig file for the API server; empty means in-cluster config")
+
+
+@dataclass(frozen=True)
+class TesseraConfig:
+    """The whole config file."""
+
+    version: str = setting(CONFIG_VERSION, "config format version", choices=(CONFIG_VERSION,), flag=False)
+    logging: LoggingConfig = setting(LoggingConfig(), "logging", flag=False)
+    deviceplugin: DevicePluginConfig = setting(DevicePluginConfig(), "device plugin", flag=False)
+    extender: ExtenderConfig = setting(ExtenderConfig(), "scheduler extender and webhook", flag=False)
+    hook: HookConfig = setting(HookConfig(), "OCI hook", flag=False)
+    exporter: ExporterConfig = setting(ExporterConfig(), "exporter", flag=False)
