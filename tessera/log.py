@@ -45,5 +45,9 @@ def configure_logging(level: str = "info", fmt: LogFormat = "auto", stream=None)
 
 
 def get_logger(component: str, **context) -> structlog.typing.FilteringBoundLogger:
-    """A logger bound to a component name (``deviceplugin``, ``extender``, ...)."""
-    return structlog.get_logger().bind(component=component, **context)
+    """A logger bound to a component name (``deviceplugin``, ``extender``, ...).
+
+    The logger is a lazy proxy: module-level loggers made before :func:`configure_logging` still
+    follow it.
+    """
+    return structlog.get_logger(component=component, **context)

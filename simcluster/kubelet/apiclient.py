@@ -1,0 +1,119 @@
+"""The simulated kubelet's view of the API server, through the real ``kubernetes`` client.
+
+Objects travel as plain dicts (``_preload_content=False``): the kubelet reads and writes the wire
+format, as the real one does, without the client's model classes in the way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+import kubernetes
+from kubernetes.watch.watch import iter_resp_lines
+
+MERGE_PATCH = "application/merge-patch+json"
+
+
+def now_rfc3339() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class KubeletApi:
+    """The handful of API calls a kubelet makes: its Node, the pods bound to it, their status, events."""
+
+    def __init__(self, api_url: str, node_name: str) -> None:
+        configuration = kubernetes.client.Configuration()
+        configuration.host = api_url
+        self._client = kubernetes.client.ApiClient(configuration)
+        self.core = kubernetes.client.CoreV1Api(self._client)
+        self.node_name = node_name
+
+    def close(self) -> None:
+        self._client.close()
+
+    @staticmethod
+    def _json(resp) -> Any:
+        return json.loads(resp.data)
+
+    def get_node(self) -> dict | None:
+        try:
+            return self._json(self.core.read_node(self.node_name, _preload_content=False))
+        except kubernetes.client.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def create_node(self, body: dict) -> dict:
+        return self._json(self.core.create_node(body, _preload_content=False))
+
+    def patch_node(self, patch: dict) -> dict:
+        return self._json(self.core.patch_node(self.node_name, patch, _content_type=MERGE_PATCH,
+                                               _preload_content=False))
+
+    def patch_node_status(self, patch: dict) -> dict:
+        return self._json(self.core.patch_node_status(self.node_name, patch, _content_type=MERGE_PATCH,
+                                                      _preload_content=False))
+
+    def list_pods(self) -> tuple[list[dict], str]:
+        doc = self._json(self.core.list_pod_for_all_namespaces(
+            field_selector=f"spec.nodeName={self.node_name}", _preload_content=False))
+        return doc.get("items", []), doc["metadata"]["resourceVersion"]
+
+    def watch_pods(self, resource_version: str, timeout_s: int,
+                   on_response: Callable[[Any], None] | None = None) -> Iterator[dict]:
+        """Watch events for pods on this node; raises ``Gone`` when the version is too old."""
+        resp = self.core.list_pod_for_all_namespaces(
+            field_selector=f"spec.nodeName={self.node_name}", watch=True, resource_version=resource_version,
+            allow_watch_bookmarks=True, timeout_seconds=timeout_s, _preload_content=False)
+        if on_response:
+            on_response(resp)
+        try:
+            for line in iter_resp_lines(resp):
+                if not line:
+                    continue
+                event = json.loads(line)
+                if event.get("type") == "ERROR":
+                    status = event.get("object") or {}
+                    if status.get("code") == 410:
+                        raise Gone(status.get("message", "too old resource version"))
+                    raise kubernetes.client.ApiException(status=status.get("code"), reason=status.get("message"))
+                yield event
+        finally:
+            resp.close()
+            resp.release_conn()
+
+    def patch_pod_status(self, namespace: str, name: str, status: dict) -> None:
+        self.core.patch_namespaced_pod_status(name, namespace, {"status": status}, _content_type=MERGE_PATCH,
+                                              _preload_content=False)
+
+    def delete_pod_now(self, namespace: str, name: str, uid: str) -> None:
+        """The kubelet's confirmation of a graceful deletion: delete with grace 0, preconditioned on the UID."""
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
+                "preconditions": {"uid": uid}}
+        try:
+            self.core.delete_namespaced_pod(name, namespace, body=body, _preload_content=False)
+        except kubernetes.client.ApiException as exc:
+            if exc.status not in (404, 409):
+                raise
+
+    def post_event(self, pod: dict, event_type: str, reason: str, message: str) -> None:
+        meta = pod["metadata"]
+        namespace = meta.get("namespace", "default")
+        body = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": namespace},
+            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "namespace": namespace,
+                               "uid": meta["uid"]},
+            "type": event_type, "reason": reason, "message": message,
+            "source": {"component": "kubelet", "host": self.node_name},
+            "reportingComponent": "kubelet", "reportingInstance": self.node_name,
+            "firstTimestamp": now_rfc3339(), "lastTimestamp": now_rfc3339(), "count": 1,
+        }
+        self.core.create_namespaced_event(namespace, body, _preload_content=False)
+
+
+class Gone(Exception):
+    """A watch's resourceVersion is older than the server keeps: list again."""

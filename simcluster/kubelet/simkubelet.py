@@ -1,0 +1,334 @@
+"""One simulated kubelet: registers its Node, keeps its device capacity, admits and "runs" its pods.
+
+It reproduces what Tessera must survive: node status that lags the device plugin, pods admitted one
+at a time in the order they reach the node, device resources visited in random order, failures that
+are final, and restarts that drop device capacity to 0 until each plugin registers again.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import random
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from simcluster.cluster import NodeSpec
+from simcluster.kubelet import oci
+from simcluster.kubelet.admission import AdmissionResult, admit_pod
+from simcluster.kubelet.apiclient import Gone, KubeletApi, now_rfc3339
+from simcluster.kubelet.devicemanager import AdmissionError, DeviceManager
+from tessera import LABEL_GPU_MODE
+from tessera.log import get_logger
+
+RUN_SECONDS_ANNOTATION = "simcluster.tessera.io/run-seconds"
+KUBELET_VERSION = "v1.31.0-tessera-sim"
+
+
+@dataclass(frozen=True)
+class KubeletPaths:
+    """Where one simulated node keeps its sockets and files."""
+
+    root: Path
+
+    @property
+    def device_plugins(self) -> Path:
+        return self.root / "device-plugins"
+
+    @property
+    def kubelet_socket(self) -> Path:
+        return self.device_plugins / "kubelet.sock"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.device_plugins / "kubelet_internal_checkpoint"
+
+    @property
+    def pod_resources_socket(self) -> Path:
+        return self.root / "pod-resources" / "kubelet.sock"
+
+    @property
+    def containers(self) -> Path:
+        return self.root / "containers"
+
+
+class SimKubelet:
+    """A kubelet for one node of the embedded cluster."""
+
+    def __init__(self, spec: NodeSpec, api_url: str, root: Path, *, runtime: str = "containerd",
+                 status_delay_s: float = 0.2, seed: int | None = None,
+                 container_annotations: tuple[str, ...] = ("tessera.io/",),
+                 plugin_removal_grace_s: float = 300.0) -> None:
+        if runtime not in oci.RUNTIME_FLAVOURS:
+            raise ValueError(f"runtime flavour {runtime!r} is not one of {', '.join(oci.RUNTIME_FLAVOURS)}")
+        self.spec = spec
+        self.paths = KubeletPaths(Path(root))
+        self.runtime = runtime
+        self.status_delay_s = status_delay_s
+        self.container_annotations = container_annotations
+        self._rng = random.Random(seed)
+        self._log = get_logger("simkubelet", node=spec.name)
+        self._api = KubeletApi(api_url, spec.name)
+        for path in (self.paths.device_plugins, self.paths.pod_resources_socket.parent, self.paths.containers):
+            path.mkdir(parents=True, exist_ok=True)
+        self.devices = DeviceManager(str(self.paths.device_plugins), str(self.paths.checkpoint),
+                                     on_resources_changed=self._resources_changed,
+                                     pod_resources_socket=str(self.paths.pod_resources_socket),
+                                     removal_grace_s=plugin_removal_grace_s)
+        self._stop = threading.Event()
+        self._queue: queue.Queue[dict | None] = queue.Queue()
+        self._seen: set[str] = set()          # pod UIDs queued or admitted
+        self._finished: set[str] = set()      # pod UIDs whose devices were released
+        self._lock = threading.Lock()
+        self._known_resources: set[str] = set()
+        self._status_timer: threading.Timer | None = None
+        self._pending_status: tuple[dict[str, int], dict[str, int]] | None = None
+        self._watch_resp: Any = None
+        self._threads: list[threading.Thread] = []
+
+    # lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._register_node()
+        self.devices.start()
+        for target, name in ((self._watch_loop, "watch"), (self._admit_loop, "admit")):
+            thread = threading.Thread(target=target, name=f"kubelet-{self.spec.name}-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self._log.info("kubelet_started", plugin_dir=str(self.paths.device_plugins), runtime=self.runtime)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._queue.put(None)
+        resp = self._watch_resp
+        if resp is not None:
+            try:
+                resp.close()
+            except Exception:  # noqa: BLE001 - closing a half-dead HTTP response
+                pass
+        with self._lock:
+            if self._status_timer:
+                self._status_timer.cancel()
+        self.devices.stop()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._api.close()
+        self._log.info("kubelet_stopped")
+
+    def restart(self) -> None:
+        """What a kubelet restart does to device plugins: socket recreated, capacity 0 until re-registration."""
+        self._log.info("kubelet_restarting")
+        self.devices.restart()
+        # The restarted kubelet's first node status has 0 for every device resource whose plugin has
+        # not registered again yet; later changes follow the status delay.
+        with self._lock:
+            known = set(self._known_resources)
+        base = self._base_capacity()
+        zeros = {name: "0" for name in known}
+        self._api.patch_node_status({"status": {"capacity": {**base, **zeros}, "allocatable": {**base, **zeros}}})
+        self._resources_changed(self.devices.capacity(), self.devices.allocatable())
+
+    # node status -----------------------------------------------------------------------------
+
+    def _base_capacity(self) -> dict[str, str]:
+        return {"cpu": str(self.spec.cpu_milli // 1000) if self.spec.cpu_milli % 1000 == 0
+                else f"{self.spec.cpu_milli}m",
+                "memory": f"{self.spec.memory_mib}Mi", "pods": "110"}
+
+    def _register_node(self) -> None:
+        labels = {"kubernetes.io/hostname": self.spec.name, "kubernetes.io/os": "linux",
+                  "kubernetes.io/arch": "amd64", LABEL_GPU_MODE: self.spec.mode, **self.spec.labels}
+        base = self._base_capacity()
+        status = {
+            "capacity": base, "allocatable": base,
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                            "message": "kubelet is posting ready status", "lastHeartbeatTime": now_rfc3339(),
+                            "lastTransitionTime": now_rfc3339()}],
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
+                          {"type": "Hostname", "address": self.spec.name}],
+            "nodeInfo": {"kubeletVersion": KUBELET_VERSION, "operatingSystem": "linux", "architecture": "amd64",
+                         "containerRuntimeVersion": f"{self.runtime}://sim"},
+        }
+        if self._api.get_node() is None:
+            self._api.create_node({"apiVersion": "v1", "kind": "Node",
+                                   "metadata": {"name": self.spec.name, "labels": labels}, "status": status})
+        else:
+            self._api.patch_node({"metadata": {"labels": labels}})
+        self._api.patch_node_status({"status": status})
+
+    def _resources_changed(self, capacity: dict[str, int], allocatable: dict[str, int]) -> None:
+        """Called by the device manager on every change; the Node is updated after the status delay."""
+        with self._lock:
+            self._pending_status = (dict(capacity), dict(allocatable))
+            if self._status_timer is None and not self._stop.is_set():
+                self._status_timer = threading.Timer(self.status_delay_s, self._flush_status)
+                self._status_timer.daemon = True
+                self._status_timer.start()
+
+    def _flush_status(self) -> None:
+        with self._lock:
+            self._status_timer = None
+            pending, self._pending_status = self._pending_status, None
+            if pending is None:
+                return
+            capacity, allocatable = pending
+            self._known_resources |= set(capacity)
+            # A resource once seen stays on the Node with 0 while its plugin is away, as the kubelet shows it.
+            cap = {name: str(capacity.get(name, 0)) for name in self._known_resources}
+            alloc = {name: str(allocatable.get(name, 0)) for name in self._known_resources}
+        base = self._base_capacity()
+        try:
+            self._api.patch_node_status({"status": {"capacity": {**base, **cap}, "allocatable": {**base, **alloc}}})
+            self._log.info("node_status_updated", capacity=cap, allocatable=alloc)
+        except Exception as exc:  # noqa: BLE001 - the next change retries
+            self._log.warning("node_status_update_failed", error=str(exc))
+
+    # pods ------------------------------------------------------------------------------------
+
+    def _watch_loop(self) -> None:
+        version: str | None = None
+        while not self._stop.is_set():
+            try:
+                if version is None:
+                    pods, version = self._api.list_pods()
+                    for pod in pods:
+                        self._on_pod("ADDED", pod)
+                for event in self._api.watch_pods(version, timeout_s=30, on_response=self._set_watch_resp):
+                    obj = event["object"]
+                    version = obj.get("metadata", {}).get("resourceVersion", version)
+                    if event["type"] != "BOOKMARK":
+                        self._on_pod(event["type"], obj)
+                    if self._stop.is_set():
+                        return
+            except Gone:
+                self._log.info("pod_watch_expired_relisting")
+                version = None
+            except Exception as exc:  # noqa: BLE001 - API server away: retry
+                if self._stop.is_set():
+                    return
+                self._log.warning("pod_watch_failed", error=str(exc))
+                self._stop.wait(0.5)
+
+    def _set_watch_resp(self, resp: Any) -> None:
+        self._watch_resp = resp
+
+    def _on_pod(self, kind: str, pod: dict) -> None:
+        meta = pod["metadata"]
+        uid = meta["uid"]
+        if kind == "DELETED" or meta.get("deletionTimestamp"):
+            self._finish(pod, delete=kind != "DELETED")
+            return
+        phase = (pod.get("status") or {}).get("phase", "Pending")
+        with self._lock:
+            if uid in self._seen or phase != "Pending":
+                if phase in ("Running",) and uid not in self._seen:
+                    self._seen.add(uid)  # admitted before a kubelet restart: keep its devices
+                return
+            self._seen.add(uid)
+        self._queue.put(pod)
+
+    def _finish(self, pod: dict, delete: bool) -> None:
+        meta = pod["metadata"]
+        with self._lock:
+            first = meta["uid"] not in self._finished
+            self._finished.add(meta["uid"])
+        if first:
+            self.devices.release_pod(meta["uid"])
+            self._log.info("pod_devices_released", pod=meta["name"], namespace=meta.get("namespace"))
+        if delete:
+            self._api.delete_pod_now(meta.get("namespace", "default"), meta["name"], meta["uid"])
+
+    def _admit_loop(self) -> None:
+        while True:
+            pod = self._queue.get()
+            if pod is None or self._stop.is_set():
+                return
+            try:
+                self._admit(pod)
+            except Exception as exc:  # noqa: BLE001 - one pod must not stop the node
+                self._log.error("pod_admission_crashed", pod=pod["metadata"]["name"], error=str(exc))
+            finally:
+                self._queue.task_done()
+
+    def _admit(self, pod: dict) -> None:
+        meta = pod["metadata"]
+        namespace = meta.get("namespace", "default")
+        result = admit_pod(pod, self.devices, self._rng, AdmissionError)
+        if not result.admitted:
+            self._fail(pod, result)
+            return
+        for container in pod["spec"].get("containers", []):
+            self._write_bundle(pod, container, result)
+        started = now_rfc3339()
+        self._api.patch_pod_status(namespace, meta["name"], self._running_status(pod, started))
+        for container in pod["spec"].get("containers", []):
+            self._api.post_event(pod, "Normal", "Started", f"Started container {container['name']}")
+        self._log.info("pod_started", pod=meta["name"], namespace=namespace,
+                       devices={c: len(r) for c, r in result.responses.items()})
+        run_seconds = (meta.get("annotations") or {}).get(RUN_SECONDS_ANNOTATION)
+        if run_seconds:
+            timer = threading.Timer(float(run_seconds), self._succeed, args=(pod,))
+            timer.daemon = True
+            timer.start()
+
+    def _write_bundle(self, pod: dict, container: dict, result: AdmissionResult) -> Path:
+        bundle = self.paths.containers / pod["metadata"]["uid"] / container["name"]
+        (bundle / "rootfs").mkdir(parents=True, exist_ok=True)
+        config = oci.build_config(pod, container["name"], result.responses.get(container["name"], []),
+                                  rootfs=str(bundle / "rootfs"), flavour=self.runtime,
+                                  container_annotations=self.container_annotations)
+        (bundle / "config.json").write_text(json.dumps(config, indent=2))
+        return bundle
+
+    def bundle_path(self, pod_uid: str, container: str) -> Path:
+        """Where this kubelet wrote a container's OCI bundle."""
+        return self.paths.containers / pod_uid / container
+
+    def _fail(self, pod: dict, result: AdmissionResult) -> None:
+        meta = pod["metadata"]
+        self._log.warning("pod_admission_failed", pod=meta["name"], reason=result.failed_reason,
+                          message=result.failed_message)
+        self._api.patch_pod_status(meta.get("namespace", "default"), meta["name"],
+                                   {"phase": "Failed", "reason": result.failed_reason,
+                                    "message": result.failed_message})
+        self._api.post_event(pod, "Warning", result.failed_reason, result.failed_message)
+
+    def _running_status(self, pod: dict, started: str) -> dict:
+        containers = pod["spec"].get("containers", [])
+        conditions = [{"type": t, "status": "True", "lastTransitionTime": started}
+                      for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")]
+        return {
+            "phase": "Running", "hostIP": "127.0.0.1", "podIP": "10.244.0.1", "startTime": started,
+            "conditions": conditions,
+            "containerStatuses": [{"name": c["name"], "ready": True, "restartCount": 0, "started": True,
+                                   "image": c.get("image", ""), "imageID": "", "containerID": f"sim://{c['name']}",
+                                   "state": {"running": {"startedAt": started}}} for c in containers],
+        }
+
+    def _succeed(self, pod: dict) -> None:
+        if self._stop.is_set():
+            return
+        meta = pod["metadata"]
+        finished = now_rfc3339()
+        try:
+            self._api.patch_pod_status(meta.get("namespace", "default"), meta["name"], {
+                "phase": "Succeeded",
+                "containerStatuses": [{"name": c["name"], "ready": False, "restartCount": 0, "image": c.get("image", ""),
+                                       "imageID": "", "state": {"terminated": {"exitCode": 0, "reason": "Completed",
+                                                                               "finishedAt": finished}}}
+                                      for c in pod["spec"].get("containers", [])]})
+        except Exception as exc:  # noqa: BLE001 - pod may be gone
+            self._log.warning("pod_completion_failed", pod=meta["name"], error=str(exc))
+        self._finish(pod, delete=False)
+
+    def wait_idle(self, timeout_s: float = 10.0) -> bool:
+        """Wait until every queued pod has been admitted or refused (for tests and the demo)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._queue.unfinished_tasks == 0:
+                return True
+            time.sleep(0.02)
+        return False

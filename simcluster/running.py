@@ -1,0 +1,115 @@
+"""The embedded cluster as one context manager: ``with simcluster.running() as cluster: ...``.
+
+It starts the API server, and for each node of the description a node directory (device-plugin
+directory, pod-resources socket, container bundles), a fake-NVML node description for the node's
+device plugin, and a simulated kubelet. Everything it started is stopped on exit.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+
+from simcluster.apiserver import ApiServer
+from simcluster.cluster import ClusterDescription, NodeSpec, load_cluster
+from simcluster.fakenodes import write_node_description
+from simcluster.kubelet.simkubelet import KubeletPaths, SimKubelet
+from tessera.log import get_logger
+
+
+@dataclass
+class SimNode:
+    """One node of the embedded cluster: its description, its directory, its kubelet."""
+
+    spec: NodeSpec
+    root: Path
+    nvml_description: Path
+    kubelet: SimKubelet | None = None
+
+    @property
+    def paths(self) -> KubeletPaths:
+        """The node's device-plugin directory, pod-resources socket and container bundles."""
+        return KubeletPaths(self.root)
+
+
+@dataclass
+class Cluster:
+    """A running embedded cluster."""
+
+    api: ApiServer
+    workdir: Path
+    kubeconfig: Path
+    nodes: dict[str, SimNode] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return self.api.url
+
+    def core_v1(self) -> kubernetes.client.CoreV1Api:
+        """A real ``kubernetes`` client for this cluster."""
+        configuration = kubernetes.client.Configuration()
+        configuration.host = self.api.url
+        return kubernetes.client.CoreV1Api(kubernetes.client.ApiClient(configuration))
+
+    def wait_for(self, predicate: Callable[[], Any], timeout_s: float = 10.0, interval_s: float = 0.05,
+                 what: str = "condition") -> Any:
+        """Poll ``predicate`` until it returns something truthy; raise TimeoutError naming ``what``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {timeout_s:.1f}s waiting for {what}")
+            time.sleep(interval_s)
+
+
+@contextmanager
+def running(description: ClusterDescription | str | Path | None = None, *, workdir: str | Path | None = None,
+            runtime: str = "containerd", status_delay_s: float = 0.2, kubelets: bool = True,
+            port: int = 0, seed: int | None = None) -> Iterator[Cluster]:
+    """Start the embedded cluster; stop everything it started on exit.
+
+    ``description`` is a ClusterDescription, a path to one, or ``None`` for the shipped default.
+    ``workdir`` keeps node directories and the kubeconfig (default: a new temp dir, removed on exit).
+    """
+    log = get_logger("simcluster")
+    if not isinstance(description, ClusterDescription):
+        description = load_cluster(description)
+    own_workdir = workdir is None
+    # Unix socket paths are limited to 107 bytes: keep the root short.
+    root = Path(tempfile.mkdtemp(prefix="tessera-", dir="/tmp")) if own_workdir else Path(workdir)
+    root.mkdir(parents=True, exist_ok=True)
+    api = ApiServer(host="127.0.0.1", port=port)
+    api.start()
+    cluster = Cluster(api=api, workdir=root, kubeconfig=root / "kubeconfig")
+    try:
+        api.write_kubeconfig(str(cluster.kubeconfig))
+        for index, spec in enumerate(description.nodes):
+            node_root = root / "nodes" / spec.name
+            node_root.mkdir(parents=True, exist_ok=True)
+            node = SimNode(spec=spec, root=node_root,
+                           nvml_description=write_node_description(spec, node_root / "nvml.yaml"))
+            if kubelets:
+                node.kubelet = SimKubelet(spec, api.url, node_root, runtime=runtime, status_delay_s=status_delay_s,
+                                          seed=None if seed is None else seed + index)
+                node.kubelet.start()
+            cluster.nodes[spec.name] = node
+        log.info("cluster_started", url=api.url, nodes=len(cluster.nodes), workdir=str(root))
+        yield cluster
+    finally:
+        for node in cluster.nodes.values():
+            if node.kubelet:
+                node.kubelet.stop()
+        api.stop()
+        if own_workdir:
+            shutil.rmtree(root, ignore_errors=True)
+        log.info("cluster_stopped")

@@ -1,0 +1,105 @@
+"""The ``tessera`` command: the embedded demo, GPU inventory, config checks, fake-NVML fault injection.
+
+Subcommands import what they need when they run, so ``tessera --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+from tessera.config import ConfigError
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from tessera.demo import run_demo
+
+    return run_demo(args)
+
+
+def _cmd_inventory(args: argparse.Namespace) -> int:
+    from tessera.inventory_table import print_inventory
+
+    return print_inventory(args.node, as_json=args.output == "json")
+
+
+def _cmd_config_check(args: argparse.Namespace) -> int:
+    from tessera.config import load_config
+
+    try:
+        load_config(args.file)
+    except ConfigError as exc:
+        print(f"tessera: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.file}: valid")
+    return 0
+
+
+def _cmd_fake_nvml(args: argparse.Namespace) -> int:
+    from tessera.fakenvml.cli import fake_nvml_main
+
+    return fake_nvml_main(args.rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tessera",
+        description="Tessera: share NVIDIA GPUs in Kubernetes (whole, MIG, MPS shares, time-sliced).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    demo = sub.add_parser("demo", help="run Tessera on an embedded simulated GPU cluster and show what happened",
+                          description="Start the embedded cluster (API server, simulated kubelets, fake-GPU "
+                                      "nodes) with the daemons that exist, and print what it did.")
+    demo.add_argument("--cluster", default=None, metavar="FILE",
+                      help="cluster description (YAML); default: the shipped default cluster")
+    demo.add_argument("--keep", action="store_true",
+                      help="leave the cluster running, write a kubeconfig and print 'export KUBECONFIG=...'; "
+                           "Ctrl-C or SIGTERM stops it")
+    demo.add_argument("--workdir", default=None, metavar="DIR",
+                      help="where node directories, sockets and the kubeconfig go (default: a new temp dir)")
+    demo.set_defaults(func=_cmd_demo)
+
+    inv = sub.add_parser("inventory", help="print the GPUs of this node (real NVML, or a fake node description)",
+                         description="Read this node's GPUs through Tessera's NVML layer and print them. "
+                                     "With --node, read a fake node description instead of the driver.")
+    inv.add_argument("--node", default=None, metavar="FILE|NAME",
+                     help="fake node description file, or the name of a shipped one (e.g. a100-80gb-mig); "
+                          "default: $TESSERA_FAKE_NVML, else the real driver")
+    inv.add_argument("-o", "--output", choices=("table", "json"), default="table", help="output format")
+    inv.set_defaults(func=_cmd_inventory)
+
+    cfg = sub.add_parser("config", help="validate a Tessera config file")
+    cfg_sub = cfg.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    check = cfg_sub.add_parser("check", help="validate every key and value of a config file")
+    check.add_argument("file", help="the config file (YAML)")
+    check.set_defaults(func=_cmd_config_check)
+
+    fake = sub.add_parser("fake-nvml", help="inject faults into a fake GPU node (Xid, lost GPU, processes)",
+                          add_help=False)
+    fake.add_argument("rest", nargs=argparse.REMAINDER)
+    fake.set_defaults(func=_cmd_fake_nvml)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``tessera``."""
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `tessera inventory | head` ends quietly
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"tessera: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def kubectl_plugin_main() -> int:
+    """Entry point of ``kubectl-tessera`` (kubectl runs it as ``kubectl tessera ...``)."""
+    return main(sys.argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Fault injection into a fake node, from this process or any other.
+
+Faults travel through a control file: one JSON command per line, appended. Every process that
+runs the fake NVML for that node description reads new lines on its next NVML call (a cheap
+size check), so a test can break a GPU under a device plugin running in another process.
+
+The control file lies beside the description (``<description>.control.jsonl``), or in the
+directory named by ``TESSERA_FAKE_NVML_CONTROL`` when the description's folder is read-only
+(the shipped ones): every process of one fake node must see the same setting.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Iterable
+
+import pynvml
+
+from tessera.fakenvml.description import NodeDescription, load_description
+
+CONTROL_DIR_ENV = "TESSERA_FAKE_NVML_CONTROL"
+
+
+def control_path_for(description_path: str | Path) -> Path:
+    """Where the control file of a node description lives."""
+    path = Path(description_path).resolve()
+    folder = os.environ.get(CONTROL_DIR_ENV)
+    name = path.name + ".control.jsonl"
+    return Path(folder) / name if folder else path.with_name(name)
+
+
+ProcessArg = tuple[int, int] | dict
+
+
+class FaultInjector:
+    """Writes faults and workload changes for the fake node described at ``description_path``.
+
+    Arguments are checked against the description here, so a bad injection fails in the caller
+    and never reaches the node.
+    """
+
+    def __init__(self, description_path: str | Path) -> None:
+        self.description: NodeDescription = load_description(description_path)
+        self.control_path = control_path_for(description_path)
+
+    def inject_xid(self, gpu_index: int, xid: int, gpu_instance_id: int | None = None) -> None:
+        """An Xid error on a GPU (optionally attributed to one of its MIG GPU instances)."""
+        gpu = self._gpu(gpu_index)
+        if gpu_instance_id is not None:
+            self._gi(gpu, gpu_instance_id)
+        if not isinstance(xid, int) or xid < 1:
+            raise ValueError(f"xid {xid!r} is not a positive Xid number")
+        self._write({"op": "xid", "gpu": gpu_index, "xid": xid, "gi": gpu_instance_id})
+
+    def lose_gpu(self, gpu_index: int) -> None:
+        """The GPU falls off the bus: its NVML calls fail with GPU_IS_LOST and Xid 79 is delivered."""
+        self._gpu(gpu_index)
+        self._write({"op": "lose", "gpu": gpu_index})
+
+    def fail_gpu(self, gpu_index: int, error: str = "UNKNOWN") -> None:
+        """Every NVML call on the GPU fails with ``NVML_ERROR_<error>`` (no event is delivered)."""
+        self._gpu(gpu_index)
+        code = getattr(pynvml, f"NVML_ERROR_{error.upper()}", None)
+        if not isinstance(code, int):
+            raise ValueError(f"NVML_ERROR_{error.upper()} is not an NVML error code")
+        self._write({"op": "fail", "gpu": gpu_index, "code": code})
+
+    def restore_gpu(self, gpu_index: int) -> None:
+        """The GPU answers again (reset, back on the bus)."""
+        self._gpu(gpu_index)
+        self._write({"op": "restore", "gpu": gpu_index})
+
+    def set_processes(self, gpu_index: int, processes: Iterable[ProcessArg],
+                      gpu_instance_id: int | None = None, mps: bool = False) -> None:
+        """Replace the compute processes on a GPU (or on one of its MIG GPU instances).
+
+        Each process is ``(pid, used_mib)`` or ``{"pid": ..., "used_mib": ..., "mps": bool}``;
+        ``mps=True`` marks them all as MPS clients. Memory used follows the processes.
+        """
+        gpu = self._gpu(gpu_index)
+        if gpu_instance_id is not None:
+            self._gi(gpu, gpu_instance_id)
+        elif gpu.mig_enabled:
+            raise ValueError(f"GPU {gpu_index} is in MIG mode: name the gpu_instance_id the processes run in")
+        rows = []
+        for p in processes:
+            pid, used, is_mps = (p[0], p[1], mps) if isinstance(p, (tuple, list)) else (
+                p.get("pid"), p.get("used_mib"), bool(p.get("mps", mps)))
+            if not isinstance(pid, int) or pid < 1 or not isinstance(used, int) or used < 0:
+                raise ValueError(f"process {p!r} is not (pid > 0, used MiB >= 0)")
+            rows.append({"pid": pid, "used_mib": used, "mps": is_mps})
+        limit = gpu.model.memory_mib if gpu_instance_id is None else self._gi(gpu, gpu_instance_id).placed.profile.memory_mib
+        if sum(r["used_mib"] for r in rows) > limit:
+            raise ValueError(f"processes use more than the {limit} MiB there are on GPU {gpu_index}")
+        self._write({"op": "processes", "gpu": gpu_index, "gi": gpu_instance_id, "processes": rows})
+
+    def set_utilization(self, gpu_index: int, gpu_pct: int, mem_pct: int = 0) -> None:
+        """The GPU and memory utilization NVML reports, in percent."""
+        self._gpu(gpu_index)
+        for name, value in (("gpu_pct", gpu_pct), ("mem_pct", mem_pct)):
+            if not isinstance(value, int) or not 0 <= value <= 100:
+                raise ValueError(f"{name} {value!r} is not a percentage 0..100")
+        self._write({"op": "utilization", "gpu": gpu_index, "gpu_pct": gpu_pct, "mem_pct": mem_pct})
+
+    def inject_ecc(self, gpu_index: int, corrected: int = 0, uncorrected: int = 0) -> None:
+        """ECC errors: counters grow, events are delivered, an uncorrected error retires a page
+        (Volta/Turing) or remaps a row (Ampere and later)."""
+        self._gpu(gpu_index)
+        if min(corrected, uncorrected) < 0 or corrected + uncorrected == 0:
+            raise ValueError("inject at least one corrected or uncorrected ECC error, none negative")
+        self._write({"op": "ecc", "gpu": gpu_index, "corrected": corrected, "uncorrected": uncorrected})
+
+    def reset(self) -> None:
+        """Forget every injected fault and workload: the node is as described again."""
+        self.control_path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = self.control_path.with_name(self.control_path.name + f".{os.getpid()}.tmp")
+        fresh.write_text("")
+        os.replace(fresh, self.control_path)  # a new file: readers see the change and start over
+
+    def _gpu(self, index: int):
+        gpus = self.description.gpus
+        if not isinstance(index, int) or not 0 <= index < len(gpus):
+            raise ValueError(f"GPU index {index!r} is not on node {self.description.node} (0..{len(gpus) - 1})")
+        return gpus[index]
+
+    def _gi(self, gpu, gpu_instance_id: int):
+        for m in gpu.mig:
+            if m.gpu_instance_id == gpu_instance_id:
+                return m
+        ids = ", ".join(str(m.gpu_instance_id) for m in gpu.mig) or "none"
+        raise ValueError(f"GPU {gpu.index} has no MIG GPU instance {gpu_instance_id} (has: {ids})")
+
+    def _write(self, command: dict) -> None:
+        command["ts"] = time.time()
+        line = (json.dumps(command, sort_keys=True) + "\n").encode()
+        self.control_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.control_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)  # one write of one line: appends from several writers do not interleave
+        finally:
+            os.close(fd)

@@ -1,0 +1,150 @@
+"""What Tessera knows about a GPU, as read through NVML: plain frozen values, no NVML inside.
+
+:mod:`tessera.nvml` fills these in; everything else (device plugin, exporter, inventory) reads
+them. A GPU that NVML could not read still has a value, with ``error`` saying why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+class NvmlUnavailable(RuntimeError):
+    """NVML cannot be used on this machine at all (no driver, library missing, version mismatch)."""
+
+
+@dataclass(frozen=True)
+class NvLinkPeer:
+    """Another GPU this one reaches over NVLink, directly or through NVSwitches."""
+
+    uuid: str
+    pci_bus_id: str
+    links: int  # NVLink links carrying the traffic (nvidia-smi topo's NV<n>)
+    via_switch: bool
+
+
+@dataclass(frozen=True)
+class MigInstance:
+    """A MIG device: one compute instance inside one GPU instance."""
+
+    uuid: str  # MIG-...
+    profile: str  # "1g.10gb", "1g.10gb+me", "1c.2g.20gb" when the compute instance is smaller
+    gpu_instance_id: int
+    compute_instance_id: int
+    memory_mib: int
+    sm_count: int
+    slices: int  # GPU-instance slice count (the "1g")
+    placement_start: int  # first memory slice
+    placement_size: int  # memory slices occupied
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    """The inventory facts of one GPU: what it is, where it is, how it is partitioned."""
+
+    index: int
+    uuid: str
+    name: str = ""
+    memory_total_mib: int = 0
+    sm_count: int | None = None
+    compute_capability: tuple[int, int] | None = None
+    pci_bus_id: str = ""
+    numa_node: int | None = None
+    nvlink_peers: tuple[NvLinkPeer, ...] = ()
+    mig_enabled: bool = False
+    mig_instances: tuple[MigInstance, ...] = ()
+    error: str | None = None  # why this GPU could not be read; the other fields are then partial
+
+    @property
+    def healthy(self) -> bool:
+        """Whether NVML read the GPU without error."""
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class GpuProcess:
+    """A process using a GPU (or one of its MIG devices)."""
+
+    pid: int
+    used_memory_mib: int | None  # None where the driver cannot tell
+    mig_uuid: str | None = None
+    gpu_instance_id: int | None = None
+    compute_instance_id: int | None = None
+    mps_client: bool = False
+
+
+@dataclass(frozen=True)
+class EccCounts:
+    """ECC error counters: volatile (since driver load) and aggregate (lifetime)."""
+
+    volatile_corrected: int
+    volatile_uncorrected: int
+    aggregate_corrected: int
+    aggregate_uncorrected: int
+
+
+@dataclass(frozen=True)
+class MemoryRepair:
+    """Memory repair state: page retirement (before Ampere) or row remapping (Ampere on).
+
+    A field is None where the card does not use that mechanism.
+    """
+
+    retired_pages_single_bit: int | None = None
+    retired_pages_double_bit: int | None = None
+    retirement_pending: bool | None = None
+    remapped_rows_correctable: int | None = None
+    remapped_rows_uncorrectable: int | None = None
+    remap_pending: bool | None = None
+    remap_failed: bool | None = None
+
+
+@dataclass(frozen=True)
+class MigUsage:
+    """Memory in use on one MIG device."""
+
+    uuid: str
+    memory_used_mib: int
+    memory_total_mib: int
+
+
+@dataclass(frozen=True)
+class GpuSample:
+    """What a GPU is doing now. Fields the card does not report are None."""
+
+    index: int
+    uuid: str
+    processes: tuple[GpuProcess, ...] = ()
+    gpu_util_pct: int | None = None  # not reported by a MIG-enabled GPU
+    memory_util_pct: int | None = None
+    memory_used_mib: int | None = None
+    memory_free_mib: int | None = None
+    temperature_c: int | None = None
+    power_w: float | None = None
+    sm_clock_mhz: int | None = None
+    ecc: EccCounts | None = None
+    repair: MemoryRepair | None = None
+    mig: tuple[MigUsage, ...] = ()
+    error: str | None = None
+
+    @property
+    def healthy(self) -> bool:
+        """Whether NVML read the GPU without error."""
+        return self.error is None
+
+
+EventKind = Literal["xid", "ecc_single_bit", "ecc_double_bit", "other"]
+
+
+@dataclass(frozen=True)
+class GpuEvent:
+    """Something the driver reported about a GPU: an Xid error or an ECC error."""
+
+    kind: EventKind
+    gpu_index: int | None
+    gpu_uuid: str | None
+    xid: int | None = None
+    gpu_instance_id: int | None = None  # set when the driver tied the event to one MIG instance
+    compute_instance_id: int | None = None
+    event_type: int = 0  # NVML's raw event type bit

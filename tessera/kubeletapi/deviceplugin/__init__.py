@@ -1,0 +1,1 @@
+"""Generated code for the kubelet's deviceplugin API (see proto/deviceplugin/)."""

@@ -1,0 +1,1 @@
+"""Generated code for the kubelet's podresources API (see proto/podresources/)."""
