@@ -49,7 +49,7 @@ def _flag_name(field_name: str) -> str:
 
 def add_section_flags(parser: argparse.ArgumentParser, section_cls: type) -> None:
     """Add one flag per scalar key of a config section, with its help and default."""
-    group = parser.add_argument_group(f"settings (also keys of the config file's section; flags win)")
+    group = parser.add_argument_group("settings (also keys of the config file's section; flags win)")
     for field, tp in section_fields(section_cls):
         if not field.metadata.get("flag", True):
             continue

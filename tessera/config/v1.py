@@ -89,6 +89,10 @@ class HookConfig:
     grant_key_path: str = setting("/etc/tessera/node-grant.key", "per-node key that verifies grants")
     allow_privileged: bool = setting(False, "let privileged containers that carry a grant start")
     mps_user: int = setting(1000, "uid MPS clients must run as", minimum=0)
+    exempt_namespaces: list[str] = setting(
+        ["kube-system", "tessera-system"],
+        "namespaces whose containers may reach GPUs without a grant (Tessera's own DaemonSets, the driver); "
+        "only admins create pods there")
 
 
 @dataclass(frozen=True)

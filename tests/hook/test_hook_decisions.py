@@ -1,0 +1,189 @@
+"""The hook's decisions on the kubelet's config.json, run as a runtime runs it (no container started).
+
+Each refusal is one line on stderr that says why; nothing is written for a refused container.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from tessera.grant import sign
+
+FLAVOURS = ["containerd", "crio"]
+
+
+def one_line(result) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_granted_container_is_recorded(node, flavour):
+    grant, response = node.allocate("nvidia.com/gpu", [0])
+    result = node.run_hook(node.config("true", [response], flavour=flavour), flavour)
+    assert result.returncode == 0, result.stderr
+    (record,) = node.records()
+    assert record["pod"] == "app" and record["namespace"] == "team-a" and record["container"] == "main"
+    assert record["grants"][0]["nonce"] == grant.nonce
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_unrelated_container_passes_and_nothing_is_written(node, flavour):
+    result = node.run_hook(node.config("true", flavour=flavour, env={"NVIDIA_VISIBLE_DEVICES": "all"}), flavour)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert not node.state_dir.exists()
+
+
+def test_identity_keys_follow_the_configured_runtime(node):
+    _, response = node.allocate("nvidia.com/gpu", [0])
+    config = node.config("true", [response], flavour="crio")
+    result = node.run_hook(config, "containerd")  # the hook told containerd, the node runs CRI-O
+    assert result.returncode == 1
+    assert "no pod UID in annotation io.kubernetes.cri.sandbox-uid" in one_line(result)
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_repeated_grant_binds_to_the_first_pod(node, flavour):
+    _, response = node.allocate("nvidia.com/gpu", [0])
+    first = node.config("true", [response], flavour=flavour, pod_uid="uid-first")
+    assert node.run_hook(first, flavour).returncode == 0
+    assert node.run_hook(first, flavour).returncode == 0  # the same pod's container restarts
+    copy = node.config("true", [response], flavour=flavour, pod_uid="uid-thief")
+    result = node.run_hook(copy, flavour)
+    assert result.returncode == 1
+    assert "already bound to pod uid-first" in one_line(result)
+
+
+def test_grant_signed_with_another_key_is_refused(node):
+    _, response = node.allocate("nvidia.com/gpu", [0], key=b"z" * 32)
+    result = node.run_hook(node.config("true", [response]), "containerd")
+    assert result.returncode == 1
+    assert "bad signature" in one_line(result)
+    assert node.records() == []
+
+
+def test_grant_moved_to_another_resource_key_is_refused(node):
+    grant, response = node.allocate("nvidia.com/gpu", [1])
+    response.annotations.clear()
+    response.annotations["tessera.io/grant.gpu.shared"] = sign(grant, node.key)
+    result = node.run_hook(node.config("true", [response]), "containerd")
+    assert result.returncode == 1 and "bad signature" in one_line(result)
+
+
+def test_mps_pair_passes_and_memory_limit_is_checked(node):
+    _, core = node.allocate("nvidia.com/mps-core", [2], core=30)
+    _, mem = node.allocate("nvidia.com/mps-memory", [2], mem_gib=6)
+    ok = node.config("true", [core, mem], uid=1000)
+    assert node.run_hook(ok, "containerd").returncode == 0, "a correct MPS container must start"
+    greedy = node.config("true", [core, mem], uid=1000, env={"CUDA_MPS_PINNED_DEVICE_MEM_LIMIT": "0=80G"})
+    result = node.run_hook(greedy, "containerd")
+    assert result.returncode == 1
+    assert "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT=0=80G" in one_line(result) and "0=6G" in result.stderr
+
+
+def test_privileged_granted_container_follows_allow_privileged(node):
+    _, response = node.allocate("nvidia.com/gpu", [0])
+    config = node.config("true", [response])
+    config["linux"]["resources"]["devices"] = [{"allow": True, "access": "rwm"}]
+    result = node.run_hook(config, "containerd")
+    assert result.returncode == 1 and "privileged" in one_line(result)
+    allowed = node.run_hook(config, "containerd", extra=["--allow-privileged"])
+    assert allowed.returncode == 0, allowed.stderr
+
+
+def test_granted_container_cannot_add_another_gpu(node):
+    _, response = node.allocate("nvidia.com/gpu", [0])
+    config = node.config("true", [response])
+    config["linux"]["resources"]["devices"].append({"allow": True, "type": "c", "major": 195, "minor": 5,
+                                                    "access": "rw"})
+    result = node.run_hook(config, "containerd")
+    assert result.returncode == 1 and "'c 195:5 rw'" in one_line(result)
+
+
+@pytest.mark.parametrize("mount_source", ["/dev", "/dev/nvidia3"])
+def test_cpu_container_with_a_gpu_bind_mount_is_refused(node, mount_source):
+    config = node.config("true")
+    config["mounts"].append({"destination": "/host-dev", "type": "bind", "source": mount_source,
+                             "options": ["rbind", "rw"]})
+    result = node.run_hook(config, "containerd")
+    assert result.returncode == 1
+    line = one_line(result)
+    assert mount_source in line and "request nvidia.com/gpu" in line
+
+
+def test_cpu_container_with_a_gpu_allow_rule_is_refused(node):
+    config = node.config("true")
+    config["linux"]["resources"]["devices"].append({"allow": True, "type": "c", "major": 195, "access": "rwm"})
+    result = node.run_hook(config, "crio")
+    assert result.returncode == 1 and "opens GPU devices" in one_line(result)
+
+
+def test_exempt_namespace_may_reach_gpus_without_a_grant(node):
+    config = node.config("true")
+    config["linux"]["devices"].append({"path": "/dev/nvidia0", "type": "c", "major": 195, "minor": 0})
+    config["annotations"]["io.kubernetes.cri.sandbox-namespace"] = "tessera-system"
+    assert node.run_hook(config, "containerd").returncode == 0
+    result = node.run_hook(config, "containerd", extra=["--exempt-namespaces", "other"])
+    assert result.returncode == 1
+
+
+@pytest.mark.parametrize("stdin, message", [
+    ("not json", "OCI state on stdin is not JSON"),
+    ("[]", "not a JSON object"),
+    ('{"id": "../x", "bundle": "/tmp", "pid": 1}', "no usable container id"),
+    ('{"id": "c1", "pid": 1}', "no absolute bundle path"),
+])
+def test_malformed_state_gives_one_line(node, stdin, message):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "hook.main", "createRuntime"], input=stdin,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert message in one_line(result)
+
+
+def test_malformed_config_json_gives_one_line(node, tmp_path):
+    config = node.config("true")
+    config["process"]["env"] = "PATH=/bin"
+    result = node.run_hook(config, "containerd")
+    assert result.returncode == 2 and "process.env is not a list of strings" in one_line(result)
+
+
+def test_unreadable_key_gives_one_line(node):
+    _, response = node.allocate("nvidia.com/gpu", [0])
+    os.chmod(node.key_path, 0o644)
+    result = node.run_hook(node.config("true", [response]), "containerd")
+    assert result.returncode == 2 and "must be 0600" in one_line(result)
+
+
+def test_poststop_removes_the_record_and_tolerates_none(node):
+    _, response = node.allocate("nvidia.com/gpu", [0])
+    config = node.config("true", [response])
+    assert node.run_hook(config, "containerd").returncode == 0
+    (record,) = node.records()
+    bundle = node.root / record["container_id"]
+    state = json.dumps({"id": record["container_id"], "pid": 0, "bundle": str(bundle)})
+    import subprocess
+    import sys
+
+    for _ in range(2):
+        result = subprocess.run([sys.executable, "-m", "hook.main", "poststop", *node.flags("containerd")],
+                                input=state, capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0 and result.stderr == ""
+    assert node.records() == []
+
+
+def test_privileged_cpu_container_needs_no_grant_until_it_names_a_gpu(node):
+    config = node.config("true")
+    config["linux"]["resources"]["devices"] = [{"allow": True, "access": "rwm"}]
+    config["mounts"].append({"destination": "/host", "type": "bind", "source": "/", "options": ["rbind", "ro"]})
+    assert node.run_hook(config, "containerd").returncode == 0, "e.g. a CNI or node-exporter pod"
+    config["linux"]["devices"].append({"path": "/dev/nvidia0", "type": "c", "major": 195, "minor": 0})
+    result = node.run_hook(config, "containerd")
+    assert result.returncode == 1 and "/dev/nvidia0" in one_line(result)
