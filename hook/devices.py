@@ -14,6 +14,7 @@ runtime allowed beyond that (on cgroup v2 the spec check is the guarantee).
 from __future__ import annotations
 
 import os
+import stat
 
 from hook.errors import Refused
 
@@ -86,8 +87,17 @@ def gpu_nodes(devices: list[dict], majors: GpuMajors) -> list[dict]:
             if (d.get("type") in ("c", "u") and d.get("major") in majors.all) or _is_gpu_path(d.get("path"))]
 
 
-def gpu_mounts(mounts: list[dict]) -> list[str]:
-    """Bind-mount sources that are the host's whole ``/dev`` or one of its ``/dev/nvidia*`` entries."""
+def _is_gpu_char_device(path: str, majors: GpuMajors) -> bool:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISCHR(st.st_mode) and os.major(st.st_rdev) in majors.all
+
+
+def gpu_mounts(mounts: list[dict], majors: GpuMajors) -> list[str]:
+    """Bind-mount sources that are the host's whole ``/dev``, one of its ``/dev/nvidia*`` entries, or a
+    GPU character device anywhere else (a driver root such as ``/run/nvidia/driver`` holds them too)."""
     found = []
     for mount in mounts:
         options = mount.get("options") or []
@@ -97,7 +107,8 @@ def gpu_mounts(mounts: list[dict]) -> list[str]:
         if not isinstance(source, str):
             continue
         real = os.path.realpath(source)
-        if real == "/dev" or _is_gpu_path(real) or _is_gpu_path(source) or os.path.normpath(source) == "/dev":
+        if (real == "/dev" or _is_gpu_path(real) or _is_gpu_path(source) or os.path.normpath(source) == "/dev"
+                or _is_gpu_char_device(real, majors)):
             found.append(source)
     return found
 
@@ -131,7 +142,7 @@ def check_ungranted(devices: list[dict], rules: list[dict], mounts: list[dict], 
     nodes = gpu_nodes(devices, majors)
     if nodes:
         raise Refused(f"{who} has no Tessera grant but its spec gives it {_describe(nodes[0])}; {REQUEST_INSTEAD}")
-    binds = gpu_mounts(mounts)
+    binds = gpu_mounts(mounts, majors)
     if binds:
         raise Refused(f"{who} has no Tessera grant but bind-mounts {binds[0]}, which holds GPU device nodes; "
                       f"{REQUEST_INSTEAD}")
@@ -174,7 +185,7 @@ def check_granted(devices: list[dict], rules: list[dict], mounts: list[dict], ma
         if node.get("path") in granted_paths or _permitted(node.get("major"), node.get("minor"), numbers, majors):
             continue
         raise Refused(f"{who}: its spec gives it {_describe(node)}, which no grant covers")
-    for source in gpu_mounts(mounts):
+    for source in gpu_mounts(mounts, majors):
         if os.path.normpath(source) not in granted_paths:
             raise Refused(f"{who}: it bind-mounts {source}, which no grant covers")
     for rule in gpu_rules(rules, majors):

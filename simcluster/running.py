@@ -75,11 +75,12 @@ class Cluster:
 @contextmanager
 def running(description: ClusterDescription | str | Path | None = None, *, workdir: str | Path | None = None,
             runtime: str = "containerd", status_delay_s: float = 0.2, kubelets: bool = True,
-            port: int = 0, seed: int | None = None) -> Iterator[Cluster]:
+            port: int = 0, seed: int | None = None, oci_runtime: str | None = None) -> Iterator[Cluster]:
     """Start the embedded cluster; stop everything it started on exit.
 
     ``description`` is a ClusterDescription, a path to one, or ``None`` for the shipped default.
     ``workdir`` keeps node directories and the kubeconfig (default: a new temp dir, removed on exit).
+    ``oci_runtime`` (``runc`` or ``crun``) runs pods' containers for real, with tessera-hook.
     """
     log = get_logger("simcluster")
     if not isinstance(description, ClusterDescription):
@@ -100,7 +101,7 @@ def running(description: ClusterDescription | str | Path | None = None, *, workd
                            nvml_description=write_node_description(spec, node_root / "nvml.yaml"))
             if kubelets:
                 node.kubelet = SimKubelet(spec, api.url, node_root, runtime=runtime, status_delay_s=status_delay_s,
-                                          seed=None if seed is None else seed + index)
+                                          seed=None if seed is None else seed + index, oci_runtime=oci_runtime)
                 node.kubelet.start()
             cluster.nodes[spec.name] = node
         log.info("cluster_started", url=api.url, nodes=len(cluster.nodes), workdir=str(root))

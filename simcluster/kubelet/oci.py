@@ -165,14 +165,27 @@ def _default_mounts() -> list[dict]:
     ]
 
 
-def _mounts(merged: DeviceRunOptions) -> list[dict]:
-    """Default mounts, less any whose destination a plugin mount takes over, then the plugin binds."""
+def _host_path_mounts(pod: dict, container: dict) -> list[dict]:
+    """The container's ``volumeMounts`` of ``hostPath`` volumes, as the kubelet hands them to the runtime."""
+    volumes = {v.get("name"): v for v in (pod.get("spec") or {}).get("volumes") or []}
+    mounts = []
+    for vm in container.get("volumeMounts") or []:
+        host_path = (volumes.get(vm.get("name")) or {}).get("hostPath") or {}
+        if host_path.get("path"):
+            mounts.append({"destination": vm["mountPath"], "type": "bind", "source": host_path["path"],
+                           "options": ["rbind", "rprivate", "ro" if vm.get("readOnly") else "rw"]})
+    return mounts
+
+
+def _mounts(merged: DeviceRunOptions, pod: dict, container: dict) -> list[dict]:
+    """Default mounts, less any whose destination a plugin mount takes over, then the plugin binds,
+    then the pod's hostPath volumes."""
     taken = {m.container_path for m in merged.mounts}
     mounts = [m for m in _default_mounts() if m["destination"] not in taken]
     for mount in merged.mounts:
         mounts.append({"destination": mount.container_path, "type": "bind", "source": mount.host_path,
                        "options": ["rbind", "rprivate", "ro" if mount.read_only else "rw"]})
-    return mounts
+    return mounts + _host_path_mounts(pod, container)
 
 
 def _devices(merged: DeviceRunOptions) -> tuple[list[dict], list[dict]]:
@@ -296,7 +309,7 @@ def build_config(
         "ociVersion": OCI_VERSION,
         "process": _process(pod, container, env),
         "root": {"path": rootfs, "readonly": bool(sc.get("readOnlyRootFilesystem"))},
-        "mounts": _mounts(merged),
+        "mounts": _mounts(merged, pod, container),
         "linux": {
             "namespaces": _namespaces(pod),
             "devices": nodes,

@@ -8,10 +8,13 @@ are final, and restarts that drop device capacity to 0 until each plugin registe
 from __future__ import annotations
 
 import json
+import platform
 import queue
 import random
+import socket
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ from simcluster.cluster import NodeSpec
 from simcluster.kubelet import oci
 from simcluster.kubelet.admission import AdmissionResult, admit_pod
 from simcluster.kubelet.apiclient import Gone, KubeletApi, now_rfc3339
+from simcluster.kubelet.containers import ContainerExit, ContainerRunner, first_error_line
 from simcluster.kubelet.devicemanager import AdmissionError, DeviceManager
 from tessera import LABEL_GPU_MODE
 from tessera.log import get_logger
@@ -54,6 +58,16 @@ class KubeletPaths:
     def containers(self) -> Path:
         return self.root / "containers"
 
+    @property
+    def tessera_state(self) -> Path:
+        """The node's Tessera state directory: the hook's container records and grant bindings."""
+        return self.root / "tessera" / "containers"
+
+    @property
+    def grant_key(self) -> Path:
+        """The per-node key that signs grants (device plugin) and verifies them (hook)."""
+        return self.root / "tessera" / "grant.key"
+
 
 class SimKubelet:
     """A kubelet for one node of the embedded cluster."""
@@ -61,7 +75,8 @@ class SimKubelet:
     def __init__(self, spec: NodeSpec, api_url: str, root: Path, *, runtime: str = "containerd",
                  status_delay_s: float = 0.2, seed: int | None = None,
                  container_annotations: tuple[str, ...] = ("tessera.io/",),
-                 plugin_removal_grace_s: float = 300.0) -> None:
+                 plugin_removal_grace_s: float = 300.0, oci_runtime: str | None = None,
+                 hook_flags: list[str] | None = None) -> None:
         if runtime not in oci.RUNTIME_FLAVOURS:
             raise ValueError(f"runtime flavour {runtime!r} is not one of {', '.join(oci.RUNTIME_FLAVOURS)}")
         self.spec = spec
@@ -82,12 +97,22 @@ class SimKubelet:
         self._queue: queue.Queue[dict | None] = queue.Queue()
         self._seen: set[str] = set()          # pod UIDs queued or admitted
         self._finished: set[str] = set()      # pod UIDs whose devices were released
+        self._live_containers: dict[str, dict] = {}  # pod UID -> containers still running (real runtime)
         self._lock = threading.Lock()
         self._known_resources: set[str] = set()
         self._status_timer: threading.Timer | None = None
         self._pending_status: tuple[dict[str, int], dict[str, int]] | None = None
         self._watch_resp: Any = None
         self._threads: list[threading.Thread] = []
+        self.runner: ContainerRunner | None = None
+        if oci_runtime:
+            # Containers run for real under runc or crun, with tessera-hook at createRuntime and poststop.
+            self.paths.tessera_state.mkdir(parents=True, exist_ok=True)
+            flags = hook_flags if hook_flags is not None else [
+                "--runtime", runtime, "--state-dir", str(self.paths.tessera_state),
+                "--grant-key-path", str(self.paths.grant_key)]
+            self.runner = ContainerRunner(oci_runtime, self.paths.root / "runtime-state", flags,
+                                          self._container_started, self._container_exited)
 
     # lifecycle -------------------------------------------------------------------------------
 
@@ -103,15 +128,12 @@ class SimKubelet:
     def stop(self) -> None:
         self._stop.set()
         self._queue.put(None)
-        resp = self._watch_resp
-        if resp is not None:
-            try:
-                resp.close()
-            except Exception:  # noqa: BLE001 - closing a half-dead HTTP response
-                pass
+        _interrupt_response(self._watch_resp)
         with self._lock:
             if self._status_timer:
                 self._status_timer.cancel()
+        if self.runner:
+            self.runner.stop()
         self.devices.stop()
         for thread in self._threads:
             thread.join(timeout=5)
@@ -142,6 +164,7 @@ class SimKubelet:
         labels = {"kubernetes.io/hostname": self.spec.name, "kubernetes.io/os": "linux",
                   "kubernetes.io/arch": "amd64", LABEL_GPU_MODE: self.spec.mode, **self.spec.labels}
         base = self._base_capacity()
+        node_id = uuid.uuid5(uuid.NAMESPACE_DNS, self.spec.name).hex
         status = {
             "capacity": base, "allocatable": base,
             "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
@@ -149,8 +172,10 @@ class SimKubelet:
                             "lastTransitionTime": now_rfc3339()}],
             "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
                           {"type": "Hostname", "address": self.spec.name}],
-            "nodeInfo": {"kubeletVersion": KUBELET_VERSION, "operatingSystem": "linux", "architecture": "amd64",
-                         "containerRuntimeVersion": f"{self.runtime}://sim"},
+            "nodeInfo": {"kubeletVersion": KUBELET_VERSION, "kubeProxyVersion": KUBELET_VERSION,
+                         "operatingSystem": "linux", "architecture": "amd64", "osImage": "Tessera simulated node",
+                         "kernelVersion": platform.release(), "containerRuntimeVersion": f"{self.runtime}://sim",
+                         "machineID": node_id, "systemUUID": node_id, "bootID": node_id},
         }
         if self._api.get_node() is None:
             self._api.create_node({"apiVersion": "v1", "kind": "Node",
@@ -236,6 +261,8 @@ class SimKubelet:
             first = meta["uid"] not in self._finished
             self._finished.add(meta["uid"])
         if first:
+            if self.runner:
+                self.runner.kill_pod(meta["uid"])
             self.devices.release_pod(meta["uid"])
             self._log.info("pod_devices_released", pod=meta["name"], namespace=meta.get("namespace"))
         if delete:
@@ -260,14 +287,17 @@ class SimKubelet:
         if not result.admitted:
             self._fail(pod, result)
             return
-        for container in pod["spec"].get("containers", []):
-            self._write_bundle(pod, container, result)
-        started = now_rfc3339()
-        self._api.patch_pod_status(namespace, meta["name"], self._running_status(pod, started))
-        for container in pod["spec"].get("containers", []):
-            self._api.post_event(pod, "Normal", "Started", f"Started container {container['name']}")
-        self._log.info("pod_started", pod=meta["name"], namespace=namespace,
+        bundles = {c["name"]: self._write_bundle(pod, c, result) for c in pod["spec"].get("containers", [])}
+        self._log.info("pod_admitted", pod=meta["name"], namespace=namespace,
                        devices={c: len(r) for c, r in result.responses.items()})
+        if self.runner:
+            with self._lock:
+                self._live_containers[meta["uid"]] = {"pod": pod, "left": set(bundles), "unstarted": set(bundles),
+                                                      "failed": False}
+            for name, bundle in bundles.items():
+                self.runner.start(meta["uid"], name, bundle)
+            return  # Running once every container has started (_container_started)
+        self._mark_running(pod)
         run_seconds = (meta.get("annotations") or {}).get(RUN_SECONDS_ANNOTATION)
         if run_seconds:
             timer = threading.Timer(float(run_seconds), self._succeed, args=(pod,))
@@ -280,8 +310,61 @@ class SimKubelet:
         config = oci.build_config(pod, container["name"], result.responses.get(container["name"], []),
                                   rootfs=str(bundle / "rootfs"), flavour=self.runtime,
                                   container_annotations=self.container_annotations)
+        if self.runner:
+            config = self.runner.prepare(bundle, config)
         (bundle / "config.json").write_text(json.dumps(config, indent=2))
         return bundle
+
+    def _mark_running(self, pod: dict) -> None:
+        meta = pod["metadata"]
+        self._api.patch_pod_status(meta.get("namespace", "default"), meta["name"],
+                                   self._running_status(pod, now_rfc3339()))
+        for container in pod["spec"].get("containers", []):
+            self._api.post_event(pod, "Normal", "Started", f"Started container {container['name']}")
+        self._log.info("pod_started", pod=meta["name"], namespace=meta.get("namespace", "default"))
+
+    def _container_started(self, pod_uid: str, container: str) -> None:
+        with self._lock:
+            live = self._live_containers.get(pod_uid)
+            if live is None:
+                return
+            live["unstarted"].discard(container)
+            all_started = not live["unstarted"]
+            pod = live["pod"]
+        if all_started:
+            self._mark_running(pod)
+
+    def _container_exited(self, exit: ContainerExit) -> None:
+        """A container run under the real runtime ended, or never started (the hook refused it)."""
+        with self._lock:
+            live = self._live_containers.get(exit.pod_uid)
+            if live is None:
+                return
+            live["left"].discard(exit.container)
+            pod, done = live["pod"], not live["left"]
+            if not exit.started or exit.result.returncode != 0:
+                live["failed"] = True
+            failed = live["failed"]
+            if done:
+                self._live_containers.pop(exit.pod_uid, None)
+        meta = pod["metadata"]
+        namespace = meta.get("namespace", "default")
+        if not exit.started:
+            # As the real kubelet shows a runtime that refused to create the container: the pod stays
+            # Pending and keeps its devices, the container waits in RunContainerError with the
+            # runtime's message (the real kubelet would retry with back-off; the refusal would repeat).
+            message = first_error_line(exit.result.stderr)
+            self._api.post_event(pod, "Warning", "Failed", f"Error: {message}")
+            self._api.patch_pod_status(namespace, meta["name"], {
+                "phase": "Pending", "conditions": [],
+                "containerStatuses": [{"name": exit.container, "ready": False, "restartCount": 0, "image": "",
+                                       "imageID": "", "state": {"waiting": {"reason": "RunContainerError",
+                                                                            "message": message}}}]})
+            self._log.warning("container_refused", pod=meta["name"], container=exit.container, message=message)
+        elif done:
+            self._api.patch_pod_status(namespace, meta["name"], {"phase": "Failed" if failed else "Succeeded"})
+        if done and exit.started:
+            self._finish(pod, delete=False)
 
     def bundle_path(self, pod_uid: str, container: str) -> Path:
         """Where this kubelet wrote a container's OCI bundle."""
@@ -332,3 +415,16 @@ class SimKubelet:
                 return True
             time.sleep(0.02)
         return False
+
+
+def _interrupt_response(resp: Any) -> None:
+    """Unblock a thread reading a watch stream: shut its socket down (close() alone does not wake it)."""
+    if resp is None:
+        return
+    sock = getattr(getattr(resp, "connection", None), "sock", None)
+    try:
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+        resp.close()
+    except OSError:
+        pass

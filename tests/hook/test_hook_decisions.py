@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 
 import pytest
 
@@ -114,6 +115,20 @@ def test_cpu_container_with_a_gpu_bind_mount_is_refused(node, mount_source):
     assert result.returncode == 1
     line = one_line(result)
     assert mount_source in line and "request nvidia.com/gpu" in line
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a character device node needs root")
+def test_cpu_container_bind_mounting_a_gpu_device_node_from_elsewhere_is_refused(node, tmp_path):
+    # A driver root (/run/nvidia/driver) or a copy made by an admin holds GPU device nodes outside /dev.
+    elsewhere = tmp_path / "driver-root" / "gpu-node"
+    elsewhere.parent.mkdir()
+    os.mknod(elsewhere, 0o600 | stat.S_IFCHR, os.makedev(195, 2))
+    config = node.config("true")
+    config["mounts"].append({"destination": "/dev/gpu", "type": "bind", "source": str(elsewhere),
+                             "options": ["bind", "rw"]})
+    result = node.run_hook(config, "containerd")
+    assert result.returncode == 1
+    assert str(elsewhere) in one_line(result) and "request nvidia.com/gpu" in one_line(result)
 
 
 def test_cpu_container_with_a_gpu_allow_rule_is_refused(node):

@@ -174,3 +174,17 @@ def test_runc_runs_the_config_with_the_granted_device_env_and_user():
         assert run.stdout.split() == ["GPU-0", "1000", "1:3"]
     finally:
         shutil.rmtree(bundle, ignore_errors=True)
+
+
+def test_host_path_volumes_become_bind_mounts():
+    pod = {"metadata": {"name": "p", "namespace": "ml", "uid": "u"},
+           "spec": {"volumes": [{"name": "gpu", "hostPath": {"path": "/dev/nvidia0"}},
+                                {"name": "scratch", "emptyDir": {}}],
+                    "containers": [{"name": "main", "volumeMounts": [
+                        {"name": "gpu", "mountPath": "/dev/nvidia0"},
+                        {"name": "scratch", "mountPath": "/scratch"}]}]}}
+    for flavour in oci.RUNTIME_FLAVOURS:
+        mounts = oci.build_config(pod, "main", [], rootfs="/r", flavour=flavour)["mounts"]
+        binds = [m for m in mounts if m["destination"] in ("/dev/nvidia0", "/scratch")]
+        assert binds == [{"destination": "/dev/nvidia0", "type": "bind", "source": "/dev/nvidia0",
+                          "options": ["rbind", "rprivate", "rw"]}]

@@ -1,0 +1,168 @@
+"""``tessera demo``: Tessera on the embedded cluster, with what happened printed as tables.
+
+It starts the embedded cluster (API server, simulated kubelets, fake-GPU nodes), reads every node's
+GPUs through the production NVML layer on its fake node, and runs demo pods through the kubelets,
+under real runc with tessera-hook where runc is available. ``--keep`` leaves the cluster up for
+``kubectl`` until Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import stat
+import sys
+import threading
+from pathlib import Path
+
+from tessera.log import configure_logging
+from tessera.progress import Progress
+from tessera.table import render_table
+
+DEMO_NAMESPACE = "default"
+
+
+def _pod(name: str, env: dict[str, str] | None = None, command: list[str] | None = None) -> dict:
+    container: dict = {"name": "main", "image": "busybox",
+                       "command": command or ["sh", "-c", "ls /dev | grep -c nvidia || true; sleep 30"],
+                       "env": [{"name": k, "value": v} for k, v in (env or {}).items()]}
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": DEMO_NAMESPACE},
+           "spec": {"containers": [container]}}
+    return pod
+
+
+def _bind(core, name: str, node: str) -> None:
+    body = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
+    core.create_namespaced_binding(DEMO_NAMESPACE, body, _preload_content=False)
+
+
+def _node_rows(cluster, core) -> list[list[object]]:
+    rows = []
+    for node in core.list_node().items:
+        spec = cluster.nodes[node.metadata.name].spec
+        ready = next((c.status for c in node.status.conditions or [] if c.type == "Ready"), "Unknown")
+        extended = {k: v for k, v in (node.status.allocatable or {}).items() if "/" in k}
+        rows.append([node.metadata.name, spec.mode, f"{spec.gpus}x {spec.model}", "Ready" if ready == "True" else ready,
+                     ", ".join(f"{k}={v}" for k, v in sorted(extended.items())) or "(no device plugin yet)"])
+    return rows
+
+
+def _gpu_rows(cluster) -> list[list[object]]:
+    """One row per node: what the NVML layer read of its GPUs."""
+    from tessera.inventory_table import read_node
+
+    rows = []
+    for name, node in cluster.nodes.items():
+        gpus, _samples = read_node(node.nvml_description)
+        first = gpus[0]
+        numa = sorted({g.numa_node for g in gpus if g.numa_node is not None})
+        peers = max(len(g.nvlink_peers) for g in gpus)
+        mig = ", ".join(m.profile for m in first.mig_instances) if first.mig_enabled else "off"
+        rows.append([name, len(gpus), first.name, first.memory_total_mib, first.sm_count,
+                     ",".join(map(str, numa)), f"{peers} peers" if peers else "none", mig])
+    return rows
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Entry of ``tessera demo``; 0 when every step did what it says."""
+    import simcluster.running as simrunning
+    from simcluster.cluster import ClusterDescriptionError, load_cluster
+    from simcluster.kubelet.runtime import unavailable
+
+    configure_logging("warning", "console" if sys.stderr.isatty() else "json")
+    try:
+        description = load_cluster(args.cluster)
+    except ClusterDescriptionError as exc:
+        print(f"tessera demo: {exc}", file=sys.stderr)
+        return 1
+    runc_missing = unavailable("runc")
+    oci_runtime = None if runc_missing else "runc"
+    progress = Progress(total=4)
+    print(f"Tessera demo: an embedded cluster of {len(description.nodes)} simulated GPU nodes "
+          f"({description.source})", file=sys.stderr)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    workdir = Path(args.workdir) if args.workdir else None
+    with progress.step(f"starting the API server and {len(description.nodes)} simulated kubelets"):
+        context = simrunning.running(description, workdir=workdir, oci_runtime=oci_runtime, seed=7)
+        cluster = context.__enter__()
+    try:
+        core = cluster.core_v1()
+        with progress.step("waiting for every Node to be Ready"):
+            cluster.wait_for(lambda: len(core.list_node().items) == len(description.nodes), 10, what="nodes")
+        with progress.step("reading each node's GPUs through the NVML layer (fake NVML per node)"):
+            gpu_rows = _gpu_rows(cluster)
+        pods = _demo_pods(description, cluster.workdir if oci_runtime else None)
+        with progress.step(f"running {len(pods)} demo pods "
+                           + ("under runc with tessera-hook" if oci_runtime else f"(no runc: {runc_missing})")):
+            for pod, node in pods:
+                core.create_namespaced_pod(DEMO_NAMESPACE, pod)
+                _bind(core, pod["metadata"]["name"], node)
+            cluster.wait_for(lambda: _settled(core, len(pods)), 20, what="demo pods to run or be refused")
+            pod_rows = _pod_rows(core)
+        print()
+        print(render_table(["NODE", "MODE", "GPUS", "STATUS", "ALLOCATABLE (Tessera resources)"],
+                           _node_rows(cluster, core), title="Nodes (from the API server)"))
+        print()
+        print(render_table(["NODE", "GPUS", "MODEL", "MiB EACH", "SMs", "NUMA", "NVLINK", "MIG LAYOUT PER GPU"],
+                           gpu_rows, title="GPUs (read through Tessera's NVML layer on each fake node)"))
+        print()
+        print(render_table(["POD", "NODE", "PHASE", "WHAT HAPPENED"], pod_rows, title="Demo pods"))
+        print()
+        print(f"Done in {progress.elapsed():.1f}s. Device plugins, the extender and the exporter join this demo "
+              "as their issues land.")
+        if args.keep:
+            _keep_running(cluster, stop)
+        return 0
+    finally:
+        context.__exit__(None, None, None)
+
+
+def _demo_pods(description, workdir: Path | None) -> list[tuple[dict, str]]:
+    """One CPU pod per node; on the first node also a CPU pod whose image sets NVIDIA_VISIBLE_DEVICES=all
+    (it starts and sees no GPU) and, with a real runtime, a pod that mounts a GPU device node without a
+    grant (tessera-hook refuses it)."""
+    pods = [(_pod(f"cpu-{n.name}"), n.name) for n in description.nodes]
+    first = description.nodes[0].name
+    pods.append((_pod("cuda-image-cpu-pod", env={"NVIDIA_VISIBLE_DEVICES": "all"}), first))
+    if workdir is not None and os.geteuid() == 0:
+        device = workdir / "host-dev" / "nvidia0"
+        device.parent.mkdir(exist_ok=True)
+        if not device.exists():
+            os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(195, 0))  # a GPU device node, no driver behind it
+        sneaky = _pod("gpu-without-a-grant")
+        sneaky["spec"]["volumes"] = [{"name": "gpu", "hostPath": {"path": str(device)}}]
+        sneaky["spec"]["containers"][0]["volumeMounts"] = [{"name": "gpu", "mountPath": "/dev/nvidia0"}]
+        pods.append((sneaky, first))
+    return pods
+
+
+def _settled(core, count: int) -> bool:
+    pods = core.list_namespaced_pod(DEMO_NAMESPACE).items
+    def settled(p) -> bool:
+        if p.status.phase in ("Running", "Succeeded", "Failed"):
+            return True
+        return any(s.state and s.state.waiting for s in p.status.container_statuses or [])
+    return len(pods) == count and all(settled(p) for p in pods)
+
+
+def _pod_rows(core) -> list[list[object]]:
+    rows = []
+    for pod in sorted(core.list_namespaced_pod(DEMO_NAMESPACE).items, key=lambda p: p.metadata.name):
+        events = core.list_namespaced_event(DEMO_NAMESPACE, field_selector=f"involvedObject.name={pod.metadata.name}")
+        last = events.items[-1] if events.items else None
+        what = f"{last.reason}: {last.message}" if last else ""
+        rows.append([pod.metadata.name, pod.spec.node_name, pod.status.phase, what[:90]])
+    return rows
+
+
+def _keep_running(cluster, stop: threading.Event) -> None:
+    print("\nThe cluster stays up; kubectl and the kubernetes client reach it with:\n")
+    print(f"export KUBECONFIG={cluster.kubeconfig}")
+    print("\nCtrl-C or SIGTERM stops it.", flush=True)
+    while not stop.wait(0.5):
+        pass
+    print("stopping", file=sys.stderr)
