@@ -21,6 +21,7 @@ import kubernetes
 from simcluster.apiserver import ApiServer
 from simcluster.cluster import ClusterDescription, NodeSpec, load_cluster
 from simcluster.fakenodes import write_node_description
+from simcluster.lightnodes import add_light_nodes
 from simcluster.kubelet.simkubelet import KubeletPaths, SimKubelet
 from tessera.log import get_logger
 
@@ -75,12 +76,15 @@ class Cluster:
 @contextmanager
 def running(description: ClusterDescription | str | Path | None = None, *, workdir: str | Path | None = None,
             runtime: str = "containerd", status_delay_s: float = 0.2, kubelets: bool = True,
-            port: int = 0, seed: int | None = None, oci_runtime: str | None = None) -> Iterator[Cluster]:
+            port: int = 0, seed: int | None = None, oci_runtime: str | None = None,
+            light: bool = False) -> Iterator[Cluster]:
     """Start the embedded cluster; stop everything it started on exit.
 
     ``description`` is a ClusterDescription, a path to one, or ``None`` for the shipped default.
     ``workdir`` keeps node directories and the kubeconfig (default: a new temp dir, removed on exit).
     ``oci_runtime`` (``runc`` or ``crun``) runs pods' containers for real, with tessera-hook.
+    ``light`` makes every node a light node (``simcluster.lightnodes``): its Node object with inventory and
+    capacity, no kubelet, no node directory; for placement at the scale of the trace's 1,213 nodes.
     """
     log = get_logger("simcluster")
     if not isinstance(description, ClusterDescription):
@@ -94,6 +98,11 @@ def running(description: ClusterDescription | str | Path | None = None, *, workd
     cluster = Cluster(api=api, workdir=root, kubeconfig=root / "kubeconfig")
     try:
         api.write_kubeconfig(str(cluster.kubeconfig))
+        if light:
+            add_light_nodes(api.registry, description)
+            log.info("cluster_started", url=api.url, light_nodes=len(description.nodes), workdir=str(root))
+            yield cluster
+            return
         for index, spec in enumerate(description.nodes):
             node_root = root / "nodes" / spec.name
             node_root.mkdir(parents=True, exist_ok=True)

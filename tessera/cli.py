@@ -6,7 +6,6 @@ Subcommands import what they need when they run, so ``tessera --help`` stays fas
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 
 from tessera.config import ConfigError
@@ -85,7 +84,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``tessera``."""
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `tessera inventory | head` ends quietly
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
@@ -94,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `tessera inventory | head`: the reader left; say nothing more.
+        sys.stderr.close()
+        return 0
 
 
 def kubectl_plugin_main() -> int:

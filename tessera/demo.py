@@ -71,7 +71,8 @@ def run_demo(args: argparse.Namespace) -> int:
     from simcluster.cluster import ClusterDescriptionError, load_cluster
     from simcluster.kubelet.runtime import unavailable
 
-    configure_logging("warning", "console" if sys.stderr.isatty() else "json")
+    # The tables say what happened; the daemons' own logs would interleave with the progress lines.
+    configure_logging("error", "console" if sys.stderr.isatty() else "json")
     try:
         description = load_cluster(args.cluster)
     except ClusterDescriptionError as exc:
@@ -155,7 +156,7 @@ def _pod_rows(core) -> list[list[object]]:
         events = core.list_namespaced_event(DEMO_NAMESPACE, field_selector=f"involvedObject.name={pod.metadata.name}")
         last = events.items[-1] if events.items else None
         what = f"{last.reason}: {last.message}" if last else ""
-        rows.append([pod.metadata.name, pod.spec.node_name, pod.status.phase, what[:90]])
+        rows.append([pod.metadata.name, pod.spec.node_name, pod.status.phase, what[:200]])
     return rows
 
 

@@ -109,5 +109,5 @@ def first_error_line(stderr: str) -> str:
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     for line in lines:
         if "tessera-hook:" in line:
-            return line[line.index("tessera-hook:"):].rstrip('"\\')
+            return line[line.index("tessera-hook:"):].replace("\\n", " ").rstrip('"\\ ')
     return lines[-1] if lines else "the container runtime failed without a message"
