@@ -47,9 +47,29 @@ install_python() {
         return 0
     fi
     say "creating the virtual environment in .venv"
-    local py
-    py="$(command -v python3.12 || command -v python3.11 || command -v python3)"
-    "$py" -m venv "$venv"
+    local py="" candidate
+    # Probe by running: a pyenv shim can exist for a version it will not run.
+    for candidate in python3 python3.13 python3.12 python3.11; do
+        if "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; then
+            py="$candidate"
+            break
+        fi
+    done
+    if [ -z "$py" ]; then
+        say "Tessera needs Python 3.11 or newer; none was found (python3 --version: $(python3 --version 2>&1))"
+        exit 1
+    fi
+    rm -rf "$venv"
+    if ! "$py" -m venv "$venv" >/dev/null 2>&1; then
+        # Debian's python3 needs python3-venv for venv (ensurepip).
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+            say "installing python3-venv"
+            DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1 || true
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null 2>&1 || true
+        fi
+        rm -rf "$venv"
+        "$py" -m venv "$venv"
+    fi
     "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null
     "$venv/bin/python" -m pip install -q -e ".[test]"
     echo "$want" > "$stamp"
