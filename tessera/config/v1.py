@@ -58,6 +58,8 @@ class DevicePluginConfig:
     mps_log_directory: str = setting("/run/tessera/mps/log", "MPS control daemon log directory on the host")
     mps_user: int = setting(1000, "uid the MPS daemon and its clients run as", minimum=0)
     evict_on_overuse: bool = setting(False, "evict a pod whose process uses more GPU memory than its grant")
+    overuse_dir: str = setting("/run/tessera/overuse", "where the exporter marks containers over their GPU memory "
+                                                       "grant (read when evict_on_overuse is on)")
     grant_key_path: str = setting("/etc/tessera/node-grant.key", "per-node key that signs grants for the hook")
     assignment_public_key_path: str = setting("/etc/tessera/extender.pub",
                                               "the extender's Ed25519 public key for assignments")
@@ -103,6 +105,12 @@ class ExporterConfig:
     interval_s: float = setting(5.0, "seconds between NVML collections", minimum=0.1)
     state_dir: str = setting("/run/tessera/containers", "the hook's container records")
     kubeconfig: str = setting("", "kubeconfig file for the API server; empty means in-cluster config")
+    proc_root: str = setting("/proc", "where host processes are read (/proc/<pid>/cgroup); the DaemonSet runs "
+                                      "with hostPID")
+    overuse_dir: str = setting("/run/tessera/overuse", "eviction switch: one file per container over its GPU "
+                                                       "memory grant, read by the device plugin")
+    node_name: str = setting("", "this node's name: the Hostname label, the Node whose inventory is read, the "
+                                 "Events' source; empty means $NODE_NAME, else the host name")
 
 
 @dataclass(frozen=True)

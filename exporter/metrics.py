@@ -1,0 +1,134 @@
+"""The metric catalogue: every name the exporter serves, its type, help and labels.
+
+GPU metrics keep dcgm-exporter's names, help texts, units and labels (``gpu``, ``UUID``,
+``pci_bus_id``, ``device``, ``modelName``, ``Hostname``; ``GPU_I_PROFILE`` and ``GPU_I_ID`` on MIG
+instances; ``pod``, ``namespace``, ``container``), so dashboards and alerts written for
+dcgm-exporter work unchanged. Two deliberate differences:
+
+- dcgm-exporter types its ECC, retired-page and remapped-row fields ``counter`` without the
+  ``_total`` suffix; prometheus_client cannot write a counter under such a name, so they are
+  served ``untyped`` with the same names and values (PromQL treats both alike: ``rate()`` and
+  ``increase()`` work). ``DCGM_FI_DEV_XID_ERRORS`` is a gauge in dcgm-exporter too (the last Xid).
+- ``modelName`` is camelCase, which ``promtool check metrics`` reports; it is kept because
+  dashboards group by it. Tessera's own ``tessera_`` metrics are snake_case and lint-clean.
+
+What cannot be read (and is left out rather than made up):
+
+| figure | where | why |
+|---|---|---|
+| ``DCGM_FI_DEV_GPU_UTIL``, ``DCGM_FI_DEV_MEM_COPY_UTIL`` | MIG-enabled GPUs and each MIG instance | NVML reports no utilization in MIG mode; Hopper's GPM samples would give per-instance SM activity, but Tessera's NVML layer (``tessera/nvml.py``) does not read GPM yet |
+| ``DCGM_FI_DEV_FB_USED``/``FB_FREE`` of the whole GPU | MIG-enabled GPUs | served per MIG instance instead, so sums do not count memory twice |
+| per-container utilization | shared GPUs | NVML's per-process utilization (``nvmlDeviceGetProcessUtilization``) is not read by the NVML layer yet; per-container memory is |
+| ``DCGM_FI_PROF_*`` (profiling) | everywhere | DCGM profiling fields have no NVML equivalent |
+| any field NVML answers NOT_SUPPORTED for | that GPU | e.g. ECC counters with ECC off; retired pages on Ampere and later (row remapping instead) |
+
+On a GPU that several containers share (MPS, time-slicing), the ``DCGM_FI_DEV_*`` series carries
+empty ``pod``/``namespace``/``container`` labels (dcgm-exporter gives the whole GPU's numbers to
+each pod); per-container figures are the ``tessera_container_*`` metrics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["CATALOGUE", "DCGM_LABELS", "MIG_LABELS", "POD_LABELS", "MetricSpec", "spec"]
+
+DCGM_LABELS = ("gpu", "UUID", "pci_bus_id", "device", "modelName", "Hostname")
+MIG_LABELS = ("GPU_I_PROFILE", "GPU_I_ID")
+POD_LABELS = ("pod", "namespace", "container")
+GPU_LABELS = ("gpu", "UUID", "Hostname")
+CONTAINER_LABELS = ("namespace", "pod", "container", "gpu", "UUID", "GPU_I_ID", "Hostname")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric family: its name as served, its Prometheus type, help text and label names."""
+
+    name: str
+    type: str  # gauge, counter (served with _total), unknown (served as untyped)
+    help: str
+    labels: tuple[str, ...]
+
+
+def _dcgm(name: str, typ: str, help_text: str) -> MetricSpec:
+    return MetricSpec(name, typ, help_text, DCGM_LABELS + POD_LABELS)
+
+
+CATALOGUE: tuple[MetricSpec, ...] = (
+    # ---- dcgm-exporter's names (help texts as in its default-counters.csv) ----
+    _dcgm("DCGM_FI_DEV_SM_CLOCK", "gauge", "SM clock frequency (in MHz)."),
+    _dcgm("DCGM_FI_DEV_GPU_TEMP", "gauge", "GPU temperature (in C)."),
+    _dcgm("DCGM_FI_DEV_POWER_USAGE", "gauge", "Power draw (in W)."),
+    _dcgm("DCGM_FI_DEV_GPU_UTIL", "gauge", "GPU utilization (in %)."),
+    _dcgm("DCGM_FI_DEV_MEM_COPY_UTIL", "gauge", "Memory utilization (in %)."),
+    _dcgm("DCGM_FI_DEV_XID_ERRORS", "gauge", "Value of the last XID error encountered."),
+    MetricSpec("DCGM_FI_DEV_FB_FREE", "gauge", "Framebuffer memory free (in MiB).",
+               DCGM_LABELS + MIG_LABELS + POD_LABELS),
+    MetricSpec("DCGM_FI_DEV_FB_USED", "gauge", "Framebuffer memory used (in MiB).",
+               DCGM_LABELS + MIG_LABELS + POD_LABELS),
+    _dcgm("DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", "unknown", "Total number of single-bit volatile ECC errors."),
+    _dcgm("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "unknown", "Total number of double-bit volatile ECC errors."),
+    _dcgm("DCGM_FI_DEV_ECC_SBE_AGG_TOTAL", "unknown", "Total number of single-bit persistent ECC errors."),
+    _dcgm("DCGM_FI_DEV_ECC_DBE_AGG_TOTAL", "unknown", "Total number of double-bit persistent ECC errors."),
+    _dcgm("DCGM_FI_DEV_RETIRED_SBE", "unknown", "Total number of retired pages due to single-bit errors."),
+    _dcgm("DCGM_FI_DEV_RETIRED_DBE", "unknown", "Total number of retired pages due to double-bit errors."),
+    _dcgm("DCGM_FI_DEV_RETIRED_PENDING", "unknown", "Total number of pages pending retirement."),
+    _dcgm("DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS", "unknown", "Number of remapped rows for uncorrectable errors"),
+    _dcgm("DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", "unknown", "Number of remapped rows for correctable errors"),
+    _dcgm("DCGM_FI_DEV_ROW_REMAP_FAILURE", "gauge", "Whether remapping of rows has failed"),
+    # ---- Tessera: per GPU ----
+    MetricSpec("tessera_gpu_last_collected_timestamp_seconds", "gauge",
+               "Unix time of the GPU's last successful NVML reading.", GPU_LABELS),
+    MetricSpec("tessera_gpu_stale", "gauge",
+               "1 when the last NVML reading of the GPU failed and its values are the previous ones.", GPU_LABELS),
+    MetricSpec("tessera_gpu_health", "gauge",
+               "1 when the GPU is healthy, 0 when it is out; reason says why.", GPU_LABELS + ("reason",)),
+    MetricSpec("tessera_gpu_mode", "gauge", "1 for the GPU's sharing mode (exclusive, mig, mps, timeslice).",
+               GPU_LABELS + ("mode",)),
+    MetricSpec("tessera_gpu_grants", "gauge", "Containers holding a grant of the resource on the GPU.",
+               GPU_LABELS + ("resource",)),
+    MetricSpec("tessera_gpu_allocatable_units", "gauge",
+               "Units of the resource the GPU offers (percent for mps-core, GiB for mps-memory, instances, replicas).",
+               GPU_LABELS + ("resource",)),
+    MetricSpec("tessera_gpu_free_units", "gauge", "Units of the resource on the GPU that no container holds.",
+               GPU_LABELS + ("resource",)),
+    MetricSpec("tessera_gpu_memory_unattributed_bytes", "gauge",
+               "GPU memory held by processes that no container record claims.", GPU_LABELS),
+    MetricSpec("tessera_gpu_xid_errors", "counter", "Xid errors the driver reported for the GPU, by Xid.",
+               GPU_LABELS + ("xid",)),
+    # ---- Tessera: per container and GPU (or MIG instance) ----
+    MetricSpec("tessera_container_gpu_memory_used_bytes", "gauge",
+               "GPU memory used by the container's processes on the GPU.", CONTAINER_LABELS),
+    MetricSpec("tessera_container_gpu_processes", "gauge", "The container's processes on the GPU.",
+               CONTAINER_LABELS),
+    MetricSpec("tessera_container_gpu_memory_grant_bytes", "gauge",
+               "GPU memory the container's grant allows on the GPU.", CONTAINER_LABELS),
+    MetricSpec("tessera_container_gpu_core_grant_ratio", "gauge",
+               "Share of the GPU's streaming multiprocessors the container's grant allows (0..1).",
+               CONTAINER_LABELS),
+    MetricSpec("tessera_container_gpu_memory_overuse_bytes", "gauge",
+               "GPU memory the container uses beyond its grant (0 within it).", CONTAINER_LABELS),
+    MetricSpec("tessera_container_over_grant", "gauge",
+               "1 while the container uses more GPU memory than its grant.", CONTAINER_LABELS),
+    # ---- Tessera: the exporter itself ----
+    MetricSpec("tessera_exporter_collections", "counter", "Collections the exporter has made.", ()),
+    MetricSpec("tessera_exporter_collection_duration_seconds", "gauge", "How long the last collection took.", ()),
+    MetricSpec("tessera_exporter_last_collection_timestamp_seconds", "gauge",
+               "Unix time of the last collection.", ()),
+    MetricSpec("tessera_exporter_podresources_up", "gauge",
+               "1 when the last read of the kubelet's pod-resources API worked.", ()),
+    MetricSpec("tessera_exporter_podresources_errors", "counter",
+               "Failed reads of the kubelet's pod-resources API.", ()),
+    MetricSpec("tessera_exporter_nvml_errors", "counter", "GPU readings that NVML failed.", ()),
+    MetricSpec("tessera_exporter_inventory_errors", "counter",
+               "Failed reads of the node inventory from the API server.", ()),
+    MetricSpec("tessera_exporter_events", "counter", "Kubernetes Events sent about pods.", ()),
+    MetricSpec("tessera_exporter_event_errors", "counter", "Kubernetes Events that could not be sent.", ()),
+)
+
+_BY_NAME = {m.name: m for m in CATALOGUE}
+
+
+def spec(name: str) -> MetricSpec:
+    """The catalogue entry of a metric."""
+    return _BY_NAME[name]

@@ -1,0 +1,39 @@
+"""The exporter's settings: its config section, with the node name resolved.
+
+An empty ``node_name`` means the ``NODE_NAME`` environment variable (what a DaemonSet sets from
+``spec.nodeName``), else the host name.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+
+from tessera.config import ExporterConfig
+
+__all__ = ["ExporterSettings"]
+
+
+
+@dataclass(frozen=True)
+class ExporterSettings:
+    """Everything the exporter needs to run."""
+
+    listen: str
+    pod_resources_socket: str
+    interval_s: float
+    state_dir: str
+    kubeconfig: str
+    proc_root: str
+    overuse_dir: str
+    node_name: str
+
+    @classmethod
+    def from_config(cls, config: ExporterConfig) -> "ExporterSettings":
+        return cls(
+            listen=config.listen, pod_resources_socket=config.pod_resources_socket, interval_s=config.interval_s,
+            state_dir=config.state_dir, kubeconfig=config.kubeconfig,
+            proc_root=config.proc_root, overuse_dir=config.overuse_dir,
+            node_name=config.node_name or os.environ.get("NODE_NAME") or socket.gethostname(),
+        )

@@ -1,0 +1,50 @@
+"""How a GPU process finds its container, and a container's grant where the hook left no record."""
+
+from __future__ import annotations
+
+from exporter.attribution import ProcessOwners, attribute
+from exporter.podresources import ContainerRef, PodDevices
+from exporter.records import ContainerRecord, GrantTerms
+from tessera.gpu import GpuInfo, GpuProcess, GpuSample
+
+GIB, MIB = 1 << 30, 1 << 20
+CID = "ab" * 32
+REF = ContainerRef("team", "train", "main")
+
+
+def record(cgroups=(), pid=0) -> ContainerRecord:
+    return ContainerRecord(CID, REF, "uid-1", pid, tuple(cgroups),
+                           (GrantTerms("nvidia.com/mps-memory", ("GPU-0",), mem_gib=4),))
+
+
+def proc_root(tmp_path, pid: int, line: str) -> str:
+    (tmp_path / str(pid)).mkdir()
+    (tmp_path / str(pid) / "cgroup").write_text(line + "\n")
+    return str(tmp_path)
+
+
+def test_a_process_in_a_child_cgroup_of_the_container_is_its(tmp_path):
+    root = proc_root(tmp_path, 77, "0::/kubepods/pod1/c1/worker-3")
+    assert ProcessOwners([record(["/kubepods/pod1/c1"])], root).owner(77).ref == REF
+
+
+def test_a_cgroup_v1_path_naming_the_container_id_is_enough(tmp_path):
+    root = proc_root(tmp_path, 78, f"4:devices:/system.slice/containerd.service/kubepods-x:cri-containerd:{CID}")
+    assert ProcessOwners([record(["/elsewhere"])], root).owner(78).ref == REF
+
+
+def test_an_unknown_or_gone_process_belongs_to_no_one(tmp_path):
+    root = proc_root(tmp_path, 79, "0::/user.slice/session-1.scope")
+    owners = ProcessOwners([record(["/kubepods/pod1/c1"])], root)
+    assert owners.owner(79) is None and owners.owner(80) is None
+
+
+def test_without_a_record_the_grant_comes_from_the_kubelets_device_ids(tmp_path):
+    info = GpuInfo(index=0, uuid="GPU-0", memory_total_mib=81920)
+    devices = PodDevices({REF: tuple(("nvidia.com/mps-core", f"GPU-0::core::{n}") for n in range(25))
+                          + tuple(("nvidia.com/mps-memory", f"GPU-0::mem::{n}") for n in range(6))})
+    sample = GpuSample(index=0, uuid="GPU-0", processes=(GpuProcess(pid=90, used_memory_mib=700, mps_client=True),))
+    usages, unattributed = attribute([info], [sample], [], devices, ProcessOwners([], str(tmp_path)))
+    assert [(u.ref, u.grant_memory_bytes, u.grant_core_ratio, u.used_bytes) for u in usages] == [
+        (REF, 6 * GIB, 0.25, 0)]
+    assert unattributed == {"GPU-0": 700 * MIB}  # the process has no record: counted, but for no one
