@@ -14,6 +14,7 @@ import signal
 import stat
 import sys
 import threading
+import urllib.request
 from pathlib import Path
 
 from tessera.log import configure_logging
@@ -68,6 +69,7 @@ def _gpu_rows(cluster) -> list[list[object]]:
 def run_demo(args: argparse.Namespace) -> int:
     """Entry of ``tessera demo``; 0 when every step did what it says."""
     import simcluster.running as simrunning
+    from simcluster.exporters import start_exporters, stop_exporters
     from simcluster.cluster import ClusterDescriptionError, load_cluster
     from simcluster.kubelet.runtime import unavailable
 
@@ -80,7 +82,7 @@ def run_demo(args: argparse.Namespace) -> int:
         return 1
     runc_missing = unavailable("runc")
     oci_runtime = None if runc_missing else "runc"
-    progress = Progress(total=4)
+    progress = Progress(total=5)
     print(f"Tessera demo: an embedded cluster of {len(description.nodes)} simulated GPU nodes "
           f"({description.source})", file=sys.stderr)
     stop = threading.Event()
@@ -90,12 +92,15 @@ def run_demo(args: argparse.Namespace) -> int:
     with progress.step(f"starting the API server and {len(description.nodes)} simulated kubelets"):
         context = simrunning.running(description, workdir=workdir, oci_runtime=oci_runtime, seed=7)
         cluster = context.__enter__()
+    exporters: dict = {}
     try:
         core = cluster.core_v1()
         with progress.step("waiting for every Node to be Ready"):
             cluster.wait_for(lambda: len(core.list_node().items) == len(description.nodes), 10, what="nodes")
         with progress.step("reading each node's GPUs through the NVML layer (fake NVML per node)"):
             gpu_rows = _gpu_rows(cluster)
+        with progress.step(f"starting {len(cluster.nodes)} exporters (one per node, as the DaemonSet runs them)"):
+            exporters = start_exporters(cluster)
         pods = _demo_pods(description, cluster.workdir if oci_runtime else None)
         with progress.step(f"running {len(pods)} demo pods "
                            + ("under runc with tessera-hook" if oci_runtime else f"(no runc: {runc_missing})")):
@@ -113,12 +118,15 @@ def run_demo(args: argparse.Namespace) -> int:
         print()
         print(render_table(["POD", "NODE", "PHASE", "WHAT HAPPENED"], pod_rows, title="Demo pods"))
         print()
-        print(f"Done in {progress.elapsed():.1f}s. Device plugins, the extender and the exporter join this demo "
-              "as their issues land.")
+        print(render_table(["NODE", "EXPORTER", "GPUS", "GPU MEMORY USED MiB", "HEALTHY", "SERIES"],
+                           _exporter_rows(exporters), title="Exporters (scraped once, dcgm-exporter names)"))
+        print()
+        print(f"Done in {progress.elapsed():.1f}s. Device plugins and the extender join this demo as their issues land.")
         if args.keep:
-            _keep_running(cluster, stop)
+            _keep_running(cluster, stop, exporters)
         return 0
     finally:
+        stop_exporters(exporters)
         context.__exit__(None, None, None)
 
 
@@ -160,9 +168,29 @@ def _pod_rows(core) -> list[list[object]]:
     return rows
 
 
-def _keep_running(cluster, stop: threading.Event) -> None:
+def _exporter_rows(exporters) -> list[list[object]]:
+    """Scrape each exporter once and summarise what it serves."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    rows = []
+    for name, exporter in exporters.items():
+        with urllib.request.urlopen(exporter.url + "/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        used = sum(s.value for s in families["DCGM_FI_DEV_FB_USED"].samples) if "DCGM_FI_DEV_FB_USED" in families else 0
+        health = families.get("tessera_gpu_health")
+        healthy = sum(1 for s in health.samples if s.value == 1) if health else 0
+        gpus = len({s.labels.get("UUID") for s in health.samples}) if health else 0
+        series = sum(len(f.samples) for f in families.values())
+        rows.append([name, exporter.url, gpus, int(used), f"{healthy}/{gpus}", series])
+    return rows
+
+
+def _keep_running(cluster, stop: threading.Event, exporters) -> None:
     print("\nThe cluster stays up; kubectl and the kubernetes client reach it with:\n")
     print(f"export KUBECONFIG={cluster.kubeconfig}")
+    for name, exporter in exporters.items():
+        print(f"# {name} exporter: {exporter.url}/metrics")
     print("\nCtrl-C or SIGTERM stops it.", flush=True)
     while not stop.wait(0.5):
         pass

@@ -23,7 +23,10 @@ def test_demo_runs_and_prints_what_happened():
     for node in ("a100-whole", "h100-mig", "a100-mps", "t4-timeslice"):
         assert node in out
     assert "NVIDIA H100 80GB HBM3" in out and "3g.40gb" in out       # read through the NVML layer
-    assert "[4/4]" in result.stderr and "done" in result.stderr        # progress while it runs
+    assert "[5/5]" in result.stderr and "done" in result.stderr        # progress while it runs
+    exporters = out[out.index("Exporters"):].splitlines()[3:7]
+    assert len(exporters) == 4 and all("http://127.0.0.1:" in row for row in exporters)
+    assert "8/8" in next(row for row in exporters if row.startswith("h100-mig"))   # healthy GPUs as scraped
     assert out.count("Running") >= 5
     if shutil.which("runc") and os.geteuid() == 0:
         # The pod that mounts a GPU device node without a grant is stopped by tessera-hook.

@@ -137,3 +137,23 @@ def test_kubelet_restart_drops_capacity_until_the_plugin_registers_again(api, no
         assert time.monotonic() - began < 2.5
     finally:
         kubelet.stop()
+
+
+def test_pod_asked_to_run_for_a_while_succeeds_and_frees_its_devices(api, node_dir, start_plugin, eventually):
+    kubelet = SimKubelet(NodeSpec(name="gpu-node", model="T4", gpus=3), api.url, Path(node_dir), status_delay_s=0.05)
+    kubelet.start()
+    try:
+        v1 = core(api)
+        start_plugin("GPU-0,GPU-1,GPU-2")
+        eventually(lambda: node_resource(v1, "capacity") == 3, what="capacity 3")
+        short = pod_asking("short-job", 3)
+        short["metadata"]["annotations"]["simcluster.tessera.io/run-seconds"] = "0.3"
+        v1.create_namespaced_pod("default", short)
+        eventually(lambda: v1.read_namespaced_pod("short-job", "default").status.phase == "Succeeded",
+                   what="the pod to succeed after its run time")
+        # Its three devices are free again: a second pod asking for all three is admitted.
+        v1.create_namespaced_pod("default", pod_asking("next-job", 3))
+        eventually(lambda: v1.read_namespaced_pod("next-job", "default").status.phase == "Running",
+                   what="the next pod to get the freed devices")
+    finally:
+        kubelet.stop()
