@@ -35,10 +35,20 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_fake_nvml(args: argparse.Namespace) -> int:
+def _replay(argv: list[str]) -> int:
+    from extender.replay import replay_main
+
+    return replay_main(argv)
+
+
+def _fake_nvml(argv: list[str]) -> int:
     from tessera.fakenvml.cli import fake_nvml_main
 
-    return fake_nvml_main(args.rest)
+    return fake_nvml_main(argv)
+
+
+# Subcommands with parsers of their own: everything after the name is theirs, --help included.
+DELEGATED = {"replay": _replay, "fake-nvml": _fake_nvml}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,15 +85,21 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", help="the config file (YAML)")
     check.set_defaults(func=_cmd_config_check)
 
+    replay = sub.add_parser("replay", help="replay the Alibaba GPU trace through the extender's placement policies",
+                            add_help=False)
+    replay.add_argument("rest", nargs=argparse.REMAINDER)
+
     fake = sub.add_parser("fake-nvml", help="inject faults into a fake GPU node (Xid, lost GPU, processes)",
                           add_help=False)
     fake.add_argument("rest", nargs=argparse.REMAINDER)
-    fake.set_defaults(func=_cmd_fake_nvml)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``tessera``."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in DELEGATED:
+        return DELEGATED[argv[0]](argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

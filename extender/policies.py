@@ -1,0 +1,336 @@
+"""Placement policies, and the three calls the extender's HTTP handlers make: ``filter_nodes``,
+``prioritize`` and ``choose_gpus``.
+
+Policies (config ``extender.policy``, per pod the annotation ``tessera.io/policy``):
+
+- ``binpack`` / ``spread``: the node whose GPUs are most / least used after the pod lands (CPU use for
+  a pod without GPUs), and on it the fullest / emptiest GPU that serves the pod.
+- ``binpack-gpu`` / ``spread-gpu``: the node offering the fullest / emptiest single GPU for the pod;
+  node load breaks ties.
+- ``spread-workload``: pods of one workload (owner reference, or the configured label) on different
+  nodes and GPUs where possible; then binpack.
+- ``fragmentation`` (the default): FGD, the node and GPU where fragmentation grows least; binpack
+  breaks ties.
+- ``best-fit``: the node with the least CPU, memory and GPU left after the pod lands, on its tightest
+  GPU. ``random``: any node that fits, any GPU. These two are baselines for the replay.
+
+Scores: kube-scheduler takes extender scores 0..10 (integers) and picks among the top at random. Each
+policy computes a raw score per node (a tuple, higher is better). Nodes whose raw score equals the
+best get 10, so the scheduler's random pick is among truly equal nodes; the others get the first
+component min-max normalised onto 0..9 (rounded down). A node where the pod does not fit gets 0.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from extender.fleet import Fleet
+from extender.fit import Misfit, gpu_options, make_ask_grants, node_fit
+from extender.fragmentation import FragmentationModel, ShapeBook
+from extender.nodestate import NodeState
+from extender.placement import ContainerPlacement, Placement
+from extender.request import GpuAsk, PodRequest
+
+POLICIES = ("fragmentation", "binpack", "spread", "binpack-gpu", "spread-gpu", "spread-workload",
+            "best-fit", "random")
+DEFAULT_POLICY = "fragmentation"
+MAX_SCORE = 10
+
+
+class PlacementError(ValueError):
+    """A pod that cannot be placed on the node asked for; the message says why."""
+
+
+@dataclass
+class PolicyContext:
+    """What policies need beyond the pod and the nodes: the typical shapes (learned, or a fixed
+    model), the random source (seeded in tests and replays), the cluster's default policy.
+
+    Before any shape is learned, every fragmentation delta is 0 and the policy acts as binpack.
+    """
+
+    shapes: ShapeBook | FragmentationModel = field(default_factory=ShapeBook)
+    rng: random.Random = field(default_factory=random.Random)
+    default_policy: str = DEFAULT_POLICY
+
+    def fragmentation_model(self) -> FragmentationModel:
+        s = self.shapes
+        return s if isinstance(s, FragmentationModel) else s.model()
+
+
+class FilterResult(NamedTuple):
+    """Nodes that fit, and for each other node why not: resolvable (``failed``: preemption could
+    help) or ``unresolvable``."""
+
+    fits: list[str]
+    failed: dict[str, str]
+    unresolvable: dict[str, str]
+
+
+def filter_nodes(request: PodRequest, nodes: Fleet | Iterable[NodeState]) -> FilterResult:
+    """Split the nodes into those where the pod fits now and those where it does not, with reasons.
+
+    With a ``Fleet``, the answer for this request shape is kept and only nodes changed since the last
+    call are checked again.
+    """
+    if isinstance(nodes, Fleet):
+        return _filter_fleet(request, nodes)
+    fits: list[str] = []
+    failed: dict[str, str] = {}
+    unresolvable: dict[str, str] = {}
+    key = request.key
+    missing = _MISSING
+    for node in nodes:
+        misfit = node.cache.get(key, missing)
+        if misfit is missing:
+            misfit = node_fit(request, node)
+        if misfit is None:
+            fits.append(node.name)
+        elif misfit.unresolvable:
+            unresolvable[node.name] = misfit.reason
+        else:
+            failed[node.name] = misfit.reason
+    return FilterResult(fits, failed, unresolvable)
+
+
+def _filter_fleet(request: PodRequest, fleet: Fleet) -> FilterResult:
+    view = fleet.view("filter|" + request.key)
+    changed = fleet.changed_since(view["clock"])
+    if changed is None:
+        fits: dict[str, None] = {}
+        failed: dict[str, str] = {}
+        unresolvable: dict[str, str] = {}
+        view.update(fits=fits, failed=failed, unresolvable=unresolvable)
+        names: Iterable[str] = fleet.names()
+    else:
+        fits, failed, unresolvable = view["fits"], view["failed"], view["unresolvable"]
+        names = changed
+    for name in names:
+        fits.pop(name, None)
+        failed.pop(name, None)
+        unresolvable.pop(name, None)
+        node = fleet.get(name)
+        if node is None:
+            continue
+        misfit = node_fit(request, node)
+        if misfit is None:
+            fits[name] = None
+        elif misfit.unresolvable:
+            unresolvable[name] = misfit.reason
+        else:
+            failed[name] = misfit.reason
+    view["clock"] = fleet.clock
+    return FilterResult(list(fits), dict(failed), dict(unresolvable))
+
+
+_MISSING = Misfit("", False)
+
+
+def resolve_policy(request: PodRequest, policy: str | None, ctx: PolicyContext) -> str:
+    """The policy that applies: the argument, else the pod's annotation, else the cluster default."""
+    name = policy or request.policy or ctx.default_policy
+    if name not in POLICIES:
+        raise PlacementError(f"policy {name!r} is not one of {', '.join(POLICIES)}")
+    return name
+
+
+def prioritize(request: PodRequest, nodes: Fleet | Iterable[NodeState], policy: str | None = None,
+               ctx: PolicyContext | None = None, names: Sequence[str] | None = None) -> list[tuple[str, int]]:
+    """(node, score 0..10) for each node, in the order given; see the module docstring for the scale.
+
+    With a ``Fleet``, ``names`` says which of its nodes to score (all by default), and raw scores are
+    kept per policy and request shape, recomputed only for nodes changed since the last call.
+    """
+    ctx = ctx or PolicyContext()
+    policy = resolve_policy(request, policy, ctx)
+    raw_of = _RAW[policy]
+    model = ctx.fragmentation_model() if policy == "fragmentation" else None
+    cacheable = policy != "random"
+    key = f"{policy}|{model.version if model else 0}|{request.key}|" + \
+        (request.workload if policy == "spread-workload" else "")
+    if isinstance(nodes, Fleet):
+        fleet = nodes
+        names = fleet.names() if names is None else list(names)
+        if not cacheable:
+            raws = [_raw(request, fleet.get(n), raw_of, ctx, model) for n in names]
+            return _scores(names, raws)
+        view = fleet.view(key)
+        changed = fleet.changed_since(view["clock"])
+        if changed is None:
+            known: dict[str, tuple | None] = {}
+            view["raws"] = known
+        else:
+            known = view["raws"]
+            for name in changed:
+                known.pop(name, None)
+        view["clock"] = fleet.clock
+        raws = []
+        for name in names:
+            raw = known.get(name, _MISSING)
+            if raw is _MISSING:
+                raw = known[name] = _raw(request, fleet.get(name), raw_of, ctx, model)
+            raws.append(raw)
+        return _scores(names, raws)
+    node_names: list[str] = []
+    raws = []
+    for node in nodes:
+        cache = node.cache
+        raw = cache.get(key, _MISSING) if cacheable else _MISSING
+        if raw is _MISSING:
+            raw = _raw(request, node, raw_of, ctx, model)
+            if cacheable:
+                cache[key] = raw
+        node_names.append(node.name)
+        raws.append(raw)
+    return _scores(node_names, raws)
+
+
+def _raw(request: PodRequest, node: NodeState | None, raw_of, ctx: PolicyContext, model) -> tuple | None:
+    if node is None or node_fit(request, node) is not None:
+        return None
+    return raw_of(request, node, ctx, model)
+
+
+def _scores(names: list[str], raws: list) -> list[tuple[str, int]]:
+    present = [r for r in raws if r is not None]
+    if not present:
+        return [(n, 0) for n in names]
+    best = max(present)
+    top = best[0]
+    lo = min([r[0] for r in present])
+    span = top - lo
+    scale = (MAX_SCORE - 1) / span if span > 0 else 0.0
+    below = MAX_SCORE - 1
+    out = []
+    append = out.append
+    for name, raw in zip(names, raws):
+        if raw is None:
+            append((name, 0))
+        elif raw == best:
+            append((name, MAX_SCORE))
+        else:
+            score = int((raw[0] - lo) * scale) if span > 0 else below
+            append((name, score if score < below else below))
+    return out
+
+
+def choose_gpus(request: PodRequest, node: NodeState, policy: str | None = None,
+                ctx: PolicyContext | None = None) -> Placement:
+    """The GPUs on ``node`` for each container, by policy; raises PlacementError if the pod does not fit."""
+    ctx = ctx or PolicyContext()
+    policy = resolve_policy(request, policy, ctx)
+    misfit = node_fit(request, node)
+    if misfit is not None:
+        raise PlacementError(f"{request.name or 'pod'} does not fit on {node.name}: {misfit.reason}")
+    with_ask = [(i, c) for i, c in enumerate(request.containers) if c.ask is not None]
+    grants: dict[int, tuple] = {}
+    if len(with_ask) == 1:
+        i, c = with_ask[0]
+        grants[i] = make_ask_grants(c.ask, node, _pick(policy, request, c.ask, node, ctx))
+    elif with_ask:
+        scratch = node.copy()
+        for n, (i, c) in enumerate(sorted(with_ask, key=lambda ic: -ic[1].ask.cores)):
+            chosen = _pick(policy, request, c.ask, scratch, ctx)
+            grants[i] = make_ask_grants(c.ask, scratch, chosen)
+            scratch.assume(Placement(f"\0choose{n}", node.name, (ContainerPlacement(c.name, grants[i]),)))
+    containers = tuple(ContainerPlacement(c.name, grants.get(i, ())) for i, c in enumerate(request.containers))
+    return Placement(pod=request.name, node=node.name, containers=containers, cpu_milli=request.cpu_milli,
+                     memory_bytes=request.memory_bytes, workload=request.workload)
+
+
+# -- GPU choice on a node ---------------------------------------------------------------------------
+
+def _pick(policy: str, request: PodRequest, ask: GpuAsk, node: NodeState, ctx: PolicyContext) -> tuple[int, ...]:
+    if policy == "fragmentation" and len(request.asks) == 1:
+        best = ctx.fragmentation_model().best_choice(request, node)
+        if best is not None:
+            return best[1]
+    options = gpu_options(ask, node)
+    if len(options) < ask.count:
+        raise PlacementError(f"{request.name or 'pod'} does not fit on {node.name}")
+    gpus = node.gpus
+    if policy == "random":
+        return tuple(ctx.rng.sample(options, ask.count))
+    if policy in ("spread", "spread-gpu"):
+        options.sort(key=lambda i: (gpus[i].used_fraction, i))
+    elif policy == "spread-workload":
+        w = request.workload
+        options.sort(key=lambda i: (gpus[i].workloads.get(w, 0), -gpus[i].used_fraction, i))
+    else:  # binpack, binpack-gpu, best-fit, fragmentation outside its model
+        options.sort(key=lambda i: (-gpus[i].used_fraction, i))
+    return tuple(options[:ask.count])
+
+
+# -- raw node scores (higher is better) -------------------------------------------------------------
+
+def _load_after(request: PodRequest, node: NodeState) -> float:
+    """GPU use of the node after the pod lands (0..1); CPU use for a pod without GPUs."""
+    if request.asks and node.n_open:
+        return (node.util * node.n_open + request.gpu_cores / 100) / node.n_open
+    return (node.cpu_alloc - node.cpu_free + request.cpu_milli) / node.cpu_alloc if node.cpu_alloc else 0.0
+
+
+def _chosen_fullness(policy: str, request: PodRequest, node: NodeState, ctx: PolicyContext) -> float:
+    if not request.asks:
+        return 0.0
+    ask = request.asks[0]
+    chosen = _pick(policy, request, ask, node, ctx)
+    return sum(node.gpus[i].used_fraction for i in chosen) / len(chosen)
+
+
+def _raw_binpack(request, node, ctx, model):
+    return (_load_after(request, node),)
+
+
+def _raw_spread(request, node, ctx, model):
+    return (-_load_after(request, node),)
+
+
+def _raw_binpack_gpu(request, node, ctx, model):
+    return (_chosen_fullness("binpack-gpu", request, node, ctx), _load_after(request, node))
+
+
+def _raw_spread_gpu(request, node, ctx, model):
+    return (-_chosen_fullness("spread-gpu", request, node, ctx), -_load_after(request, node))
+
+
+def _raw_spread_workload(request, node, ctx, model):
+    w = request.workload
+    if not w:
+        return (0, 0, _load_after(request, node))
+    on_gpu = 0
+    if request.asks:
+        chosen = _pick("spread-workload", request, request.asks[0], node, ctx)
+        on_gpu = min(node.gpus[i].workloads.get(w, 0) for i in chosen)
+    return (-node.workloads.get(w, 0), -on_gpu, _load_after(request, node))
+
+
+def _raw_best_fit(request, node, ctx, model):
+    left = 0.0
+    if node.cpu_alloc:
+        left += (node.cpu_free - request.cpu_milli) / node.cpu_alloc
+    if node.mem_alloc:
+        left += (node.mem_free - request.memory_bytes) / node.mem_alloc
+    if node.n_open:
+        left += 1.0 - _load_after(request, node) if request.asks else 1.0 - node.util
+    fullness = _chosen_fullness("best-fit", request, node, ctx)
+    return (-left, fullness)
+
+
+def _raw_random(request, node, ctx, model):
+    return (ctx.rng.random(),)
+
+
+def _raw_fragmentation(request, node, ctx, model: FragmentationModel):
+    best = model.best_choice(request, node)
+    if best is None:  # outside FGD's capacity model (MIG, time-slice, several GPU containers): binpack
+        return (0, _load_after(request, node), _chosen_fullness("binpack", request, node, ctx))
+    return (-best[0], _load_after(request, node), 0.0)
+
+
+_RAW = {"binpack": _raw_binpack, "spread": _raw_spread, "binpack-gpu": _raw_binpack_gpu,
+        "spread-gpu": _raw_spread_gpu, "spread-workload": _raw_spread_workload, "best-fit": _raw_best_fit,
+        "random": _raw_random, "fragmentation": _raw_fragmentation}
