@@ -74,6 +74,8 @@ class ExtenderConfig:
     tls_key_path: str = setting("/etc/tessera/webhook/tls.key", "webhook TLS private key")
     kubeconfig: str = setting("", "kubeconfig file for the API server; empty means in-cluster config")
     policy: str = setting("fragmentation", "cluster default placement policy", choices=POLICIES)
+    scheduler_name: str = setting("tessera-scheduler", "schedulerName the webhook gives pods that ask for Tessera "
+                                                       "resources (the kube-scheduler profile with this extender)")
     workload_label: str = setting("", "label whose value names a workload for spread-workload (else owner)")
     shape_window: int = setting(1000, "pods remembered when learning typical task shapes", minimum=1)
     signing_key_path: str = setting("/etc/tessera/extender.key", "Ed25519 private key that signs assignments")
