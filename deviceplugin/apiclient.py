@@ -1,0 +1,117 @@
+"""The plugin's API server calls, through the ``kubernetes`` client, on plain dicts.
+
+Never on the kubelet's admission path: the pod watch, the ledger worker and the inventory writer
+use it from their own threads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import kubernetes
+from kubernetes.watch.watch import iter_resp_lines
+
+from tessera import LABEL_GPU_MODE
+from tessera.log import get_logger
+
+log = get_logger("deviceplugin")
+MERGE_PATCH = "application/merge-patch+json"
+TIMEOUT_S = 5
+
+
+class Gone(Exception):
+    """A watch's resourceVersion is too old: list again."""
+
+
+class NodeApi:
+    """This node and the pods bound to it."""
+
+    def __init__(self, client: kubernetes.client.ApiClient, node: str) -> None:
+        self._client = client
+        self.core = kubernetes.client.CoreV1Api(client)
+        self.node = node
+
+    def close(self) -> None:
+        self._client.close()
+
+    def get_node(self) -> dict | None:
+        try:
+            resp = self.core.read_node(self.node, _preload_content=False, _request_timeout=TIMEOUT_S)
+        except kubernetes.client.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return json.loads(resp.data)
+
+    def mode_label(self) -> str | None:
+        """The node's ``tessera.io/gpu-mode`` label, or None (also when the API cannot be reached)."""
+        try:
+            node = self.get_node()
+        except Exception as exc:  # noqa: BLE001 - start without it; the node watch catches up
+            log.warning("node_read_failed", node=self.node, reason=str(exc))
+            return None
+        return ((node or {}).get("metadata", {}).get("labels") or {}).get(LABEL_GPU_MODE)
+
+    def patch_node_metadata(self, labels: dict[str, str], annotations: dict[str, str]) -> None:
+        body = {"metadata": {"labels": labels, "annotations": annotations}}
+        self.core.patch_node(self.node, body, _content_type=MERGE_PATCH, _preload_content=False,
+                             _request_timeout=TIMEOUT_S)
+
+    def patch_pod_annotations(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
+        self.core.patch_namespaced_pod(name, namespace, {"metadata": {"annotations": annotations}},
+                                       _content_type=MERGE_PATCH, _preload_content=False,
+                                       _request_timeout=TIMEOUT_S)
+
+    def list_pods(self) -> tuple[list[dict], str]:
+        doc = json.loads(self.core.list_pod_for_all_namespaces(
+            field_selector=f"spec.nodeName={self.node}", _preload_content=False, _request_timeout=TIMEOUT_S).data)
+        return doc.get("items", []), doc["metadata"]["resourceVersion"]
+
+    def watch(self, kind: str, resource_version: str, on_response: Callable[[Any], None],
+              timeout_s: int = 60) -> Iterator[dict]:
+        """Watch events of this node's pods (``kind="pods"``) or of the Node itself (``"node"``)."""
+        if kind == "pods":
+            resp = self.core.list_pod_for_all_namespaces(
+                field_selector=f"spec.nodeName={self.node}", watch=True, resource_version=resource_version,
+                allow_watch_bookmarks=True, timeout_seconds=timeout_s, _preload_content=False)
+        else:
+            resp = self.core.list_node(field_selector=f"metadata.name={self.node}", watch=True,
+                                       resource_version=resource_version, timeout_seconds=timeout_s,
+                                       _preload_content=False)
+        on_response(resp)
+        try:
+            for line in iter_resp_lines(resp):
+                if not line:
+                    continue
+                event = json.loads(line)
+                if event.get("type") == "ERROR":
+                    status = event.get("object") or {}
+                    if status.get("code") == 410:
+                        raise Gone(status.get("message", "too old resource version"))
+                    raise kubernetes.client.ApiException(status=status.get("code"), reason=status.get("message"))
+                yield event
+        finally:
+            resp.close()
+            resp.release_conn()
+
+
+def connect(kubeconfig: str, node: str) -> NodeApi | None:
+    """A NodeApi from ``kubeconfig``, or the in-cluster config; None when neither is there."""
+    configuration = kubernetes.client.Configuration()
+    try:
+        if kubeconfig:
+            kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+            kubernetes.config.load_incluster_config(client_configuration=configuration)
+        else:
+            log.warning("api_server_not_configured",
+                        effect="no node inventory, labels, assignments or ledger; kubelet-only mode")
+            return None
+    except (kubernetes.config.ConfigException, OSError) as err:
+        log.error("api_server_config_failed", kubeconfig=kubeconfig or "in-cluster", reason=str(err))
+        return None
+    node = node or os.environ.get("NODE_NAME", "") or os.uname().nodename
+    return NodeApi(kubernetes.client.ApiClient(configuration), node)

@@ -1,0 +1,111 @@
+"""The device plugin daemon: NVML, the resource manager, one server per resource, and the workers.
+
+Start order: read the GPUs; read the node's mode label and the kubelet's pod-resources (so modes and
+holdings are right before anything is advertised); serve and register every resource; then the
+health loop, the pod watch, the ledger worker, the inventory writer and the MPS supervisor.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from deviceplugin import metrics
+from deviceplugin.admission import Admission
+from deviceplugin.healthwatch import HealthWatch
+from deviceplugin.keys import extender_public_key, node_grant_key
+from deviceplugin.registration import Registrar
+from deviceplugin.response import ResponseSettings
+from deviceplugin.rm import HealthTracker, NodeDevices
+from deviceplugin.server import ResourceServer
+from tessera.config import DevicePluginConfig
+from tessera.log import get_logger
+from tessera.nvml import Nvml
+
+log = get_logger("deviceplugin")
+
+
+class DevicePluginDaemon:
+    """Everything one node's plugin runs; :meth:`start`, then :meth:`stop` on SIGTERM."""
+
+    def __init__(self, config: DevicePluginConfig, *, mps_control_binary: str | None = None,
+                 api=None) -> None:
+        self.config = config
+        self.node = config.node_name or os.environ.get("NODE_NAME", "") or os.uname().nodename
+        self.mps_control_binary = mps_control_binary
+        self.api = api  # deviceplugin.apiclient.NodeApi or None (no API server: kubelet-only mode)
+        self.nvml = Nvml()
+        self.rm: NodeDevices | None = None
+        self.registrar: Registrar | None = None
+        self.workers: list = []
+        self.http = None
+        self.stopped = threading.Event()
+
+    def start(self) -> None:
+        cfg = self.config
+        self.nvml.open()
+        gpus = self.nvml.read_gpus()
+        label = self.api.mode_label() if self.api else None
+        health = HealthTracker(cfg.application_xids, cfg.fatal_xids, cfg.xid_quiet_period_s)
+        self.rm = NodeDevices(gpus, default_mode=cfg.default_mode, gpu_modes=cfg.gpu_modes,
+                              replicas=cfg.timeslice_replicas, health=health, label_mode=label)
+        self.rm.apply_reads(gpus)
+        from deviceplugin.podresources import PodResourcesClient, PodResourcesSync
+
+        self.pod_resources = PodResourcesClient(cfg.pod_resources_socket)
+        holdings = self.pod_resources.holdings_or_none()
+        if holdings is not None:
+            self.rm.set_holdings(holdings)
+        settings = ResponseSettings(node=self.node, grant_key=node_grant_key(cfg.grant_key_path),
+                                    device_list_strategy=cfg.device_list_strategy,
+                                    mps_pipe_directory=cfg.mps_pipe_directory,
+                                    mps_shm_directory=cfg.mps_shm_directory)
+        pods = recorder = None
+        if self.api is not None:
+            from deviceplugin.ledger import Ledger
+            from deviceplugin.podwatch import PodWatch
+
+            pods = PodWatch(self.api, self.node, extender_public_key(cfg.assignment_public_key_path))
+            recorder = Ledger(self.api, self.rm, self.node, pods)
+            self.workers += [pods, recorder]
+        self.admission = Admission(self.rm, settings, pods, recorder)
+        self.registrar = Registrar(cfg.device_plugin_path, self._make_server, self.rm.resources)
+        self.workers.insert(0, HealthWatch(self.nvml, self.rm))
+        sync = PodResourcesSync(self.pod_resources, self.rm, uid_of=pods.uid_of if pods else None)
+        if recorder is not None:
+            recorder.sync = sync
+            sync.listeners.append(recorder.on_holdings)
+        self.workers.append(sync)
+        if self.api is not None:
+            from deviceplugin.nodeinfo import NodeInfoWriter
+
+            self.workers.append(NodeInfoWriter(self.api, self.rm, self.node))
+        if self.mps_control_binary and any(m == "mps" for m in self.rm.modes.active.values()):
+            from deviceplugin.mpsd import MpsSupervisor
+
+            self.workers.insert(0, MpsSupervisor(self.mps_control_binary, cfg, self.rm))
+        for worker in self.workers:
+            worker.start()
+        self.registrar.start()
+        self.http = metrics.serve(cfg.listen, self.ready)
+        log.info("device_plugin_started", node=self.node, resources=self.rm.resources(),
+                 modes=self.rm.modes.active, api=self.api is not None)
+
+    def _make_server(self, resource: str) -> ResourceServer:
+        return ResourceServer(resource, self.rm, self.admission, self.config.device_plugin_path)
+
+    def ready(self) -> tuple[bool, str]:
+        if self.registrar is None:
+            return False, "starting"
+        return self.registrar.ready()
+
+    def stop(self) -> None:
+        if self.http is not None:
+            self.http.shutdown()
+        for worker in reversed(self.workers):
+            worker.stop()
+        if self.registrar is not None:
+            self.registrar.stop()
+        self.nvml.close()
+        self.stopped.set()
+        log.info("device_plugin_stopped", node=self.node)

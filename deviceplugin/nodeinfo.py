@@ -1,0 +1,117 @@
+"""The Node's inventory annotation and GFD-style labels, written on change only; the mode label read back.
+
+``tessera.io/gpu-inventory`` and ``nvidia.com/gpu.product``, ``nvidia.com/gpu.count``,
+``nvidia.com/gpu.memory`` (MiB) are written whenever inventory, health or mode changes, never on a
+timer. ``tessera.io/gpu-mode`` is the admin's override: it is written only where the Node has none
+(the node's mode as configured), and a change of it is applied to the GPUs (waiting for drains).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+from deviceplugin.apiclient import Gone, NodeApi
+from deviceplugin.rm import NodeDevices
+from tessera import ANNOTATION_INVENTORY, LABEL_GPU_MODE
+from tessera.log import get_logger
+
+log = get_logger("deviceplugin")
+
+
+def gfd_labels(rm: NodeDevices, node: str) -> dict[str, str]:
+    inv = rm.inventory(node)
+    if not inv.gpus:
+        return {}
+    model = Counter(g.model for g in inv.gpus).most_common(1)[0][0]
+    return {"nvidia.com/gpu.product": model.replace(" ", "-"), "nvidia.com/gpu.count": str(len(inv.gpus)),
+            "nvidia.com/gpu.memory": str(min(g.memory_mib for g in inv.gpus))}
+
+
+class NodeInfoWriter:
+    """Writes the inventory and labels on change; watches the Node for its mode label."""
+
+    def __init__(self, api: NodeApi, rm: NodeDevices, node: str) -> None:
+        self.api, self.rm, self.node = api, rm, node
+        self._stop = threading.Event()
+        self._written: tuple[str, dict] | None = None
+        self._mode_label_present: bool | None = None
+        self._resp = None
+        self._threads = [threading.Thread(target=self._write_loop, name="dp-nodeinfo", daemon=True),
+                         threading.Thread(target=self._watch_loop, name="dp-nodewatch", daemon=True)]
+
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        # Closing a watch response from another thread blocks on its reader; the watch threads are
+        # daemon threads, so a read in progress ends with the process.
+        for t in self._threads:
+            t.join(timeout=0.2)  # daemon threads: a watch blocked in a read ends with the process
+
+    def _write_loop(self) -> None:
+        version = -1
+        while not self._stop.is_set():
+            current = self.rm.version
+            if current != version or self._written is None:
+                if self._write():
+                    version = current
+                else:
+                    self._stop.wait(1.0)  # API away: retry
+                    continue
+            self.rm.wait_change(version, 1.0)
+
+    def _write(self) -> bool:
+        text = self.rm.inventory(self.node).to_json()
+        labels = gfd_labels(self.rm, self.node)
+        if self._mode_label_present is False:
+            modes = Counter(self.rm.modes.active.values()).most_common(1)
+            if modes:
+                labels[LABEL_GPU_MODE] = modes[0][0]
+        if self._written == (text, labels):
+            return True
+        try:
+            self.api.patch_node_metadata(labels, {ANNOTATION_INVENTORY: text})
+        except Exception as exc:  # noqa: BLE001
+            log.warning("node_inventory_write_failed", reason=str(exc))
+            return False
+        self._written = (text, labels)
+        pending = {g.index: g.pending_mode for g in self.rm.inventory(self.node).gpus if g.pending_mode}
+        log.info("node_inventory_written", node=self.node, bytes=len(text), pending_modes=pending or None)
+        return True
+
+    def _watch_loop(self) -> None:
+        version = None
+        while not self._stop.is_set():
+            try:
+                if version is None:
+                    node = self.api.get_node() or {}
+                    self._on_node(node)
+                    version = (node.get("metadata") or {}).get("resourceVersion") or "0"
+                for event in self.api.watch("node", version, self._set_resp):
+                    obj = event["object"]
+                    version = (obj.get("metadata") or {}).get("resourceVersion", version)
+                    if event["type"] in ("ADDED", "MODIFIED"):
+                        self._on_node(obj)
+                    if self._stop.is_set():
+                        return
+            except Gone:
+                version = None
+            except Exception as exc:  # noqa: BLE001
+                if self._stop.is_set():
+                    return
+                log.warning("node_watch_failed", reason=str(exc))
+                version = None
+                self._stop.wait(1.0)
+
+    def _set_resp(self, resp) -> None:
+        self._resp = resp
+
+    def _on_node(self, node: dict) -> None:
+        labels = (node.get("metadata") or {}).get("labels") or {}
+        label = labels.get(LABEL_GPU_MODE)
+        self._mode_label_present = label is not None
+        if self.rm.set_label_mode(label):
+            log.info("gpu_mode_label_applied", label=label, modes=self.rm.modes.active, pending=self.rm.modes.pending)

@@ -1,0 +1,80 @@
+"""The extender's signed assignment steers GetPreferredAllocation; a forged or copied one changes nothing.
+
+A pod whose assignment the extender signed gets exactly the assigned IDs. A pod carrying another
+pod's assignment, or one signed by someone else's key, gets the plugin's own best fit: what any
+pod could get anyway. The plugin logs each rejection.
+"""
+
+from __future__ import annotations
+
+import json
+
+from simcluster.cluster import NodeSpec
+from tessera import ANNOTATION_ALLOCATED, ANNOTATION_ASSIGNMENT, ANNOTATION_INVENTORY
+from tessera.assignment import Assignment, ResourceAssignment, generate_keypair, sign_assignment
+from tessera.inventory import NodeInventory
+
+CORE, MEM = "nvidia.com/mps-core", "nvidia.com/mps-memory"
+
+
+def signed(key, node: str, uid: str, gpu: str, cores: range, gib: range) -> str:
+    doc = Assignment(node=node, pod_uid=uid, containers={"main": {
+        CORE: ResourceAssignment((gpu,), tuple(f"{gpu}::core::{n}" for n in cores), core=len(cores)),
+        MEM: ResourceAssignment((gpu,), tuple(f"{gpu}::mem::{n}" for n in gib), mem_gib=len(gib))}})
+    return sign_assignment(doc, key)
+
+
+def held(pods, name: str, eventually) -> dict[str, set[str]]:
+    doc = eventually(lambda: pods.get(name)["metadata"].get("annotations", {}).get(ANNOTATION_ALLOCATED),
+                     timeout=10, what=f"{name} allocated")
+    return {r: set(g["deviceIDs"]) for r, g in json.loads(doc)["containers"]["main"].items()}
+
+
+def admit(pods, manifest, eventually, name: str, annotation=None) -> str:
+    uid = pods.create(manifest(name, {CORE: 30, MEM: 4}))["metadata"]["uid"]
+    if annotation is not None:
+        pods.annotate(name, {ANNOTATION_ASSIGNMENT: annotation(uid) if callable(annotation) else annotation})
+    pods.bind(name, "mps")
+    eventually(lambda: pods.get(name)["status"].get("phase") == "Running", timeout=10, what=f"{name} Running")
+    return uid
+
+
+def test_signed_assignment_is_followed_and_forgeries_are_not(embedded, manifest, eventually, tmp_path):
+    extender_key = generate_keypair(str(tmp_path / "extender.key"), str(tmp_path / "extender.pub"))
+    attacker_key = generate_keypair(str(tmp_path / "attacker.key"), str(tmp_path / "attacker.pub"))
+    cluster, plugins, pods = embedded(NodeSpec(name="mps", model="A100-SXM4-80GB", gpus=2, mode="mps"),
+                                      extender_public_key=str(tmp_path / "extender.pub"))
+    inventory = eventually(lambda: pods.node("mps")["metadata"].get("annotations", {}).get(ANNOTATION_INVENTORY),
+                           timeout=20, what="inventory")
+    eventually(lambda: pods.node("mps")["status"].get("allocatable", {}).get(CORE) == "200", timeout=20,
+               what="cores allocatable")
+    gpu0, gpu1 = (g.uuid for g in NodeInventory.from_json(inventory).gpus)
+
+    # the extender's choice: GPU 1, cores 60..89, GiB 70..73 -- not what best fit would pick
+    admit(pods, manifest, eventually, "chosen", lambda uid: signed(extender_key, "mps", uid, gpu1, range(60, 90),
+                                                                     range(70, 74)))
+    chosen = held(pods, "chosen", eventually)
+    assert chosen[CORE] == {f"{gpu1}::core::{n}" for n in range(60, 90)}
+    assert chosen[MEM] == {f"{gpu1}::mem::{n}" for n in range(70, 74)}
+    original = pods.get("chosen")["metadata"]["annotations"][ANNOTATION_ASSIGNMENT]
+
+    # copied onto another pod: the UID does not match, so it is ignored
+    admit(pods, manifest, eventually, "copied", original)
+    copied = held(pods, "copied", eventually)
+    # forged with another key, asking for the start of GPU 0
+    admit(pods, manifest, eventually, "forged", lambda uid: signed(attacker_key, "mps", uid, gpu0, range(0, 30),
+                                                                     range(0, 4)))
+    forged = held(pods, "forged", eventually)
+    assert forged[CORE] != {f"{gpu0}::core::{n}" for n in range(0, 30)}
+    for ids in (copied, forged):
+        gpus = {i.split("::")[0] for i in ids[CORE] | ids[MEM]}
+        assert gpus == {gpu1}, "best fit packs onto the GPU already in use, core and memory together"
+    all_core = [chosen[CORE], copied[CORE], forged[CORE]]
+    assert sum(len(s) for s in all_core) == len(set().union(*all_core)) == 90, "nothing handed out twice"
+    log = (cluster.nodes["mps"].root / "device-plugin.log").read_text()
+    assert log.count('"assignment_rejected"') >= 2
+    assert "copied from another pod" in log and "bad signature" in log
+    # the ledger of the pods without a valid assignment says the plugin chose
+    for name in ("copied", "forged"):
+        ann = pods.get(name)["metadata"]["annotations"][ANNOTATION_ASSIGNMENT]
+        assert json.loads(ann)["writtenBy"] == "device-plugin"
