@@ -72,6 +72,8 @@ class GpuProcess:
     gpu_instance_id: int | None = None
     compute_instance_id: int | None = None
     mps_client: bool = False
+    sm_util_pct: int | None = None  # share of SM time its kernels ran since the last read; None: not reported
+    memory_util_pct: int | None = None  # share of time it read or wrote device memory since the last read
 
 
 @dataclass(frozen=True)
@@ -101,12 +103,26 @@ class MemoryRepair:
 
 
 @dataclass(frozen=True)
+class GpmReading:
+    """GPU Performance Monitoring figures (Hopper on) between the last two reads, in percent.
+
+    A figure is None where the driver did not compute it.
+    """
+
+    graphics_util_pct: float | None = None  # time any compute or graphics work was active
+    sm_util_pct: float | None = None  # share of SMs that were busy
+    sm_occupancy_pct: float | None = None  # resident warps against the theoretical maximum
+    dram_bw_util_pct: float | None = None  # DRAM bandwidth used against the maximum
+
+
+@dataclass(frozen=True)
 class MigUsage:
-    """Memory in use on one MIG device."""
+    """Memory in use on one MIG device, and its GPM figures where the driver has them."""
 
     uuid: str
     memory_used_mib: int
     memory_total_mib: int
+    gpm: GpmReading | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +142,7 @@ class GpuSample:
     ecc: EccCounts | None = None
     repair: MemoryRepair | None = None
     mig: tuple[MigUsage, ...] = ()
+    gpm: GpmReading | None = None  # None before the second read, and on GPUs without GPM (before Hopper)
     error: str | None = None
 
     @property

@@ -223,8 +223,19 @@ def grant_env(grant: Grant) -> dict[str, str]:
         env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] = str(min(grant.core or 100, 100))
         env["CUDA_MPS_PIPE_DIRECTORY"] = grant.pipe or ""
     if grant.resource == RESOURCE_MPS_MEMORY:
-        env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] = f"0={grant.mem_gib}G"
+        env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] = _pinned_memory_limit(grant)
     return env
+
+
+def _pinned_memory_limit(grant: Grant) -> str:
+    """MPS's per-device limit list, ``0=8G`` or ``0=80G,1=80G``: device ordinals follow the order of
+    ``CUDA_VISIBLE_DEVICES`` (the grant's UUIDs); each device's GiB are its ``<uuid>::mem::<n>`` IDs."""
+    if len(grant.uuids) <= 1:
+        return f"0={grant.mem_gib}G"
+    per_gpu = [sum(1 for i in grant.ids if i.startswith(f"{uuid}::mem::")) for uuid in grant.uuids]
+    if sum(per_gpu) != grant.mem_gib:
+        per_gpu = [(grant.mem_gib or 0) // len(grant.uuids)] * len(grant.uuids)
+    return ",".join(f"{ordinal}={gib}G" for ordinal, gib in enumerate(per_gpu))
 
 
 def container_env(grants: list[Grant]) -> dict[str, str]:

@@ -91,6 +91,8 @@ def test_two_hundred_cores_are_two_whole_gpus(mps_node):
     mem_gpus = {i.split("::")[0] for a in manager.allocations() if a.pod_uid == "big" and a.resource == MEM
                 for i in a.device_ids}
     assert mem_gpus == set(gpus)
+    # MPS takes a limit per device ordinal (the order of CUDA_VISIBLE_DEVICES), not one total.
+    assert env_of(responses[MEM]) == {"CUDA_MPS_PINNED_DEVICE_MEM_LIMIT": "0=80G,1=80G"}
 
 
 def test_core_request_over_a_hundred_not_in_hundreds_is_refused(mps_node):

@@ -86,6 +86,10 @@ def test_environment_contract():
         "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE": "50", "CUDA_MPS_PIPE_DIRECTORY": "/run/tessera/mps/pipe",
         "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT": "0=8G",
     }
+    two = new_grant("nvidia.com/mps-memory", "node-1",
+                    [f"{UUID}::mem::{i}" for i in range(80)] + [f"GPU-2::mem::{i}" for i in range(40)],
+                    [UUID, "GPU-2"], ["/dev/nvidia0", "/dev/nvidia2"], mem_gib=120)
+    assert grant_env(two)["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] == "0=80G,1=40G"
     other = new_grant("nvidia.com/gpu", "node-1", ["GPU-2"], ["GPU-2"], ["/dev/nvidia2"])
     assert grant_env(other)["NVIDIA_VISIBLE_DEVICES"] == "GPU-2"
     with pytest.raises(GrantError, match="one kind of GPU grant"):
