@@ -65,6 +65,14 @@ class NodeApi:
                                        _content_type=MERGE_PATCH, _preload_content=False,
                                        _request_timeout=TIMEOUT_S)
 
+    def evict_pod(self, namespace: str, name: str, uid: str) -> None:
+        """POST a policy/v1 Eviction for the pod (graceful, PodDisruptionBudgets respected by the server)."""
+        body = {"apiVersion": "policy/v1", "kind": "Eviction",
+                "metadata": {"name": name, "namespace": namespace},
+                "deleteOptions": {"preconditions": {"uid": uid}} if uid else {}}
+        self.core.create_namespaced_pod_eviction(name, namespace, body, _preload_content=False,
+                                                 _request_timeout=TIMEOUT_S)
+
     def list_pods(self) -> tuple[list[dict], str]:
         doc = json.loads(self.core.list_pod_for_all_namespaces(
             field_selector=f"spec.nodeName={self.node}", _preload_content=False, _request_timeout=TIMEOUT_S).data)

@@ -80,6 +80,10 @@ class DevicePluginDaemon:
             from deviceplugin.nodeinfo import NodeInfoWriter
 
             self.workers.append(NodeInfoWriter(self.api, self.rm, self.node))
+            if cfg.evict_on_overuse:
+                from deviceplugin.eviction import OveruseEvictor
+
+                self.workers.append(OveruseEvictor(self.api, cfg.overuse_dir))
         if self.mps_control_binary and any(m == "mps" for m in self.rm.modes.active.values()):
             from deviceplugin.mpsd import MpsSupervisor
 
