@@ -59,7 +59,7 @@ class DevicePluginDaemon:
         settings = ResponseSettings(node=self.node, grant_key=node_grant_key(cfg.grant_key_path),
                                     device_list_strategy=cfg.device_list_strategy,
                                     mps_pipe_directory=cfg.mps_pipe_directory,
-                                    mps_shm_directory=cfg.mps_shm_directory)
+                                    mps_shm_directory=cfg.mps_shm_directory, device_root=cfg.device_root)
         pods = recorder = None
         if self.api is not None:
             from deviceplugin.ledger import Ledger

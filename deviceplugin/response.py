@@ -10,6 +10,8 @@ directory, the thread percentage, the mounts and the core grant; memory's carrie
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass
 
 from deviceplugin.devicenodes import cdi_names, device_paths
@@ -31,6 +33,7 @@ class ResponseSettings:
     device_list_strategy: str  # "device-nodes" or "cdi"
     mps_pipe_directory: str
     mps_shm_directory: str
+    device_root: str = "/"  # where the device nodes are on the host: "/" on a real node
 
 
 def container_response(request: Request, settings: ResponseSettings,
@@ -54,5 +57,11 @@ def container_response(request: Request, settings: ResponseSettings,
             response.cdi_devices.add(name=name)
     else:
         for path in paths:
-            response.devices.add(container_path=path, host_path=path, permissions="rw")
+            response.devices.add(container_path=path, host_path=host_device_path(settings.device_root, path),
+                                 permissions="rw")
     return response
+
+
+def host_device_path(device_root: str, path: str) -> str:
+    """The host path of a device node: ``/dev/nvidia0`` under ``device_root`` (``/`` on a real node)."""
+    return path if device_root in ("", "/") else os.path.join(device_root, path.lstrip("/"))

@@ -56,6 +56,7 @@ def plugin_command(cluster, name: str, extra: list[str] | None = None,
             f"--kubeconfig={cluster.kubeconfig}", f"--node-name={name}", f"--grant-key-path={paths.grant_key}",
             f"--assignment-public-key-path={extender_public_key or cluster.workdir / 'extender.pub'}",
             f"--default-mode={node.spec.mode}", f"--mps-pipe-directory={mps / 'pipe'}",
+            f"--device-root={node.root}",
             f"--mps-shm-directory={mps / 'shm'}", f"--mps-log-directory={mps / 'log'}",
             f"--mps-user={os.getuid()}", f"--mps-control-binary={FAKE_MPS_CONTROL}",
             "--listen=127.0.0.1:0", "--log-format=json", *(extra or [])]

@@ -9,6 +9,7 @@ under real runc with tessera-hook where runc is available. ``--keep`` leaves the
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import stat
@@ -17,6 +18,7 @@ import threading
 import urllib.request
 from pathlib import Path
 
+from tessera import ANNOTATION_ALLOCATED
 from tessera.log import configure_logging
 from tessera.progress import Progress
 from tessera.table import render_table
@@ -68,8 +70,10 @@ def _gpu_rows(cluster) -> list[list[object]]:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Entry of ``tessera demo``; 0 when every step did what it says."""
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # no GOAWAY notices as the plugins stop
     import simcluster.running as simrunning
     from simcluster.exporters import start_exporters, stop_exporters
+    from simcluster.plugins import device_plugins
     from simcluster.cluster import ClusterDescriptionError, load_cluster
     from simcluster.kubelet.runtime import unavailable
 
@@ -82,7 +86,7 @@ def run_demo(args: argparse.Namespace) -> int:
         return 1
     runc_missing = unavailable("runc")
     oci_runtime = None if runc_missing else "runc"
-    progress = Progress(total=5)
+    progress = Progress(total=6)
     print(f"Tessera demo: an embedded cluster of {len(description.nodes)} simulated GPU nodes "
           f"({description.source})", file=sys.stderr)
     stop = threading.Event()
@@ -93,12 +97,17 @@ def run_demo(args: argparse.Namespace) -> int:
         context = simrunning.running(description, workdir=workdir, oci_runtime=oci_runtime, seed=7)
         cluster = context.__enter__()
     exporters: dict = {}
+    plugins_context = None
     try:
         core = cluster.core_v1()
         with progress.step("waiting for every Node to be Ready"):
             cluster.wait_for(lambda: len(core.list_node().items) == len(description.nodes), 10, what="nodes")
         with progress.step("reading each node's GPUs through the NVML layer (fake NVML per node)"):
             gpu_rows = _gpu_rows(cluster)
+        with progress.step(f"starting {len(cluster.nodes)} device plugins; waiting for each node's resources"):
+            plugins_context = device_plugins(cluster)
+            plugins_context.__enter__()
+            cluster.wait_for(lambda: _all_advertised(core, cluster), 30, what="every node's Tessera resources")
         with progress.step(f"starting {len(cluster.nodes)} exporters (one per node, as the DaemonSet runs them)"):
             exporters = start_exporters(cluster)
         pods = _demo_pods(description, cluster.workdir if oci_runtime else None)
@@ -116,25 +125,46 @@ def run_demo(args: argparse.Namespace) -> int:
         print(render_table(["NODE", "GPUS", "MODEL", "MiB EACH", "SMs", "NUMA", "NVLINK", "MIG LAYOUT PER GPU"],
                            gpu_rows, title="GPUs (read through Tessera's NVML layer on each fake node)"))
         print()
-        print(render_table(["POD", "NODE", "PHASE", "WHAT HAPPENED"], pod_rows, title="Demo pods"))
+        print(render_table(["POD", "ASKS", "NODE", "PHASE", "GRANT (tessera.io/allocated)", "WHAT HAPPENED"],
+                           pod_rows, title="Demo pods"))
         print()
         print(render_table(["NODE", "EXPORTER", "GPUS", "GPU MEMORY USED MiB", "HEALTHY", "SERIES"],
                            _exporter_rows(exporters), title="Exporters (scraped once, dcgm-exporter names)"))
         print()
-        print(f"Done in {progress.elapsed():.1f}s. Device plugins and the extender join this demo as their issues land.")
+        print(f"Done in {progress.elapsed():.1f}s. Pods were bound directly and placed by each node's device plugin; "
+              "the extender joins this demo as its issue lands.")
         if args.keep:
             _keep_running(cluster, stop, exporters)
         return 0
     finally:
         stop_exporters(exporters)
+        if plugins_context is not None:
+            plugins_context.__exit__(None, None, None)
         context.__exit__(None, None, None)
 
 
+# The GPU pods of the demo by the mode of the node they go to: (name, resource limits).
+GPU_PODS = {
+    "exclusive": [("two-whole-gpus", {"nvidia.com/gpu": "2"})],
+    "mig": [("mig-3g", {"nvidia.com/mig-3g.40gb": "1"}), ("mig-1g", {"nvidia.com/mig-1g.10gb": "1"})],
+    "mps": [("mps-50-8", {"nvidia.com/mps-core": "50", "nvidia.com/mps-memory": "8"}),
+            ("mps-30-20", {"nvidia.com/mps-core": "30", "nvidia.com/mps-memory": "20"}),
+            ("mps-200", {"nvidia.com/mps-core": "200", "nvidia.com/mps-memory": "160"})],
+    "timeslice": [("timesliced", {"nvidia.com/gpu.shared": "1"})],
+}
+
+
 def _demo_pods(description, workdir: Path | None) -> list[tuple[dict, str]]:
-    """One CPU pod per node; on the first node also a CPU pod whose image sets NVIDIA_VISIBLE_DEVICES=all
-    (it starts and sees no GPU) and, with a real runtime, a pod that mounts a GPU device node without a
-    grant (tessera-hook refuses it)."""
-    pods = [(_pod(f"cpu-{n.name}"), n.name) for n in description.nodes]
+    """GPU pods of each kind on the node of that mode; one CPU pod per node; on the first node also a CPU
+    pod whose image sets NVIDIA_VISIBLE_DEVICES=all (it starts and sees no GPU) and, with a real runtime, a
+    pod that mounts a GPU device node without a grant (tessera-hook refuses it)."""
+    pods = []
+    for node in description.nodes:
+        for name, limits in GPU_PODS.get(node.mode, []):
+            pod = _pod(name, command=["sh", "-c", "ls /dev | grep nvidia; env | grep -E 'VISIBLE|MPS'; sleep 30"])
+            pod["spec"]["containers"][0]["resources"] = {"limits": limits}
+            pods.append((pod, node.name))
+    pods += [(_pod(f"cpu-{n.name}"), n.name) for n in description.nodes]
     first = description.nodes[0].name
     pods.append((_pod("cuda-image-cpu-pod", env={"NVIDIA_VISIBLE_DEVICES": "all"}), first))
     if workdir is not None and os.geteuid() == 0:
@@ -160,12 +190,42 @@ def _settled(core, count: int) -> bool:
 
 def _pod_rows(core) -> list[list[object]]:
     rows = []
-    for pod in sorted(core.list_namespaced_pod(DEMO_NAMESPACE).items, key=lambda p: p.metadata.name):
+    for pod in core.list_namespaced_pod(DEMO_NAMESPACE).items:
         events = core.list_namespaced_event(DEMO_NAMESPACE, field_selector=f"involvedObject.name={pod.metadata.name}")
         last = events.items[-1] if events.items else None
         what = f"{last.reason}: {last.message}" if last else ""
-        rows.append([pod.metadata.name, pod.spec.node_name, pod.status.phase, what[:200]])
+        limits = pod.spec.containers[0].resources.limits or {}
+        asks = ", ".join(f"{k.split('/')[-1]}={v}" for k, v in sorted(limits.items())) or "cpu only"
+        rows.append([pod.metadata.name, asks, pod.spec.node_name, pod.status.phase,
+                     _grant_summary((pod.metadata.annotations or {}).get(ANNOTATION_ALLOCATED)), what[:160]])
     return rows
+
+
+def _grant_summary(allocated: str | None) -> str:
+    """``GPU-3d1c.. core 50% 8GiB`` from the plugin's ``tessera.io/allocated`` record."""
+    if not allocated:
+        return ""
+    doc = json.loads(allocated)
+    parts = []
+    for resources in doc.get("containers", {}).values():
+        gpus: list[str] = []
+        extra = []
+        for name, grant in sorted(resources.items()):
+            gpus += [g for g in grant.get("gpus", []) if g not in gpus]
+            if "core" in grant:
+                extra.append(f"core {grant['core']}%")
+            if "memGiB" in grant:
+                extra.append(f"{grant['memGiB']} GiB")
+        parts.append(" ".join([",".join(g[:12] for g in gpus)] + extra))
+    return "; ".join(parts)
+
+
+def _all_advertised(core, cluster) -> bool:
+    """Every node shows its Tessera resources in allocatable (its plugin registered, the status caught up)."""
+    nodes = core.list_node().items
+    return len(nodes) == len(cluster.nodes) and all(
+        any(k.startswith("nvidia.com/") and v != "0" for k, v in (n.status.allocatable or {}).items())
+        for n in nodes)
 
 
 def _exporter_rows(exporters) -> list[list[object]]:

@@ -1,7 +1,7 @@
 """Tessera's access to NVML: the only production module that calls pynvml.
 
 Reads each GPU's inventory (:meth:`Nvml.read_gpus`), samples what it is doing
-(:meth:`Nvml.sample_gpus`) and waits for driver events (:meth:`Nvml.events`). A GPU that fails
+(:meth:`Nvml.sample_gpus`, with GPM figures and per-process utilization from :mod:`tessera.gpm`) and waits for driver events (:meth:`Nvml.events`). A GPU that fails
 is reported with the reason and never stops the others from being read. With
 ``TESSERA_FAKE_NVML=<node description>`` set, :meth:`Nvml.open` first puts the fake NVML in
 place, so every daemon runs on a simulated node unchanged.
@@ -18,6 +18,7 @@ from pathlib import Path
 import pynvml
 from pynvml import NVMLError
 
+from tessera.gpm import ActivitySampler, ProcessUtil
 from tessera.gpu import (
     EccCounts, GpuEvent, GpuInfo, GpuProcess, GpuSample, MemoryRepair, MigInstance, MigUsage, NvLinkPeer,
     NvmlUnavailable,
@@ -97,6 +98,7 @@ class Nvml:
         self._event_set = None
         self._by_handle: dict[int, tuple[int, str]] = {}  # handle address -> (index, uuid)
         self._register_failed: dict[int, str] = {}
+        self._activity = ActivitySampler()
 
     # ---- session --------------------------------------------------------------------------------
     def open(self) -> "Nvml":
@@ -117,6 +119,7 @@ class Nvml:
         if not self._open:
             return
         try:
+            self._activity.close()
             if self._event_set is not None:
                 pynvml.nvmlEventSetFree(self._event_set)
             pynvml.nvmlShutdown()
@@ -272,6 +275,7 @@ class Nvml:
                 uuid = self._known.get(index, ("", ""))[0]
                 samples.append(GpuSample(index=index, uuid=uuid, error=error_reason(err)))
                 log.warning("gpu_sample_failed", gpu=index, uuid=uuid or None, reason=samples[-1].error)
+        self._activity.retain({u for s in samples if s.healthy for u in (s.uuid, *(m.uuid for m in s.mig))})
         return samples
 
     def _sample(self, index: int, handle) -> GpuSample:
@@ -289,10 +293,11 @@ class Nvml:
                 except pynvml.NVMLError_NotFound:
                     continue
                 mig_uuid, mig_mem = _text(pynvml.nvmlDeviceGetUUID(mh)), pynvml.nvmlDeviceGetMemoryInfo(mh)
-                mig.append(MigUsage(mig_uuid, mig_mem.used // MIB, mig_mem.total // MIB))
-                processes.extend(self._processes(mh, mig_uuid))
+                gpm = self._activity.gpm(handle, uuid, mig_uuid, pynvml.nvmlDeviceGetGpuInstanceId(mh))
+                mig.append(MigUsage(mig_uuid, mig_mem.used // MIB, mig_mem.total // MIB, gpm))
+                processes.extend(self._processes(mh, mig_uuid, None))
         else:
-            processes = self._processes(handle, None)
+            processes = self._processes(handle, None, self._activity.process_utilization(handle, uuid))
         return GpuSample(
             index=index, uuid=uuid, processes=tuple(processes),
             gpu_util_pct=util.gpu if util else None, memory_util_pct=util.memory if util else None,
@@ -301,21 +306,22 @@ class Nvml:
             power_w=power / 1000.0 if power is not None else None,
             sm_clock_mhz=_optional(pynvml.nvmlDeviceGetClockInfo, handle, pynvml.NVML_CLOCK_SM),
             ecc=self._ecc(handle), repair=self._repair(handle), mig=tuple(mig),
+            gpm=self._activity.gpm(handle, uuid, uuid),
         )
 
     @staticmethod
-    def _processes(handle, mig_uuid: str | None) -> list[GpuProcess]:
+    def _processes(handle, mig_uuid: str | None, util: ProcessUtil | None) -> list[GpuProcess]:
         found: dict[int, GpuProcess] = {}
         lists = ((pynvml.nvmlDeviceGetComputeRunningProcesses(handle), False),
                  (_optional(pynvml.nvmlDeviceGetMPSComputeRunningProcesses, handle, default=[]), True))
         for procs, mps in lists:
             for p in procs:
                 gi, ci = getattr(p, "gpuInstanceId", _NONE_ID), getattr(p, "computeInstanceId", _NONE_ID)
-                used = p.usedGpuMemory
+                used, (sm, mem) = p.usedGpuMemory, (None, None) if util is None else util.get(p.pid, (0, 0))
                 found[p.pid] = GpuProcess(
                     pid=p.pid, used_memory_mib=None if used is None else used // MIB, mig_uuid=mig_uuid,
                     gpu_instance_id=None if gi == _NONE_ID else gi, compute_instance_id=None if ci == _NONE_ID else ci,
-                    mps_client=mps)
+                    mps_client=mps, sm_util_pct=sm, memory_util_pct=mem)
         return list(found.values())
 
     @staticmethod

@@ -8,6 +8,7 @@ are final, and restarts that drop device capacity to 0 until each plugin registe
 from __future__ import annotations
 
 import json
+import os
 import platform
 import queue
 import random
@@ -108,9 +109,10 @@ class SimKubelet:
         if oci_runtime:
             # Containers run for real under runc or crun, with tessera-hook at createRuntime and poststop.
             self.paths.tessera_state.mkdir(parents=True, exist_ok=True)
+            # The node's plugin runs its MPS daemon as this user too (simcluster.plugins).
             flags = hook_flags if hook_flags is not None else [
                 "--runtime", runtime, "--state-dir", str(self.paths.tessera_state),
-                "--grant-key-path", str(self.paths.grant_key)]
+                "--grant-key-path", str(self.paths.grant_key), "--mps-user", str(os.getuid())]
             self.runner = ContainerRunner(oci_runtime, self.paths.root / "runtime-state", flags,
                                           self._container_started, self._container_exited)
 
@@ -349,6 +351,9 @@ class SimKubelet:
                 self._live_containers.pop(exit.pod_uid, None)
         meta = pod["metadata"]
         namespace = meta.get("namespace", "default")
+        if exit.started and exit.result.returncode != 0:
+            self._log.warning("container_failed", pod=meta["name"], container=exit.container,
+                              returncode=exit.result.returncode, stderr=exit.result.stderr[-500:])
         if not exit.started:
             # As the real kubelet shows a runtime that refused to create the container: the pod stays
             # Pending and keeps its devices, the container waits in RunContainerError with the

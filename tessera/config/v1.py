@@ -51,6 +51,8 @@ class DevicePluginConfig:
                                     "Xids after which a GPU stays out until it reads healthy again", flag=False)
     xid_quiet_period_s: float = setting(300.0, "seconds without a further Xid before a GPU is healthy again",
                                         minimum=0)
+    device_root: str = setting("/", "where the GPU device nodes are on the host: / on a real node (/dev/nvidia0); "
+                                    "a fake node's own folder in the embedded cluster")
     device_list_strategy: str = setting("device-nodes", "how Allocate hands devices over: device nodes or CDI names",
                                         choices=DEVICE_LIST_STRATEGIES)
     mps_pipe_directory: str = setting("/run/tessera/mps/pipe", "MPS control daemon pipe directory on the host")

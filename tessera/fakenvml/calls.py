@@ -56,6 +56,8 @@ class FakeCalls:
         self.node = node
         self.init_count = 0
         self._next_event_set = 1
+        self.gpm_samples: dict[int, object] = {}  # GPM sample number -> what it recorded (None: not yet)
+        self._next_gpm_sample = 1
 
     def _gpu(self, handle, mig_ok: bool = True) -> tuple[GpuState, int | None]:
         decoded = decode_device(handle)

@@ -32,7 +32,12 @@ def control_path_for(description_path: str | Path) -> Path:
     return Path(folder) / name if folder else path.with_name(name)
 
 
-ProcessArg = tuple[int, int] | dict
+ProcessArg = tuple[int, int] | tuple[int, int, int] | dict
+
+
+def _check_pct(name: str, value) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 100:
+        raise ValueError(f"{name} {value!r} is not a percentage 0..100")
 
 
 class FaultInjector:
@@ -77,8 +82,10 @@ class FaultInjector:
                       gpu_instance_id: int | None = None, mps: bool = False) -> None:
         """Replace the compute processes on a GPU (or on one of its MIG GPU instances).
 
-        Each process is ``(pid, used_mib)`` or ``{"pid": ..., "used_mib": ..., "mps": bool}``;
-        ``mps=True`` marks them all as MPS clients. Memory used follows the processes.
+        Each process is ``(pid, used_mib)``, ``(pid, used_mib, sm_util_pct)`` or ``{"pid": ...,
+        "used_mib": ..., "mps": bool, "sm_util": pct, "mem_util": pct}``; ``mps=True`` marks them all as
+        MPS clients. Memory used follows the processes; ``sm_util``/``mem_util`` (default 0) is what
+        ``nvmlDeviceGetProcessUtilization`` reports for the process (not on MIG devices, as on real ones).
         """
         gpu = self._gpu(gpu_index)
         if gpu_instance_id is not None:
@@ -87,23 +94,39 @@ class FaultInjector:
             raise ValueError(f"GPU {gpu_index} is in MIG mode: name the gpu_instance_id the processes run in")
         rows = []
         for p in processes:
-            pid, used, is_mps = (p[0], p[1], mps) if isinstance(p, (tuple, list)) else (
-                p.get("pid"), p.get("used_mib"), bool(p.get("mps", mps)))
+            if isinstance(p, (tuple, list)):
+                pid, used, is_mps, sm, mem = p[0], p[1], mps, (p[2] if len(p) > 2 else 0), 0
+            else:
+                pid, used, is_mps = p.get("pid"), p.get("used_mib"), bool(p.get("mps", mps))
+                sm, mem = p.get("sm_util", 0), p.get("mem_util", 0)
             if not isinstance(pid, int) or pid < 1 or not isinstance(used, int) or used < 0:
                 raise ValueError(f"process {p!r} is not (pid > 0, used MiB >= 0)")
-            rows.append({"pid": pid, "used_mib": used, "mps": is_mps})
+            _check_pct(f"process {pid} sm_util", sm)
+            _check_pct(f"process {pid} mem_util", mem)
+            rows.append({"pid": pid, "used_mib": used, "mps": is_mps, "sm_util": sm, "mem_util": mem})
         limit = gpu.model.memory_mib if gpu_instance_id is None else self._gi(gpu, gpu_instance_id).placed.profile.memory_mib
         if sum(r["used_mib"] for r in rows) > limit:
             raise ValueError(f"processes use more than the {limit} MiB there are on GPU {gpu_index}")
         self._write({"op": "processes", "gpu": gpu_index, "gi": gpu_instance_id, "processes": rows})
 
-    def set_utilization(self, gpu_index: int, gpu_pct: int, mem_pct: int = 0) -> None:
-        """The GPU and memory utilization NVML reports, in percent."""
-        self._gpu(gpu_index)
+    def set_utilization(self, gpu_index: int, gpu_pct: int, mem_pct: int = 0, *, gpu_instance_id: int | None = None,
+                        sm_occupancy_pct: int | None = None) -> None:
+        """The utilization NVML reports, in percent: of the GPU, or of one of its MIG GPU instances.
+
+        ``gpu_pct`` and ``mem_pct`` are what ``nvmlDeviceGetUtilizationRates`` reports (not in MIG mode)
+        and GPM's graphics/SM and DRAM-bandwidth utilization (H100); ``sm_occupancy_pct`` is GPM's SM
+        occupancy, the same as ``gpu_pct`` unless given. A GPU instance has only GPM figures; the whole
+        MIG GPU's GPM figures are its instances' averaged over compute slices.
+        """
+        gpu = self._gpu(gpu_index)
+        if gpu_instance_id is not None:
+            self._gi(gpu, gpu_instance_id)
         for name, value in (("gpu_pct", gpu_pct), ("mem_pct", mem_pct)):
-            if not isinstance(value, int) or not 0 <= value <= 100:
-                raise ValueError(f"{name} {value!r} is not a percentage 0..100")
-        self._write({"op": "utilization", "gpu": gpu_index, "gpu_pct": gpu_pct, "mem_pct": mem_pct})
+            _check_pct(name, value)
+        if sm_occupancy_pct is not None:
+            _check_pct("sm_occupancy_pct", sm_occupancy_pct)
+        self._write({"op": "utilization", "gpu": gpu_index, "gpu_pct": gpu_pct, "mem_pct": mem_pct,
+                     "gi": gpu_instance_id, "occupancy_pct": sm_occupancy_pct})
 
     def inject_ecc(self, gpu_index: int, corrected: int = 0, uncorrected: int = 0) -> None:
         """ECC errors: counters grow, events are delivered, an uncorrected error retires a page

@@ -1,4 +1,4 @@
-"""Opaque NVML handles for fake devices, GPU instances and event sets.
+"""Opaque NVML handles for fake devices, GPU instances, event sets and GPM samples.
 
 Real handles are pointers the driver owns; the fake makes pointers of the right pynvml types
 from numbers that say what they point at. Nothing ever dereferences them.
@@ -13,6 +13,7 @@ import pynvml
 _DEVICE_BASE = 0x7E55_0000_0000
 _GI_BASE = 0x7E56_0000_0000
 _EVENT_SET_BASE = 0x7E57_0000_0000
+_GPM_SAMPLE_BASE = 0x7E58_0000_0000
 _MASK = 0xFFFF_FFFF
 
 
@@ -64,5 +65,18 @@ def decode_event_set(handle) -> int | None:
     """The number of a fake event set."""
     value = pointer_value(handle)
     if value is None or value & ~_MASK != _EVENT_SET_BASE:
+        return None
+    return value & _MASK
+
+
+def gpm_sample_handle(number: int):
+    """The handle of the ``number``-th GPM sample buffer."""
+    return _make(pynvml.c_nvmlGpmSample_t, _GPM_SAMPLE_BASE | number)
+
+
+def decode_gpm_sample(handle) -> int | None:
+    """The number of a fake GPM sample buffer."""
+    value = pointer_value(handle)
+    if value is None or value & ~_MASK != _GPM_SAMPLE_BASE:
         return None
     return value & _MASK

@@ -36,6 +36,17 @@ class FakeProcess:
     used_mib: int
     gpu_instance_id: int | None
     mps: bool
+    sm_util: int = 0  # what nvmlDeviceGetProcessUtilization reports for it, in percent
+    mem_util: int = 0
+
+
+@dataclass(frozen=True)
+class Activity:
+    """What a GPU or one of its GPU instances is doing, as injected: percentages."""
+
+    gpu: int = 0
+    mem: int = 0
+    sm_occupancy: int | None = None  # None: the same as ``gpu`` (the fake's stand-in)
 
 
 @dataclass
@@ -47,6 +58,8 @@ class GpuState:
     processes: list[FakeProcess] = field(default_factory=list)
     gpu_util: int = 0
     mem_util: int = 0
+    sm_occupancy: int | None = None
+    gi_activity: dict[int, Activity] = field(default_factory=dict)  # MIG GPU-instance id -> its activity
     ecc_corrected: int = 0
     ecc_uncorrected: int = 0
     retired_pages: list[int] = field(default_factory=list)  # double-bit retirements (pre-Ampere)
@@ -138,10 +151,15 @@ class FakeNode:
         elif op == "processes":
             gi = cmd.get("gi")
             kept = [p for p in gpu.processes if gi is not None and p.gpu_instance_id != gi]
-            new = [FakeProcess(int(p["pid"]), int(p["used_mib"]), gi, bool(p.get("mps"))) for p in cmd["processes"]]
+            new = [FakeProcess(int(p["pid"]), int(p["used_mib"]), gi, bool(p.get("mps")), int(p.get("sm_util", 0)),
+                               int(p.get("mem_util", 0))) for p in cmd["processes"]]
             gpu.processes = kept + new
         elif op == "utilization":
-            gpu.gpu_util, gpu.mem_util = int(cmd["gpu_pct"]), int(cmd["mem_pct"])
+            occupancy = None if cmd.get("occupancy_pct") is None else int(cmd["occupancy_pct"])
+            if cmd.get("gi") is None:
+                gpu.gpu_util, gpu.mem_util, gpu.sm_occupancy = int(cmd["gpu_pct"]), int(cmd["mem_pct"]), occupancy
+            else:
+                gpu.gi_activity[int(cmd["gi"])] = Activity(int(cmd["gpu_pct"]), int(cmd["mem_pct"]), occupancy)
         elif op == "ecc":
             self._ecc(gpu, int(cmd["corrected"]), int(cmd["uncorrected"]), deliver)
         else:

@@ -23,11 +23,17 @@ def test_demo_runs_and_prints_what_happened():
     for node in ("a100-whole", "h100-mig", "a100-mps", "t4-timeslice"):
         assert node in out
     assert "NVIDIA H100 80GB HBM3" in out and "3g.40gb" in out       # read through the NVML layer
-    assert "[5/5]" in result.stderr and "done" in result.stderr        # progress while it runs
+    assert "[6/6]" in result.stderr and "done" in result.stderr        # progress while it runs
+    rows = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    # Each kind of GPU pod is placed by its node's device plugin and holds what it asked for.
+    assert "core 50% 8 GiB" in rows["mps-50-8"] and "core 30% 20 GiB" in rows["mps-30-20"]
+    assert "core 200% 160 GiB" in rows["mps-200"] and rows["mps-200"].count("GPU-") == 2
+    assert rows["two-whole-gpus"].count("GPU-") == 2 and "MIG-" in rows["mig-3g"] and "GPU-" in rows["timesliced"]
+    assert "nvidia.com/mps-core=800" in rows["a100-mps"]
     exporters = out[out.index("Exporters"):].splitlines()[3:7]
     assert len(exporters) == 4 and all("http://127.0.0.1:" in row for row in exporters)
     assert "8/8" in next(row for row in exporters if row.startswith("h100-mig"))   # healthy GPUs as scraped
-    assert out.count("Running") >= 5
+    assert out.count("Running") >= 13
     if shutil.which("runc") and os.geteuid() == 0:
         # The pod that mounts a GPU device node without a grant is stopped by tessera-hook.
         line = next(line for line in out.splitlines() if line.startswith("gpu-without-a-grant"))
