@@ -10,6 +10,9 @@ A container's grant on a GPU comes from its hook record (the signed grant: ``cor
 UUIDs); where there is no record, from the device IDs the kubelet's pod-resources API lists for it
 (``::core::<n>`` counts percent, ``::mem::<n>`` counts GiB). A whole GPU grants all its memory; a MIG
 instance its own memory; a time-sliced replica no amount at all (no isolation to measure against).
+
+A container's utilization of a GPU is the sum of its processes' SM utilization as NVML reports it
+per process (``nvmlDeviceGetProcessUtilization``); NVML has none on MIG devices, so there is none.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class ContainerUsage:
     processes: int
     grant_memory_bytes: int | None
     grant_core_ratio: float | None
+    utilization_ratio: float | None = None  # its processes' NVML smUtil summed, /100; None where NVML has none
 
     @property
     def overuse_bytes(self) -> int:
@@ -91,6 +95,7 @@ class _Holding:
     processes: int = 0
     memory: int | None = None
     core: float | None = None
+    sm_util: int | None = None
 
     def add_memory(self, amount: int) -> None:
         self.memory = (self.memory or 0) + amount
@@ -168,10 +173,12 @@ def attribute(infos: list[GpuInfo], samples: list[GpuSample], records: list[Cont
             h = holdings.setdefault((record.ref, proc.mig_uuid or sample.uuid), _Holding(record.pod_uid))
             h.used += used
             h.processes += 1
+            if proc.sm_util_pct is not None:
+                h.sm_util = (h.sm_util or 0) + proc.sm_util_pct
             h.pod_uid = h.pod_uid or record.pod_uid
     usages = []
     for (ref, uuid), h in sorted(holdings.items(), key=lambda kv: (kv[0][0], kv[0][1])):
         parent = migs[uuid][0].uuid if uuid in migs else uuid
         usages.append(ContainerUsage(ref, h.pod_uid, parent, uuid if uuid in migs else None, h.used, h.processes,
-                                     h.memory, h.core))
+                                     h.memory, h.core, None if h.sm_util is None else h.sm_util / 100.0))
     return usages, unattributed

@@ -12,9 +12,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.process_collector import ProcessCollector
 
-from exporter.metrics import CATALOGUE, spec
+from exporter.metrics import CATALOGUE, model_label, spec
 from exporter.podresources import ContainerRef
 from exporter.snapshot import GpuReading, Snapshot
+from tessera.gpu import GpmReading
 
 __all__ = ["SnapshotCollector", "render"]
 
@@ -43,7 +44,17 @@ def _pod_labels(holders: tuple[ContainerRef, ...]) -> dict[str, str]:
     return {"pod": "", "namespace": "", "container": ""}
 
 
-def _gpu_metrics(out: _Families, reading: GpuReading, hostname: str) -> None:
+def _ratio(pct: float | None) -> float | None:
+    return None if pct is None else pct / 100.0
+
+
+def _gpm_metrics(out: _Families, labels: dict[str, str], gpm: GpmReading | None) -> None:
+    if gpm is not None:
+        out.add("DCGM_FI_PROF_GR_ENGINE_ACTIVE", labels, _ratio(gpm.graphics_util_pct))
+        out.add("DCGM_FI_PROF_SM_OCCUPANCY", labels, _ratio(gpm.sm_occupancy_pct))
+
+
+def _gpu_metrics(out: _Families, reading: GpuReading, hostname: str, model: str) -> None:
     info, sample = reading.info, reading.sample
     gpu_labels = {"gpu": str(info.index), "UUID": info.uuid, "Hostname": hostname}
     out.add("tessera_gpu_stale", gpu_labels, int(reading.stale))
@@ -61,7 +72,7 @@ def _gpu_metrics(out: _Families, reading: GpuReading, hostname: str) -> None:
     if sample is None:
         return
     dcgm = {"gpu": str(info.index), "UUID": info.uuid, "pci_bus_id": info.pci_bus_id,
-            "device": f"nvidia{info.index}", "modelName": info.name, "Hostname": hostname,
+            "device": f"nvidia{info.index}", model: info.name, "Hostname": hostname,
             **_pod_labels(reading.holders)}
     out.add("DCGM_FI_DEV_SM_CLOCK", dcgm, sample.sm_clock_mhz)
     out.add("DCGM_FI_DEV_GPU_TEMP", dcgm, sample.temperature_c)
@@ -69,6 +80,7 @@ def _gpu_metrics(out: _Families, reading: GpuReading, hostname: str) -> None:
     out.add("DCGM_FI_DEV_GPU_UTIL", dcgm, sample.gpu_util_pct)
     out.add("DCGM_FI_DEV_MEM_COPY_UTIL", dcgm, sample.memory_util_pct)
     out.add("DCGM_FI_DEV_XID_ERRORS", dcgm, reading.last_xid)
+    _gpm_metrics(out, dcgm, sample.gpm)
     if info.mig_enabled:
         instances = {m.uuid: m for m in info.mig_instances}
         for usage in sample.mig:
@@ -79,6 +91,7 @@ def _gpu_metrics(out: _Families, reading: GpuReading, hostname: str) -> None:
                       **_pod_labels(reading.mig_holders.get(usage.uuid, ()))}
             out.add("DCGM_FI_DEV_FB_USED", labels, usage.memory_used_mib)
             out.add("DCGM_FI_DEV_FB_FREE", labels, usage.memory_total_mib - usage.memory_used_mib)
+            _gpm_metrics(out, labels, usage.gpm)
     else:
         out.add("DCGM_FI_DEV_FB_USED", dcgm, sample.memory_used_mib)
         out.add("DCGM_FI_DEV_FB_FREE", dcgm, sample.memory_free_mib)
@@ -98,12 +111,12 @@ def _gpu_metrics(out: _Families, reading: GpuReading, hostname: str) -> None:
         out.add("DCGM_FI_DEV_ROW_REMAP_FAILURE", dcgm, None if repair.remap_failed is None else int(repair.remap_failed))
 
 
-def collect_snapshot(snapshot: Snapshot) -> Iterator[Metric]:
-    """Every metric family of one snapshot, in catalogue order."""
+def collect_snapshot(snapshot: Snapshot, dcgm_compatible_labels: bool = True) -> Iterator[Metric]:
+    """Every metric family of one snapshot, in catalogue order (``modelName`` or ``model_name``)."""
     out = _Families()
     host = snapshot.hostname
     for reading in snapshot.gpus:
-        _gpu_metrics(out, reading, host)
+        _gpu_metrics(out, reading, host, model_label(dcgm_compatible_labels))
     index_of = {r.info.uuid: str(r.info.index) for r in snapshot.gpus}
     gi_of = {m.uuid: str(m.gpu_instance_id) for r in snapshot.gpus for m in r.info.mig_instances}
     for uuid, used in sorted(snapshot.unattributed.items()):
@@ -118,6 +131,7 @@ def collect_snapshot(snapshot: Snapshot) -> Iterator[Metric]:
                   "GPU_I_ID": gi_of.get(u.mig_uuid, "") if u.mig_uuid else "", "Hostname": host}
         out.add("tessera_container_gpu_memory_used_bytes", labels, u.used_bytes)
         out.add("tessera_container_gpu_processes", labels, u.processes)
+        out.add("tessera_container_gpu_utilization_ratio", labels, u.utilization_ratio)
         out.add("tessera_container_gpu_core_grant_ratio", labels, u.grant_core_ratio)
         if u.grant_memory_bytes is not None:
             out.add("tessera_container_gpu_memory_grant_bytes", labels, u.grant_memory_bytes)
@@ -141,19 +155,20 @@ def collect_snapshot(snapshot: Snapshot) -> Iterator[Metric]:
 class SnapshotCollector:
     """A prometheus_client collector over whatever snapshot ``current()`` returns (None: nothing yet)."""
 
-    def __init__(self, current: Callable[[], Snapshot | None]) -> None:
+    def __init__(self, current: Callable[[], Snapshot | None], dcgm_compatible_labels: bool = True) -> None:
         self._current = current
+        self._dcgm_compatible_labels = dcgm_compatible_labels
 
     def collect(self) -> Iterator[Metric]:
         snapshot = self._current()
         if snapshot is not None:
-            yield from collect_snapshot(snapshot)
+            yield from collect_snapshot(snapshot, self._dcgm_compatible_labels)
 
 
-def render(snapshot: Snapshot, with_process: bool = True) -> bytes:
+def render(snapshot: Snapshot, with_process: bool = True, dcgm_compatible_labels: bool = True) -> bytes:
     """The text exposition of one snapshot (plus the exporter's own process metrics)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(lambda: snapshot))
+    registry.register(SnapshotCollector(lambda: snapshot, dcgm_compatible_labels))
     if with_process:
         ProcessCollector(registry=registry)
     return generate_latest(registry)

@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # noqa: BLE001 - a bad kubeconfig: say so, run without the API
         log.warning("kube_api_unusable", kubeconfig=settings.kubeconfig, error=str(err)[:300])
         api = None
-    page = MetricsPage(max_age_s=3 * settings.interval_s + 10)
+    page = MetricsPage(max_age_s=3 * settings.interval_s + 10, dcgm_compatible_labels=settings.dcgm_compatible_labels)
     try:
         server = MetricsServer(page, settings.listen)
     except (OSError, ValueError) as err:

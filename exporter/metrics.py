@@ -3,37 +3,51 @@
 GPU metrics keep dcgm-exporter's names, help texts, units and labels (``gpu``, ``UUID``,
 ``pci_bus_id``, ``device``, ``modelName``, ``Hostname``; ``GPU_I_PROFILE`` and ``GPU_I_ID`` on MIG
 instances; ``pod``, ``namespace``, ``container``), so dashboards and alerts written for
-dcgm-exporter work unchanged. Two deliberate differences:
+dcgm-exporter work unchanged. Three deliberate differences:
 
 - dcgm-exporter types its ECC, retired-page and remapped-row fields ``counter`` without the
   ``_total`` suffix; prometheus_client cannot write a counter under such a name, so they are
   served ``untyped`` with the same names and values (PromQL treats both alike: ``rate()`` and
   ``increase()`` work). ``DCGM_FI_DEV_XID_ERRORS`` is a gauge in dcgm-exporter too (the last Xid).
-- ``modelName`` is camelCase, which ``promtool check metrics`` reports; it is kept because
-  dashboards group by it. Tessera's own ``tessera_`` metrics are snake_case and lint-clean.
+- ``DCGM_FI_PROF_GR_ENGINE_ACTIVE`` and ``DCGM_FI_PROF_SM_OCCUPANCY`` come from NVML's GPM
+  metrics (``NVML_GPM_METRIC_GRAPHICS_UTIL``, ``NVML_GPM_METRIC_SM_OCCUPANCY``, divided by 100),
+  not from DCGM's profiling module: the nearest NVML figures to DCGM's fields, over the window
+  between two collections (``interval_s``), where DCGM samples on its own clock.
+- ``modelName`` is camelCase, which ``promtool check metrics`` reports. The exporter setting
+  ``dcgm_compatible_labels`` (default true) keeps it, because dcgm-exporter's dashboards and
+  alerts group and filter by ``modelName`` and Tessera promises they work unchanged; set it
+  false to serve ``model_name`` instead, which passes promtool's lint but breaks those queries.
+  Tessera's own ``tessera_`` metrics are snake_case and lint-clean either way.
 
 What cannot be read (and is left out rather than made up):
 
 | figure | where | why |
 |---|---|---|
-| ``DCGM_FI_DEV_GPU_UTIL``, ``DCGM_FI_DEV_MEM_COPY_UTIL`` | MIG-enabled GPUs and each MIG instance | NVML reports no utilization in MIG mode; Hopper's GPM samples would give per-instance SM activity, but Tessera's NVML layer (``tessera/nvml.py``) does not read GPM yet |
+| ``DCGM_FI_DEV_GPU_UTIL``, ``DCGM_FI_DEV_MEM_COPY_UTIL`` | MIG-enabled GPUs and each MIG instance | NVML reports no utilization in MIG mode; on Hopper, ``DCGM_FI_PROF_GR_ENGINE_ACTIVE`` per instance stands in |
+| ``DCGM_FI_PROF_GR_ENGINE_ACTIVE``, ``DCGM_FI_PROF_SM_OCCUPANCY`` | GPUs before Hopper (V100, T4, A100, A30), and the first collection everywhere | NVML has GPM from Hopper on only; a GPM figure needs two samples, so it appears from the second collection |
 | ``DCGM_FI_DEV_FB_USED``/``FB_FREE`` of the whole GPU | MIG-enabled GPUs | served per MIG instance instead, so sums do not count memory twice |
-| per-container utilization | shared GPUs | NVML's per-process utilization (``nvmlDeviceGetProcessUtilization``) is not read by the NVML layer yet; per-container memory is |
-| ``DCGM_FI_PROF_*`` (profiling) | everywhere | DCGM profiling fields have no NVML equivalent |
+| ``tessera_container_gpu_utilization_ratio`` | MIG instances | NVML reports no per-process utilization on MIG devices (per-container memory is served) |
+| other ``DCGM_FI_PROF_*`` (profiling) | everywhere | DCGM profiling fields without an NVML GPM equivalent read here |
 | any field NVML answers NOT_SUPPORTED for | that GPU | e.g. ECC counters with ECC off; retired pages on Ampere and later (row remapping instead) |
 
 On a GPU that several containers share (MPS, time-slicing), the ``DCGM_FI_DEV_*`` series carries
 empty ``pod``/``namespace``/``container`` labels (dcgm-exporter gives the whole GPU's numbers to
 each pod); per-container figures are the ``tessera_container_*`` metrics.
+``tessera_container_gpu_utilization_ratio`` sums the SM utilization NVML reports per process
+(``nvmlDeviceGetProcessUtilization``) over the container's processes; NVML reports a process only
+when it used the GPU in the sample period, so one it leaves out counts 0. Under MPS, the figure is
+per client process only if the driver attributes samples to the clients; samples given to the MPS
+server's pid belong to no container and are not served.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["CATALOGUE", "DCGM_LABELS", "MIG_LABELS", "POD_LABELS", "MetricSpec", "spec"]
+__all__ = ["CATALOGUE", "DCGM_LABELS", "MIG_LABELS", "POD_LABELS", "MetricSpec", "model_label", "spec"]
 
 DCGM_LABELS = ("gpu", "UUID", "pci_bus_id", "device", "modelName", "Hostname")
+MODEL_LABEL_DCGM, MODEL_LABEL_SNAKE = "modelName", "model_name"
 MIG_LABELS = ("GPU_I_PROFILE", "GPU_I_ID")
 POD_LABELS = ("pod", "namespace", "container")
 GPU_LABELS = ("gpu", "UUID", "Hostname")
@@ -65,6 +79,10 @@ CATALOGUE: tuple[MetricSpec, ...] = (
     MetricSpec("DCGM_FI_DEV_FB_FREE", "gauge", "Framebuffer memory free (in MiB).",
                DCGM_LABELS + MIG_LABELS + POD_LABELS),
     MetricSpec("DCGM_FI_DEV_FB_USED", "gauge", "Framebuffer memory used (in MiB).",
+               DCGM_LABELS + MIG_LABELS + POD_LABELS),
+    MetricSpec("DCGM_FI_PROF_GR_ENGINE_ACTIVE", "gauge", "Ratio of time the graphics engine is active.",
+               DCGM_LABELS + MIG_LABELS + POD_LABELS),
+    MetricSpec("DCGM_FI_PROF_SM_OCCUPANCY", "gauge", "The ratio of number of warps resident on an SM.",
                DCGM_LABELS + MIG_LABELS + POD_LABELS),
     _dcgm("DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", "unknown", "Total number of single-bit volatile ECC errors."),
     _dcgm("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "unknown", "Total number of double-bit volatile ECC errors."),
@@ -103,6 +121,9 @@ CATALOGUE: tuple[MetricSpec, ...] = (
                CONTAINER_LABELS),
     MetricSpec("tessera_container_gpu_memory_grant_bytes", "gauge",
                "GPU memory the container's grant allows on the GPU.", CONTAINER_LABELS),
+    MetricSpec("tessera_container_gpu_utilization_ratio", "gauge",
+               "Share of time the GPU's SMs ran the container's kernels: NVML's per-process SM utilization "
+               "summed over its processes (0..1).", CONTAINER_LABELS),
     MetricSpec("tessera_container_gpu_core_grant_ratio", "gauge",
                "Share of the GPU's streaming multiprocessors the container's grant allows (0..1).",
                CONTAINER_LABELS),
@@ -132,3 +153,8 @@ _BY_NAME = {m.name: m for m in CATALOGUE}
 def spec(name: str) -> MetricSpec:
     """The catalogue entry of a metric."""
     return _BY_NAME[name]
+
+
+def model_label(dcgm_compatible: bool) -> str:
+    """The name of the GPU model label: dcgm-exporter's ``modelName``, or snake_case ``model_name``."""
+    return MODEL_LABEL_DCGM if dcgm_compatible else MODEL_LABEL_SNAKE

@@ -1,7 +1,9 @@
 """The exporter's settings: its config section, with the node name resolved.
 
 An empty ``node_name`` means the ``NODE_NAME`` environment variable (what a DaemonSet sets from
-``spec.nodeName``), else the host name.
+``spec.nodeName``), else the host name. ``dcgm_compatible_labels`` (default true: keep
+dcgm-exporter's ``modelName`` so its dashboards work; false serves ``model_name``, which promtool's
+lint accepts) is read from the section where the config version has it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class ExporterSettings:
     proc_root: str
     overuse_dir: str
     node_name: str
+    dcgm_compatible_labels: bool = True
 
     @classmethod
     def from_config(cls, config: ExporterConfig) -> "ExporterSettings":
@@ -36,4 +39,5 @@ class ExporterSettings:
             state_dir=config.state_dir, kubeconfig=config.kubeconfig,
             proc_root=config.proc_root, overuse_dir=config.overuse_dir,
             node_name=config.node_name or os.environ.get("NODE_NAME") or socket.gethostname(),
+            dcgm_compatible_labels=bool(getattr(config, "dcgm_compatible_labels", True)),
         )

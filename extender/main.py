@@ -1,11 +1,17 @@
-"""``tessera-extender``: flags and config; the daemon itself lands with its issue."""
+"""``tessera-extender``: flags and config, the signing key, the API client; then the daemon until SIGTERM."""
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 
+from tessera.assignment import AssignmentError, load_private_key
 from tessera.cli_parsers import daemon_parser
-from tessera.config import ExtenderConfig
+from tessera.config import ConfigError, ExtenderConfig, config_from_args
+from tessera.log import configure_logging, get_logger
+
+log = get_logger("extender")
 
 
 def build_parser():
@@ -19,9 +25,45 @@ def build_parser():
 
 
 def main(argv: list[str] | None = None) -> int:
-    build_parser().parse_args(argv)
-    print("tessera-extender: the extender is not built yet (only --help works in this release)", file=sys.stderr)
-    return 2
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from_args(args, "extender")
+    except ConfigError as err:
+        print(f"tessera-extender: {err}", file=sys.stderr)
+        return 2
+    configure_logging(config.logging.level, config.logging.format)
+    settings = config.extender
+    try:
+        key = load_private_key(settings.signing_key_path)
+    except (OSError, ValueError, AssignmentError) as err:
+        print(f"tessera-extender: cannot read the signing key {settings.signing_key_path}: {err}", file=sys.stderr)
+        return 1
+    from extender.daemon import ExtenderDaemon
+    from extender.kubeapi import KubeApi, api_client
+
+    try:
+        api = KubeApi(api_client(settings.kubeconfig))
+    except Exception as err:  # noqa: BLE001 - a bad kubeconfig: say so and stop
+        print(f"tessera-extender: cannot reach the API server: {err}", file=sys.stderr)
+        return 1
+    try:
+        daemon = ExtenderDaemon(settings, api, key)
+    except (OSError, ValueError) as err:
+        print(f"tessera-extender: cannot listen: {err}", file=sys.stderr)
+        return 1
+    done = threading.Event()
+
+    def stop(signum, frame) -> None:
+        log.info("extender_stopping", signal=signum)
+        done.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    daemon.start()
+    done.wait()
+    daemon.stop()
+    api.close()
+    return 0
 
 
 if __name__ == "__main__":

@@ -108,6 +108,8 @@ def test_mig_instances_get_their_own_memory_series_and_pod_labels_but_no_invente
     assert sorted((l["GPU_I_PROFILE"], l["pod"]) for l in series) == [("3g.40gb", ""), ("3g.40gb", "infer")]
     assert value(text, "DCGM_FI_DEV_FB_FREE", gpu="4", GPU_I_ID=str(mig.gpu_instance_id)) == 40192 - 5000
     assert samples(text, "DCGM_FI_DEV_GPU_UTIL") == []  # NVML has none in MIG mode; none is made up
+    assert samples(text, "DCGM_FI_PROF_GR_ENGINE_ACTIVE") == []  # nor GPM before Hopper
+    assert samples(text, "tessera_container_gpu_utilization_ratio") == []  # nor per-process on MIG
     assert value(text, "tessera_container_gpu_memory_grant_bytes", pod="infer") == 40192 * MIB
     assert value(text, "tessera_gpu_mode", gpu="4", mode="mig") == 1
     # the process has no hook record, so it is memory no container claims

@@ -19,8 +19,8 @@ def shared_gpu_node(fake_node, recording_api):
     node.start_mps_container("train-a", "main", 0, core=30, mem_gib=8, pid=4001, gpu_pids=[4101])
     node.start_mps_container("train-b", "main", 0, core=50, mem_gib=20, pid=4002, gpu_pids=[4102], nested=True)
     node.start_mps_container("solo", "main", 1, core=100, mem_gib=79, pid=4003, gpu_pids=[4103])
-    node.faults.set_processes(0, [(4101, 6000), (4102, 12000)], mps=True)
-    node.faults.set_processes(1, [(4103, 2000)], mps=True)
+    node.faults.set_processes(0, [(4101, 6000, 25), (4102, 12000, 40)], mps=True)  # (pid, MiB, SM %)
+    node.faults.set_processes(1, [(4103, 2000, 90)], mps=True)
     node.faults.set_utilization(0, 40, 10)
     gpus = tuple(
         GpuInventory(index=g.index, uuid=g.uuid, model=g.model.nvml_name, memory_mib=g.model.memory_mib,
@@ -48,6 +48,10 @@ def test_prometheus_sees_each_pods_share_of_one_mps_gpu(fake_node, run_exporter,
     cores = by_pod(prom.query(f'tessera_container_gpu_core_grant_ratio{{UUID="{gpu0}"}}'))
     assert cores == {"train-a": 0.3, "train-b": 0.5}
     assert by_pod(prom.query("tessera_container_over_grant")) == {"train-a": 0, "train-b": 0, "solo": 0}
+    util = by_pod(prom.query(f'tessera_container_gpu_utilization_ratio{{UUID="{gpu0}"}}'))
+    assert util == {"train-a": 0.25, "train-b": 0.4}  # each pod's processes' SM time, from NVML per process
+    assert by_pod(prom.query("tessera_container_gpu_utilization_ratio")) == {"train-a": 0.25, "train-b": 0.4,
+                                                                             "solo": 0.9}
 
     # dcgm-exporter's names and labels; the shared GPU's series names no pod, the held one does
     fb = prom.query("DCGM_FI_DEV_FB_USED")

@@ -8,10 +8,24 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from dataclasses import asdict
+from types import SimpleNamespace
+
 import pytest
 
+from exporter.collector import render
+from exporter.events import NoEvents
+from exporter.overuse import OveruseTracker
+from exporter.podresources import PodResourcesClient
+from exporter.poller import Poller
+from exporter.records import RecordReader
+from exporter.server import MetricsPage
+from exporter.settings import ExporterSettings
 from fakenode import REPO, scrape, wait_until
 from test_prometheus_scrapes_shared_gpu import shared_gpu_node
+from tessera.config import ExporterConfig
+from tessera.fakenvml import uninstall
+from tessera.nvml import Nvml
 
 ALERTS = REPO / "deploy" / "alerts"
 DASHBOARD = REPO / "deploy" / "grafana" / "tessera-gpus.json"
@@ -41,7 +55,9 @@ def families(text: str, keep) -> str:
 def test_promtool_check_metrics_finds_nothing_but_dcgm_exporters_own_camel_case(fake_node, run_exporter,
                                                                                  recording_api):
     node = shared_gpu_node(fake_node, recording_api)
-    text = scrape(run_exporter(node))
+    url = run_exporter(node)
+    text = wait_until(lambda: (t := scrape(url)) and "DCGM_FI_PROF_GR_ENGINE_ACTIVE{" in t and t,
+                      what="GPM figures (from the second collection on)")
     assert "DCGM_FI_DEV_FB_USED{" in text and "tessera_container_gpu_memory_used_bytes{" in text
     tessera = promtool("check", "metrics", stdin=families(text, lambda n: not n.startswith("DCGM_")))
     assert tessera.returncode == 0, tessera.stdout + tessera.stderr
@@ -49,7 +65,38 @@ def test_promtool_check_metrics_finds_nothing_but_dcgm_exporters_own_camel_case(
     problems = [p for p in (everything.stdout + everything.stderr).splitlines() if p.strip()]
     assert problems, "modelName is camelCase: promtool must say so, else this check is not running"
     for problem in problems:  # only dcgm-exporter's modelName label, kept for its dashboards
-        assert problem.startswith("DCGM_FI_DEV_") and problem.endswith(CAMEL_CASE), problem
+        assert problem.startswith("DCGM_FI_") and problem.endswith(CAMEL_CASE), problem
+    assert any(p.startswith("DCGM_FI_PROF_GR_ENGINE_ACTIVE") for p in problems), "GPM series are checked too"
+
+
+@needs_promtool
+def test_with_dcgm_compatible_labels_off_promtool_finds_nothing_at_all(fake_node, recording_api, monkeypatch):
+    """The switch off serves model_name for modelName; the collection runs in this process, as in the daemon."""
+    node = shared_gpu_node(fake_node, recording_api)
+    monkeypatch.setenv("TESSERA_FAKE_NVML", node.description_path)
+    nvml = Nvml().open()
+    poller = Poller(nvml, PodResourcesClient(node.socket), RecordReader(node.state_dir),
+                    OveruseTracker(NoEvents(), node.overuse_dir), hostname=node.description.node, interval_s=1.0,
+                    proc_root=str(node.proc_root))
+    try:
+        poller.collect()
+        snapshot = poller.collect()  # GPM figures need a second collection
+    finally:
+        nvml.close()
+        uninstall()
+    settings = ExporterSettings.from_config(SimpleNamespace(**{**asdict(ExporterConfig()),
+                                                               "dcgm_compatible_labels": False}))
+    page = MetricsPage(max_age_s=10, dcgm_compatible_labels=settings.dcgm_compatible_labels)
+    page.publish(snapshot)
+    text = page.body(gzipped=False).decode()
+    for series in ("DCGM_FI_DEV_FB_USED{", "DCGM_FI_PROF_GR_ENGINE_ACTIVE{", "tessera_container_gpu_utilization_ratio{"):
+        assert series in text
+    assert 'model_name="NVIDIA H100 80GB HBM3"' in text and "modelName" not in text
+    check = promtool("check", "metrics", stdin=text)
+    assert check.returncode == 0 and not (check.stdout + check.stderr).strip(), check.stdout + check.stderr
+    default = render(snapshot)  # the default keeps dcgm-exporter's label
+    assert 'modelName="NVIDIA H100 80GB HBM3"' in default.decode()
+    assert ExporterSettings.from_config(ExporterConfig()).dcgm_compatible_labels is True
 
 
 @needs_promtool

@@ -29,7 +29,8 @@ def test_demo_runs_and_prints_what_happened():
     assert "core 50% 8 GiB" in rows["mps-50-8"] and "core 30% 20 GiB" in rows["mps-30-20"]
     assert "core 200% 160 GiB" in rows["mps-200"] and rows["mps-200"].count("GPU-") == 2
     assert rows["two-whole-gpus"].count("GPU-") == 2 and "MIG-" in rows["mig-3g"] and "GPU-" in rows["timesliced"]
-    assert "nvidia.com/mps-core=800" in rows["a100-mps"]
+    node_row = next(line for line in out.splitlines() if line.startswith("a100-mps") and "Ready" in line)
+    assert "nvidia.com/mps-core=800" in node_row and "nvidia.com/mps-memory=640" in node_row
     exporters = out[out.index("Exporters"):].splitlines()[3:7]
     assert len(exporters) == 4 and all("http://127.0.0.1:" in row for row in exporters)
     assert "8/8" in next(row for row in exporters if row.startswith("h100-mig"))   # healthy GPUs as scraped
