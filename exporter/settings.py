@@ -39,5 +39,5 @@ class ExporterSettings:
             state_dir=config.state_dir, kubeconfig=config.kubeconfig,
             proc_root=config.proc_root, overuse_dir=config.overuse_dir,
             node_name=config.node_name or os.environ.get("NODE_NAME") or socket.gethostname(),
-            dcgm_compatible_labels=bool(getattr(config, "dcgm_compatible_labels", True)),
+            dcgm_compatible_labels=bool(config.dcgm_compatible_labels),
         )

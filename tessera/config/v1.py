@@ -112,6 +112,9 @@ class ExporterConfig:
     interval_s: float = setting(5.0, "seconds between NVML collections", minimum=0.1)
     state_dir: str = setting("/run/tessera/containers", "the hook's container records")
     kubeconfig: str = setting("", "kubeconfig file for the API server; empty means in-cluster config")
+    dcgm_compatible_labels: bool = setting(True, "keep dcgm-exporter's label names (modelName) so its dashboards "
+                                                 "work; false uses snake_case names (model_name) that promtool's "
+                                                 "lint accepts")
     proc_root: str = setting("/proc", "where host processes are read (/proc/<pid>/cgroup); the DaemonSet runs "
                                       "with hostPID")
     overuse_dir: str = setting("/run/tessera/overuse", "eviction switch: one file per container over its GPU "

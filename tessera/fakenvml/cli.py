@@ -36,12 +36,15 @@ def _parser() -> argparse.ArgumentParser:
         "--error", default="UNKNOWN", help="NVML_ERROR_<name>: UNKNOWN, RESET_REQUIRED, ...")
     command("restore", "the GPU answers again")
     p = command("processes", "replace the processes on a GPU (or a MIG GPU instance)")
-    p.add_argument("--process", action="append", default=[], metavar="PID:MIB", help="repeatable; none clears")
+    p.add_argument("--process", action="append", default=[], metavar="PID:MIB[:SM%]",
+                   help="repeatable; none clears; SM%% is its per-process utilization")
     p.add_argument("--gpu-instance", type=int, help="MIG GPU-instance id")
     p.add_argument("--mps", action="store_true", help="the processes are MPS clients")
-    p = command("utilization", "set GPU and memory utilization")
+    p = command("utilization", "set GPU and memory utilization (of a MIG GPU instance: GPM figures on H100)")
     p.add_argument("--gpu-pct", type=int, required=True)
     p.add_argument("--mem-pct", type=int, default=0)
+    p.add_argument("--gpu-instance", type=int, help="MIG GPU-instance id")
+    p.add_argument("--sm-occupancy-pct", type=int, help="GPM SM occupancy (default: --gpu-pct)")
     p = command("ecc", "inject ECC errors")
     p.add_argument("--corrected", type=int, default=0)
     p.add_argument("--uncorrected", type=int, default=0)
@@ -78,13 +81,14 @@ def _inject(injector: FaultInjector, args: argparse.Namespace) -> None:
     elif cmd == "processes":
         procs = []
         for item in args.process:
-            pid, _, mib = item.partition(":")
-            if not (pid.isdigit() and mib.isdigit()):
-                raise ValueError(f"--process {item!r} is not PID:MIB")
-            procs.append((int(pid), int(mib)))
+            parts = item.split(":")
+            if len(parts) not in (2, 3) or not all(p.isdigit() for p in parts):
+                raise ValueError(f"--process {item!r} is not PID:MIB or PID:MIB:SM%")
+            procs.append(tuple(int(p) for p in parts))
         injector.set_processes(args.gpu, procs, gpu_instance_id=args.gpu_instance, mps=args.mps)
     elif cmd == "utilization":
-        injector.set_utilization(args.gpu, args.gpu_pct, args.mem_pct)
+        injector.set_utilization(args.gpu, args.gpu_pct, args.mem_pct, gpu_instance_id=args.gpu_instance,
+                                 sm_occupancy_pct=args.sm_occupancy_pct)
     elif cmd == "ecc":
         injector.inject_ecc(args.gpu, args.corrected, args.uncorrected)
     elif cmd == "reset":
