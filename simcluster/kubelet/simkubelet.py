@@ -338,6 +338,8 @@ class SimKubelet:
 
     def _container_exited(self, exit: ContainerExit) -> None:
         """A container run under the real runtime ended, or never started (the hook refused it)."""
+        if self._stop.is_set():
+            return  # killed because the kubelet is stopping: nothing to report
         with self._lock:
             live = self._live_containers.get(exit.pod_uid)
             if live is None:
@@ -352,7 +354,7 @@ class SimKubelet:
         meta = pod["metadata"]
         namespace = meta.get("namespace", "default")
         if exit.started and exit.result.returncode != 0:
-            self._log.warning("container_failed", pod=meta["name"], container=exit.container,
+            self._log.error("container_failed", pod=meta["name"], container=exit.container,
                               returncode=exit.result.returncode, stderr=exit.result.stderr[-500:])
         if not exit.started:
             # As the real kubelet shows a runtime that refused to create the container: the pod stays
