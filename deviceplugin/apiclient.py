@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import kubernetes
-from kubernetes.watch.watch import iter_resp_lines
 
 from tessera import LABEL_GPU_MODE
+from tessera.kube import WatchExpired, watch_events
 from tessera.log import get_logger
 
 log = get_logger("deviceplugin")
@@ -22,8 +22,7 @@ MERGE_PATCH = "application/merge-patch+json"
 TIMEOUT_S = 5
 
 
-class Gone(Exception):
-    """A watch's resourceVersion is too old: list again."""
+Gone = WatchExpired  # a watch's resourceVersion is too old: list again
 
 
 class NodeApi:
@@ -90,20 +89,7 @@ class NodeApi:
                                        resource_version=resource_version, timeout_seconds=timeout_s,
                                        _preload_content=False)
         on_response(resp)
-        try:
-            for line in iter_resp_lines(resp):
-                if not line:
-                    continue
-                event = json.loads(line)
-                if event.get("type") == "ERROR":
-                    status = event.get("object") or {}
-                    if status.get("code") == 410:
-                        raise Gone(status.get("message", "too old resource version"))
-                    raise kubernetes.client.ApiException(status=status.get("code"), reason=status.get("message"))
-                yield event
-        finally:
-            resp.close()
-            resp.release_conn()
+        yield from watch_events(resp)
 
 
 def connect(kubeconfig: str, node: str) -> NodeApi | None:

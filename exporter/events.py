@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Protocol
 
+from tessera.kube import pod_event
 from tessera.log import get_logger
 
 __all__ = ["EventSink", "KubeEvents", "NoEvents", "PodEvent", "RecordedEvents", "event_sink", "kube_client"]
@@ -68,17 +67,8 @@ class KubeEvents:
         self.node_name = node_name
 
     def emit(self, event: PodEvent) -> None:
-        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        body = {
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"name": f"{event.pod}.{time.time_ns():x}", "namespace": event.namespace},
-            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": event.pod, "namespace": event.namespace,
-                               **({"uid": event.pod_uid} if event.pod_uid else {})},
-            "reason": event.reason, "message": event.message, "type": event.type,
-            "source": {"component": COMPONENT, "host": self.node_name},
-            "reportingComponent": COMPONENT, "reportingInstance": self.node_name,
-            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-        }
+        body = pod_event(event.namespace, event.pod, event.pod_uid, event.type, event.reason, event.message,
+                         COMPONENT, self.node_name)
         self._core.create_namespaced_event(event.namespace, body, _preload_content=False)
 
 

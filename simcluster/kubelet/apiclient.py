@@ -8,17 +8,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
 from typing import Any
 
 import kubernetes
-from kubernetes.watch.watch import iter_resp_lines
+
+from tessera.kube import WatchExpired, pod_event, watch_events
 
 MERGE_PATCH = "application/merge-patch+json"
-
-
-def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class KubeletApi:
@@ -70,20 +66,7 @@ class KubeletApi:
             allow_watch_bookmarks=True, timeout_seconds=timeout_s, _preload_content=False)
         if on_response:
             on_response(resp)
-        try:
-            for line in iter_resp_lines(resp):
-                if not line:
-                    continue
-                event = json.loads(line)
-                if event.get("type") == "ERROR":
-                    status = event.get("object") or {}
-                    if status.get("code") == 410:
-                        raise Gone(status.get("message", "too old resource version"))
-                    raise kubernetes.client.ApiException(status=status.get("code"), reason=status.get("message"))
-                yield event
-        finally:
-            resp.close()
-            resp.release_conn()
+        yield from watch_events(resp)
 
     def patch_pod_status(self, namespace: str, name: str, status: dict) -> None:
         self.core.patch_namespaced_pod_status(name, namespace, {"status": status}, _content_type=MERGE_PATCH,
@@ -102,18 +85,8 @@ class KubeletApi:
     def post_event(self, pod: dict, event_type: str, reason: str, message: str) -> None:
         meta = pod["metadata"]
         namespace = meta.get("namespace", "default")
-        body = {
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": namespace},
-            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "namespace": namespace,
-                               "uid": meta["uid"]},
-            "type": event_type, "reason": reason, "message": message,
-            "source": {"component": "kubelet", "host": self.node_name},
-            "reportingComponent": "kubelet", "reportingInstance": self.node_name,
-            "firstTimestamp": now_rfc3339(), "lastTimestamp": now_rfc3339(), "count": 1,
-        }
+        body = pod_event(namespace, meta["name"], meta["uid"], event_type, reason, message, "kubelet", self.node_name)
         self.core.create_namespaced_event(namespace, body, _preload_content=False)
 
 
-class Gone(Exception):
-    """A watch's resourceVersion is older than the server keeps: list again."""
+Gone = WatchExpired  # the name the kubelet's watch loop catches

@@ -23,7 +23,8 @@ from typing import Any
 from simcluster.cluster import NodeSpec
 from simcluster.kubelet import oci
 from simcluster.kubelet.admission import AdmissionResult, admit_pod
-from simcluster.kubelet.apiclient import Gone, KubeletApi, now_rfc3339
+from simcluster.kubelet.apiclient import Gone, KubeletApi
+from tessera.kube import now_rfc3339
 from simcluster.kubelet.containers import ContainerExit, ContainerRunner, first_error_line
 from simcluster.kubelet.devicemanager import AdmissionError, DeviceManager
 from tessera import LABEL_GPU_MODE

@@ -55,14 +55,15 @@ def test_capacity_and_allocatable_follow_list_and_watch(manager, changes, start_
     start_plugin("GPU-0@0,GPU-1@0,GPU-2@1", "--control", control)
     eventually(ready(manager), what="three healthy devices")
     assert manager.capacity() == {RESOURCE: 3}
-    assert changes.saw({RESOURCE: 3}, {RESOURCE: 3})
+    # Callbacks follow state changes from the stream thread: wait for them rather than race them.
+    eventually(lambda: changes.saw({RESOURCE: 3}, {RESOURCE: 3}), what="the kubelet told of three devices")
 
     with open(control, "w") as f:
         json.dump({"unhealthy": ["GPU-1"]}, f)
     eventually(lambda: manager.allocatable() == {RESOURCE: 2}, what="GPU-1 unhealthy")
     assert manager.capacity() == {RESOURCE: 3}
     assert manager.devices(RESOURCE)["GPU-1"] == "Unhealthy"
-    assert changes.saw({RESOURCE: 3}, {RESOURCE: 2})
+    eventually(lambda: changes.saw({RESOURCE: 3}, {RESOURCE: 2}), what="the kubelet told of two healthy")
 
 
 def test_allocation_takes_the_plugins_preferred_ids_then_fills_from_available(manager, start_plugin, eventually):
@@ -144,9 +145,10 @@ def test_plugin_death_makes_devices_unhealthy_at_once_and_removes_them_after_gra
     plugin.kill()
     eventually(lambda: manager.allocatable() == {RESOURCE: 0}, timeout=2, what="devices unhealthy")
     assert manager.capacity() == {RESOURCE: 3}
-    assert changes.saw({RESOURCE: 3}, {RESOURCE: 0})
+    eventually(lambda: changes.saw({RESOURCE: 3}, {RESOURCE: 0}), what="the kubelet told of none healthy")
     eventually(lambda: manager.capacity() == {}, timeout=3, what="resource removed after grace period")
-    assert changes.calls[-1] == ({}, {})
+    # The callback follows the state change from the expiry thread: wait for it, don't race it.
+    eventually(lambda: changes.calls[-1] == ({}, {}), timeout=2, what="the removal reported to the kubelet")
 
 
 def test_a_plugin_registering_again_replaces_the_old_endpoint(manager, start_plugin, eventually):
