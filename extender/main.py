@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 import threading
@@ -60,6 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     daemon.start()
+    if daemon.wait_synced(300):
+        # The cache is a large, long-lived heap: keep the cyclic GC from walking it on every request
+        # (full collections of thousands of nodes' objects were the latency tail).
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 50)
     done.wait()
     daemon.stop()
     api.close()

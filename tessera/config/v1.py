@@ -88,6 +88,8 @@ class ExtenderConfig:
     leader_election: bool = setting(True, "elect one active replica through a coordination/v1 Lease")
     lease_namespace: str = setting("kube-system", "namespace of the leader Lease")
     lease_name: str = setting("tessera-extender", "name of the leader Lease")
+    lease_duration_s: float = setting(15.0, "seconds a leader's Lease lasts without renewal", minimum=1)
+    lease_retry_s: float = setting(2.0, "seconds between Lease renewals or acquisition attempts", minimum=0.1)
 
 
 @dataclass(frozen=True)

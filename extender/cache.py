@@ -1,0 +1,305 @@
+"""What the extender knows of the cluster: nodes (inventory, allocatable CPU and memory, labels) in a
+``Fleet``, the pods that hold grants on them (from their assignment annotations), the bind in flight
+(assumptions), and per node the shapes of pods bound and not yet allocated.
+
+Fed by ``extender.informer`` (list, then watch) and by ``bind`` (``assume`` at once, ``forget`` on
+failure); rebuilt completely from the API server on restart. Every read and change holds ``lock``;
+nothing holds it across an API call.
+
+Who holds what: a pod holds grants on the node it is bound to (``spec.nodeName``), as its assignment
+says; a pod the extender signed an assignment for and whose Binding has not landed yet holds them on
+the node the assignment names, so a new replica never hands the share out again; a bound pod without
+an assignment holds its CPU and memory.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from tessera import ANNOTATION_ALLOCATED, ANNOTATION_ASSIGNMENT, ANNOTATION_INVENTORY
+from tessera.assignment import WRITTEN_BY_EXTENDER, Assignment, AssignmentError, read_assignment, verify_assignment
+from tessera.inventory import NodeInventory
+from tessera.log import get_logger
+
+from extender.fleet import Fleet
+from extender.ledger import LedgerError, ask_amounts, placement_of
+from extender.nodestate import DEFAULT_TIMESLICE_REPLICAS, NodeState, StateError
+from extender.placement import Placement
+from extender.quantity import QuantityError, cpu_millis, memory_bytes
+from extender.request import PodRequest, RequestError, pod_request
+
+log = get_logger("extender")
+
+
+@dataclass
+class PodRecord:
+    """One pod that holds (or is about to hold) something on a node."""
+
+    key: str
+    uid: str
+    node: str
+    request: PodRequest | None
+    doc: Assignment | None
+    allocated: bool
+    amounts: frozenset
+    bound: bool = False
+
+
+class ClusterCache:
+    """Nodes and the pods placed on them, with the binds in flight."""
+
+    def __init__(self, workload_label: str = "", public_key=None,
+                 timeslice_replicas: int = DEFAULT_TIMESLICE_REPLICAS) -> None:
+        self.lock = threading.RLock()
+        self.fleet = Fleet()
+        self.workload_label = workload_label
+        self.public_key = public_key
+        self.timeslice_replicas = timeslice_replicas
+        self._node_facts: dict[str, tuple] = {}
+        self._records: dict[str, PodRecord] = {}
+        self._inflight: set[str] = set()
+        self._mps_cards: dict[str, tuple[int, int]] = {}  # node -> (smallest, largest) MPS card GiB
+        self.pending: dict[str, dict[str, frozenset]] = {}  # node -> pod -> amounts, bound and not allocated
+
+    # -- nodes -----------------------------------------------------------------------------------
+
+    def node_event(self, kind: str, node: dict) -> None:
+        """Apply an ADDED, MODIFIED or DELETED Node."""
+        meta = node.get("metadata") or {}
+        name = meta.get("name", "")
+        if kind == "DELETED":
+            with self.lock:
+                self._node_facts.pop(name, None)
+                self._mps_cards.pop(name, None)
+                self.fleet.remove(name)
+            return
+        facts = self._facts(name, node)
+        with self.lock:
+            if self._node_facts.get(name) == facts:
+                return
+            self._node_facts[name] = facts
+            self._rebuild_node(name)
+
+    def _facts(self, name: str, node: dict) -> tuple:
+        meta = node.get("metadata") or {}
+        alloc = (node.get("status") or {}).get("allocatable") or {}
+        try:
+            cpu, mem = cpu_millis(alloc.get("cpu", 0)), memory_bytes(alloc.get("memory", 0))
+        except QuantityError:
+            cpu = mem = 0
+        labels = meta.get("labels") or {}
+        return (((meta.get("annotations") or {}).get(ANNOTATION_INVENTORY) or ""), cpu, mem,
+                tuple(sorted(labels.items())))
+
+    def _rebuild_node(self, name: str) -> None:
+        text, cpu, mem, labels = self._node_facts[name]
+        try:
+            inventory = NodeInventory.from_json(text) if text else NodeInventory(node=name, gpus=())
+        except Exception as exc:  # noqa: BLE001 - a bad inventory leaves the node without GPUs, said once
+            log.warning("node_inventory_unreadable", node=name, reason=str(exc)[:200])
+            inventory = NodeInventory(node=name, gpus=())
+        if inventory.node != name:
+            inventory = NodeInventory(node=name, gpus=inventory.gpus)
+        state = NodeState.from_inventory(inventory, cpu, mem, dict(labels), self.timeslice_replicas)
+        cards = [g.memory_gib for g in state.gpus if g.mode == "mps"]
+        if cards:
+            self._mps_cards[name] = (min(cards), max(cards))
+        else:
+            self._mps_cards.pop(name, None)
+        old = self.fleet.get(name)
+        placed = list(old.pods.values()) if old is not None else []
+        if old is None:
+            placed = [p for r in self._records.values() if r.node == name
+                      for p in [self._placement(r, state)] if p is not None]
+        for p in placed:
+            try:
+                state.assume(p)
+            except StateError as exc:
+                log.error("ledger_conflict", node=name, pod=p.pod, reason=str(exc))
+        self.fleet.add(state)
+
+    # -- pods ------------------------------------------------------------------------------------
+
+    def pod_event(self, kind: str, pod: dict) -> None:
+        """Apply an ADDED, MODIFIED or DELETED Pod."""
+        meta = pod.get("metadata") or {}
+        key = f"{meta.get('namespace', 'default')}/{meta.get('name', '')}"
+        phase = (pod.get("status") or {}).get("phase", "")
+        record = None if kind == "DELETED" or phase in ("Succeeded", "Failed") else self._record(key, pod)
+        with self.lock:
+            if key in self._inflight and (record is None or not (pod.get("spec") or {}).get("nodeName")):
+                if record is None:
+                    self._inflight.discard(key)
+                else:
+                    return  # our bind is in flight: the assumption stands until it lands or fails
+            self._inflight.discard(key)
+            old = self._records.get(key)
+            if old is not None and record is not None and old.uid != record.uid:
+                self._drop(key)
+                old = None
+            if record is None:
+                self._drop(key)
+                return
+            self._records[key] = record
+            self._set_pending(record, old)
+            node = self.fleet.get(record.node)
+            if node is None:
+                return
+            placement = self._placement(record, node)
+            held = node.pods.get(key)
+            if held == placement:
+                return
+            if old is not None and old.node != record.node:
+                self._release(old.node, key)
+            if held is not None:
+                node.release(key)
+            if placement is not None:
+                try:
+                    node.assume(placement)
+                except StateError as exc:
+                    log.error("ledger_conflict", node=record.node, pod=key, reason=str(exc))
+
+    def _record(self, key: str, pod: dict) -> PodRecord | None:
+        meta = pod.get("metadata") or {}
+        annotations = meta.get("annotations") or {}
+        uid = meta.get("uid", "")
+        bound = (pod.get("spec") or {}).get("nodeName") or ""
+        doc = self._assignment(key, uid, annotations.get(ANNOTATION_ASSIGNMENT), bound)
+        node = bound or (doc.node if doc is not None else "")
+        if not node:
+            return None
+        try:
+            request = pod_request(pod, self.workload_label)
+        except RequestError:
+            request = None
+        amounts = ask_amounts(request) if request is not None else frozenset()
+        return PodRecord(key, uid, node, request, doc, ANNOTATION_ALLOCATED in annotations, amounts, bool(bound))
+
+    def _assignment(self, key: str, uid: str, value, bound: str) -> Assignment | None:
+        if value is None:
+            return None
+        try:
+            doc, signature = read_assignment(value)
+            if doc.written_by == WRITTEN_BY_EXTENDER:
+                if self.public_key is not None:
+                    doc = verify_assignment(value, uid, self.public_key)
+            elif not bound or doc.node != bound or doc.pod_uid != uid:
+                return None  # a plugin's record counts only for the pod on its node
+        except AssignmentError as exc:
+            log.warning("assignment_ignored", pod=key, reason=str(exc))
+            return None
+        if bound and doc.node != bound:
+            return None
+        return doc
+
+    def _placement(self, record: PodRecord, node: NodeState) -> Placement | None:
+        if record.doc is not None:
+            try:
+                return placement_of(record.doc, node, record.key, record.request)
+            except LedgerError as exc:
+                log.error("ledger_unreadable", pod=record.key, reason=str(exc))
+        req = record.request
+        if req is None:
+            return None
+        return Placement(pod=record.key, node=node.name, containers=(), cpu_milli=req.cpu_milli,
+                         memory_bytes=req.memory_bytes, workload=req.workload)
+
+    def _set_pending(self, record: PodRecord, old: PodRecord | None = None) -> None:
+        if old is not None:
+            self._unpend(old.node, old.key)
+        if not record.allocated and record.amounts:
+            self.pending.setdefault(record.node, {})[record.key] = record.amounts
+
+    def _drop(self, key: str) -> None:
+        old = self._records.pop(key, None)
+        if old is None:
+            return
+        self._release(old.node, key)
+        self._unpend(old.node, key)
+
+    def _unpend(self, node: str, key: str) -> None:
+        pods = self.pending.get(node)
+        if pods is not None:
+            pods.pop(key, None)
+            if not pods:
+                del self.pending[node]
+
+    def _release(self, node_name: str, key: str) -> None:
+        node = self.fleet.get(node_name)
+        if node is not None and key in node.pods:
+            node.release(key)
+
+    # -- binds in flight ---------------------------------------------------------------------------
+
+    def blocked(self, node: str, amounts: frozenset) -> str | None:
+        """Why a pod asking ``amounts`` must not go to ``node`` now (per-shape rule), else None."""
+        pods = self.pending.get(node)
+        if not pods or not amounts:
+            return None
+        for other, theirs in pods.items():
+            same = amounts & theirs
+            if same:
+                res, n = min(same)
+                return (f"node(s) had a pod asking the same {res}: {n} bound and not yet allocated "
+                        f"({other}); retry when the device plugin has allocated it")
+        return None
+
+    def holds(self, key: str) -> str | None:
+        """The node a pod holds grants on (or is being bound to), else None."""
+        with self.lock:
+            record = self._records.get(key)
+            return record.node if record is not None else None
+
+    def bound_to(self, key: str) -> str | None:
+        """The node a pod is bound to as the API server last said, else None."""
+        record = self._records.get(key)
+        return record.node if record is not None and record.bound else None
+
+    def inflight(self, key: str) -> bool:
+        return key in self._inflight
+
+    def assume(self, placement: Placement, request: PodRequest, uid: str) -> None:
+        """Hold a placement at once, before its assignment and Binding are written (call with ``lock``)."""
+        key = placement.pod
+        self._drop(key)  # a stale hold from an earlier, failed bind of this pod
+        self.fleet[placement.node].assume(placement)
+        record = PodRecord(key, uid, placement.node, request, None, False, ask_amounts(request))
+        self._records[key] = record
+        self._inflight.add(key)
+        self._set_pending(record)
+
+    def forget(self, key: str) -> None:
+        """Undo an assumption whose bind failed."""
+        with self.lock:
+            if key in self._inflight:
+                self._inflight.discard(key)
+                self._drop(key)
+
+    def landed(self, key: str) -> None:
+        """The bind's API calls succeeded; the watch confirms the rest."""
+        with self.lock:
+            self._inflight.discard(key)
+
+    def keys_by_uid(self) -> dict[str, str]:
+        """Pod key by UID, for every pod that holds something (call with ``lock``)."""
+        return {r.uid: k for k, r in self._records.items()}
+
+    def pod_keys(self) -> list[str]:
+        """Every pod that holds something (call with ``lock``)."""
+        return list(self._records)
+
+    def mps_cards(self) -> tuple[int, int] | None:
+        """(smallest, largest) MPS card in the cluster, in GiB; None when there is none."""
+        with self.lock:
+            values = list(self._mps_cards.values())
+        if not values:
+            return None
+        return min(v[0] for v in values), max(v[1] for v in values)
+
+    # -- views -----------------------------------------------------------------------------------
+
+    def placements(self) -> dict[str, Placement]:
+        """Every placement held, by pod."""
+        with self.lock:
+            return {k: p for n in self.fleet for k, p in n.pods.items()}

@@ -1,0 +1,99 @@
+"""The extender daemon assembled: API client, cache and its watches, the verbs, leader election, the
+extender listener and the webhook's TLS listener. ``ExtenderDaemon`` runs in-process (tests, ``tessera
+demo``); ``extender.main`` runs it as ``tessera-extender``."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+
+from tessera.config import ExtenderConfig
+from tessera.log import get_logger
+
+from extender.cache import ClusterCache
+from extender.fragmentation import ShapeBook
+from extender.http import HttpApp, HttpServer
+from extender.informer import Informer
+from extender.kubeapi import KubeApi
+from extender.leader import LeaseElector
+from extender.metrics import ExtenderMetrics
+from extender.policies import PolicyContext
+from extender.verbs import ExtenderVerbs
+from extender.webhook import PodAdmission
+
+log = get_logger("extender")
+
+
+class ExtenderDaemon:
+    """Everything one replica runs. ``start()`` returns at once; ``wait_synced()`` waits for the
+    first lists; ``stop()`` gives the lease back and stops the listeners and watches."""
+
+    def __init__(self, config: ExtenderConfig, api: KubeApi, signing_key, *, identity: str = "",
+                 lease_duration_s: float | None = None, lease_retry_s: float | None = None) -> None:
+        self.config = config
+        self.api = api
+        self.identity = identity or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.cache = ClusterCache(config.workload_label, signing_key.public_key())
+        self.ctx = PolicyContext(shapes=ShapeBook(window=config.shape_window), default_policy=config.policy)
+        self.metrics = ExtenderMetrics(self.cache, self.ctx)
+        self.informer = Informer(api, self.cache)
+        self.elector = (LeaseElector(api, config.lease_namespace, config.lease_name, self.identity,
+                                     lease_duration_s or config.lease_duration_s,
+                                     lease_retry_s or config.lease_retry_s) if config.leader_election else None)
+        self.verbs = ExtenderVerbs(self.cache, api, signing_key, self.ctx, self.metrics, config.workload_label,
+                                   is_leader=self.is_leader)
+        routes = {"/filter": self.verbs.filter, "/prioritize": self.verbs.prioritize, "/bind": self.verbs.bind,
+                  "/preempt": self.verbs.preempt}
+        self.admission = PodAdmission(config.scheduler_name, self.cache.mps_cards)
+        self.http = HttpServer(config.listen, HttpApp(routes, config.max_body_bytes, self.metrics, self.ready))
+        self.webhook = None
+        if config.webhook_listen and config.tls_cert_path and os.path.exists(config.tls_cert_path):
+            self.webhook = HttpServer(config.webhook_listen,
+                                      HttpApp({"/mutate": self.admission}, config.max_body_bytes, None, self.ready),
+                                      config.tls_cert_path, config.tls_key_path)
+        else:
+            log.warning("webhook_disabled", tls_cert_path=config.tls_cert_path, why="no TLS certificate")
+
+    def is_leader(self) -> bool:
+        return self.elector is None or self.elector.is_leader()
+
+    def ready(self) -> tuple[bool, str]:
+        """Ready (HTTP 200 on /healthz) only as the leader with a synced cache."""
+        if not self.informer.synced.is_set():
+            return False, "cache not synced\n"
+        if not self.is_leader():
+            return False, "standby: not the leader\n"
+        return True, "ok\n"
+
+    @property
+    def url(self) -> str:
+        host, port = self.http.address
+        return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
+
+    @property
+    def webhook_port(self) -> int | None:
+        return self.webhook.address[1] if self.webhook else None
+
+    def start(self) -> "ExtenderDaemon":
+        self.informer.start()
+        if self.elector is not None:
+            self.elector.start()
+        self.http.start()
+        if self.webhook is not None:
+            self.webhook.start()
+        log.info("extender_listening", url=self.url, webhook_port=self.webhook_port, identity=self.identity,
+                 policy=self.config.policy)
+        return self
+
+    def wait_synced(self, timeout_s: float = 30.0) -> bool:
+        return self.informer.synced.wait(timeout_s)
+
+    def stop(self) -> None:
+        if self.elector is not None:
+            self.elector.stop()
+        self.http.stop()
+        if self.webhook is not None:
+            self.webhook.stop()
+        self.informer.stop()
+        log.info("extender_stopped", identity=self.identity)

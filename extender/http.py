@@ -1,0 +1,152 @@
+"""The daemon's HTTP servers: the extender verbs (``POST /filter``, ``/prioritize``, ``/bind``,
+``/preempt``), ``GET /healthz`` (200 only on the ready leader, so the Service routes to it) and
+``GET /metrics``; the admission webhook (``POST /mutate``) on its own TLS listener.
+
+Bodies are read up to ``max_body_bytes``; a larger one, a body that is not JSON, or one of the wrong
+shape gets an answer that says so (the ``Error`` field for filter and bind, HTTP 400 otherwise) and
+the server goes on serving.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from tessera.log import get_logger
+
+from extender import wire
+from extender.verbs import BadRequest
+
+log = get_logger("extender")
+
+Route = Callable[[bytes], Any]
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], app: "HttpApp") -> None:
+        self.app = app
+        super().__init__(address, _Handler)
+
+
+class HttpApp:
+    """Routes and limits shared by both listeners."""
+
+    def __init__(self, routes: dict[str, Route], max_body_bytes: int, metrics=None,
+                 ready: Callable[[], tuple[bool, str]] = lambda: (True, "ok"),
+                 error_field: tuple[str, ...] = ("/filter", "/bind")) -> None:
+        self.routes = routes
+        self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
+        self.ready = ready
+        self.error_field = error_field
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # no 40 ms delayed-ACK stalls on keep-alive connections
+    wbufsize = 64 * 1024  # headers and body leave in one write (flushed after each request)
+    server: _Server
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _send(self, code: int, body: bytes, content_type: str = "application/json") -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _refuse(self, path: str, message: str) -> None:
+        if path == "/filter":
+            self._send(200, wire.encode(wire.filter_result(error=message)))
+        elif path == "/bind":
+            self._send(200, wire.encode(wire.binding_result(message)))
+        else:
+            self._send(400, json.dumps({"error": message}).encode())
+
+    def do_GET(self) -> None:  # noqa: N802
+        app = self.server.app
+        path = self.path.split("?", 1)[0]
+        if path == "/healthz":
+            ok, why = app.ready()
+            self._send(200 if ok else 503, why.encode(), "text/plain")
+        elif path == "/metrics" and app.metrics is not None:
+            self._send(200, generate_latest(app.metrics.registry), CONTENT_TYPE_LATEST)
+        else:
+            self._send(404, b"not found\n", "text/plain")
+
+    def do_POST(self) -> None:  # noqa: N802
+        app = self.server.app
+        t0 = time.perf_counter()
+        path = self.path.split("?", 1)[0]
+        route = app.routes.get(path)
+        length_text = self.headers.get("Content-Length")
+        if route is None:
+            self.close_connection = True
+            self._send(404, json.dumps({"error": f"no such path {path}"}).encode())
+            return
+        try:
+            length = int(length_text) if length_text is not None else -1
+        except ValueError:
+            length = -1
+        if length < 0:
+            self.close_connection = True
+            self._refuse(path, "request needs a Content-Length")
+            return
+        if length > app.max_body_bytes:
+            self.close_connection = True  # the body is not read: this connection cannot be reused
+            self._refuse(path, f"request body of {length} bytes is over the limit of {app.max_body_bytes}")
+            log.warning("request_too_large", path=path, bytes=length, limit=app.max_body_bytes)
+            return
+        body = self.rfile.read(length)
+        try:
+            answer = route(body)
+        except BadRequest as exc:
+            self._send(400, json.dumps({"error": str(exc)}).encode())
+            return
+        except Exception as exc:  # noqa: BLE001 - one bad request never stops the daemon
+            log.exception("request_failed", path=path)
+            self._refuse(path, f"internal error: {type(exc).__name__}: {exc}")
+            return
+        self._send(200, answer if isinstance(answer, bytes) else wire.encode(answer))
+        if app.metrics is not None:
+            app.metrics.latency.labels(path.strip("/")).observe(time.perf_counter() - t0)
+
+
+class HttpServer:
+    """One listener on its own thread; TLS when a cert and key are given."""
+
+    def __init__(self, listen: str, app: HttpApp, cert_path: str = "", key_path: str = "") -> None:
+        host, _, port = listen.rpartition(":")
+        self._server = _Server((host or "0.0.0.0", int(port)), app)
+        if cert_path:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(cert_path, key_path)
+            self._server.socket = ctx.wrap_socket(self._server.socket, server_side=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name=f"http-{listen}", daemon=True)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self._server.server_address[:2]
+
+    def start(self) -> "HttpServer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

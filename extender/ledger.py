@@ -1,0 +1,129 @@
+"""The assignment annotation and the placements it stands for, both ways.
+
+``assignment_of`` spells a ``Placement`` as the signed ``tessera.io/assignment`` document (per container,
+per resource: GPUs, core percent, GiB, device IDs), as the device plugin reads it in
+GetPreferredAllocation. ``placement_of`` reads a document back into the grants it holds on a node, so
+the extender's state is rebuilt from the ledger after a restart.
+
+``ask_amounts`` names what a pod asks per container and resource (``("nvidia.com/mps-core", 50)``):
+the per-shape rule keeps two pods bound and not yet allocated on one node from sharing any of these.
+"""
+
+from __future__ import annotations
+
+from tessera import (
+    RESOURCE_GPU,
+    RESOURCE_GPU_SHARED,
+    RESOURCE_MIG_PREFIX,
+    RESOURCE_MPS_CORE,
+    RESOURCE_MPS_MEMORY,
+    mig_resource_name,
+)
+from tessera.assignment import Assignment, ResourceAssignment
+
+from extender.nodestate import NodeState
+from extender.placement import ContainerPlacement, GpuGrant, Placement
+from extender.request import KIND_GPU, KIND_MIG, KIND_MPS, KIND_MPS_WHOLE, KIND_TIMESLICE, PodRequest
+
+
+class LedgerError(ValueError):
+    """An assignment that does not match the node it names."""
+
+
+def ask_amounts(request: PodRequest) -> frozenset[tuple[str, int]]:
+    """(resource, amount) for every Tessera resource a container of the pod asks for."""
+    out = set()
+    for c in request.containers:
+        a = c.ask
+        if a is None:
+            continue
+        if a.kind == KIND_MPS:
+            out.add((RESOURCE_MPS_CORE, a.core))
+            if a.memory_gib is not None:
+                out.add((RESOURCE_MPS_MEMORY, a.memory_gib))
+        elif a.kind == KIND_MPS_WHOLE:
+            out.add((RESOURCE_MPS_CORE, 100 * a.count))
+        elif a.kind == KIND_GPU:
+            out.add((RESOURCE_GPU, a.count))
+        elif a.kind == KIND_MIG:
+            out.add((mig_resource_name(a.profile), a.count))
+        else:
+            out.add((RESOURCE_GPU_SHARED, a.count))
+    return frozenset(out)
+
+
+def assignment_of(placement: Placement, request: PodRequest, pod_uid: str) -> Assignment:
+    """The assignment document for a placement (unsigned; ``sign_assignment`` signs it)."""
+    asks = {c.name: c.ask for c in request.containers}
+    containers: dict[str, dict[str, ResourceAssignment]] = {}
+    for cp in placement.containers:
+        if not cp.grants:
+            continue
+        ask = asks.get(cp.container)
+        kind = cp.grants[0].kind
+        res: dict[str, ResourceAssignment] = {}
+        uuids = tuple(g.gpu_uuid for g in cp.grants)
+        if kind == KIND_MPS:
+            g = cp.grants[0]
+            core_ids = tuple(i for i in g.device_ids if "::core::" in i)
+            mem_ids = tuple(i for i in g.device_ids if "::mem::" in i)
+            res[RESOURCE_MPS_CORE] = ResourceAssignment(uuids, core_ids, core=g.core)
+            res[RESOURCE_MPS_MEMORY] = ResourceAssignment(uuids, mem_ids, mem_gib=g.memory_gib)
+        elif kind == KIND_MPS_WHOLE:
+            ids = tuple(i for g in cp.grants for i in g.device_ids)
+            res[RESOURCE_MPS_CORE] = ResourceAssignment(uuids, ids, core=100 * len(cp.grants))
+        elif kind == KIND_GPU:
+            res[RESOURCE_GPU] = ResourceAssignment(uuids, uuids)
+        elif kind == KIND_MIG:
+            migs = tuple(g.mig_uuid for g in cp.grants)
+            res[mig_resource_name(ask.profile if ask else "")] = ResourceAssignment(migs, migs)
+        else:
+            res[RESOURCE_GPU_SHARED] = ResourceAssignment(uuids, tuple(i for g in cp.grants for i in g.device_ids))
+        containers[cp.container] = res
+    return Assignment(node=placement.node, pod_uid=pod_uid, containers=containers)
+
+
+def _unit(device_id: str) -> int:
+    return int(device_id.rsplit("::", 1)[1])
+
+
+def placement_of(doc: Assignment, node: NodeState, pod: str, request: PodRequest | None) -> Placement:
+    """The grants an assignment holds on ``node`` (raises LedgerError when it names unknown GPUs)."""
+    by_uuid = {g.uuid: g.index for g in node.gpus}
+    by_mig = {m.uuid: g.index for g in node.gpus for m in g.mig}
+    names = [c.name for c in request.containers] if request else list(doc.containers)
+    containers = []
+    for cname in names:
+        res = doc.containers.get(cname, {})
+        grants: list[GpuGrant] = []
+        try:
+            for rname, ra in res.items():
+                if rname == RESOURCE_MPS_CORE:
+                    if (ra.core or 0) > 100:
+                        grants += [GpuGrant(KIND_MPS_WHOLE, by_uuid[u], u, 100, node.gpus[by_uuid[u]].memory_gib,
+                                            core_ids=tuple(range(100))) for u in ra.gpus]
+                    else:
+                        u = ra.gpus[0]
+                        mem = res.get(RESOURCE_MPS_MEMORY)
+                        mem_ids = tuple(_unit(i) for i in mem.device_ids) if mem else ()
+                        core_ids = tuple(_unit(i) for i in ra.device_ids)
+                        grants.append(GpuGrant(KIND_MPS, by_uuid[u], u, ra.core or len(core_ids),
+                                               mem.mem_gib or len(mem_ids) if mem else 0,
+                                               core_ids=core_ids, mem_ids=mem_ids))
+                elif rname == RESOURCE_GPU:
+                    grants += [GpuGrant(KIND_GPU, by_uuid[u], u) for u in ra.gpus]
+                elif rname.startswith(RESOURCE_MIG_PREFIX):
+                    grants += [GpuGrant(KIND_MIG, by_mig[u], node.gpus[by_mig[u]].uuid, mig_uuid=u) for u in ra.gpus]
+                elif rname == RESOURCE_GPU_SHARED:
+                    per: dict[str, list[int]] = {}
+                    for i in ra.device_ids:
+                        per.setdefault(i.split("::", 1)[0], []).append(_unit(i))
+                    grants += [GpuGrant(KIND_TIMESLICE, by_uuid[u], u, ts_ids=(n,))
+                               for u, ns in per.items() for n in ns]
+        except (KeyError, IndexError, ValueError) as exc:
+            raise LedgerError(f"assignment of {pod} names {exc} which {node.name} does not have") from None
+        containers.append(ContainerPlacement(cname, tuple(grants)))
+    return Placement(pod=pod, node=node.name, containers=tuple(containers),
+                     cpu_milli=request.cpu_milli if request else 0,
+                     memory_bytes=request.memory_bytes if request else 0,
+                     workload=request.workload if request else "")

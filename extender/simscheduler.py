@@ -1,0 +1,208 @@
+"""A small stand-in for kube-scheduler in the embedded cluster (where none runs): it watches pending
+pods whose ``schedulerName`` is Tessera's and, for each, calls the extender over HTTP exactly as
+kube-scheduler does with ``nodeCacheCapable: true``: ``filter`` with ``{Pod, NodeNames}``, then
+``prioritize`` with the nodes that passed, then ``bind`` (``{PodName, PodNamespace, PodUID, Node}``) to
+the top-scored node. Binds run on a few worker threads, as kube-scheduler's binding cycle runs
+apart from its scheduling cycle. A pod that cannot be placed is tried again after ``retry_s``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
+
+from tessera.log import get_logger
+
+from extender.kubeapi import Gone, KubeApi, error_text
+
+log = get_logger("simscheduler")
+
+
+class ExtenderClient:
+    """kube-scheduler's side of the extender's HTTP: one keep-alive connection per thread."""
+
+    def __init__(self, url: str, timeout_s: float = 30.0) -> None:
+        parts = urlsplit(url)
+        self.host, self.port, self.timeout_s = parts.hostname, parts.port, timeout_s
+        self._local = threading.local()
+
+    def call(self, verb: str, args: dict) -> tuple[int, object]:
+        body = json.dumps(args).encode()
+        for attempt in (0, 1):
+            conn = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = self._local.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
+            try:
+                conn.request("POST", f"/{verb}", body, {"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                data = resp.read()
+                if resp.getheader("Connection", "").lower() == "close":
+                    conn.close()
+                    self._local.conn = None
+                return resp.status, json.loads(data) if data else None
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                self._local.conn = None
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+
+class SimScheduler:
+    """Schedules pending pods of ``scheduler_name`` through the extender at ``extender_url``."""
+
+    def __init__(self, api: KubeApi, extender_url: str, scheduler_name: str = "tessera-scheduler",
+                 bind_workers: int = 4, retry_s: float = 1.0,
+                 on_bound: Callable[[dict, str], None] | None = None) -> None:
+        self.api = api
+        self.on_bound = on_bound
+        self.client = ExtenderClient(extender_url)
+        self.scheduler_name = scheduler_name
+        self.retry_s = retry_s
+        self.bound = 0
+        self.failures: dict[str, str] = {}
+        self._queue: dict[str, dict] = {}
+        self._cond = threading.Condition()
+        self._inflight: set[str] = set()
+        self._done: set[str] = set()  # UIDs bound here (a late watch event must not queue them again)
+        self._nodes: list[str] = []
+        self._stop = threading.Event()
+        self._resp = None
+        self._binds = ThreadPoolExecutor(bind_workers, thread_name_prefix="simsched-bind")
+        self._threads = [threading.Thread(target=self._watch, name="simsched-watch", daemon=True),
+                         threading.Thread(target=self._loop, name="simsched-loop", daemon=True)]
+
+    def start(self) -> "SimScheduler":
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._resp is not None:
+            try:
+                getattr(self._resp, "shutdown", self._resp.close)()
+            except Exception:  # noqa: BLE001 - already closed
+                pass
+        for t in self._threads:
+            t.join(timeout=2)
+        self._binds.shutdown(wait=True)
+
+    def _wanted(self, pod: dict) -> bool:
+        spec = pod.get("spec") or {}
+        return (spec.get("schedulerName") == self.scheduler_name and not spec.get("nodeName")
+                and not (pod.get("metadata") or {}).get("deletionTimestamp"))
+
+    def _offer(self, kind: str, pod: dict) -> None:
+        meta = pod.get("metadata") or {}
+        key = f"{meta.get('namespace')}/{meta.get('name')}"
+        with self._cond:
+            if kind != "DELETED" and self._wanted(pod) and meta.get("uid") not in self._done:
+                self._queue[key] = pod
+                self._cond.notify_all()
+            else:
+                self._queue.pop(key, None)
+
+    def _watch(self) -> None:
+        version = None
+        while not self._stop.is_set():
+            try:
+                if version is None:
+                    self._nodes = [n["metadata"]["name"] for n in self.api.list("nodes")[0]]
+                    pods, version = self.api.list("pods")
+                    for pod in pods:
+                        self._offer("ADDED", pod)
+                for event in self.api.watch("pods", version, lambda r: setattr(self, "_resp", r), timeout_s=30):
+                    obj = event.get("object") or {}
+                    version = (obj.get("metadata") or {}).get("resourceVersion", version)
+                    if event.get("type") != "BOOKMARK":
+                        self._offer(event["type"], obj)
+                    if self._stop.is_set():
+                        return
+                self._nodes = [n["metadata"]["name"] for n in self.api.list("nodes")[0]]
+            except Gone:
+                version = None
+            except Exception as exc:  # noqa: BLE001 - API server away: retry
+                if self._stop.is_set():
+                    return
+                log.warning("simscheduler_watch_failed", reason=error_text(exc)[:200])
+                self._stop.wait(0.5)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            with self._cond:
+                ready = [k for k in self._queue if k not in self._inflight]
+                if not ready:
+                    self._cond.wait(0.2)
+                    continue
+                key = ready[0]
+                pod = self._queue.pop(key)
+            self.schedule_one(pod)
+
+    def schedule_one(self, pod: dict) -> str | None:
+        """filter -> prioritize -> bind (async) for one pod; the chosen node, or None."""
+        meta = pod["metadata"]
+        key = f"{meta['namespace']}/{meta['name']}"
+        args = {"Pod": pod, "NodeNames": list(self._nodes)}
+        try:
+            status, result = self.client.call("filter", args)
+            if status != 200 or result.get("Error"):
+                raise RuntimeError(f"filter: {status} {result}")
+            fits = result.get("NodeNames") or []
+            if not fits:
+                self._retry(key, pod, f"0/{len(self._nodes)} nodes are available: "
+                            f"{len(result.get('FailedNodes') or {}) + len(result.get('FailedAndUnresolvableNodes') or {})} "
+                            "filtered by tessera-extender")
+                return None
+            status, scores = self.client.call("prioritize", {"Pod": pod, "NodeNames": fits})
+            if status != 200:
+                raise RuntimeError(f"prioritize: {status} {scores}")
+            best = max(scores, key=lambda s: s["Score"])["Host"]
+        except Exception as exc:  # noqa: BLE001 - the extender is away or refused: try again later
+            self._retry(key, pod, str(exc)[:300])
+            return None
+        with self._cond:
+            self._inflight.add(key)
+        self._binds.submit(self._bind, key, pod, best)
+        return best
+
+    def _bind(self, key: str, pod: dict, node: str) -> None:
+        meta = pod["metadata"]
+        try:
+            status, result = self.client.call("bind", {"PodName": meta["name"], "PodNamespace": meta["namespace"],
+                                                       "PodUID": meta.get("uid", ""), "Node": node})
+            error = result.get("Error") if status == 200 else f"HTTP {status}"
+        except Exception as exc:  # noqa: BLE001 - the extender is away
+            error = str(exc)
+        with self._cond:
+            self._inflight.discard(key)
+            if not error:
+                self._done.add(meta.get("uid", ""))
+                self._queue.pop(key, None)
+        if error:
+            self._retry(key, pod, error)
+        else:
+            self.bound += 1
+            self.failures.pop(key, None)
+            if self.on_bound is not None:
+                self.on_bound(pod, node)
+
+    def _retry(self, key: str, pod: dict, reason: str) -> None:
+        self.failures[key] = reason
+        log.info("pod_unschedulable", pod=key, reason=reason[:300])
+
+        def again() -> None:
+            if not self._stop.wait(self.retry_s):
+                try:
+                    fresh = self.api.get_pod(pod["metadata"]["namespace"], pod["metadata"]["name"])
+                except Exception:  # noqa: BLE001 - gone
+                    return
+                self._offer("MODIFIED", fresh)
+
+        threading.Thread(target=again, daemon=True).start()

@@ -1,0 +1,109 @@
+"""The admission webhook (AdmissionReview v1, ``POST /mutate``): on pod CREATE it
+
+- strips ``tessera.io/*`` annotations a user wrote (the ledger is written by Tessera only);
+- for pods that ask for Tessera resources: sets ``schedulerName`` to Tessera's scheduler, and
+  completes ``nvidia.com/mps-memory`` from ``nvidia.com/mps-core`` as the proportional share of the
+  SMALLEST MPS card in the cluster (core/100 of its GiB, rounded down, at least 1), so the request
+  fits wherever the pod lands and the kubelet's counts and ResourceQuota stay true;
+- refuses malformed requests (``mps-memory`` without ``mps-core``, ``mps-core`` over 100 not in
+  hundreds, ``mps-memory`` larger than any MPS card in the cluster, ...) with the reason
+  ``kubectl apply`` shows.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+
+from tessera import RESOURCE_MPS_CORE, RESOURCE_MPS_MEMORY
+from tessera.log import get_logger
+
+from extender.request import KIND_MPS, RequestError, pod_request
+from extender.verbs import BadRequest
+
+log = get_logger("extender")
+TESSERA_PREFIX = "tessera.io/"
+
+
+def _escape(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+class PodAdmission:
+    """Reviews pod creations; ``cards()`` gives (smallest, largest) MPS card GiB in the cluster, or None."""
+
+    def __init__(self, scheduler_name: str, cards: Callable[[], tuple[int, int] | None]) -> None:
+        self.scheduler_name = scheduler_name
+        self.cards = cards
+
+    def __call__(self, body: bytes) -> dict:
+        try:
+            review = json.loads(body)
+            request = review["request"]
+            uid = request["uid"]
+        except (ValueError, KeyError, TypeError):
+            raise BadRequest("body is not an AdmissionReview with a request.uid") from None
+        response = self.review(request)
+        response["uid"] = uid
+        return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
+
+    def review(self, request: dict) -> dict:
+        """The AdmissionResponse (without uid) for one request."""
+        pod = request.get("object")
+        if (request.get("kind") or {}).get("kind") != "Pod" or request.get("operation") != "CREATE" \
+                or not isinstance(pod, dict):
+            return {"allowed": True}
+        meta = pod.get("metadata") or {}
+        name = f"{request.get('namespace') or meta.get('namespace', '')}/{meta.get('name') or meta.get('generateName', '')}"
+        patch: list[dict] = []
+        stripped = [k for k in (meta.get("annotations") or {}) if k.startswith(TESSERA_PREFIX)]
+        patch += [{"op": "remove", "path": f"/metadata/annotations/{_escape(k)}"} for k in stripped]
+        try:
+            preq = pod_request(pod)
+        except RequestError as exc:
+            log.info("pod_refused", pod=name, reason=str(exc))
+            return _deny(str(exc))
+        if preq.asks:
+            cards = self.cards()
+            try:
+                patch += self._complete(pod, preq, cards)
+            except RequestError as exc:
+                log.info("pod_refused", pod=name, reason=str(exc))
+                return _deny(str(exc))
+            if (pod.get("spec") or {}).get("schedulerName") != self.scheduler_name:
+                patch.append({"op": "add", "path": "/spec/schedulerName", "value": self.scheduler_name})
+        if stripped:
+            log.info("annotations_stripped", pod=name, keys=stripped)
+        if not patch:
+            return {"allowed": True}
+        return {"allowed": True, "patchType": "JSONPatch",
+                "patch": base64.b64encode(json.dumps(patch).encode()).decode()}
+
+    def _complete(self, pod: dict, preq, cards: tuple[int, int] | None) -> list[dict]:
+        patch = []
+        containers = (pod.get("spec") or {}).get("containers") or []
+        for i, (c, creq) in enumerate(zip(containers, preq.containers)):
+            ask = creq.ask
+            if ask is None or ask.kind != KIND_MPS:
+                continue
+            if ask.memory_gib is not None:
+                if cards is not None and ask.memory_gib > cards[1]:
+                    raise RequestError(f"container {creq.name!r}: {RESOURCE_MPS_MEMORY}: {ask.memory_gib} GiB is "
+                                       f"more than the largest MPS GPU in the cluster has ({cards[1]} GiB)")
+                continue
+            if cards is None:
+                raise RequestError(f"container {creq.name!r}: {RESOURCE_MPS_CORE} without {RESOURCE_MPS_MEMORY}, and "
+                                   "no MPS GPU in the cluster to size the memory share from; add "
+                                   f"{RESOURCE_MPS_MEMORY} (GiB)")
+            gib = max(1, ask.core * cards[0] // 100)
+            resources = c.get("resources") or {}
+            for part in ("limits", "requests"):
+                if RESOURCE_MPS_CORE in (resources.get(part) or {}):
+                    patch.append({"op": "add", "path": f"/spec/containers/{i}/resources/{part}/"
+                                                       f"{_escape(RESOURCE_MPS_MEMORY)}", "value": str(gib)})
+        return patch
+
+
+def _deny(message: str) -> dict:
+    return {"allowed": False, "status": {"code": 403, "reason": "Forbidden", "message": message}}

@@ -1,0 +1,141 @@
+"""The admission webhook, served by the extender over TLS and called by the embedded API server as a
+MutatingWebhookConfiguration: it routes Tessera pods to Tessera's scheduler, completes mps-memory from
+the smallest MPS card, refuses malformed requests with a message kubectl shows, and strips
+user-written tessera.io/* annotations; a user-written assignment added later fails the signature."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import ipaddress
+import json
+import shutil
+import subprocess
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from extender_cluster import api_server, gpu_pod
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from simcluster.cluster import NodeSpec
+from tessera import ANNOTATION_ASSIGNMENT
+from tessera.assignment import Assignment, AssignmentError, ResourceAssignment, load_public_key, verify_assignment
+
+from extender.launch import start_extender
+
+SERVICE = "tessera-extender.tessera-system.svc"
+
+
+def _pki(d):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tessera-ca")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SERVICE)]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(SERVICE),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False).sign(ca_key, hashes.SHA256()))
+    (d / "tls.crt").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    (d / "tls.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                  serialization.NoEncryption()))
+    return base64.b64encode(ca.public_bytes(serialization.Encoding.PEM)).decode()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    d = tmp_path_factory.mktemp("webhook")
+    ca = _pki(d)
+    port = {}
+    nodes = [NodeSpec("t4", "T4", 1, mode="mps"), NodeSpec("a100", "A100-SXM4-40GB", 1, mode="mps"),
+             NodeSpec("excl", "T4", 1, mode="exclusive")]
+    with api_server(d, nodes, service_resolver=lambda ns, name, p: ("127.0.0.1", port["webhook"])) as (srv, kc):
+        ext = start_extender(kc, d, leader_election=False, tls_cert_path=str(d / "tls.crt"),
+                             tls_key_path=str(d / "tls.key"))
+        port["webhook"] = ext.webhook_port
+        api = client.ApiClient(client.Configuration(host=srv.url))
+        client.AdmissionregistrationV1Api(api).create_mutating_webhook_configuration({
+            "metadata": {"name": "tessera"},
+            "webhooks": [{"name": "pods.tessera.io", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+                          "failurePolicy": "Fail",
+                          "clientConfig": {"service": {"namespace": "tessera-system", "name": "tessera-extender",
+                                                       "path": "/mutate", "port": 443}, "caBundle": ca},
+                          "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
+                                     "resources": ["pods"]}]}]})
+        try:
+            yield srv, client.CoreV1Api(api), kc, d
+        finally:
+            ext.stop()
+
+
+def _refusal(core, pod) -> str:
+    with pytest.raises(ApiException) as err:
+        core.create_namespaced_pod("default", pod)
+    return json.loads(err.value.body)["message"]
+
+
+def test_tessera_pods_are_routed_and_mps_memory_completed_from_the_smallest_card(cluster):
+    srv, core, _, _ = cluster
+    created = core.create_namespaced_pod("default", gpu_pod("half", {"nvidia.com/mps-core": 50}, scheduler="default-scheduler"))
+    assert created.spec.scheduler_name == "tessera-scheduler"
+    # T4 (15 GiB) is the smallest MPS card: 50 % of it is 7 GiB, rounded down.
+    res = created.spec.containers[0].resources
+    assert res.limits["nvidia.com/mps-memory"] == "7" and res.requests["nvidia.com/mps-memory"] == "7"
+    # A pod without Tessera resources is left alone.
+    plain = core.create_namespaced_pod("default", {"metadata": {"name": "plain"}, "spec": {
+        "containers": [{"name": "c", "image": "busybox"}]}})
+    assert plain.spec.scheduler_name == "default-scheduler"
+
+
+@pytest.mark.parametrize("limits, message", [
+    ({"nvidia.com/mps-memory": 4}, "nvidia.com/mps-memory needs nvidia.com/mps-core on the same GPU"),
+    ({"nvidia.com/mps-core": 150}, "150 is over 100 but not in whole hundreds"),
+    ({"nvidia.com/mps-core": 50, "nvidia.com/mps-memory": 41},
+     "41 GiB is more than the largest MPS GPU in the cluster has (40 GiB)"),
+])
+def test_malformed_requests_are_refused_with_the_reason(cluster, limits, message):
+    srv, core, _, _ = cluster
+    text = _refusal(core, gpu_pod("bad", limits))
+    assert text.startswith('admission webhook "pods.tessera.io" denied the request: ') and message in text
+    assert srv.registry.list("pods", "default", field_selector="metadata.name=bad") == []
+
+
+def test_user_written_tessera_annotations_never_survive(cluster):
+    srv, core, _, workdir = cluster
+    forged = json.dumps({"version": 1, "node": "a100", "podUID": "x", "writtenBy": "extender",
+                         "containers": {}, "signature": "AAAA"})
+    created = core.create_namespaced_pod("default", gpu_pod(
+        "sneaky", {"nvidia.com/mps-core": 10, "nvidia.com/mps-memory": 1},
+        annotations={ANNOTATION_ASSIGNMENT: forged, "tessera.io/allocated": "main", "team": "ml"}))
+    assert created.metadata.annotations == {"team": "ml"}
+    # Written later by the user (a PATCH), the assignment fails the signature check the plugin makes.
+    uid = created.metadata.uid
+    doc = Assignment(node="a100", pod_uid=uid, containers={"main": {"nvidia.com/mps-core": ResourceAssignment(
+        ("GPU-x",), ("GPU-x::core::0",), core=100)}})
+    value = json.dumps({**doc.to_dict(), "signature": base64.urlsafe_b64encode(b"\0" * 64).decode().rstrip("=")})
+    core.patch_namespaced_pod("sneaky", "default", {"metadata": {"annotations": {ANNOTATION_ASSIGNMENT: value}}})
+    stored = srv.registry.get("pods", "sneaky", "default")["metadata"]["annotations"][ANNOTATION_ASSIGNMENT]
+    with pytest.raises(AssignmentError, match="bad signature"):
+        verify_assignment(stored, uid, load_public_key(str(workdir / "extender.pub")))
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_kubectl_apply_shows_the_refusal(cluster, tmp_path):
+    # --validate=false: the embedded API server does not serve the OpenAPI schema kubectl validates with.
+    _, _, kubeconfig, _ = cluster
+    manifest = tmp_path / "pod.json"
+    manifest.write_text(json.dumps(gpu_pod("from-kubectl", {"nvidia.com/mps-memory": 4})))
+    out = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "--cache-dir", str(tmp_path / "cache"),
+                          "apply", "--validate=false", "-f", str(manifest)], capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    assert 'admission webhook "pods.tessera.io" denied the request' in out.stderr
+    assert "nvidia.com/mps-memory needs nvidia.com/mps-core on the same GPU" in out.stderr
