@@ -103,6 +103,8 @@ def ask_fit(ask: GpuAsk, node: NodeState) -> Misfit | None:
             return _no_mode(node, mode)
         if total < ask.count:
             return Misfit(f"node(s) had fewer than {ask.count} GPUs in {mode} mode", True)
+        if kind == KIND_MPS_WHOLE and ask.memory_gib is not None and ask.memory_gib > ask.count * node.mps_max_gib:
+            return Misfit(f"node(s) had no {ask.count} GPUs with {ask.memory_gib} GiB of memory together", True)
         return None if free >= ask.count else Misfit(f"node(s) didn't have {ask.describe()}", False)
     if kind == KIND_MIG:
         total = node.mig_open.get(ask.profile, 0)

@@ -297,11 +297,9 @@ def _gpu_ask(requests: dict, cname: str) -> GpuAsk | None:
             raise RequestError(f"{where}: {RESOURCE_MPS_CORE}: {core} is over 100 but not in whole hundreds; "
                                "use 1 to 100 for a share of one GPU, or 200, 300, ... for whole GPUs")
         if core > 100:
-            if mem is not None:
-                raise RequestError(f"{where}: {RESOURCE_MPS_CORE}: {core} asks for {core // 100} whole GPUs with "
-                                   f"all their memory; {RESOURCE_MPS_MEMORY} applies only to a share of one GPU "
-                                   f"({RESOURCE_MPS_CORE} 1 to 100)")
-            asks.append((RESOURCE_MPS_CORE, GpuAsk(KIND_MPS_WHOLE, count=core // 100)))
+            # Whole GPUs with all their memory; mps-memory, where given (the webhook completes it so the
+            # kubelet's counts stay true), counts that memory and may not exceed it (checked per node).
+            asks.append((RESOURCE_MPS_CORE, GpuAsk(KIND_MPS_WHOLE, count=core // 100, memory_gib=mem)))
         else:
             if mem == 0:
                 raise RequestError(f"{where}: {RESOURCE_MPS_MEMORY}: 0; a share needs at least 1 GiB")

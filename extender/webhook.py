@@ -19,7 +19,7 @@ from collections.abc import Callable
 from tessera import RESOURCE_MPS_CORE, RESOURCE_MPS_MEMORY
 from tessera.log import get_logger
 
-from extender.request import KIND_MPS, RequestError, pod_request
+from extender.request import KIND_MPS, KIND_MPS_WHOLE, RequestError, pod_request
 from extender.verbs import BadRequest
 
 log = get_logger("extender")
@@ -85,10 +85,11 @@ class PodAdmission:
         containers = (pod.get("spec") or {}).get("containers") or []
         for i, (c, creq) in enumerate(zip(containers, preq.containers)):
             ask = creq.ask
-            if ask is None or ask.kind != KIND_MPS:
+            if ask is None or ask.kind not in (KIND_MPS, KIND_MPS_WHOLE):
                 continue
+            gpus = ask.count if ask.kind == KIND_MPS_WHOLE else 1
             if ask.memory_gib is not None:
-                if cards is not None and ask.memory_gib > cards[1]:
+                if cards is not None and ask.memory_gib > gpus * cards[1]:
                     raise RequestError(f"container {creq.name!r}: {RESOURCE_MPS_MEMORY}: {ask.memory_gib} GiB is "
                                        f"more than the largest MPS GPU in the cluster has ({cards[1]} GiB)")
                 continue
@@ -96,7 +97,8 @@ class PodAdmission:
                 raise RequestError(f"container {creq.name!r}: {RESOURCE_MPS_CORE} without {RESOURCE_MPS_MEMORY}, and "
                                    "no MPS GPU in the cluster to size the memory share from; add "
                                    f"{RESOURCE_MPS_MEMORY} (GiB)")
-            gib = max(1, ask.core * cards[0] // 100)
+            # Whole GPUs: all their memory; a share: core/100 of the smallest MPS card, so it fits anywhere.
+            gib = gpus * cards[0] if ask.kind == KIND_MPS_WHOLE else max(1, ask.core * cards[0] // 100)
             resources = c.get("resources") or {}
             for part in ("limits", "requests"):
                 if RESOURCE_MPS_CORE in (resources.get(part) or {}):

@@ -1,9 +1,11 @@
 """``tessera demo``: Tessera on the embedded cluster, with what happened printed as tables.
 
 It starts the embedded cluster (API server, simulated kubelets, fake-GPU nodes), reads every node's
-GPUs through the production NVML layer on its fake node, and runs demo pods through the kubelets,
-under real runc with tessera-hook where runc is available. ``--keep`` leaves the cluster up for
-``kubectl`` until Ctrl-C or SIGTERM.
+GPUs through the production NVML layer, runs the extender with its admission webhook and a scheduler
+loop, a device plugin and an exporter per node, and then pods of each kind: GPU pods pass the webhook
+and the extender, are admitted by the kubelets through the device plugins, and start under real runc
+with tessera-hook where runc is available. ``--keep`` leaves the cluster up for ``kubectl`` until
+Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -12,27 +14,19 @@ import argparse
 import json
 import os
 import signal
-import stat
 import sys
 import threading
 import urllib.request
-from pathlib import Path
+from contextlib import ExitStack
+
+import kubernetes
 
 from tessera import ANNOTATION_ALLOCATED
+from tessera.demo_pods import NAMESPACE as DEMO_NAMESPACE
+from tessera.demo_pods import DemoPod, demo_pods
 from tessera.log import configure_logging
 from tessera.progress import Progress
 from tessera.table import render_table
-
-DEMO_NAMESPACE = "default"
-
-
-def _pod(name: str, env: dict[str, str] | None = None, command: list[str] | None = None) -> dict:
-    container: dict = {"name": "main", "image": "busybox",
-                       "command": command or ["sh", "-c", "ls /dev | grep -c nvidia || true; sleep 30"],
-                       "env": [{"name": k, "value": v} for k, v in (env or {}).items()]}
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": DEMO_NAMESPACE},
-           "spec": {"containers": [container]}}
-    return pod
 
 
 def _bind(core, name: str, node: str) -> None:
@@ -72,10 +66,11 @@ def run_demo(args: argparse.Namespace) -> int:
     """Entry of ``tessera demo``; 0 when every step did what it says."""
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # no GOAWAY notices as the plugins stop
     import simcluster.running as simrunning
-    from simcluster.exporters import start_exporters, stop_exporters
-    from simcluster.plugins import device_plugins
     from simcluster.cluster import ClusterDescriptionError, load_cluster
+    from simcluster.exporters import start_exporters, stop_exporters
     from simcluster.kubelet.runtime import unavailable
+    from simcluster.plugins import device_plugins
+    from simcluster.scheduling import scheduling
 
     # The tables say what happened; the daemons' own logs would interleave with the progress lines.
     configure_logging("error", "console" if sys.stderr.isatty() else "json")
@@ -86,101 +81,79 @@ def run_demo(args: argparse.Namespace) -> int:
         return 1
     runc_missing = unavailable("runc")
     oci_runtime = None if runc_missing else "runc"
-    progress = Progress(total=6)
+    progress = Progress(total=7)
     print(f"Tessera demo: an embedded cluster of {len(description.nodes)} simulated GPU nodes "
           f"({description.source})", file=sys.stderr)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    workdir = Path(args.workdir) if args.workdir else None
-    with progress.step(f"starting the API server and {len(description.nodes)} simulated kubelets"):
-        context = simrunning.running(description, workdir=workdir, oci_runtime=oci_runtime, seed=7)
-        cluster = context.__enter__()
-    exporters: dict = {}
-    plugins_context = None
-    try:
-        core = cluster.core_v1()
-        with progress.step("waiting for every Node to be Ready"):
+    with ExitStack() as stack:
+        with progress.step(f"starting the API server and {len(description.nodes)} simulated kubelets"):
+            cluster = stack.enter_context(simrunning.running(description, workdir=args.workdir,
+                                                             oci_runtime=oci_runtime, seed=7))
+            core = cluster.core_v1()
             cluster.wait_for(lambda: len(core.list_node().items) == len(description.nodes), 10, what="nodes")
         with progress.step("reading each node's GPUs through the NVML layer (fake NVML per node)"):
             gpu_rows = _gpu_rows(cluster)
+        with progress.step("starting the extender, its admission webhook (TLS) and the scheduler loop"):
+            stack.enter_context(scheduling(cluster))
         with progress.step(f"starting {len(cluster.nodes)} device plugins; waiting for each node's resources"):
-            plugins_context = device_plugins(cluster)
-            plugins_context.__enter__()
+            stack.enter_context(device_plugins(cluster))
             cluster.wait_for(lambda: _all_advertised(core, cluster), 30, what="every node's Tessera resources")
         with progress.step(f"starting {len(cluster.nodes)} exporters (one per node, as the DaemonSet runs them)"):
             exporters = start_exporters(cluster)
-        pods = _demo_pods(description, cluster.workdir if oci_runtime else None)
-        with progress.step(f"running {len(pods)} demo pods "
+            stack.callback(stop_exporters, exporters)
+        pods = demo_pods(description, cluster.workdir, real_runtime=oci_runtime is not None)
+        with progress.step(f"creating {len(pods)} pods: GPU pods through the webhook and the extender"):
+            for demo_pod in pods:
+                _create(core, demo_pod)
+        admitted = [p for p in pods if not p.refusal]
+        with progress.step("waiting for the kubelets to admit them and the runtime to start them "
                            + ("under runc with tessera-hook" if oci_runtime else f"(no runc: {runc_missing})")):
-            for pod, node in pods:
-                core.create_namespaced_pod(DEMO_NAMESPACE, pod)
-                _bind(core, pod["metadata"]["name"], node)
-            cluster.wait_for(lambda: _settled(core, len(pods)), 20, what="demo pods to run or be refused")
-            pod_rows = _pod_rows(core)
-        print()
-        print(render_table(["NODE", "MODE", "GPUS", "STATUS", "ALLOCATABLE (Tessera resources)"],
-                           _node_rows(cluster, core), title="Nodes (from the API server)"))
-        print()
-        print(render_table(["NODE", "GPUS", "MODEL", "MiB EACH", "SMs", "NUMA", "NVLINK", "MIG LAYOUT PER GPU"],
-                           gpu_rows, title="GPUs (read through Tessera's NVML layer on each fake node)"))
-        print()
-        print(render_table(["POD", "ASKS", "NODE", "PHASE", "GRANT (tessera.io/allocated)", "WHAT HAPPENED"],
-                           pod_rows, title="Demo pods"))
-        print()
-        print(render_table(["NODE", "EXPORTER", "GPUS", "GPU MEMORY USED MiB", "HEALTHY", "SERIES"],
-                           _exporter_rows(exporters), title="Exporters (scraped once, dcgm-exporter names)"))
-        print()
-        print(f"Done in {progress.elapsed():.1f}s. Pods were bound directly and placed by each node's device plugin; "
-              "the extender joins this demo as its issue lands.")
+            cluster.wait_for(lambda: _settled(core, len(admitted)), 60, what="demo pods to run or be refused")
+        _print_report(cluster, core, gpu_rows, pods, exporters)
+        print(f"\nDone in {progress.elapsed():.1f}s.")
         if args.keep:
             _keep_running(cluster, stop, exporters)
-        return 0
-    finally:
-        stop_exporters(exporters)
-        if plugins_context is not None:
-            plugins_context.__exit__(None, None, None)
-        context.__exit__(None, None, None)
+    return 0
 
 
-# The GPU pods of the demo by the mode of the node they go to: (name, resource limits).
-GPU_PODS = {
-    "exclusive": [("two-whole-gpus", {"nvidia.com/gpu": "2"})],
-    "mig": [("mig-3g", {"nvidia.com/mig-3g.40gb": "1"}), ("mig-1g", {"nvidia.com/mig-1g.10gb": "1"})],
-    "mps": [("mps-50-8", {"nvidia.com/mps-core": "50", "nvidia.com/mps-memory": "8"}),
-            ("mps-30-20", {"nvidia.com/mps-core": "30", "nvidia.com/mps-memory": "20"}),
-            ("mps-200", {"nvidia.com/mps-core": "200", "nvidia.com/mps-memory": "160"})],
-    "timeslice": [("timesliced", {"nvidia.com/gpu.shared": "1"})],
-}
+def _create(core, demo_pod: DemoPod) -> None:
+    """Create one pod; bind it directly where it has a node; note the webhook's refusal where it refuses."""
+    try:
+        core.create_namespaced_pod(DEMO_NAMESPACE, demo_pod.body, _preload_content=False)
+    except kubernetes.client.ApiException as exc:
+        demo_pod.refusal = json.loads(exc.body or "{}").get("message", str(exc))
+        return
+    if demo_pod.node:
+        _bind(core, demo_pod.body["metadata"]["name"], demo_pod.node)
 
 
-def _demo_pods(description, workdir: Path | None) -> list[tuple[dict, str]]:
-    """GPU pods of each kind on the node of that mode; one CPU pod per node; on the first node also a CPU
-    pod whose image sets NVIDIA_VISIBLE_DEVICES=all (it starts and sees no GPU) and, with a real runtime, a
-    pod that mounts a GPU device node without a grant (tessera-hook refuses it)."""
-    pods = []
-    for node in description.nodes:
-        for name, limits in GPU_PODS.get(node.mode, []):
-            pod = _pod(name, command=["sh", "-c", "ls /dev | grep nvidia; env | grep -E 'VISIBLE|MPS'; sleep 30"])
-            pod["spec"]["containers"][0]["resources"] = {"limits": limits}
-            pods.append((pod, node.name))
-    pods += [(_pod(f"cpu-{n.name}"), n.name) for n in description.nodes]
-    first = description.nodes[0].name
-    pods.append((_pod("cuda-image-cpu-pod", env={"NVIDIA_VISIBLE_DEVICES": "all"}), first))
-    if workdir is not None and os.geteuid() == 0:
-        device = workdir / "host-dev" / "nvidia0"
-        device.parent.mkdir(exist_ok=True)
-        if not device.exists():
-            os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(195, 0))  # a GPU device node, no driver behind it
-        sneaky = _pod("gpu-without-a-grant")
-        sneaky["spec"]["volumes"] = [{"name": "gpu", "hostPath": {"path": str(device)}}]
-        sneaky["spec"]["containers"][0]["volumeMounts"] = [{"name": "gpu", "mountPath": "/dev/nvidia0"}]
-        pods.append((sneaky, first))
-    return pods
+def _print_report(cluster, core, gpu_rows, pods: list[DemoPod], exporters) -> None:
+    print()
+    print(render_table(["NODE", "MODE", "GPUS", "STATUS", "ALLOCATABLE (Tessera resources)"],
+                       _node_rows(cluster, core), title="Nodes (from the API server)"))
+    print()
+    print(render_table(["NODE", "GPUS", "MODEL", "MiB EACH", "SMs", "NUMA", "NVLINK", "MIG LAYOUT PER GPU"],
+                       gpu_rows, title="GPUs (read through Tessera's NVML layer on each fake node)"))
+    print()
+    print(render_table(["POD", "ASKS", "NODE", "PHASE", "GRANT (tessera.io/allocated)", "WHAT HAPPENED"],
+                       _pod_rows(core), title="Pods (GPU pods placed by the extender, allocated by the plugins)"))
+    refused = [p for p in pods if p.refusal]
+    if refused:
+        print()
+        print(render_table(["POD", "REFUSED AT CREATION (what kubectl apply shows)"],
+                           [[p.body["metadata"]["name"], p.refusal[:150]] for p in refused],
+                           title="Refused by the admission webhook"))
+    print()
+    print(render_table(["NODE", "EXPORTER", "GPUS", "GPU MEMORY USED MiB", "HEALTHY", "SERIES"],
+                       _exporter_rows(exporters), title="Exporters (scraped once, dcgm-exporter names)"))
 
 
 def _settled(core, count: int) -> bool:
+    """Every created pod bound and Running, Succeeded or Failed, or waiting with the runtime's refusal."""
     pods = core.list_namespaced_pod(DEMO_NAMESPACE).items
+
     def settled(p) -> bool:
         if p.status.phase in ("Running", "Succeeded", "Failed"):
             return True

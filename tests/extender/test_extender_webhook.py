@@ -6,23 +6,19 @@ user-written tessera.io/* annotations; a user-written assignment added later fai
 from __future__ import annotations
 
 import base64
-import datetime
-import ipaddress
 import json
 import shutil
 import subprocess
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+
 from extender_cluster import api_server, gpu_pod
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from simcluster.cluster import NodeSpec
 from tessera import ANNOTATION_ASSIGNMENT
+from tessera.pki import write_webhook_pki
 from tessera.assignment import Assignment, AssignmentError, ResourceAssignment, load_public_key, verify_assignment
 
 from extender.launch import start_extender
@@ -31,24 +27,7 @@ SERVICE = "tessera-extender.tessera-system.svc"
 
 
 def _pki(d):
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tessera-ca")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-          .not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256()))
-    key = ec.generate_private_key(ec.SECP256R1())
-    leaf = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SERVICE)]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(SERVICE),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False).sign(ca_key, hashes.SHA256()))
-    (d / "tls.crt").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    (d / "tls.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                  serialization.NoEncryption()))
-    return base64.b64encode(ca.public_bytes(serialization.Encoding.PEM)).decode()
+    return write_webhook_pki(d, [SERVICE], ["127.0.0.1"], days=1)
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +73,9 @@ def test_tessera_pods_are_routed_and_mps_memory_completed_from_the_smallest_card
     plain = core.create_namespaced_pod("default", {"metadata": {"name": "plain"}, "spec": {
         "containers": [{"name": "c", "image": "busybox"}]}})
     assert plain.spec.scheduler_name == "default-scheduler"
+    # Whole GPUs through MPS hold all their memory: completed so the kubelet's mps-memory count stays true.
+    whole = core.create_namespaced_pod("default", gpu_pod("two-whole", {"nvidia.com/mps-core": 200}))
+    assert whole.spec.containers[0].resources.limits["nvidia.com/mps-memory"] == "30"   # 2 x the 15 GiB T4
 
 
 @pytest.mark.parametrize("limits, message", [

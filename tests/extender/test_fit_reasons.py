@@ -24,6 +24,13 @@ def test_mps_share_needs_core_and_memory_on_one_gpu():
     assert not misfit.unresolvable
 
 
+def test_whole_mps_gpus_fit_only_where_their_memory_is_that_much():
+    node = make_node(gpus=2, gib=16)
+    assert node_fit(req({"nvidia.com/mps-core": "200", "nvidia.com/mps-memory": "32"}), node) is None
+    misfit = node_fit(req({"nvidia.com/mps-core": "200", "nvidia.com/mps-memory": "40"}), node)
+    assert misfit.unresolvable and misfit.reason == "node(s) had no 2 GPUs with 40 GiB of memory together"
+
+
 def test_unresolvable_reasons():
     t4 = make_node("t4", gpus=2, gib=16, model="T4")
     excl = make_node("ex", gpus=2, mode="exclusive")

@@ -43,6 +43,11 @@ def test_each_kind_of_ask():
     assert r.gpu_cores == 200 + 50 + 300
 
 
+def test_whole_mps_gpus_carry_the_memory_the_webhook_completed():
+    ask = pod_request(pod({"nvidia.com/mps-core": "200", "nvidia.com/mps-memory": "160"})).asks[0]
+    assert (ask.kind, ask.count, ask.memory_gib) == (KIND_MPS_WHOLE, 2, 160)
+
+
 def test_mps_core_alone_takes_its_share_of_the_card():
     ask = pod_request(pod({"nvidia.com/mps-core": "46"})).asks[0]
     assert ask.memory_gib is None
@@ -97,7 +102,6 @@ def test_workload_from_owner_or_label():
     ({"nvidia.com/mps-memory": "8"}, "nvidia.com/mps-memory needs nvidia.com/mps-core on the same GPU"),
     ({"nvidia.com/mps-core": "150"}, "150 is over 100 but not in whole hundreds"),
     ({"nvidia.com/mps-core": "0"}, "mps-core: 0 asks for no GPU"),
-    ({"nvidia.com/mps-core": "200", "nvidia.com/mps-memory": "8"}, "applies only to a share of one GPU"),
     ({"nvidia.com/mps-core": "50", "nvidia.com/mps-memory": "0"}, "a share needs at least 1 GiB"),
     ({"nvidia.com/gpu": "1", "nvidia.com/mps-core": "50"}, "one container uses one kind of GPU resource"),
     ({"nvidia.com/gpu.shared": "1", "nvidia.com/mig-1g.10gb": "1"}, "one container uses one kind"),

@@ -23,11 +23,13 @@ def test_demo_runs_and_prints_what_happened():
     for node in ("a100-whole", "h100-mig", "a100-mps", "t4-timeslice"):
         assert node in out
     assert "NVIDIA H100 80GB HBM3" in out and "3g.40gb" in out       # read through the NVML layer
-    assert "[6/6]" in result.stderr and "done" in result.stderr        # progress while it runs
+    assert "[7/7]" in result.stderr and "done" in result.stderr        # progress while it runs
     rows = {line.split()[0]: line for line in out.splitlines() if line.strip()}
-    # Each kind of GPU pod is placed by its node's device plugin and holds what it asked for.
+    # Each kind of GPU pod passed the webhook and the extender, and holds what it asked for on its node.
     assert "core 50% 8 GiB" in rows["mps-50-8"] and "core 30% 20 GiB" in rows["mps-30-20"]
     assert "core 200% 160 GiB" in rows["mps-200"] and rows["mps-200"].count("GPU-") == 2
+    assert "mps-memory=20" in rows["mps-25-auto"] and "core 25% 20 GiB" in rows["mps-25-auto"]  # completed
+    assert "denied the request" in rows["memory-without-cores"]                                  # refused
     assert rows["two-whole-gpus"].count("GPU-") == 2 and "MIG-" in rows["mig-3g"] and "GPU-" in rows["timesliced"]
     node_row = next(line for line in out.splitlines() if line.startswith("a100-mps") and "Ready" in line)
     assert "nvidia.com/mps-core=800" in node_row and "nvidia.com/mps-memory=640" in node_row
@@ -35,7 +37,8 @@ def test_demo_runs_and_prints_what_happened():
     assert len(exporters) == 4 and all("http://127.0.0.1:" in row for row in exporters)
     assert "8/8" in next(row for row in exporters if row.startswith("h100-mig"))   # healthy GPUs as scraped
     failures = [line for line in result.stderr.splitlines() if "container_failed" in line]
-    pods = ("two-whole-gpus", "mig-3g", "mig-1g", "mps-50-8", "mps-30-20", "mps-200", "timesliced", "cpu-a100-mps",
+    pods = ("two-whole-gpus", "mig-3g", "mig-1g", "mps-50-8", "mps-30-20", "mps-25-auto", "mps-200", "timesliced",
+            "cpu-a100-mps",
             "cpu-a100-whole", "cpu-h100-mig", "cpu-t4-timeslice", "cuda-image-cpu-pod")
     assert all(" Running " in rows[p] for p in pods), (out, failures)
     assert not failures
