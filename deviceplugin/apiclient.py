@@ -45,16 +45,20 @@ class NodeApi:
             raise
         return json.loads(resp.data)
 
-    def mode_label(self) -> str | None:
-        """The node's ``tessera.io/gpu-mode`` label, or None (also when the API cannot be reached)."""
+    def node_or_none(self) -> dict | None:
+        """The Node, or None when it does not exist or the API cannot be reached (logged)."""
         try:
-            node = self.get_node()
+            return self.get_node()
         except Exception as exc:  # noqa: BLE001 - start without it; the node watch catches up
             log.warning("node_read_failed", node=self.node, reason=str(exc))
             return None
-        return ((node or {}).get("metadata", {}).get("labels") or {}).get(LABEL_GPU_MODE)
 
-    def patch_node_metadata(self, labels: dict[str, str], annotations: dict[str, str]) -> None:
+    def mode_label(self) -> str | None:
+        """The node's ``tessera.io/gpu-mode`` label, or None (also when the API cannot be reached)."""
+        return mode_label_of(self.node_or_none())
+
+    def patch_node_metadata(self, labels: dict[str, str], annotations: dict[str, str | None]) -> None:
+        """Merge labels and annotations into the Node (a None value removes that annotation)."""
         body = {"metadata": {"labels": labels, "annotations": annotations}}
         self.core.patch_node(self.node, body, _content_type=MERGE_PATCH, _preload_content=False,
                              _request_timeout=TIMEOUT_S)
@@ -90,6 +94,11 @@ class NodeApi:
                                        _preload_content=False)
         on_response(resp)
         yield from watch_events(resp)
+
+
+def mode_label_of(node: dict | None) -> str | None:
+    """A Node's ``tessera.io/gpu-mode`` label, or None."""
+    return (((node or {}).get("metadata") or {}).get("labels") or {}).get(LABEL_GPU_MODE)
 
 
 def connect(kubeconfig: str, node: str) -> NodeApi | None:

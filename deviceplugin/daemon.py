@@ -1,6 +1,7 @@
 """The device plugin daemon: NVML, the resource manager, one server per resource, and the workers.
 
-Start order: read the GPUs; read the node's mode label and the kubelet's pod-resources (so modes and
+Start order: read the GPUs; read the Node (its mode label, and fatal Xids its inventory recorded before
+a restart, :mod:`deviceplugin.healthrecord`) and the kubelet's pod-resources (so modes, health and
 holdings are right before anything is advertised); serve and register every resource; then the
 health loop, the pod watch, the ledger worker, the inventory writer and the MPS supervisor.
 """
@@ -12,6 +13,8 @@ import threading
 
 from deviceplugin import metrics
 from deviceplugin.admission import Admission
+from deviceplugin.apiclient import mode_label_of
+from deviceplugin.healthrecord import carry_over
 from deviceplugin.healthwatch import HealthWatch
 from deviceplugin.keys import extender_public_key, node_grant_key
 from deviceplugin.registration import Registrar
@@ -45,11 +48,14 @@ class DevicePluginDaemon:
         cfg = self.config
         self.nvml.open()
         gpus = self.nvml.read_gpus()
-        label = self.api.mode_label() if self.api else None
+        node_doc = self.api.node_or_none() if self.api else None
+        label = mode_label_of(node_doc)
         health = HealthTracker(cfg.application_xids, cfg.fatal_xids, cfg.xid_quiet_period_s)
         self.rm = NodeDevices(gpus, default_mode=cfg.default_mode, gpu_modes=cfg.gpu_modes,
                               replicas=cfg.timeslice_replicas, health=health, label_mode=label)
         self.rm.apply_reads(gpus)
+        if node_doc is not None:  # before anything is advertised: a fatal Xid seen before a restart stays
+            carry_over(self.rm, node_doc, cfg.fatal_xids)
         from deviceplugin.podresources import PodResourcesClient, PodResourcesSync
 
         self.pod_resources = PodResourcesClient(cfg.pod_resources_socket)
@@ -79,7 +85,8 @@ class DevicePluginDaemon:
         if self.api is not None:
             from deviceplugin.nodeinfo import NodeInfoWriter
 
-            self.workers.append(NodeInfoWriter(self.api, self.rm, self.node))
+            self.workers.append(NodeInfoWriter(self.api, self.rm, self.node, cfg.fatal_xids,
+                                               carried_over=node_doc is not None))
             if cfg.evict_on_overuse:
                 from deviceplugin.eviction import OveruseEvictor
 

@@ -90,6 +90,14 @@ class Ledger:
         entry = self.pods.entry(uid)
         if entry is None:
             return
+        # The kubelet allocates a container's resources one Allocate at a time, and pod-resources shows
+        # each as it lands: record a pod only once every Tessera resource it asks for is held. A partial
+        # record would tell the extender the pod is allocated while the kubelet is still admitting it, and
+        # the per-shape rule that lets GetPreferredAllocation know the pod by its size depends on that.
+        for pending in entry.containers:
+            held = containers.get(pending.container, {})
+            if any(resource not in held for resource in pending.requests):
+                return
         allocated = json.dumps({"version": ALLOCATED_VERSION, "node": self.node,
                                 "containers": {c: {r: g.to_dict() for r, g in sorted(res.items())}
                                                for c, res in sorted(containers.items())}},

@@ -4,6 +4,9 @@
 ``nvidia.com/gpu.memory`` (MiB) are written whenever inventory, health or mode changes, never on a
 timer. ``tessera.io/gpu-mode`` is the admin's override: it is written only where the Node has none
 (the node's mode as configured), and a change of it is applied to the GPUs (waiting for drains).
+The admin's ``tessera.io/clear-gpu-health`` is applied and removed as it appears
+(:mod:`deviceplugin.healthrecord`); the first write waits for the first read of the Node, so fatal Xids
+the last inventory recorded are carried over before it is overwritten.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import threading
 from collections import Counter
 
 from deviceplugin.apiclient import Gone, NodeApi
+from deviceplugin.healthrecord import ANNOTATION_CLEAR_HEALTH, apply_clear, carry_over, clear_request
 from deviceplugin.rm import NodeDevices
 from tessera import ANNOTATION_INVENTORY, LABEL_GPU_MODE
 from tessera.log import get_logger
@@ -31,8 +35,13 @@ def gfd_labels(rm: NodeDevices, node: str) -> dict[str, str]:
 class NodeInfoWriter:
     """Writes the inventory and labels on change; watches the Node for its mode label."""
 
-    def __init__(self, api: NodeApi, rm: NodeDevices, node: str) -> None:
+    def __init__(self, api: NodeApi, rm: NodeDevices, node: str, fatal_xids: list[int] = (),
+                 carried_over: bool = False) -> None:
         self.api, self.rm, self.node = api, rm, node
+        self.fatal_xids = list(fatal_xids)
+        self._carried_over = threading.Event()  # fatal Xids of the last inventory are in rm
+        if carried_over:
+            self._carried_over.set()
         self._stop = threading.Event()
         self._written: tuple[str, dict] | None = None
         self._mode_label_present: bool | None = None
@@ -53,6 +62,9 @@ class NodeInfoWriter:
 
     def _write_loop(self) -> None:
         version = -1
+        while not self._carried_over.wait(0.2):  # never overwrite a recorded fatal Xid before reading it
+            if self._stop.is_set():
+                return
         while not self._stop.is_set():
             current = self.rm.version
             if current != version or self._written is None:
@@ -110,6 +122,16 @@ class NodeInfoWriter:
         self._resp = resp
 
     def _on_node(self, node: dict) -> None:
+        if not self._carried_over.is_set():
+            carry_over(self.rm, node, self.fatal_xids)
+            self._carried_over.set()
+        requested = clear_request(node)
+        if requested is not None:
+            apply_clear(self.rm, requested)
+            try:  # one-shot: a later fatal Xid on the same GPU must not be cleared by it
+                self.api.patch_node_metadata({}, {ANNOTATION_CLEAR_HEALTH: None})
+            except Exception as exc:  # noqa: BLE001 - the next Node event or start tries again
+                log.warning("gpu_health_clear_not_removed", reason=str(exc))
         labels = (node.get("metadata") or {}).get("labels") or {}
         label = labels.get(LABEL_GPU_MODE)
         self._mode_label_present = label is not None

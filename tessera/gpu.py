@@ -24,6 +24,23 @@ class NvLinkPeer:
     via_switch: bool
 
 
+PcieLevel = Literal["internal", "single", "multiple", "hostbridge", "node", "system"]
+PCIE_LEVELS: tuple[PcieLevel, ...] = ("internal", "single", "multiple", "hostbridge", "node", "system")
+
+
+@dataclass(frozen=True)
+class PciePeer:
+    """Another GPU and the closest point of the PCIe tree the two share, nearest first in PCIE_LEVELS.
+
+    ``single``: one PCIe switch (nvidia-smi topo's PIX); ``multiple``: several switches, no host
+    bridge (PXB); ``hostbridge``: one CPU host bridge (PHB); ``node``: one NUMA node (NODE);
+    ``system``: across CPU sockets (SYS); ``internal``: the same board.
+    """
+
+    uuid: str
+    level: PcieLevel
+
+
 @dataclass(frozen=True)
 class MigInstance:
     """A MIG device: one compute instance inside one GPU instance."""
@@ -52,6 +69,7 @@ class GpuInfo:
     pci_bus_id: str = ""
     numa_node: int | None = None
     nvlink_peers: tuple[NvLinkPeer, ...] = ()
+    pcie_peers: tuple[PciePeer, ...] = ()  # every other readable GPU; empty where NVML cannot tell
     mig_enabled: bool = False
     mig_instances: tuple[MigInstance, ...] = ()
     error: str | None = None  # why this GPU could not be read; the other fields are then partial
@@ -60,6 +78,10 @@ class GpuInfo:
     def healthy(self) -> bool:
         """Whether NVML read the GPU without error."""
         return self.error is None
+
+    def pcie_level(self, uuid: str) -> PcieLevel | None:
+        """The PCIe level shared with GPU ``uuid``; None where it is not known."""
+        return next((p.level for p in self.pcie_peers if p.uuid == uuid), None)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Tessera's access to NVML: the only production module that calls pynvml.
 
-Reads each GPU's inventory (:meth:`Nvml.read_gpus`), samples what it is doing
+Reads each GPU's inventory (:meth:`Nvml.read_gpus`, with NVLink and PCIe wiring from
+:mod:`tessera.topology`), samples what it is doing
 (:meth:`Nvml.sample_gpus`, with GPM figures and per-process utilization from :mod:`tessera.gpm`) and waits for driver events (:meth:`Nvml.events`). A GPU that fails
 is reported with the reason and never stops the others from being read. With
 ``TESSERA_FAKE_NVML=<node description>`` set, :meth:`Nvml.open` first puts the fake NVML in
@@ -20,10 +21,12 @@ from pynvml import NVMLError
 
 from tessera.gpm import ActivitySampler, ProcessUtil
 from tessera.gpu import (
-    EccCounts, GpuEvent, GpuInfo, GpuProcess, GpuSample, MemoryRepair, MigInstance, MigUsage, NvLinkPeer,
-    NvmlUnavailable,
+    EccCounts, GpuEvent, GpuInfo, GpuProcess, GpuSample, MemoryRepair, MigInstance, MigUsage, NvmlUnavailable,
 )
 from tessera.log import get_logger
+from tessera.topology import PcieTopology, Wiring, nvlink_ends, with_peers
+from tessera.topology import bus as _bus
+from tessera.topology import text as _text
 
 __all__ = ["FAKE_ENV", "Nvml", "NvmlUnavailable", "error_reason"]
 
@@ -64,16 +67,6 @@ def _unavailable_message(err: NVMLError) -> str:
     return f"NVIDIA driver unusable: {error_reason(err)}; {hint}"
 
 
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _bus(value) -> str:
-    """A PCI bus id as NVML writes it: 8-digit domain, upper case (``00000000:07:00.0``)."""
-    domain, _, rest = _text(value).upper().partition(":")
-    return f"{domain.zfill(8)}:{rest}"
-
-
 def _optional(fn, *args, default=None):
     """Call an NVML function whose answer may be absent on this card; errors of the GPU itself pass."""
     try:
@@ -99,6 +92,7 @@ class Nvml:
         self._by_handle: dict[int, tuple[int, str]] = {}  # handle address -> (index, uuid)
         self._register_failed: dict[int, str] = {}
         self._activity = ActivitySampler()
+        self._pcie = PcieTopology()
 
     # ---- session --------------------------------------------------------------------------------
     def open(self) -> "Nvml":
@@ -147,7 +141,7 @@ class Nvml:
     def read_gpus(self) -> list[GpuInfo]:
         """Every GPU's inventory; a GPU that fails comes back with ``error`` set."""
         infos: list[GpuInfo] = []
-        wiring: dict[int, tuple[object, dict[str, int], int]] = {}
+        wiring: Wiring = {}
         for index in range(pynvml.nvmlDeviceGetCount()):
             try:
                 handle = pynvml.nvmlDeviceGetHandleByIndex(index)
@@ -159,7 +153,7 @@ class Nvml:
                 info = GpuInfo(index=index, uuid=uuid, name=name, error=error_reason(err))
                 log.warning("gpu_read_failed", gpu=index, uuid=uuid or None, reason=info.error)
             infos.append(info)
-        return [self._with_peers(info, wiring, infos) for info in infos]
+        return with_peers(infos, wiring, self._pcie)
 
     def _read_gpu(self, index: int, handle) -> tuple[GpuInfo, dict[str, int], int]:
         total = pynvml.nvmlDeviceGetMemoryInfo(handle).total
@@ -167,7 +161,7 @@ class Nvml:
         bus = _bus(pynvml.nvmlDeviceGetPciInfo(handle).busId)
         mig_mode = _optional(pynvml.nvmlDeviceGetMigMode, handle)
         mig_enabled = bool(mig_mode) and mig_mode[0] == pynvml.NVML_DEVICE_MIG_ENABLE
-        direct, switch_links = self._links(handle)
+        direct, switch_links = nvlink_ends(handle)
         info = GpuInfo(
             index=index, uuid=_text(pynvml.nvmlDeviceGetUUID(handle)), name=_text(pynvml.nvmlDeviceGetName(handle)),
             memory_total_mib=total // MIB, sm_count=self._sm_count(handle, cc), compute_capability=cc,
@@ -224,45 +218,6 @@ class Nvml:
                 slices=attrs.gpuInstanceSliceCount, placement_start=gi_info.placement.start,
                 placement_size=gi_info.placement.size))
         return tuple(sorted(instances, key=lambda m: (m.placement_start, m.gpu_instance_id)))
-
-    @staticmethod
-    def _links(handle) -> tuple[dict[str, int], int]:
-        """Active NVLink links: per remote GPU bus id, and how many go to NVSwitches."""
-        direct: dict[str, int] = {}
-        switch_links = 0
-        for link in range(pynvml.NVML_NVLINK_MAX_LINKS):
-            try:
-                active = pynvml.nvmlDeviceGetNvLinkState(handle, link)
-            except (*_ABSENT, pynvml.NVMLError_InvalidArgument):
-                break
-            if not active:
-                continue
-            kind = _optional(pynvml.nvmlDeviceGetNvLinkRemoteDeviceType, handle, link,
-                             default=pynvml.NVML_NVLINK_DEVICE_TYPE_GPU)
-            if kind == pynvml.NVML_NVLINK_DEVICE_TYPE_SWITCH:
-                switch_links += 1
-            elif kind == pynvml.NVML_NVLINK_DEVICE_TYPE_GPU:
-                remote = _bus(pynvml.nvmlDeviceGetNvLinkRemotePciInfo(handle, link).busId)
-                direct[remote] = direct.get(remote, 0) + 1
-        return direct, switch_links
-
-    @staticmethod
-    def _with_peers(info: GpuInfo, wiring: dict, infos: list[GpuInfo]) -> GpuInfo:
-        if info.index not in wiring:
-            return info
-        handle, direct, switch_links = wiring[info.index]
-        by_bus = {i.pci_bus_id: i for i in infos if i.healthy}
-        peers = [NvLinkPeer(by_bus[b].uuid, b, n, False) for b, n in sorted(direct.items()) if b in by_bus]
-        for other in infos:
-            if not switch_links or other.index == info.index or other.index not in wiring or not wiring[other.index][2]:
-                continue
-            try:
-                status = pynvml.nvmlDeviceGetP2PStatus(handle, wiring[other.index][0], pynvml.NVML_P2P_CAPS_INDEX_NVLINK)
-            except NVMLError:
-                continue
-            if status == pynvml.NVML_P2P_STATUS_OK:
-                peers.append(NvLinkPeer(other.uuid, other.pci_bus_id, switch_links, True))
-        return GpuInfo(**{**info.__dict__, "nvlink_peers": tuple(peers)})
 
     # ---- samples --------------------------------------------------------------------------------
     def sample_gpus(self) -> list[GpuSample]:

@@ -5,6 +5,9 @@
 - A fatal Xid (config ``fatal_xids``): out until the GPU is reset or back on the bus, seen as the GPU
   failing to read and then reading well again.
 - A GPU NVML cannot read (lost from the bus, ...): out until it reads well again.
+- A fatal Xid seen before a plugin restart (the Node's inventory says so): out again with the same
+  reason and time (:meth:`HealthTracker.carry_over`), until a reset as above or the admin's clear
+  (:meth:`HealthTracker.clear`, see :mod:`deviceplugin.healthrecord`).
 
 Health means health: nothing else marks a GPU out.
 """
@@ -107,6 +110,28 @@ class HealthTracker:
             log.info("gpu_healthy", gpu=index, reason="reads well again after a reset or return to the bus")
             return True
         return False
+
+    def carry_over(self, index: int, reason: str, since: str) -> bool:
+        """A fatal Xid recorded before this process started: out until a reset or a clear."""
+        if index in self.out:
+            return False
+        self.out[index] = GpuCondition(reason, since or _now_iso(), None, fatal=True)
+        log.warning("gpu_unhealthy", gpu=index, reason=reason, fatal=True, back_in_s=None, since=since,
+                    carried_over=True)
+        return True
+
+    def clear(self, index: int) -> bool:
+        """The admin says the GPU was reset (or is fine): back in, unless NVML cannot read it now."""
+        current = self.out.get(index)
+        if current is None:
+            return False
+        if current.unreadable:
+            log.warning("gpu_health_clear_refused", gpu=index, reason=current.reason,
+                        why="NVML cannot read the GPU now")
+            return False
+        del self.out[index]
+        log.info("gpu_healthy", gpu=index, reason=f"cleared by the admin (was: {current.reason})")
+        return True
 
     def tick(self) -> bool:
         """Bring back GPUs whose quiet period has passed."""

@@ -82,6 +82,24 @@ class NodeDevices:
                 self._bump()
             return changed
 
+    def carry_over_health(self, outages: dict[str, tuple[str, str]]) -> list[int]:
+        """Fatal outages recorded before a restart, GPU UUID -> (reason, since); the GPUs put out."""
+        with self._lock:
+            out = [self._by_uuid[u].index for u, (reason, since) in outages.items()
+                   if u in self._by_uuid and self.health.carry_over(self._by_uuid[u].index, reason, since)]
+            if out:
+                self._bump()
+            return out
+
+    def clear_health(self, uuids: Iterable[str]) -> list[int]:
+        """The admin's clear for these GPU UUIDs; the GPUs brought back."""
+        with self._lock:
+            back = [self._by_uuid[u].index for u in uuids
+                    if u in self._by_uuid and self.health.clear(self._by_uuid[u].index)]
+            if back:
+                self._bump()
+            return back
+
     def tick(self) -> bool:
         with self._lock:
             changed = self.health.tick()

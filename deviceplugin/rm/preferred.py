@@ -1,8 +1,9 @@
 """Which IDs to prefer: the best-linked set of whole GPUs, and the tightest GPU for a share.
 
 Pairs of GPUs are scored by how they are linked, best first: NVLink (more links score more), then
-the same CPU socket / NUMA node, then across sockets. (The PCIe switch tier is not read by
-:mod:`tessera.nvml` yet, so two GPUs behind one switch score as the same NUMA node.)
+PCIe by the closest point of the PCIe tree the two share (:attr:`tessera.gpu.GpuInfo.pcie_peers`):
+one board, one PCIe switch, several switches, one host bridge, then the same CPU socket / NUMA
+node, then across sockets. Where NVML did not tell the PCIe level, the NUMA nodes decide.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from tessera.gpu import GpuInfo
 
 NVLINK_BASE = 1000
 SAME_NUMA = 10
+PCIE_SCORES = {"internal": 50, "single": 40, "multiple": 30, "hostbridge": 20, "node": SAME_NUMA, "system": 0}
 EXHAUSTIVE_LIMIT = 5000
 
 
@@ -23,6 +25,9 @@ def pair_score(a: GpuInfo, b: GpuInfo) -> int:
     for peer in a.nvlink_peers:
         if peer.uuid == b.uuid:
             return NVLINK_BASE + peer.links
+    level = a.pcie_level(b.uuid) or b.pcie_level(a.uuid)
+    if level is not None:
+        return PCIE_SCORES[level]
     if a.numa_node is not None and a.numa_node == b.numa_node:
         return SAME_NUMA
     return 0

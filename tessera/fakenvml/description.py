@@ -6,6 +6,7 @@ Example (every key but ``node`` and ``gpus`` optional)::
     driver_version: "550.54.15"
     cuda_version: "12.4"
     nvlink: all-to-all            # default for SXM models; "none"; or [{gpus: [0, 1], links: 4}, ...]
+    pcie_switches: [[0, 1], [2, 3]]   # GPUs behind one PCIe switch; default pairs 0-1, 2-3, ... on one NUMA node
     gpus:
       - model: A100-SXM4-80GB     # catalog key or NVML name
         count: 4
@@ -32,12 +33,12 @@ import yaml
 from tessera import GPU_MODES
 from tessera.fakenvml.catalog import GpuModel, find_model
 from tessera.fakenvml.placement import MigLayoutError, PlacedInstance, place_layout
-from tessera.fakenvml.topology import LinkEnd, build_links
+from tessera.fakenvml.topology import LinkEnd, build_links, build_switches
 
 _NAMESPACE = uuid.UUID("5a1e4d2c-7f3b-4c8e-9a61-0d7e3c2b1f90")
 _DGX_BUSES = (0x07, 0x0F, 0x47, 0x4E, 0x87, 0x90, 0xB7, 0xBD)
 MAX_GPUS = 32
-_TOP_KEYS = {"node", "gpus", "driver_version", "cuda_version", "nvlink"}
+_TOP_KEYS = {"node", "gpus", "driver_version", "cuda_version", "nvlink", "pcie_switches"}
 _GPU_KEYS = {"model", "count", "mode", "mig", "numa"}
 
 
@@ -82,6 +83,7 @@ class NodeDescription:
     gpus: tuple[GpuSpec, ...]
     links: tuple[tuple[LinkEnd, ...], ...]  # per GPU, per NVLink link: its remote end
     source: str = "<memory>"
+    switches: tuple[int | None, ...] = ()  # per GPU, the PCIe switch it sits behind (None: its own)
 
     @property
     def cuda_version_int(self) -> int:
@@ -134,7 +136,11 @@ def parse_description(doc: Any, source: str = "<memory>") -> NodeDescription:
         links = build_links([g.model for g in gpus], doc.get("nvlink"))
     except ValueError as err:
         raise fail(f"nvlink: {err}") from None
-    return NodeDescription(node, driver, cuda, gpus, links, source)
+    try:
+        switches = build_switches([g.numa_node for g in gpus], doc.get("pcie_switches"))
+    except ValueError as err:
+        raise fail(f"pcie_switches: {err}") from None
+    return NodeDescription(node, driver, cuda, gpus, links, source, switches)
 
 
 def _expand_groups(groups: list, fail) -> list[tuple[str, dict]]:

@@ -1,4 +1,4 @@
-"""Fake NVML functions that describe devices: identity, PCI, NUMA, NVLink and MIG layout."""
+"""Fake NVML functions that describe devices: identity, PCI, NUMA, NVLink, PCIe topology and MIG layout."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pynvml import NVMLError
 from tessera.fakenvml.calls import FakeCalls, nvml_error, nvml_call, pci_info
 from tessera.fakenvml.handles import decode_gpu_instance, device_handle, gpu_instance_handle
 from tessera.fakenvml.state import GpuState
-from tessera.fakenvml.topology import switch_bus_id
+from tessera.fakenvml.topology import pcie_level, switch_bus_id
 
 
 class DeviceFunctions(FakeCalls):
@@ -107,6 +107,13 @@ class DeviceFunctions(FakeCalls):
         direct = any(e.kind == "gpu" and e.index == b for e in links[a])
         fabric = a != b and any(e.kind == "switch" for e in links[a]) and any(e.kind == "switch" for e in links[b])
         return pynvml.NVML_P2P_STATUS_OK if direct or fabric else pynvml.NVML_P2P_STATUS_NOT_SUPPORTED
+
+    @nvml_call
+    def nvmlDeviceGetTopologyCommonAncestor(self, handle1, handle2) -> int:
+        a, b = self._whole(handle1).spec, self._whole(handle2).spec
+        desc = self.node.description
+        level = pcie_level(a.index, b.index, desc.switches, [g.numa_node for g in desc.gpus], a.model.nvlinks > 0)
+        return getattr(pynvml, f"NVML_TOPOLOGY_{level}")
 
     # ---- MIG ----------------------------------------------------------------------------------
     def _mig_capable(self, handle) -> GpuState:

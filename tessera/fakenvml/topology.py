@@ -88,3 +88,37 @@ def _pairs(models: list[GpuModel], pairs: list) -> tuple[tuple[LinkEnd, ...], ..
         if len(mine) > model.nvlinks:
             raise ValueError(f"GPU {i} ({model.key}) would use {len(mine)} links, it has {model.nvlinks}")
     return tuple(tuple(e) for e in ends)
+
+
+def build_switches(numa: list[int], spec: Any) -> tuple[int | None, ...]:
+    """Per GPU, the PCIe switch it sits behind (None: its own). ``spec`` is the description's
+    ``pcie_switches`` value: a list of GPU index groups, one per switch; by default GPUs 0-1, 2-3, ...
+    share a switch where both are on one NUMA node (as on a DGX, or a 2U server of PCIe boards)."""
+    n = len(numa)
+    if spec is None:
+        spec = [[a, a + 1] for a in range(0, n - 1, 2) if numa[a] == numa[a + 1]]
+    if not isinstance(spec, list):
+        raise ValueError(f"{spec!r} is not a list of GPU index groups like [[0, 1], [2, 3]]")
+    switch: list[int | None] = [None] * n
+    for k, group in enumerate(spec):
+        if (not isinstance(group, list) or not group
+                or not all(isinstance(g, int) and not isinstance(g, bool) and 0 <= g < n for g in group)):
+            raise ValueError(f"[{k}]: {group!r} is not a list of GPU indexes below {n}")
+        for g in group:
+            if switch[g] is not None:
+                raise ValueError(f"[{k}]: GPU {g} is already behind switch {switch[g]}")
+            if numa[g] != numa[group[0]]:
+                raise ValueError(f"[{k}]: GPUs {group[0]} and {g} are on different NUMA nodes; one switch has one")
+            switch[g] = k
+    return tuple(switch)
+
+
+def pcie_level(a: int, b: int, switches: tuple[int | None, ...], numa: list[int], sxm: bool) -> str:
+    """The PCIe level GPUs ``a`` and ``b`` share, as a NVML_TOPOLOGY_* suffix. SXM boards put two
+    levels of switches between a GPU pair (PXB on a DGX A100); PCIe boards one (PIX)."""
+    if a == b:
+        return "INTERNAL"
+    mine, theirs = (switches[g] if g < len(switches) else None for g in (a, b))
+    if mine is not None and mine == theirs:
+        return "MULTIPLE" if sxm else "SINGLE"
+    return "NODE" if numa[a] == numa[b] else "SYSTEM"
