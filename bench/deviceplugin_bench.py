@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from simcluster.kubelet.devicemanager import DeviceManager  # noqa: E402
+from simcluster.processes import stop_process  # noqa: E402
 from tessera.fakenvml import FaultInjector  # noqa: E402
 from tessera.kubeletapi import deviceplugin_grpc, deviceplugin_pb2 as api  # noqa: E402
 from tessera.log import configure_logging  # noqa: E402
@@ -119,11 +119,7 @@ def main() -> int:
         rss = int(next(line.split()[1] for line in open(f"/proc/{proc.pid}/status") if line.startswith("VmRSS")))
         rows.append(("plugin resident memory", f"{rss / 1024:.0f} MiB", "-", "-"))
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, 10.0)
         manager.stop()
         pipe = mps / "pipe"
         if (pipe / "control").exists():

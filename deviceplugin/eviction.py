@@ -12,34 +12,23 @@ from __future__ import annotations
 
 import json
 import os
-import threading
-
 from tessera.log import get_logger
+from tessera.periodic import PeriodicWorker
 
 log = get_logger("deviceplugin.eviction")
 
 
-class OveruseEvictor:
+class OveruseEvictor(PeriodicWorker):
     """Polls the eviction-switch directory; evicts each pod named there once."""
 
     def __init__(self, api, overuse_dir: str, interval_s: float = 1.0) -> None:
+        super().__init__("dp-eviction", interval_s, "overuse_scan_failed", log)
         self.api = api
         self.overuse_dir = overuse_dir
-        self.interval_s = interval_s
         self.evicted: set[str] = set()  # pod UIDs (or namespace/name) already evicted
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="dp-eviction", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self.scan()
+    def tick(self) -> int:
+        return self.scan()
 
     def scan(self) -> int:
         """Evict every pod marked over its grant and not evicted yet; returns how many were evicted."""

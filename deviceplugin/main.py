@@ -9,7 +9,7 @@ import sys
 import threading
 
 from tessera.cli_parsers import daemon_parser
-from tessera.config import ConfigError, DevicePluginConfig, config_from_args
+from tessera.config import DevicePluginConfig, daemon_config
 from tessera.log import configure_logging, get_logger
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,12 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        config = config_from_args(args, "deviceplugin")
-    except ConfigError as err:
-        print(f"tessera-device-plugin: {err}", file=sys.stderr)
-        return 2
+    config = daemon_config(build_parser(), argv, "deviceplugin")
     configure_logging(config.logging.level, config.logging.format)
     log = get_logger("deviceplugin")
     cfg = config.deviceplugin

@@ -14,27 +14,25 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
 import time
 
 from deviceplugin.rm import NodeDevices
 from tessera.config import DevicePluginConfig
 from tessera.log import get_logger
+from tessera.periodic import PeriodicWorker
 
 log = get_logger("deviceplugin")
 
 
-class MpsSupervisor:
+class MpsSupervisor(PeriodicWorker):
     """Keeps the MPS control daemon answering and its defaults at the largest live grants."""
 
     def __init__(self, binary: str, config: DevicePluginConfig, rm: NodeDevices, interval_s: float = 1.0) -> None:
+        super().__init__("dp-mps", interval_s, "mps_supervision_failed", log)
         self.binary = binary
         self.config = config
         self.rm = rm
-        self.interval_s = interval_s
         self._sent: dict[str, str] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="dp-mps", daemon=True)
         self.env = {**os.environ, "CUDA_MPS_PIPE_DIRECTORY": config.mps_pipe_directory,
                     "CUDA_MPS_LOG_DIRECTORY": config.mps_log_directory}
 
@@ -48,18 +46,10 @@ class MpsSupervisor:
 
     def start(self) -> None:
         self.check()  # before the resources register: their health is right from the first listing
-        self._thread.start()
+        super().start()
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.check()
-            except Exception:  # noqa: BLE001 - keep supervising
-                log.exception("mps_supervision_failed")
+    def tick(self) -> None:
+        self.check()
 
     def _answers(self) -> str | None:
         """None when the daemon answers, else why not."""

@@ -103,20 +103,24 @@ class _Holding:
 
 def _grant_from_record(record: ContainerRecord, gpus: dict[str, GpuInfo], migs: dict[str, tuple[GpuInfo, int]],
                        out: dict[tuple[ContainerRef, str], _Holding]) -> None:
-    for grant in record.grants:
+    # mps-memory first: whole GPUs through MPS take all their memory only where no mps-memory is granted.
+    for grant in sorted(record.grants, key=lambda g: g.resource != RESOURCE_MPS_MEMORY):
+        # A grant over several GPUs (mps-core in hundreds) limits each device to an even part of it,
+        # as the plugin's CUDA_MPS_PINNED_DEVICE_MEM_LIMIT says per ordinal.
+        mem_gib = grant.mem_gib / len(grant.uuids) if grant.mem_gib and grant.uuids else grant.mem_gib
         for uuid in grant.uuids:
             h = out.setdefault((record.ref, uuid), _Holding(record.pod_uid))
-            _apply(grant.resource, uuid, grant.core, grant.mem_gib, gpus, migs, h)
+            _apply(grant.resource, uuid, grant.core, mem_gib, gpus, migs, h)
 
 
-def _apply(resource: str, uuid: str, core: int | None, mem_gib: int | None, gpus: dict[str, GpuInfo],
+def _apply(resource: str, uuid: str, core: int | None, mem_gib: float | None, gpus: dict[str, GpuInfo],
            migs: dict[str, tuple[GpuInfo, int]], h: _Holding) -> None:
     total = gpus[uuid].memory_total_mib * MIB if uuid in gpus else None
     if resource == RESOURCE_MPS_MEMORY and mem_gib:
-        h.add_memory(mem_gib * GIB)
+        h.add_memory(int(mem_gib * GIB))
     elif resource == RESOURCE_MPS_CORE and core:
         h.core = min(core, 100) / 100.0
-        if core > 100 and total is not None:  # whole GPUs through MPS: all their memory
+        if core > 100 and total is not None and h.memory is None:  # whole GPUs through MPS: all their memory
             h.memory = total
     elif resource == RESOURCE_GPU:
         h.core, h.memory = 1.0, total

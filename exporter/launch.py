@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
 import time
 import urllib.request
-from pathlib import Path
+
+from tessera.daemonproc import free_port, spawn_daemon
 
 __all__ = ["free_port", "start_exporter", "wait_ready"]
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def start_exporter(node_description: str, pod_resources_socket: str, state_dir: str, listen: str = "127.0.0.1:0",
@@ -37,20 +27,15 @@ def start_exporter(node_description: str, pod_resources_socket: str, state_dir: 
     host, _, port = listen.rpartition(":")
     if port == "0":
         listen = f"{host or '127.0.0.1'}:{free_port(host or '127.0.0.1')}"
-    env = {**os.environ, "TESSERA_FAKE_NVML": str(node_description),
-           "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
-    env.update(extra_env or {})
-    args = [sys.executable, "-m", "exporter.main", "--listen", listen,
+    args = ["--listen", listen,
             "--pod-resources-socket", pod_resources_socket, "--state-dir", state_dir,
             "--interval-s", str(interval_s), "--kubeconfig", kubeconfig, "--log-format", "json",
             "--node-name", node_name or load_description(node_description).node,
             "--overuse-dir", overuse_dir or os.path.join(os.path.dirname(os.path.abspath(state_dir)), "overuse")]
     if proc_root:
         args += ["--proc-root", proc_root]
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - the child keeps it
-    proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=str(REPO_ROOT))
-    if log_path:
-        out.close()
+    proc = spawn_daemon("exporter.main", args, log_path,
+                        {"TESSERA_FAKE_NVML": str(node_description), **(extra_env or {})})
     proc.listen = listen  # type: ignore[attr-defined]
     return proc
 

@@ -93,7 +93,8 @@ def gpu_ledgers(infos: list[GpuInfo], errors: dict[str, str], devices: PodDevice
 
 
 class InventoryReader:
-    """Reads this node's inventory annotation from the API server, at most every ``refresh_s``."""
+    """Reads this node's inventory annotation from the API server every ``refresh_s``, and at each ``get``
+    for a while after ``refresh_for`` (the poller calls it when an Xid arrives)."""
 
     def __init__(self, api_client, node_name: str, refresh_s: float = 30.0) -> None:
         import kubernetes
@@ -104,10 +105,16 @@ class InventoryReader:
         self.errors = 0
         self._last: NodeInventory | None = None
         self._read_at = float("-inf")
+        self._eager_until = float("-inf")
+
+    def refresh_for(self, seconds: float) -> None:
+        """Read the inventory at every ``get`` for the next ``seconds`` (after an Xid, say)."""
+        self._eager_until = time.monotonic() + seconds
 
     def get(self) -> NodeInventory | None:
         """The last inventory read (refreshed when due); None where there is none or no API."""
-        if self._core is None or time.monotonic() - self._read_at < self.refresh_s:
+        now = time.monotonic()
+        if self._core is None or (now - self._read_at < self.refresh_s and now > self._eager_until):
             return self._last
         self._read_at = time.monotonic()
         try:

@@ -15,7 +15,7 @@ from exporter.records import RecordReader
 from exporter.server import MetricsPage, MetricsServer
 from exporter.settings import ExporterSettings
 from tessera.cli_parsers import daemon_parser
-from tessera.config import ConfigError, ExporterConfig, config_from_args
+from tessera.config import ExporterConfig, daemon_config
 from tessera.gpu import NvmlUnavailable
 from tessera.log import configure_logging, get_logger
 from tessera.nvml import Nvml
@@ -35,12 +35,7 @@ def build_parser():
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        config = config_from_args(args, "exporter")
-    except ConfigError as err:
-        print(f"tessera-exporter: {err}", file=sys.stderr)
-        return 2
+    config = daemon_config(build_parser(), argv, "exporter")
     configure_logging(config.logging.level, config.logging.format)
     settings = ExporterSettings.from_config(config.exporter)
     try:

@@ -28,6 +28,7 @@ __all__ = ["Poller"]
 
 log = get_logger("exporter")
 INVENTORY_REFRESH_S = 60.0
+XID_INVENTORY_WATCH_S = 15.0
 
 
 class Poller:
@@ -88,6 +89,10 @@ class Poller:
                         key = (event.gpu_uuid, event.xid)
                         self._xid_counts[key] = self._xid_counts.get(key, 0) + 1
                         self._last_xid[event.gpu_uuid] = event.xid
+                        if self.inventory is not None:
+                            # The device plugin records the GPU's health in the inventory within a
+                            # second of the Xid: read it each collection for a while, not in 30 s.
+                            self.inventory.refresh_for(XID_INVENTORY_WATCH_S)
 
     # ---- one collection -------------------------------------------------------------------------
     def collect(self) -> Snapshot:

@@ -20,6 +20,7 @@ from extender.leader import LeaseElector
 from extender.metrics import ExtenderMetrics
 from extender.policies import PolicyContext
 from extender.verbs import ExtenderVerbs
+from extender.warmer import ModelWarmer
 from extender.webhook import PodAdmission
 
 log = get_logger("extender")
@@ -41,8 +42,9 @@ class ExtenderDaemon:
         self.elector = (LeaseElector(api, config.lease_namespace, config.lease_name, self.identity,
                                      lease_duration_s or config.lease_duration_s,
                                      lease_retry_s or config.lease_retry_s) if config.leader_election else None)
+        self.warmer = ModelWarmer(self.cache, self.ctx)
         self.verbs = ExtenderVerbs(self.cache, api, signing_key, self.ctx, self.metrics, config.workload_label,
-                                   is_leader=self.is_leader)
+                                   is_leader=self.is_leader, warmer=self.warmer)
         routes = {"/filter": self.verbs.filter, "/prioritize": self.verbs.prioritize, "/bind": self.verbs.bind,
                   "/preempt": self.verbs.preempt}
         self.admission = PodAdmission(config.scheduler_name, self.cache.mps_cards)
@@ -77,6 +79,7 @@ class ExtenderDaemon:
 
     def start(self) -> "ExtenderDaemon":
         self.informer.start()
+        self.warmer.start()
         if self.elector is not None:
             self.elector.start()
         self.http.start()
@@ -96,4 +99,5 @@ class ExtenderDaemon:
         if self.webhook is not None:
             self.webhook.stop()
         self.informer.stop()
+        self.warmer.stop()
         log.info("extender_stopped", identity=self.identity)

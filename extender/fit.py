@@ -38,9 +38,24 @@ def node_fit(request: PodRequest, node: NodeState) -> Misfit | None:
     cache = node.cache
     if key in cache:
         return cache[key]
-    result = _fit(request, node)
+    shared = _SHARED.get(key)  # nodes in the same state share the answer
+    if shared is None:
+        if len(_SHARED) > 4096:
+            _SHARED.clear()
+        shared = _SHARED[key] = {}
+    sid = node.state_id()
+    result = shared.get(sid, _UNSET)
+    if result is _UNSET:
+        result = _fit(request, node)
+        if len(shared) > 200_000:
+            shared.clear()
+        shared[sid] = result
     cache[key] = result
     return result
+
+
+_SHARED: dict[str, dict] = {}  # request key -> node state id -> Misfit or None (no tuple keys to track)
+_UNSET = object()
 
 
 def _fit(request: PodRequest, node: NodeState) -> Misfit | None:

@@ -1,7 +1,8 @@
 """The nodes the extender knows, by name, with a log of which changed: the filter and prioritize verbs
 keep their results per request shape in a view and recompute only the nodes changed since.
 
-A node added to a fleet reports each change (``assume``, ``release``) to it. Views are dropped when
+A node added to a fleet reports each change (``assume``, ``release``) to it, and the fleet keeps the
+nodes grouped by state, so a view built from scratch computes once per group. Views are dropped when
 the log grows long (more changes than a few times the node count since the oldest view) and rebuilt
 from scratch on next use.
 """
@@ -23,6 +24,8 @@ class Fleet:
         self._log: list[str] = []
         self._base = 0
         self._views: dict[str, dict] = {}
+        self._groups: dict[int, dict[str, None]] = {}  # node state id -> names of the nodes in it
+        self._state_of: dict[str, int] = {}
         for node in nodes:
             self.add(node)
 
@@ -46,10 +49,25 @@ class Fleet:
         if node is not None:
             node.watcher = None
             self._log.append(name)
+            self._ungroup(name)
         return node
 
+    def _ungroup(self, name: str) -> None:
+        old = self._state_of.pop(name, None)
+        if old is not None:
+            group = self._groups[old]
+            del group[name]
+            if not group:
+                del self._groups[old]
+
     def _touched(self, node: NodeState) -> None:
-        self._log.append(node.name)
+        name = node.name
+        sid = node.state_id()
+        if self._state_of.get(name) != sid:
+            self._ungroup(name)
+            self._groups.setdefault(sid, {})[name] = None
+            self._state_of[name] = sid
+        self._log.append(name)
         if len(self._log) > 8 * len(self._nodes) + 1024:
             self._base += len(self._log)
             self._log = []
@@ -70,6 +88,12 @@ class Fleet:
                 self._views.clear()
             view = self._views[key] = {"clock": -1}
         return view
+
+    def groups(self) -> list[tuple[NodeState, list[str]]]:
+        """The nodes grouped by state (``NodeState.state_id``): one node of each group and the names of
+        all in it. Answers that depend on the state alone are computed once per group."""
+        nodes = self._nodes
+        return [(nodes[next(iter(g))], list(g)) for g in self._groups.values()]
 
     def get(self, name: str) -> NodeState | None:
         return self._nodes.get(name)

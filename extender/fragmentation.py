@@ -12,8 +12,9 @@ on. MIG and time-slice GPUs are outside this capacity model and shapes of those 
 
 Weights are whole counts and capacities whole cores, so results are exact integers: nodes in the
 same state give equal answers, and ties are real. Fragmentation per (GPU state, shapes that fit by
-CPU, memory and model) is memoized across nodes; a node's results are kept in its cache per
-model version, so only nodes that changed are computed again.
+CPU, memory and model) is memoized across nodes, and so is the best choice per (request shape, node
+state id); a node's results are kept in its cache per model version, so only nodes that changed are
+computed again, and a new model computes once per node state, not once per node.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from extender.request import KIND_GPU, KIND_MPS, KIND_MPS_WHOLE, GpuAsk, ModelCo
 _CPU_ONLY, _SHARE, _WHOLE, _EXCL = 0, 1, 2, 3
 _KIND_CODE = {KIND_MPS: _SHARE, KIND_MPS_WHOLE: _WHOLE, KIND_GPU: _EXCL}
 _versions = itertools.count(1)
+_UNSET = object()
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,8 @@ class FragmentationModel:
         self._cpu_masks: dict[tuple[int, int], int] = {}
         self._frag: dict[tuple, int] = {}
         self._frag_key = f"frag|{self.version}"
+        self._choices: dict[str, dict[int, tuple[int, tuple[int, ...]] | None]] = {}
+        self._memo: dict = {}
 
     # -- masks: which shapes could run by model, and by CPU and memory ---------------------------------
 
@@ -182,9 +186,23 @@ class FragmentationModel:
         cache = node.cache
         if ck in cache:
             return cache[ck]
-        result = self._best_choice(request, node)
+        memo = self._choices.get(request.key)  # nodes in the same state share the answer
+        if memo is None:
+            memo = self._choices[request.key] = {}
+        sid = node.state_id()
+        result = memo.get(sid, _UNSET)
+        if result is _UNSET:
+            result = self._best_choice(request, node)
+            if len(memo) > 200_000:
+                memo.clear()
+            memo[sid] = result
         cache[ck] = result
         return result
+
+    def memo(self) -> dict:
+        """A store for results derived from this model alone, keyed by the caller (per node state):
+        dropped with the model."""
+        return self._memo
 
     def _best_choice(self, request: PodRequest, node: NodeState) -> tuple[int, tuple[int, ...]] | None:
         asks = request.asks
@@ -252,6 +270,7 @@ class ShapeBook:
         self._refresh = refresh or max(1, window // 10)
         self._since = 0
         self._model = FragmentationModel(initial) if initial else None
+        self._empty = False
 
     def observe(self, request: PodRequest) -> None:
         """Remember a pod's shape (pods outside the capacity model are skipped)."""
@@ -266,12 +285,15 @@ class ShapeBook:
         self._seen.append(shape)
         self._counts[shape] += 1
         self._since += 1
-        if self._model is None or self._since >= self._refresh:
+        # A model built before any pod was seen knows no shape: replace it at the first one, not
+        # ``refresh`` pods later (until then every node would measure 0 fragmentation).
+        if self._model is None or self._since >= self._refresh or self._empty:
             self._model = None
 
     def model(self) -> FragmentationModel:
         """The current model (built from what was seen; empty before any pod)."""
         if self._model is None:
             self._model = FragmentationModel(self._counts.items())
+            self._empty = not self._counts
             self._since = 0
         return self._model

@@ -4,7 +4,9 @@
 
 Bodies are read up to ``max_body_bytes``; a larger one, a body that is not JSON, or one of the wrong
 shape gets an answer that says so (the ``Error`` field for filter and bind, HTTP 400 otherwise) and
-the server goes on serving.
+the server goes on serving. Each verb's answer carries ``Server-Timing: handler;dur=<ms>``, the time
+from its body's first byte read to its answer encoded, so a client can tell the extender's time from
+the round trip's.
 """
 
 from __future__ import annotations
@@ -61,10 +63,13 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:
         pass
 
-    def _send(self, code: int, body: bytes, content_type: str = "application/json") -> None:
+    def _send(self, code: int, body: bytes, content_type: str = "application/json",
+              handled_s: float | None = None) -> None:
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        if handled_s is not None:  # W3C Server-Timing: a client can tell our time from the round trip
+            self.send_header("Server-Timing", f"handler;dur={handled_s * 1000:.3f}")
         self.end_headers()
         self.wfile.write(body)
 
@@ -120,7 +125,8 @@ class _Handler(BaseHTTPRequestHandler):
             log.exception("request_failed", path=path)
             self._refuse(path, f"internal error: {type(exc).__name__}: {exc}")
             return
-        self._send(200, answer if isinstance(answer, bytes) else wire.encode(answer))
+        answer = answer if isinstance(answer, bytes) else wire.encode(answer)
+        self._send(200, answer, handled_s=time.perf_counter() - t0)
         if app.metrics is not None:
             app.metrics.latency.labels(path.strip("/")).observe(time.perf_counter() - t0)
 

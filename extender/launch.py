@@ -6,26 +6,16 @@ for the device plugins)."""
 from __future__ import annotations
 
 import dataclasses
-import os
-import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 from tessera.assignment import generate_keypair, load_private_key
 from tessera.config import ExtenderConfig
+from tessera.daemonproc import free_port, spawn_daemon
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 __all__ = ["ensure_signing_key", "free_port", "spawn_extender", "start_extender", "wait_healthy"]
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def ensure_signing_key(workdir: str | Path) -> tuple[Path, Path]:
@@ -65,16 +55,11 @@ def spawn_extender(kubeconfig: str | Path, workdir: str | Path, listen: str, *, 
                    log_path: str | None = None) -> subprocess.Popen:
     """``tessera-extender`` as a subprocess (``listen`` must name a port). Stop it with ``terminate()``."""
     private, _ = ensure_signing_key(workdir)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", ""))
-                                                       if p)}
-    args = [sys.executable, "-m", "extender.main", "--listen", listen, "--kubeconfig", str(kubeconfig),
+    args = ["--listen", listen, "--kubeconfig", str(kubeconfig),
             "--signing-key-path", str(private), "--log-format", "json",
             "--webhook-listen", webhook_listen or "127.0.0.1:0", "--tls-cert-path", tls_cert_path,
             "--tls-key-path", tls_key_path, *(extra_args or [])]
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - the child keeps it
-    proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=str(REPO_ROOT))
-    if log_path:
-        out.close()
+    proc = spawn_daemon("extender.main", args, log_path)
     proc.listen = listen  # type: ignore[attr-defined]
     return proc
 

@@ -9,7 +9,7 @@ import threading
 
 from tessera.assignment import AssignmentError, load_private_key
 from tessera.cli_parsers import daemon_parser
-from tessera.config import ConfigError, ExtenderConfig, config_from_args
+from tessera.config import ExtenderConfig, daemon_config
 from tessera.log import configure_logging, get_logger
 
 log = get_logger("extender")
@@ -20,18 +20,13 @@ def build_parser():
         "tessera-extender",
         "Tessera scheduler extender and admission webhook: kube-scheduler calls it to filter,\n"
         "prioritize, bind and preempt pods that ask for Tessera resources; it chooses the node and\n"
-        "the GPU and writes the signed assignment before it binds.",
+        "the GPU and binds it with the signed assignment in the Binding.",
         ExtenderConfig,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        config = config_from_args(args, "extender")
-    except ConfigError as err:
-        print(f"tessera-extender: {err}", file=sys.stderr)
-        return 2
+    config = daemon_config(build_parser(), argv, "extender")
     configure_logging(config.logging.level, config.logging.format)
     settings = config.extender
     try:

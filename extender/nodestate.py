@@ -10,6 +10,7 @@ A GPU that is unhealthy or has a ``pending_mode`` takes no new grants (``open`` 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 
 from tessera.inventory import NodeInventory
@@ -18,6 +19,12 @@ from extender.placement import GpuGrant, Placement
 from extender.request import KIND_GPU, KIND_MIG, KIND_MPS, KIND_MPS_WHOLE, KIND_TIMESLICE, LABEL_GPU_PRODUCT
 
 DEFAULT_TIMESLICE_REPLICAS = 4
+
+# Node states seen -> their ids (``NodeState.state_id``). Ids come from a counter that never restarts,
+# so emptying the table (bounded) only loses sharing: an id never names two different states.
+_STATE_IDS: dict[tuple, int] = {}
+_state_ids = itertools.count(1)
+MAX_STATE_IDS = 200_000
 
 
 class StateError(ValueError):
@@ -186,6 +193,25 @@ class NodeState:
         self.mig_free, self.mig_open = mig_free, mig_open
         self.n_open = n_open
         self.util = used / n_open if n_open else 0.0
+
+    def state_id(self) -> int:
+        """An id for everything placement reads of this node but its name and workloads: product, CPU
+        and memory (allocatable and free), and per GPU (by index) mode, health, card size, free and held
+        units. Nodes with equal ids get equal fit, GPU choices and fragmentation answers for any request
+        (``spread-workload`` aside, which reads workloads), so those can be shared across nodes."""
+        sid = self.cache.get("state")
+        if sid is None:
+            key = (self.product, self.cpu_alloc, self.cpu_free, self.mem_alloc, self.mem_free,
+                   tuple((g.mode, g.open, g.memory_gib, g.core_free, g.mem_free, g.whole, g.pods, g.ts_total,
+                          g.ts_free, tuple((m.profile, m.healthy, not m.holder) for m in g.mig) if g.mig else ())
+                         for g in self.gpus))
+            sid = _STATE_IDS.get(key)
+            if sid is None:
+                if len(_STATE_IDS) >= MAX_STATE_IDS:
+                    _STATE_IDS.clear()
+                sid = _STATE_IDS[key] = next(_state_ids)
+            self.cache["state"] = sid
+        return sid
 
     def _changed(self) -> None:
         self.version += 1

@@ -30,9 +30,12 @@ from typing import NamedTuple
 from extender.fleet import Fleet
 from extender.fit import Misfit, gpu_options, make_ask_grants, node_fit
 from extender.fragmentation import FragmentationModel, ShapeBook
+from extender.namelists import NameList
 from extender.nodestate import NodeState
 from extender.placement import ContainerPlacement, Placement
 from extender.request import GpuAsk, PodRequest
+from extender.scoring import intern_all
+from extender.scoring import score_ids as fleet_score_ids
 
 POLICIES = ("fragmentation", "binpack", "spread", "binpack-gpu", "spread-gpu", "spread-workload",
             "best-fit", "random")
@@ -97,14 +100,28 @@ def filter_nodes(request: PodRequest, nodes: Fleet | Iterable[NodeState]) -> Fil
 
 
 def _filter_fleet(request: PodRequest, fleet: Fleet) -> FilterResult:
+    fits, failed, unresolvable = filter_view(request, fleet)
+    return FilterResult(list(fits), dict(failed), dict(unresolvable))
+
+
+def filter_view(request: PodRequest, fleet: Fleet) -> tuple[dict[str, None], dict[str, str], dict[str, str]]:
+    """``filter_nodes`` on a fleet without copies: the fleet's own (fits, failed, unresolvable) for this
+    request shape, brought up to date. Read them under the lock that guards the fleet; never change them."""
     view = fleet.view("filter|" + request.key)
     changed = fleet.changed_since(view["clock"])
-    if changed is None:
-        fits: dict[str, None] = {}
+    if changed is None:  # from scratch: once per group of nodes in one state, in C for the rest
         failed: dict[str, str] = {}
         unresolvable: dict[str, str] = {}
-        view.update(fits=fits, failed=failed, unresolvable=unresolvable)
-        names: Iterable[str] = fleet.names()
+        ok: set[str] = set()
+        for node, group in fleet.groups():
+            misfit = node_fit(request, node)
+            if misfit is None:
+                ok.update(group)
+            else:
+                (unresolvable if misfit.unresolvable else failed).update(dict.fromkeys(group, misfit.reason))
+        fits: dict[str, None] = dict.fromkeys(filter(ok.__contains__, fleet.names()))  # in fleet order
+        view.update(fits=fits, failed=failed, unresolvable=unresolvable, clock=fleet.clock)
+        return fits, failed, unresolvable
     else:
         fits, failed, unresolvable = view["fits"], view["failed"], view["unresolvable"]
         names = changed
@@ -123,7 +140,7 @@ def _filter_fleet(request: PodRequest, fleet: Fleet) -> FilterResult:
         else:
             failed[name] = misfit.reason
     view["clock"] = fleet.clock
-    return FilterResult(list(fits), dict(failed), dict(unresolvable))
+    return fits, failed, unresolvable
 
 
 _MISSING = Misfit("", False)
@@ -144,6 +161,15 @@ def prioritize(request: PodRequest, nodes: Fleet | Iterable[NodeState], policy: 
     With a ``Fleet``, ``names`` says which of its nodes to score (all by default), and raw scores are
     kept per policy and request shape, recomputed only for nodes changed since the last call.
     """
+    names, raws = raw_scores(request, nodes, policy, ctx, names)
+    table = score_table(raws)
+    return list(zip(names, map(table.__getitem__, raws)))
+
+
+def raw_scores(request: PodRequest, nodes: Fleet | Iterable[NodeState], policy: str | None = None,
+               ctx: PolicyContext | None = None, names: Sequence[str] | None = None) -> tuple[list[str], list]:
+    """(node names, raw score or None where the pod does not fit), in the order given (``prioritize``
+    before the 0..10 scale). Raw scores are shared between nodes in the same state (``state_id``)."""
     ctx = ctx or PolicyContext()
     policy = resolve_policy(request, policy, ctx)
     raw_of = _RAW[policy]
@@ -151,70 +177,110 @@ def prioritize(request: PodRequest, nodes: Fleet | Iterable[NodeState], policy: 
     cacheable = policy != "random"
     key = f"{policy}|{model.version if model else 0}|{request.key}|" + \
         (request.workload if policy == "spread-workload" else "")
+    memo = _shared_memo(policy, model, request)
     if isinstance(nodes, Fleet):
-        fleet = nodes
-        names = fleet.names() if names is None else list(names)
-        if not cacheable:
-            raws = [_raw(request, fleet.get(n), raw_of, ctx, model) for n in names]
-            return _scores(names, raws)
-        view = fleet.view(key)
-        changed = fleet.changed_since(view["clock"])
-        if changed is None:
-            known: dict[str, tuple | None] = {}
-            view["raws"] = known
-        else:
-            known = view["raws"]
-            for name in changed:
-                known.pop(name, None)
-        view["clock"] = fleet.clock
-        raws = []
-        for name in names:
-            raw = known.get(name, _MISSING)
-            if raw is _MISSING:
-                raw = known[name] = _raw(request, fleet.get(name), raw_of, ctx, model)
-            raws.append(raw)
-        return _scores(names, raws)
+        names, ids, distinct = _fleet_ids(request, nodes, policy, ctx, names, raw_of, model, key, memo)
+        return names, list(map(distinct.__getitem__, ids))
     node_names: list[str] = []
     raws = []
     for node in nodes:
         cache = node.cache
         raw = cache.get(key, _MISSING) if cacheable else _MISSING
         if raw is _MISSING:
-            raw = _raw(request, node, raw_of, ctx, model)
+            raw = _raw(request, node, raw_of, ctx, model, memo if cacheable else None, policy)
             if cacheable:
                 cache[key] = raw
         node_names.append(node.name)
         raws.append(raw)
-    return _scores(node_names, raws)
+    return node_names, raws
 
 
-def _raw(request: PodRequest, node: NodeState | None, raw_of, ctx: PolicyContext, model) -> tuple | None:
-    if node is None or node_fit(request, node) is not None:
+def raw_score_ids(request: PodRequest, fleet: Fleet, policy: str | None = None, ctx: PolicyContext | None = None,
+                  names: Sequence[str] | None = None,
+                  kept: NameList | None = None) -> tuple[list[str], list[int], list]:
+    """``prioritize`` on a fleet as (names, raw score id per name, distinct raw scores by id): with
+    ``scoring.scale_ids`` the same scores, in the form ``wire.priority_list_ids`` encodes without a
+    Python step per node. ``kept``: the same names, recognised (answers by position)."""
+    ctx = ctx or PolicyContext()
+    policy = resolve_policy(request, policy, ctx)
+    model = ctx.fragmentation_model() if policy == "fragmentation" else None
+    key = f"{policy}|{model.version if model else 0}|{request.key}|" + \
+        (request.workload if policy == "spread-workload" else "")
+    return _fleet_ids(request, fleet, policy, ctx, names, _RAW[policy], model, key, _shared_memo(policy, model, request),
+                      kept)
+
+
+def _fleet_ids(request, fleet: Fleet, policy: str, ctx: PolicyContext, names, raw_of, model, key: str,
+               memo, kept: NameList | None = None) -> tuple[list[str], list[int], list]:
+    names = fleet.names() if names is None else (kept.names if kept is not None else list(names))
+    if policy == "random":
+        return (names, *intern_all([_raw(request, fleet.get(n), raw_of, ctx, model) for n in names]))
+    ids, distinct = fleet_score_ids(fleet, key, names,
+                                    lambda node: _raw(request, node, raw_of, ctx, model, memo, policy), kept,
+                                    by_state=memo is not None)
+    return names, ids, distinct
+
+
+_SHARED: dict[str, dict] = {}  # "policy|request key" -> node state id -> raw score (state-only policies)
+
+
+def _shared_memo(policy: str, model: FragmentationModel | None, request: PodRequest) -> dict | None:
+    """Raw scores by node state id for this policy and request shape (None where a score reads more
+    than the node's state). Keyed by strings and ints: no tuple per lookup for the collector to track."""
+    if policy == "fragmentation":
+        outer = model.memo() if model is not None else None
+    elif policy in ("random", "spread-workload"):  # random draws; spread-workload reads workloads too
         return None
-    return raw_of(request, node, ctx, model)
+    else:
+        outer = _SHARED
+    if outer is None:
+        return None
+    key = f"{policy}|{request.key}"
+    inner = outer.get(key)
+    if inner is None:
+        if len(outer) > 4096:
+            outer.clear()
+        inner = outer[key] = {}
+    return inner
 
 
-def _scores(names: list[str], raws: list) -> list[tuple[str, int]]:
-    present = [r for r in raws if r is not None]
-    if not present:
-        return [(n, 0) for n in names]
-    best = max(present)
+def _raw(request: PodRequest, node: NodeState | None, raw_of, ctx: PolicyContext, model,
+         memo: dict | None = None, policy: str = "") -> tuple | None:
+    if node is None:
+        return None
+    if memo is not None:
+        sid = node.state_id()
+        raw = memo.get(sid, _MISSING)
+        if raw is not _MISSING:
+            return raw
+    raw = None if node_fit(request, node) is not None else raw_of(request, node, ctx, model)
+    if memo is not None:
+        if len(memo) > 200_000:
+            memo.clear()
+        memo[sid] = raw
+    return raw
+
+
+def score_table(raws: Iterable) -> dict:
+    """Score 0..10 for each distinct raw score (None: 0); see the module docstring for the scale."""
+    distinct = set(raws)
+    distinct.discard(None)
+    table: dict = {None: 0}
+    if not distinct:
+        return table
+    best = max(distinct)
     top = best[0]
-    lo = min([r[0] for r in present])
+    lo = min([r[0] for r in distinct])
     span = top - lo
     scale = (MAX_SCORE - 1) / span if span > 0 else 0.0
     below = MAX_SCORE - 1
-    out = []
-    append = out.append
-    for name, raw in zip(names, raws):
-        if raw is None:
-            append((name, 0))
-        elif raw == best:
-            append((name, MAX_SCORE))
+    for raw in distinct:
+        if raw == best:
+            table[raw] = MAX_SCORE
         else:
             score = int((raw[0] - lo) * scale) if span > 0 else below
-            append((name, score if score < below else below))
-    return out
+            table[raw] = score if score < below else below
+    return table
 
 
 def choose_gpus(request: PodRequest, node: NodeState, policy: str | None = None,

@@ -16,6 +16,7 @@ Malformed requests raise ``RequestError`` with a message the user reads; nothing
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -234,9 +235,10 @@ def _effective(container: dict, cname: str) -> dict[str, Any]:
     return requests
 
 
-def _quantity(value: Any, res: str, cname: str):
+def _quantity(value: Any, res: str, cname: str, parse: Callable[[Any], Any] = parse_quantity):
+    """``parse(value)``; RequestError naming the container and the resource."""
     try:
-        return parse_quantity(value)
+        return parse(value)
     except QuantityError as exc:
         raise RequestError(f"container {cname!r}: {res}: {exc}") from None
 
@@ -253,21 +255,11 @@ def _count(requests: dict, res: str, cname: str) -> int | None:
 
 
 def _cpu(requests: dict, cname: str) -> int:
-    if "cpu" not in requests:
-        return 0
-    try:
-        return cpu_millis(requests["cpu"])
-    except QuantityError as exc:
-        raise RequestError(f"container {cname!r}: cpu: {exc}") from None
+    return _quantity(requests["cpu"], "cpu", cname, cpu_millis) if "cpu" in requests else 0
 
 
 def _mem(requests: dict, cname: str) -> int:
-    if "memory" not in requests:
-        return 0
-    try:
-        return memory_bytes(requests["memory"])
-    except QuantityError as exc:
-        raise RequestError(f"container {cname!r}: memory: {exc}") from None
+    return _quantity(requests["memory"], "memory", cname, memory_bytes) if "memory" in requests else 0
 
 
 def _gpu_ask(requests: dict, cname: str) -> GpuAsk | None:

@@ -9,12 +9,15 @@ apart from its scheduling cycle. A pod that cannot be placed is tried again afte
 from __future__ import annotations
 
 import http.client
-import json
+import random
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
+import orjson
+
+from tessera.kube import pod_event
 from tessera.log import get_logger
 
 from extender.kubeapi import Gone, KubeApi, error_text
@@ -31,7 +34,10 @@ class ExtenderClient:
         self._local = threading.local()
 
     def call(self, verb: str, args: dict) -> tuple[int, object]:
-        body = json.dumps(args).encode()
+        return self.call_body(verb, orjson.dumps(args))
+
+    def call_body(self, verb: str, body: bytes) -> tuple[int, object]:
+        """``call`` with the request already encoded."""
         for attempt in (0, 1):
             conn = getattr(self._local, "conn", None)
             if conn is None:
@@ -43,7 +49,7 @@ class ExtenderClient:
                 if resp.getheader("Connection", "").lower() == "close":
                     conn.close()
                     self._local.conn = None
-                return resp.status, json.loads(data) if data else None
+                return resp.status, orjson.loads(data) if data else None
             except (OSError, http.client.HTTPException):
                 conn.close()
                 self._local.conn = None
@@ -57,10 +63,11 @@ class SimScheduler:
 
     def __init__(self, api: KubeApi, extender_url: str, scheduler_name: str = "tessera-scheduler",
                  bind_workers: int = 4, retry_s: float = 1.0,
-                 on_bound: Callable[[dict, str], None] | None = None) -> None:
+                 on_bound: Callable[[dict, str], None] | None = None, seed: int | None = None) -> None:
         self.api = api
         self.on_bound = on_bound
         self.client = ExtenderClient(extender_url)
+        self._rng = random.Random(seed)
         self.scheduler_name = scheduler_name
         self.retry_s = retry_s
         self.bound = 0
@@ -70,6 +77,7 @@ class SimScheduler:
         self._inflight: set[str] = set()
         self._done: set[str] = set()  # UIDs bound here (a late watch event must not queue them again)
         self._nodes: list[str] = []
+        self._listing: tuple[list[str], bytes] = ([], b"[]")  # the node names, and encoded once per list
         self._stop = threading.Event()
         self._resp = None
         self._binds = ThreadPoolExecutor(bind_workers, thread_name_prefix="simsched-bind")
@@ -114,7 +122,7 @@ class SimScheduler:
         while not self._stop.is_set():
             try:
                 if version is None:
-                    self._nodes = [n["metadata"]["name"] for n in self.api.list("nodes")[0]]
+                    self._list_nodes()
                     pods, version = self.api.list("pods")
                     for pod in pods:
                         self._offer("ADDED", pod)
@@ -125,7 +133,7 @@ class SimScheduler:
                         self._offer(event["type"], obj)
                     if self._stop.is_set():
                         return
-                self._nodes = [n["metadata"]["name"] for n in self.api.list("nodes")[0]]
+                self._list_nodes()
             except Gone:
                 version = None
             except Exception as exc:  # noqa: BLE001 - API server away: retry
@@ -134,14 +142,18 @@ class SimScheduler:
                 log.warning("simscheduler_watch_failed", reason=error_text(exc)[:200])
                 self._stop.wait(0.5)
 
+    def _list_nodes(self) -> None:
+        names = [n["metadata"]["name"] for n in self.api.list("nodes")[0]]
+        self._listing = (names, orjson.dumps(names))
+        self._nodes = names
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             with self._cond:
-                ready = [k for k in self._queue if k not in self._inflight]
-                if not ready:
+                key = next((k for k in self._queue if k not in self._inflight), None)
+                if key is None:
                     self._cond.wait(0.2)
                     continue
-                key = ready[0]
                 pod = self._queue.pop(key)
             self.schedule_one(pod)
 
@@ -149,21 +161,21 @@ class SimScheduler:
         """filter -> prioritize -> bind (async) for one pod; the chosen node, or None."""
         meta = pod["metadata"]
         key = f"{meta['namespace']}/{meta['name']}"
-        args = {"Pod": pod, "NodeNames": list(self._nodes)}
+        nodes, nodes_json = self._listing
+        pod_json = b'{"Pod":' + orjson.dumps(pod) + b',"NodeNames":'
         try:
-            status, result = self.client.call("filter", args)
+            status, result = self.client.call_body("filter", pod_json + nodes_json + b"}")
             if status != 200 or result.get("Error"):
                 raise RuntimeError(f"filter: {status} {result}")
             fits = result.get("NodeNames") or []
             if not fits:
-                self._retry(key, pod, f"0/{len(self._nodes)} nodes are available: "
-                            f"{len(result.get('FailedNodes') or {}) + len(result.get('FailedAndUnresolvableNodes') or {})} "
-                            "filtered by tessera-extender")
+                self._retry(key, pod, unschedulable_message(result, len(self._nodes)), event=True)
                 return None
-            status, scores = self.client.call("prioritize", {"Pod": pod, "NodeNames": fits})
+            fits_json = nodes_json if fits == nodes else orjson.dumps(fits)
+            status, scores = self.client.call_body("prioritize", pod_json + fits_json + b"}")
             if status != 200:
                 raise RuntimeError(f"prioritize: {status} {scores}")
-            best = max(scores, key=lambda s: s["Score"])["Host"]
+            best = select_host(scores, self._rng)
         except Exception as exc:  # noqa: BLE001 - the extender is away or refused: try again later
             self._retry(key, pod, str(exc)[:300])
             return None
@@ -193,7 +205,11 @@ class SimScheduler:
             if self.on_bound is not None:
                 self.on_bound(pod, node)
 
-    def _retry(self, key: str, pod: dict, reason: str) -> None:
+    def _retry(self, key: str, pod: dict, reason: str, event: bool = False) -> None:
+        """Schedule ``pod`` again after ``retry_s``; with ``event``, say why on the pod as kube-scheduler
+        does (a FailedScheduling Event, once per new reason)."""
+        if event and self.failures.get(key) != reason:
+            self._post_failed_scheduling(pod, reason)
         self.failures[key] = reason
         log.info("pod_unschedulable", pod=key, reason=reason[:300])
 
@@ -206,3 +222,32 @@ class SimScheduler:
                 self._offer("MODIFIED", fresh)
 
         threading.Thread(target=again, daemon=True).start()
+
+    def _post_failed_scheduling(self, pod: dict, message: str) -> None:
+        meta = pod["metadata"]
+        body = pod_event(meta["namespace"], meta["name"], meta.get("uid", ""), "Warning", "FailedScheduling",
+                         message, "tessera-simscheduler", "")
+        try:
+            self.api.core.create_namespaced_event(meta["namespace"], body, _preload_content=False)
+        except Exception as exc:  # noqa: BLE001 - an Event is advice; scheduling goes on without it
+            log.warning("failed_scheduling_event_not_posted", pod=meta["name"], reason=error_text(exc)[:200])
+
+
+def unschedulable_message(result: dict, total: int) -> str:
+    """kube-scheduler's FailedScheduling message from the extender's filter result:
+    ``0/4 nodes are available: 1 node(s) didn't have 6 GPUs free, 3 node(s) had no GPU in exclusive mode.``"""
+    counts: dict[str, int] = {}
+    for failed in (result.get("FailedNodes") or {}, result.get("FailedAndUnresolvableNodes") or {}):
+        for reason in failed.values():
+            counts[reason] = counts.get(reason, 0) + 1
+    parts = [f"{n} {reason}" if reason.startswith("node(s)") else f"{n} node(s): {reason}"
+             for reason, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    return f"0/{total} nodes are available: {', '.join(parts)}."
+
+
+def select_host(scores: list[dict], rng: random.Random) -> str:
+    """The host with the highest score, ties broken at random as kube-scheduler's selectHost does
+    (reservoir sampling over the top-scored nodes), so pods of one shape in a row do not all race for
+    the first of several equally good nodes."""
+    top = max(s["Score"] for s in scores)
+    return rng.choice([s["Host"] for s in scores if s["Score"] == top])

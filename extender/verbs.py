@@ -6,6 +6,11 @@ answers an error and changes nothing.
 chooses the GPUs; holds them at once (``ClusterCache.assume``); then, without the lock, writes the
 signed assignment and POSTs the Binding. A failure gives the hold back. The lock is held only for
 the check-choose-assume step, so two binds never take one share and no API call waits on it.
+
+Hot paths: a pod's request is parsed once per UID and resourceVersion; node-name lists seen again are
+answered by position (``namelists``), and prioritize scores the positions its pod's filter passed;
+answers are encoded from kept JSON fragments; an assignment this replica signs is remembered as
+verified, so its watch events need no signature check.
 """
 
 from __future__ import annotations
@@ -13,10 +18,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from itertools import compress, filterfalse
 from collections.abc import Callable
 
 from tessera import ANNOTATION_ASSIGNMENT
-from tessera.assignment import sign_assignment
+from tessera.assignment import read_assignment, sign_assignment
 from tessera.log import get_logger
 
 from extender import wire
@@ -25,11 +31,58 @@ from extender.fit import node_fit
 from extender.kubeapi import KubeApi, error_text
 from extender.ledger import ask_amounts, assignment_of
 from extender.metrics import ExtenderMetrics
-from extender.policies import PlacementError, PolicyContext, choose_gpus, filter_nodes, prioritize, resolve_policy
+from extender.namelists import NameLists, Spellings
+from extender.scoring import scale_ids
+from extender.warmer import ModelWarmer
+from extender.policies import (
+    PlacementError,
+    PolicyContext,
+    choose_gpus,
+    filter_view,
+    raw_score_ids,
+    resolve_policy,
+    score_table,
+)
 from extender.request import PodRequest, RequestError, pod_request
 
 log = get_logger("extender")
 RECENT_REQUESTS = 8192
+RECENT_FILTERS = 256
+
+
+def _same_key(signing_key, public_key) -> bool:
+    """Whether the cache checks signatures against this signing key's public half."""
+    if signing_key is None or public_key is None:
+        return False
+    try:
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        raw = (Encoding.Raw, PublicFormat.Raw)
+        return signing_key.public_key().public_bytes(*raw) == public_key.public_bytes(*raw)
+    except Exception:  # noqa: BLE001 - not an Ed25519 pair: check every signature
+        return False
+
+
+def _reasons(names: list[str], fits: list[str], fit_view: dict, failed_view: dict, unresolvable_view: dict,
+             failed: dict[str, str], unresolvable: dict[str, str], asked=None) -> None:
+    """Fill ``failed`` and ``unresolvable`` for the ``names`` not in ``fits``. Few nodes fail in a
+    large cluster: walk those (against ``asked``, the names as a set or a kept list's positions)
+    rather than every name, unless the counts show a name the fleet does not know."""
+    if len(failed_view) + len(unresolvable_view) < len(names) // 4:
+        asked = set(names) if asked is None else asked
+        for view, out in ((failed_view, failed), (unresolvable_view, unresolvable)):
+            for name, reason in view.items():
+                if name in asked:
+                    out[name] = reason
+        if len(fits) + len(failed) + len(unresolvable) == len(names):
+            return
+        failed.clear()
+        unresolvable.clear()
+    for name in filterfalse(fit_view.__contains__, names):
+        if name in unresolvable_view:
+            unresolvable[name] = unresolvable_view[name]
+        else:
+            failed[name] = failed_view.get(name, "node not (yet) known to tessera-extender")
 
 
 class BadRequest(ValueError):
@@ -42,36 +95,67 @@ class ExtenderVerbs:
 
     def __init__(self, cache: ClusterCache, api: KubeApi | None, signing_key, ctx: PolicyContext,
                  metrics: ExtenderMetrics, workload_label: str = "",
-                 is_leader: Callable[[], bool] = lambda: True) -> None:
+                 is_leader: Callable[[], bool] = lambda: True, warmer: ModelWarmer | None = None) -> None:
         self.cache = cache
+        self.warmer = warmer
         self.api = api
         self.signing_key = signing_key
         self.ctx = ctx
         self.metrics = metrics
         self.workload_label = workload_label
         self.is_leader = is_leader
-        self._recent: OrderedDict[str, PodRequest] = OrderedDict()
+        self._recent: OrderedDict[str, tuple[str, PodRequest]] = OrderedDict()  # uid -> (resourceVersion, request)
         self._recent_lock = threading.Lock()
+        self._own_key = _same_key(signing_key, cache.public_key)
+        self._lists = NameLists()  # node-name lists seen again (guarded by the cache lock)
+        self._spellings = Spellings()  # node-name arrays seen again, by their bytes
+        self._passed: dict[str, tuple] = {}  # pod UID -> (kept list, fit mask, fits) of its last filter
 
     def _decide(self, verb: str, outcome: str, reason: str) -> None:
         self.metrics.decisions.labels(verb, outcome, reason).inc()
 
     def _request(self, pod: dict) -> PodRequest:
+        """The pod's request, parsed once per pod UID and resourceVersion (filter, prioritize and bind
+        of one scheduling cycle read the same pod) and kept for ``bind``."""
+        meta = pod.get("metadata") or {}
+        uid, version = meta.get("uid"), meta.get("resourceVersion")
+        if uid and version:
+            with self._recent_lock:
+                kept = self._recent.get(uid)
+            if kept is not None and kept[0] == version:
+                return kept[1]
         request = pod_request(pod, self.workload_label)
         resolve_policy(request, None, self.ctx)
         if request.uid:
             with self._recent_lock:
                 recent = self._recent
-                recent[request.uid] = request
+                recent[request.uid] = (version or "", request)
+                recent.move_to_end(request.uid)
                 if len(recent) > RECENT_REQUESTS:
                     recent.popitem(last=False)
         return request
+
+    def _extender_args(self, body: bytes) -> wire.ExtenderArgs:
+        """filter's and prioritize's input. A node-name array sent before (kube-scheduler sends the same
+        names pod after pod) is recognised by its bytes, and only the pod is decoded."""
+        split = wire.split_node_names(body)
+        if split is not None:
+            head, raw = split
+            names = self._spellings.names(raw)
+            if names is not None:
+                args = wire.extender_args_known(head, names)
+                if args is not None:
+                    return args
+        args = wire.extender_args(wire.decode(body))
+        if split is not None and wire.extender_args_known(head, args.node_names) is not None:
+            self._spellings.remember(raw, args.node_names)  # the split was the real NodeNames member
+        return args
 
     # -- filter ----------------------------------------------------------------------------------
 
     def filter(self, body: bytes) -> dict:
         try:
-            args = wire.extender_args(wire.decode(body))
+            args = self._extender_args(body)
         except wire.WireError as exc:
             self._decide("filter", "error", "bad_request")
             return wire.filter_result(error=str(exc))
@@ -87,42 +171,74 @@ class ExtenderVerbs:
         unresolvable: dict[str, str] = {}
         blocked: dict[str, str] = {}
         with cache.lock:
-            result = filter_nodes(request, cache.fleet)
-            fit_set = set(result.fits)
+            fit_view, failed_view, unresolvable_view = filter_view(request, cache.fleet)
             for node in cache.pending:  # the per-shape rule: few nodes, checked apart
-                if node in fit_set:
+                if node in fit_view:
                     reason = cache.blocked(node, amounts)
                     if reason is not None:
-                        fit_set.discard(node)
                         blocked[node] = reason
-        fits = [n for n in names if n in fit_set]
-        if len(fits) < len(names):
-            for name in names:
-                if name in fit_set:
-                    continue
-                reason = blocked.get(name)
-                if reason is not None:
-                    failed[name] = reason
-                elif name in result.unresolvable:
-                    unresolvable[name] = result.unresolvable[name]
-                else:
-                    failed[name] = result.failed.get(name, "node not (yet) known to tessera-extender")
+            kept = self._lists.find(names)
+            fits_json = None
+            if kept is not None:  # the same names as before: answers by position, only changed nodes again
+                mask = kept.answers("filter|" + request.key, cache.fleet, fit_view, fit_view.__contains__)
+                fits = list(compress(kept.names, mask))
+                if kept.encoded is None:
+                    kept.encoded = wire.names_json(kept.names)
+                fits_json = compress(kept.encoded, mask)
+            else:
+                fits = list(filter(fit_view.__contains__, names))  # in the order given, no Python step per node
+            if len(fits) < len(names):
+                _reasons(names, fits, fit_view, failed_view, unresolvable_view, failed, unresolvable,
+                         kept.pos if kept is not None else None)
+            if blocked:
+                asked = set(fits)
+                failed.update((n, r) for n, r in blocked.items() if n in asked)
+                fits = list(filterfalse(blocked.__contains__, fits))
+                fits_json = None
+            elif kept is not None and request.uid:  # prioritize for this pod most likely gets these fits
+                self._passed[request.uid] = (kept, list(mask), fits)  # a copy: the kept mask moves on
+                if len(self._passed) > RECENT_FILTERS:
+                    self._passed.pop(next(iter(self._passed)))
+            body = wire.filter_result_bytes(fits, failed, unresolvable, fits_json)
         self._decide("filter", "fit" if fits else "no_fit", "")
-        return wire.filter_result(fits, failed, unresolvable)
+        return body
 
     # -- prioritize ------------------------------------------------------------------------------
 
     def prioritize(self, body: bytes) -> bytes:
         try:
-            args = wire.extender_args(wire.decode(body))
+            args = self._extender_args(body)
             request = self._request(args.pod)
         except (wire.WireError, RequestError, PlacementError) as exc:
             self._decide("prioritize", "error", "bad_request")
             raise BadRequest(str(exc)) from None
+        names = args.node_names
+        fleet = self.cache.fleet
         with self.cache.lock:
-            scores = prioritize(request, self.cache.fleet, None, self.ctx, names=args.node_names)
+            if self.warmer is not None:
+                self.warmer.seen(request)
+            passed = self._passed.get(request.uid) if request.uid else None
+            if passed is not None and passed[2] == names:
+                # The nodes this pod's filter passed, as it answered them: score the whole kept list by
+                # position (only changed nodes again) and take the passed positions, in C.
+                kept, mask, _ = passed
+                _, every, distinct = raw_score_ids(request, fleet, None, self.ctx, kept.names, kept)
+                ids = list(compress(every, mask))
+                if kept.prefixes is None:
+                    kept.prefixes = wire.host_prefixes(kept.names)
+                prefixes = list(compress(kept.prefixes, mask))
+            else:
+                kept = self._lists.find(names)
+                names, ids, distinct = raw_score_ids(request, fleet, None, self.ctx, names, kept)
+                prefixes = None
+                if kept is not None:
+                    if kept.prefixes is None:
+                        kept.prefixes = wire.host_prefixes(kept.names)
+                    prefixes = kept.prefixes
+            score_of_id = scale_ids(ids, distinct, score_table)
+            body = wire.priority_list_ids(names, ids, score_of_id, prefixes)
         self._decide("prioritize", "scored", "")
-        return wire.priority_list(scores)
+        return body
 
     # -- bind ------------------------------------------------------------------------------------
 
@@ -175,21 +291,23 @@ class ExtenderVerbs:
             shapes = self.ctx.shapes
             if hasattr(shapes, "observe"):
                 shapes.observe(request)
-        patched = False
         try:
             doc = assignment_of(placement, request, args.pod_uid)
-            self.api.patch_pod_annotations(args.pod_namespace, args.pod_name,
-                                           {ANNOTATION_ASSIGNMENT: sign_assignment(doc, self.signing_key)})
-            patched = True
-            self.api.bind(args.pod_namespace, args.pod_name, args.pod_uid, args.node)
+            value = sign_assignment(doc, self.signing_key)
+            if self._own_key:  # its watch events need no signature check: this replica just signed it
+                cache.trust(value, args.pod_uid, read_assignment(value)[0])
+            # One write: the API server sets nodeName and the assignment together, so no pod is ever
+            # bound without its assignment, nor carries one for a bind that failed.
+            self.api.bind(args.pod_namespace, args.pod_name, args.pod_uid, args.node,
+                          annotations={ANNOTATION_ASSIGNMENT: value})
         except Exception as exc:  # noqa: BLE001 - any failure: give the hold back and say why
             cache.forget(key)
-            if patched:
-                self._unwrite(args.pod_namespace, args.pod_name)
             self._decide("bind", "error", "api_error")
             log.warning("bind_failed", pod=key, node=args.node, reason=error_text(exc)[:300])
             return wire.binding_result(f"{key}: binding to {args.node} failed: {error_text(exc)}")
         cache.landed(key)
+        if self.warmer is not None:
+            self.warmer.poke()
         self._decide("bind", "bound", "")
         log.info("pod_bound", pod=key, node=args.node,
                  gpus=[g.gpu_uuid for g in placement.grants], ms=round((time.perf_counter() - t0) * 1000, 2))
@@ -197,19 +315,14 @@ class ExtenderVerbs:
 
     def _bind_request(self, args: wire.BindingArgs) -> PodRequest:
         with self._recent_lock:
-            request = self._recent.get(args.pod_uid)
+            kept = self._recent.get(args.pod_uid)
+        request = kept[1] if kept is not None else None
         if request is not None and request.name == f"{args.pod_namespace}/{args.pod_name}":
             return request
         pod = self.api.get_pod(args.pod_namespace, args.pod_name)
         if (pod.get("metadata") or {}).get("uid") != args.pod_uid:
             raise PlacementError(f"pod UID is not {args.pod_uid} (deleted and created again?)")
         return self._request(pod)
-
-    def _unwrite(self, namespace: str, name: str) -> None:
-        try:
-            self.api.patch_pod_annotations(namespace, name, {ANNOTATION_ASSIGNMENT: None})
-        except Exception as exc:  # noqa: BLE001 - the pod may be gone; its stale hold is replaced on rebind
-            log.warning("assignment_unwrite_failed", pod=f"{namespace}/{name}", reason=error_text(exc)[:200])
 
     # -- preempt ---------------------------------------------------------------------------------
 

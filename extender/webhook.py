@@ -1,6 +1,8 @@
 """The admission webhook (AdmissionReview v1, ``POST /mutate``): on pod CREATE it
 
-- strips ``tessera.io/*`` annotations a user wrote (the ledger is written by Tessera only);
+- strips ``tessera.io/*`` annotations a user wrote (the ledger is written by Tessera only), except
+  ``tessera.io/policy``, the user's placement policy, which it keeps when it names a known policy and
+  refuses otherwise;
 - for pods that ask for Tessera resources: sets ``schedulerName`` to Tessera's scheduler, and
   completes ``nvidia.com/mps-memory`` from ``nvidia.com/mps-core`` as the proportional share of the
   SMALLEST MPS card in the cluster (core/100 of its GiB, rounded down, at least 1), so the request
@@ -16,9 +18,10 @@ import base64
 import json
 from collections.abc import Callable
 
-from tessera import RESOURCE_MPS_CORE, RESOURCE_MPS_MEMORY
+from tessera import ANNOTATION_POLICY, RESOURCE_MPS_CORE, RESOURCE_MPS_MEMORY
 from tessera.log import get_logger
 
+from extender.policies import POLICIES
 from extender.request import KIND_MPS, KIND_MPS_WHOLE, RequestError, pod_request
 from extender.verbs import BadRequest
 
@@ -57,7 +60,13 @@ class PodAdmission:
         meta = pod.get("metadata") or {}
         name = f"{request.get('namespace') or meta.get('namespace', '')}/{meta.get('name') or meta.get('generateName', '')}"
         patch: list[dict] = []
-        stripped = [k for k in (meta.get("annotations") or {}) if k.startswith(TESSERA_PREFIX)]
+        annotations = meta.get("annotations") or {}
+        stripped = [k for k in annotations if k.startswith(TESSERA_PREFIX) and k != ANNOTATION_POLICY]
+        policy = annotations.get(ANNOTATION_POLICY)
+        if policy is not None and policy not in POLICIES:
+            reason = f"annotation {ANNOTATION_POLICY}: {policy!r} is not one of {', '.join(POLICIES)}"
+            log.info("pod_refused", pod=name, reason=reason)
+            return _deny(reason)
         patch += [{"op": "remove", "path": f"/metadata/annotations/{_escape(k)}"} for k in stripped]
         try:
             preq = pod_request(pod)

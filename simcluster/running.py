@@ -65,14 +65,20 @@ class Cluster:
     def wait_for(self, predicate: Callable[[], Any], timeout_s: float = 10.0, interval_s: float = 0.05,
                  what: str = "condition") -> Any:
         """Poll ``predicate`` until it returns something truthy; raise TimeoutError naming ``what``."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"timed out after {timeout_s:.1f}s waiting for {what}")
-            time.sleep(interval_s)
+        return poll_until(predicate, timeout_s, interval_s, what)
+
+
+def poll_until(predicate: Callable[[], Any], timeout_s: float = 10.0, interval_s: float = 0.05,
+               what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy and return that; TimeoutError naming ``what``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s:.1f}s waiting for {what}")
+        time.sleep(interval_s)
 
 
 def make_device_nodes(folder: Path, gpus: int) -> bool:

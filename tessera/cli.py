@@ -1,4 +1,5 @@
-"""The ``tessera`` command: the embedded demo, GPU inventory, config checks, fake-NVML fault injection.
+"""The ``tessera`` command: the embedded demo, GPU inventory, cluster inspection, config checks, fake-NVML
+fault injection.
 
 Subcommands import what they need when they run, so ``tessera --help`` stays fast.
 """
@@ -21,6 +22,12 @@ def _cmd_inventory(args: argparse.Namespace) -> int:
     from tessera.inventory_table import print_inventory
 
     return print_inventory(args.node, as_json=args.output == "json")
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from tessera.inspect_table import run_inspect
+
+    return run_inspect(args)
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
@@ -60,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run Tessera on an embedded simulated GPU cluster and show what happened",
                           description="Start the embedded cluster (API server, simulated kubelets, fake-GPU "
-                                      "nodes) with the daemons that exist, and print what it did.")
+                                      "nodes) and every Tessera daemon as its own process, run pods of each "
+                                      "kind, inject an Xid, and print what happened.")
     demo.add_argument("--cluster", default=None, metavar="FILE",
                       help="cluster description (YAML); default: the shipped default cluster")
     demo.add_argument("--keep", action="store_true",
@@ -68,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "Ctrl-C or SIGTERM stops it")
     demo.add_argument("--workdir", default=None, metavar="DIR",
                       help="where node directories, sockets and the kubeconfig go (default: a new temp dir)")
+    demo.add_argument("--png", default="tessera-demo-occupancy.png", metavar="FILE",
+                      help="where the picture of GPU occupancy per node goes (default: %(default)s in the "
+                           "current directory)")
     demo.set_defaults(func=_cmd_demo)
 
     inv = sub.add_parser("inventory", help="print the GPUs of this node (real NVML, or a fake node description)",
@@ -78,6 +89,22 @@ def build_parser() -> argparse.ArgumentParser:
                           "default: $TESSERA_FAKE_NVML, else the real driver")
     inv.add_argument("-o", "--output", choices=("table", "json"), default="table", help="output format")
     inv.set_defaults(func=_cmd_inventory)
+
+    insp = sub.add_parser("inspect", help="show per node and GPU: mode, health, who holds which share, what is free, "
+                                          "fragmentation (also: kubectl tessera inspect)",
+                          description="Read the cluster's nodes and pods through a kubeconfig and show, per node "
+                                      "and GPU, the mode, health with its reason, who holds which share (pod, "
+                                      "core %, GiB), the free capacity, and the fragmentation the extender measures.")
+    insp.add_argument("--kubeconfig", default=None, metavar="FILE",
+                      help="default: $KUBECONFIG, then ~/.kube/config, then the in-cluster service account")
+    insp.add_argument("--context", default=None, help="kubeconfig context (default: the current one)")
+    insp.add_argument("--node", default=None, metavar="NAME", help="show this node only")
+    insp.add_argument("-o", "--output", choices=("table", "json"), default="table", help="output format")
+    insp.add_argument("--shape", action="append", default=None, metavar="RESOURCE=N[,RESOURCE=N]",
+                      help="a typical pod to measure fragmentation with, e.g. mps-core=50,mps-memory=8 or gpu=1; "
+                           "repeatable (a repeated shape weighs more); default: learned from the pods holding "
+                           "GPU shares, as the extender learns them")
+    insp.set_defaults(func=_cmd_inspect)
 
     cfg = sub.add_parser("config", help="validate a Tessera config file")
     cfg_sub = cfg.add_subparsers(dest="config_command", metavar="ACTION", required=True)

@@ -6,13 +6,13 @@ the wire format without the client's model classes in the way.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
 import kubernetes
+import orjson
 from kubernetes.watch.watch import iter_resp_lines
 
 
@@ -29,7 +29,7 @@ def watch_events(resp: Any) -> Iterator[dict]:
         for line in iter_resp_lines(resp):
             if not line:
                 continue
-            event = json.loads(line)
+            event = orjson.loads(line)
             if event.get("type") == "ERROR":
                 status = event.get("object") or {}
                 if status.get("code") == 410:

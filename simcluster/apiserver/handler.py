@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import orjson
 import yaml
 
 from tessera.log import get_logger
@@ -88,6 +89,9 @@ class ApiHandler(BaseHTTPRequestHandler):
         try:
             parts = urlsplit(self.path)
             self.query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+            recorder = self.server.recorder()
+            if recorder is not None:
+                recorder(method, parts.path, self.query, self.headers.get("Authorization") or "")
             self._handle(method, route(parts.path))
         except ApiError as exc:
             self._fail(exc)
@@ -160,7 +164,7 @@ class ApiHandler(BaseHTTPRequestHandler):
         try:
             if ctype in ("application/yaml", "text/yaml", "application/apply-patch+yaml"):
                 return yaml.safe_load(raw)
-            return json.loads(raw)
+            return orjson.loads(raw)
         except (ValueError, yaml.YAMLError) as exc:
             kind = info.kind if info else "object"
             version = info.version if info else "v1"

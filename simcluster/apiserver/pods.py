@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+import orjson
 
 from tessera.log import get_logger
 
@@ -35,7 +36,7 @@ def bind(store: Store, namespace: str, name: str, binding: Any) -> None:
         bound = (old.obj.get("spec") or {}).get("nodeName")
         if bound:
             raise errors.conflict("pods/binding", name, f'pod {name} is already assigned to node "{bound}"')
-        pod = json.loads(old.raw)
+        pod = orjson.loads(old.raw)
         pod["spec"]["nodeName"] = target
         extra = (binding.get("metadata") or {}).get("annotations") or {}
         if extra:

@@ -13,6 +13,8 @@ import random
 import uuid
 from typing import Any
 
+import orjson
+
 from tessera.log import get_logger
 
 from . import errors, pods
@@ -38,7 +40,7 @@ def _info(resource: str | ResourceInfo) -> ResourceInfo:
 
 
 def _copy(obj: Any) -> Any:
-    return json.loads(json.dumps(obj))
+    return orjson.loads(orjson.dumps(obj))
 
 
 def _typed(info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
@@ -171,7 +173,7 @@ class Registry:
             existing = self.store.get(info, meta.get("namespace", ""), meta["name"])
             if existing is not None:
                 raise errors.already_exists(info.name, meta["name"], info.group)
-            return Entry(obj, json.dumps(obj).encode())
+            return Entry(obj, orjson.dumps(obj))
         entry = self.store.create(info, obj)
         log.debug("object_created", resource=info.name, namespace=meta.get("namespace", ""), name=meta["name"])
         return entry
@@ -222,7 +224,7 @@ class Registry:
         if _without_rv(new) == _without_rv(old.obj):
             return old  # a no-op write changes nothing, not even the resourceVersion
         if dry_run:
-            return Entry(new, json.dumps(new).encode())
+            return Entry(new, orjson.dumps(new))
         meta = new["metadata"]
         entry = self.store.update(info, new, old.obj["metadata"]["resourceVersion"])
         if meta.get("deletionTimestamp") and not meta.get("finalizers") and not meta.get("deletionGracePeriodSeconds"):
@@ -257,7 +259,7 @@ class Registry:
         """PATCH: apply ``body`` to the current object; a resourceVersion the patch sets must be current."""
         for _ in range(_RETRIES):
             old = self.store.require(info, namespace, name)
-            current = json.loads(old.raw)
+            current = orjson.loads(old.raw)
             patched = apply_patch(current, _copy(body), content_type, info.kind)
             check_types(info, patched)
             meta = patched.setdefault("metadata", {})
@@ -302,13 +304,13 @@ class Registry:
             current_grace = meta.get("deletionGracePeriodSeconds")
             if meta.get("deletionTimestamp") and (current_grace is not None and current_grace <= grace):
                 return old  # already terminating at least as fast
-            new = json.loads(old.raw)
+            new = orjson.loads(old.raw)
             new["metadata"]["deletionTimestamp"] = now_rfc3339(grace)
             new["metadata"]["deletionGracePeriodSeconds"] = grace
             if "generation" in new["metadata"]:
                 new["metadata"]["generation"] += 1
             if dry_run:
-                return Entry(new, json.dumps(new).encode())
+                return Entry(new, orjson.dumps(new))
             try:
                 entry = self.store.update(info, new, meta["resourceVersion"])
             except ApiError as exc:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import socket
+import sys
 import threading
+from collections.abc import Callable
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -41,8 +43,20 @@ class _HttpServer(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         self.address_text = f"{host}:{port}"
 
+    def recorder(self) -> Callable[[str, str, dict[str, str], str], None] | None:
+        return self._api.recorder
+
     def is_stopping(self) -> bool:
         return self._api._stopping.is_set()  # noqa: SLF001
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-request (reset, broken pipe) is normal: a debug line, not a
+        traceback on stderr; anything else is logged with its traceback."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
+            log.debug("client_gone_mid_request", client=str(client_address), reason=str(exc))
+        else:
+            log.exception("request_failed", client=str(client_address))
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._conn_lock:
@@ -97,6 +111,9 @@ class ApiServer:
         self._http: _HttpServer | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        # Set to a ``recording.RequestRecorder`` (or any callable taking method, path, query and the
+        # Authorization header) to record every request; None (the default) records nothing.
+        self.recorder: Callable[[str, str, dict[str, str], str], None] | None = None
 
     # ---------------------------------------------------------------- lifecycle
 

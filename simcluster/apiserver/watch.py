@@ -6,11 +6,12 @@ leave its view gets the ADDED / DELETED the real watch cache sends instead of MO
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
+
+import orjson
 
 from tessera.log import get_logger
 
@@ -19,7 +20,7 @@ log = get_logger("apiserver")
 
 def dumps(obj: Any) -> bytes:
     """Compact JSON bytes, the one serializer of the server."""
-    return json.dumps(obj, separators=(",", ":")).encode()
+    return orjson.dumps(obj)
 
 
 def event_line(event_type: str, raw: bytes) -> bytes:

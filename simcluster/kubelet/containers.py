@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,8 @@ class ContainerExit:
 
 ExitCallback = Callable[[ContainerExit], None]
 StartCallback = Callable[[str, str], None]
-STARTUP_S = 0.5  # a container still running after this long has started
+STARTUP_S = 0.5  # how often to ask the runtime whether the container runs yet
+STARTUP_LIMIT_S = 30.0  # past this the container counts as started whatever the runtime says
 
 
 class ContainerRunner:
@@ -66,7 +68,7 @@ class ContainerRunner:
 
     def _wait(self, pod_uid: str, container: str, bundle: Path, cid: str, proc: subprocess.Popen) -> None:
         try:
-            out, err = proc.communicate(timeout=STARTUP_S)
+            out, err = self._wait_started(cid, proc)
         except subprocess.TimeoutExpired:
             self._on_started(pod_uid, container)
             out, err = proc.communicate()
@@ -83,6 +85,18 @@ class ContainerRunner:
         started = not refused
         self._log.info("container_exited", container_id=cid, returncode=proc.returncode, started=started)
         self._on_exit(ContainerExit(pod_uid, container, started, result))
+
+    def _wait_started(self, cid: str, proc: subprocess.Popen) -> tuple[str, str]:
+        """The runtime's output if it ends before the container runs (refused, or a quick command);
+        TimeoutExpired once the runtime says the container is running. Hooks run before that, and on a
+        loaded machine they can take seconds: a fixed wait would call a refusal a failed start."""
+        deadline = time.monotonic() + STARTUP_LIMIT_S
+        while True:
+            try:
+                return proc.communicate(timeout=STARTUP_S)
+            except subprocess.TimeoutExpired:
+                if self.runtime.status(cid) in ("running", "stopped") or time.monotonic() > deadline:
+                    raise
 
     def kill_pod(self, pod_uid: str) -> None:
         """Stop every container of a pod (pod deleted)."""

@@ -161,6 +161,16 @@ class OciRuntime:
         except OSError:
             return ""
 
+    def status(self, container_id: str) -> str | None:
+        """The container's state as the runtime reports it (``creating``, ``created``, ``running``,
+        ``stopped``), or None where it knows no such container yet (or no more)."""
+        try:
+            proc = subprocess.run([self.runtime, "--root", self.state_root, "state", container_id],
+                                  stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10, check=False)
+            return json.loads(proc.stdout).get("status") if proc.returncode == 0 else None
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            return None
+
     def kill(self, container_id: str) -> None:
         """Kill and delete a container left running (best effort)."""
         subprocess.run([self.runtime, "--root", self.state_root, "delete", "--force", container_id],

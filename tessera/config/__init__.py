@@ -5,6 +5,7 @@ from tessera.config.loader import (
     add_common_flags,
     add_section_flags,
     config_from_args,
+    daemon_config,
     load_config,
     parse_config,
 )
@@ -22,5 +23,5 @@ from tessera.config.v1 import (
 __all__ = [
     "CONFIG_ENV", "CONFIG_VERSION", "ConfigError", "DevicePluginConfig", "ExporterConfig", "ExtenderConfig",
     "HookConfig", "LoggingConfig", "TesseraConfig", "add_common_flags", "add_section_flags",
-    "config_from_args", "load_config", "parse_config",
+    "config_from_args", "daemon_config", "load_config", "parse_config",
 ]

@@ -118,3 +118,13 @@ def config_from_args(args: argparse.Namespace, section: str) -> TesseraConfig:
         **{section: dataclasses.replace(section_value, **overrides)},
         logging=dataclasses.replace(config.logging, **logging_overrides),
     )
+
+
+def daemon_config(parser: argparse.ArgumentParser, argv: list[str] | None, section: str) -> TesseraConfig:
+    """A daemon's config from its command line (``config_from_args``); a bad file or flag ends the
+    program with exit status 2 and one line on stderr naming the program and the problem."""
+    args = parser.parse_args(argv)
+    try:
+        return config_from_args(args, section)
+    except ConfigError as err:
+        parser.exit(2, f"{parser.prog}: {err}\n")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import shutil
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from simcluster.processes import stop_process
 from dpharness import REPO_ROOT, Node, PodClient, pod_manifest, quit_mps_daemon, wait_until
 
 
@@ -47,13 +47,7 @@ def start_plugin():
 
     yield start
     for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        stop_process(proc, 5.0)
 
 
 @pytest.fixture

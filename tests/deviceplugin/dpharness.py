@@ -5,16 +5,17 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from simcluster.running import poll_until
+from simcluster.processes import stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NODES = REPO_ROOT / "tessera" / "nodes"
@@ -23,14 +24,11 @@ FAKE_MPS_CONTROL = str(REPO_ROOT / "deviceplugin" / "fakemps" / "control.py")
 
 def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition",
                interval: float = 0.02) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+    """Poll until ``predicate`` returns something truthy; fail the test after ``timeout``."""
+    try:
+        return poll_until(predicate, timeout, interval, what)
+    except TimeoutError as exc:
+        pytest.fail(str(exc))
 
 
 def free_port() -> int:
@@ -97,13 +95,7 @@ def plugin_on_kubelet(description: str, **flags: str):
     try:
         yield node, manager, proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, 5.0)
         manager.stop()
         quit_mps_daemon(node)
         shutil.rmtree(root, ignore_errors=True)

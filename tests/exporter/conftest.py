@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +10,10 @@ from pathlib import Path
 import pytest
 
 from exporter.launch import start_exporter, wait_ready
-from fakenode import FakeNode, Prometheus, RecordingApi
+from fakenode import FakeNode, RecordingApi
+
+from simcluster.prometheus import Prometheus, prometheus_missing
+from simcluster.processes import stop_process
 from simcluster.kubelet.podresources import PodResourcesServer
 
 
@@ -51,12 +53,7 @@ def run_exporter():
 
     yield start
     for proc in procs:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 5.0)
 
 
 @pytest.fixture
@@ -68,15 +65,15 @@ def recording_api():
 
 @pytest.fixture
 def prometheus():
-    if shutil.which("prometheus") is None:
-        pytest.skip("prometheus is not installed (Debian package 'prometheus')")
+    if prometheus_missing():
+        pytest.skip(prometheus_missing())
     started: list[Prometheus] = []
     roots: list[str] = []
 
     def start(targets: list[str]) -> Prometheus:
         root = tempfile.mkdtemp(dir="/tmp", prefix="tprom-")
         roots.append(root)
-        started.append(Prometheus(Path(root), targets))
+        started.append(Prometheus(Path(root), {"tessera-exporter": targets}))
         return started[-1]
 
     yield start

@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import threading
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
@@ -17,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from exporter.launch import free_port
 from hook.container import OciState, PodIdentity
 from hook.records import remove_record, write_record
 from simcluster.kubelet.checkpoint import ContainerAllocation
 from simcluster.kubelet.podresources import PodResourcesServer
+from simcluster.running import poll_until
 from tessera import RESOURCE_MPS_CORE, RESOURCE_MPS_MEMORY
 from tessera.fakenvml import FaultInjector, load_description
 from tessera.grant import new_grant
@@ -33,14 +31,10 @@ GIB = 1 << 30
 
 def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> object:
     """Poll until ``predicate`` returns something truthy; fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
+    try:
+        return poll_until(predicate, timeout, 0.05, what)
+    except TimeoutError as exc:
+        pytest.fail(str(exc))
 
 
 class Devices:
@@ -94,18 +88,20 @@ class FakeNode:
             for n in range(gpu.model.memory_mib // 1024):
                 self.devices.healthy.setdefault(RESOURCE_MPS_MEMORY, {})[f"{gpu.uuid}::mem::{n}"] = [0]
 
-    def start_mps_container(self, pod: str, container: str, gpu: int, core: int, mem_gib: int, *, pid: int,
-                            gpu_pids: list[int], nested: bool = False, namespace: str = "team") -> str:
-        """A container with an MPS grant on ``gpu``: kubelet allocation, hook record, /proc entries."""
-        uuid, uid, cid = self.uuid(gpu), f"uid-{pod}", f"{pod}-{container}".ljust(64, "0")[:64]
-        core_ids = [f"{uuid}::core::{n}" for n in range(core)]
-        mem_ids = [f"{uuid}::mem::{n}" for n in range(mem_gib)]
+    def start_mps_container(self, pod: str, container: str, gpu: int | list[int], core: int, mem_gib: int, *,
+                            pid: int, gpu_pids: list[int], nested: bool = False, namespace: str = "team") -> str:
+        """A container with an MPS grant on ``gpu`` (several: ``core`` and ``mem_gib`` spread evenly, as
+        mps-core in hundreds is): kubelet allocation, hook record, /proc entries."""
+        gpus = gpu if isinstance(gpu, list) else [gpu]
+        uuids, uid, cid = [self.uuid(g) for g in gpus], f"uid-{pod}", f"{pod}-{container}".ljust(64, "0")[:64]
+        core_ids = [f"{u}::core::{n}" for u in uuids for n in range(core // len(uuids))]
+        mem_ids = [f"{u}::mem::{n}" for u in uuids for n in range(mem_gib // len(uuids))]
+        paths = [f"/dev/nvidia{g}" for g in gpus]
         self.devices.give(uid, pod, namespace, container, RESOURCE_MPS_CORE, core_ids)
         self.devices.give(uid, pod, namespace, container, RESOURCE_MPS_MEMORY, mem_ids)
-        grants = [new_grant(RESOURCE_MPS_CORE, self.description.node, core_ids, [uuid], ["/dev/nvidia0"], core=core,
+        grants = [new_grant(RESOURCE_MPS_CORE, self.description.node, core_ids, uuids, paths, core=core,
                             pipe="/run/tessera/mps/pipe"),
-                  new_grant(RESOURCE_MPS_MEMORY, self.description.node, mem_ids, [uuid], ["/dev/nvidia0"],
-                            mem_gib=mem_gib)]
+                  new_grant(RESOURCE_MPS_MEMORY, self.description.node, mem_ids, uuids, paths, mem_gib=mem_gib)]
         cgroup = f"/kubepods.slice/kubepods-pod{uid}.slice/cri-containerd-{cid}.scope"
         write_record(self.state_dir, OciState(cid, pid, "/bundle"), PodIdentity(uid, pod, namespace, container),
                      grants, {"": cgroup}, {})
@@ -183,47 +179,3 @@ class RecordingApi:
         self._http.server_close()
 
 
-class Prometheus:
-    """A real Prometheus scraping given targets every second, in a temp directory."""
-
-    def __init__(self, root: Path, targets: list[str]) -> None:
-        self.port = free_port()
-        config = root / "prometheus.yml"
-        config.write_text(
-            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-            "scrape_configs:\n"
-            f"  - job_name: tessera-exporter\n    static_configs: [{{targets: {json.dumps(targets)}}}]\n")
-        self.proc = subprocess.Popen(
-            ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={root / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{self.port}"],
-            stdout=subprocess.DEVNULL, stderr=open(root / "prometheus.log", "wb"))  # noqa: SIM115
-        self.url = f"http://127.0.0.1:{self.port}"
-        wait_until(self._ready, timeout=30, what="Prometheus ready")
-
-    def _ready(self) -> bool:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"prometheus exited with {self.proc.returncode}")
-        try:
-            with urllib.request.urlopen(self.url + "/-/ready", timeout=1) as resp:
-                return resp.status == 200
-        except OSError:
-            return False
-
-    def query(self, expr: str) -> list[dict]:
-        """An instant query; raises AssertionError with Prometheus's error for a bad expression."""
-        url = self.url + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-        try:
-            with urllib.request.urlopen(url, timeout=10) as resp:
-                doc = json.load(resp)
-        except urllib.error.HTTPError as err:
-            doc = json.load(err)
-        assert doc["status"] == "success", f"{expr}: {doc.get('errorType')}: {doc.get('error')}"
-        return doc["data"]["result"]
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()

@@ -48,3 +48,15 @@ def test_without_a_record_the_grant_comes_from_the_kubelets_device_ids(tmp_path)
     assert [(u.ref, u.grant_memory_bytes, u.grant_core_ratio, u.used_bytes) for u in usages] == [
         (REF, 6 * GIB, 0.25, 0)]
     assert unattributed == {"GPU-0": 700 * MIB}  # the process has no record: counted, but for no one
+
+
+def test_whole_gpus_through_mps_grant_each_gpu_its_part_of_the_memory_not_the_sum(tmp_path):
+    """mps-core 200 with mps-memory 160 over two 80 GiB GPUs: 80 GiB and core 100 % on each GPU."""
+    infos = [GpuInfo(index=i, uuid=f"GPU-{i}", memory_total_mib=81920) for i in (0, 1)]
+    for order in (1, -1):   # the record's grants in either order
+        grants = (GrantTerms("nvidia.com/mps-core", ("GPU-0", "GPU-1"), core=200),
+                  GrantTerms("nvidia.com/mps-memory", ("GPU-0", "GPU-1"), mem_gib=160))[::order]
+        rec = ContainerRecord(CID, REF, "uid-1", 0, (), grants)
+        usages, _ = attribute(infos, [], [rec], None, ProcessOwners([rec], str(tmp_path)))
+        assert sorted((u.gpu_uuid, u.grant_memory_bytes, u.grant_core_ratio) for u in usages) == [
+            ("GPU-0", 80 * GIB, 1.0), ("GPU-1", 80 * GIB, 1.0)]

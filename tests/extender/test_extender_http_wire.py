@@ -9,6 +9,7 @@ import json
 import time
 
 import pytest
+from kubernetes import client, watch
 from extender_cluster import api_server, bind_args, create, gpu_pod, post
 
 from simcluster.cluster import NodeSpec
@@ -71,7 +72,7 @@ def test_prioritize_answers_host_priority_list_0_to_10(cluster):
     assert scores[2]["Score"] == 0 and scores[0]["Score"] == 10
 
 
-def test_bind_writes_a_signed_assignment_then_the_binding(cluster):
+def test_bind_writes_a_signed_assignment_with_the_binding(cluster):
     srv, ext, workdir = cluster
     pod = create(srv, gpu_pod("p", {"nvidia.com/mps-core": 40, "nvidia.com/mps-memory": 6}))
     status, result = post(ext.url, "bind", bind_args(pod, "mps-b"))
@@ -87,6 +88,22 @@ def test_bind_writes_a_signed_assignment_then_the_binding(cluster):
     big = create(srv, gpu_pod("big", {"nvidia.com/mps-core": 70, "nvidia.com/mps-memory": 2}))
     _, result = post(ext.url, "filter", _filter_args(big, ["mps-a", "mps-b"]))
     assert result["NodeNames"] == ["mps-a"] and "mps-b" in result["FailedNodes"]
+
+
+def test_the_assignment_and_the_node_arrive_in_one_update(cluster):
+    srv, ext, _ = cluster
+    pod = create(srv, gpu_pod("one-write", {"nvidia.com/mps-core": 20, "nvidia.com/mps-memory": 2}))
+    before = int(srv.registry.get("pods", "one-write", "default")["metadata"]["resourceVersion"])
+    assert post(ext.url, "bind", bind_args(pod, "mps-a"))[1] == {"Error": ""}
+    stored = srv.registry.get("pods", "one-write", "default")
+    assert stored["spec"]["nodeName"] == "mps-a" and ANNOTATION_ASSIGNMENT in stored["metadata"]["annotations"]
+    # One write: a watcher sees one change, with both the node and the assignment.
+    core = client.CoreV1Api(client.ApiClient(client.Configuration(host=srv.url)))
+    seen = [(e["type"], bool(e["raw_object"]["spec"].get("nodeName")),
+             ANNOTATION_ASSIGNMENT in (e["raw_object"]["metadata"].get("annotations") or {}))
+            for e in watch.Watch().stream(core.list_namespaced_pod, "default", resource_version=str(before),
+                                          field_selector="metadata.name=one-write", timeout_seconds=1)]
+    assert seen == [("MODIFIED", True, True)]
 
 
 def test_same_shape_waits_until_the_plugin_has_allocated(cluster):
@@ -190,3 +207,30 @@ def test_healthz_and_metrics(cluster):
     assert 'tessera_extender_request_seconds_count{verb="filter"} 1.0' in text
     assert 'tessera_node_fragmentation_cores{node="mps-a"}' in text
     assert 'tessera_cluster_free_gpu_cores{mode="mps"} 275.0' in text  # 3 MPS GPUs, 25 % of one held
+
+
+def test_a_node_name_array_sent_again_is_read_as_it_was_and_look_alikes_are_not_trusted(cluster):
+    # The second sighting of the same NodeNames bytes is read from the kept spelling; answers must equal
+    # the first. A body whose pod carries "NodeNames" text, or a later member after NodeNames, or a
+    # case variant of the key before it, is read by a full decode.
+    srv, ext, _ = cluster
+    pod = create(srv, gpu_pod("again", {"nvidia.com/mps-core": 50, "nvidia.com/mps-memory": 4, "cpu": "2"}))
+    body = json.dumps(_filter_args(pod, NAMES + ["unknown"])).encode()
+    first = post(ext.url, "filter", body)
+    assert first == post(ext.url, "filter", body) == post(ext.url, "filter", body)
+    assert first[1]["NodeNames"] == ["mps-a", "mps-b"]
+    sneaky = json.loads(json.dumps(pod))
+    sneaky["metadata"]["annotations"] = {"note": '"NodeNames": ["excl"]}'}
+    status, result = post(ext.url, "filter", {"Pod": sneaky, "NodeNames": ["mps-a"]})
+    assert status == 200 and result["NodeNames"] == ["mps-a"]
+    names_json = json.dumps(NAMES + ["unknown"])
+    after = f'{{"Pod": {json.dumps(pod)}, "NodeNames": {names_json}, "Nodes": null}}'.encode()
+    assert post(ext.url, "filter", after) == first
+    shadowed = f'{{"Pod": {json.dumps(pod)}, "nodeNames": ["excl"], "NodeNames": {names_json}}}'.encode()
+    assert post(ext.url, "filter", shadowed) == first  # Go's decoder: the last case-insensitive match wins
+    nested = f'{{"Pod": {json.dumps(pod)}, "Nodes": {{"items": [], "NodeNames": {names_json}}}}}'.encode()
+    status, result = post(ext.url, "filter", nested)
+    assert status == 200 and result["NodeNames"] == [] and result["Error"] == ""
+    scores = post(ext.url, "prioritize", {"Pod": pod, "NodeNames": ["mps-a", "mps-b"]})
+    assert scores == post(ext.url, "prioritize", {"Pod": pod, "NodeNames": ["mps-a", "mps-b"]})
+    assert [s["Host"] for s in scores[1]] == ["mps-a", "mps-b"]

@@ -110,6 +110,16 @@ def test_user_written_tessera_annotations_never_survive(cluster):
         verify_assignment(stored, uid, load_public_key(str(workdir / "extender.pub")))
 
 
+def test_the_users_policy_annotation_is_kept_and_an_unknown_policy_refused(cluster):
+    _, core, _, _ = cluster
+    created = core.create_namespaced_pod("default", gpu_pod(
+        "binpacked", {"nvidia.com/mps-core": 10, "nvidia.com/mps-memory": 1},
+        annotations={"tessera.io/policy": "binpack", "tessera.io/allocated": "forged"}))
+    assert created.metadata.annotations == {"tessera.io/policy": "binpack"}
+    message = _refusal(core, gpu_pod("typo", {"nvidia.com/mps-core": 10}, annotations={"tessera.io/policy": "bin-pack"}))
+    assert "tessera.io/policy: 'bin-pack' is not one of fragmentation, binpack" in message
+
+
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
 def test_kubectl_apply_shows_the_refusal(cluster, tmp_path):
     # --validate=false: the embedded API server does not serve the OpenAPI schema kubectl validates with.

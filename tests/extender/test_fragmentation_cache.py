@@ -146,3 +146,14 @@ def test_shapes_are_learned_from_a_sliding_window():
     book.observe(quarter)
     assert sorted((s.ask.core, w) for s, w in book.model().shapes) == [(25, 3), (50, 1)]  # the oldest left
     assert book.model().version != first.version
+
+
+def test_a_model_asked_for_before_any_pod_is_replaced_at_the_first_pod():
+    """The extender scores before it has seen a pod (and its metrics are scraped): the first pod seen
+    must give the model a shape at once, not ``refresh`` pods later."""
+    from extender.fragmentation import ShapeBook
+
+    book = ShapeBook(window=1000)          # refresh every 100 pods
+    assert book.model().total_weight == 0
+    book.observe(simple_request(GpuAsk(KIND_MPS, core=50)))
+    assert [(s.ask.core, w) for s, w in book.model().shapes] == [(50, 1)]

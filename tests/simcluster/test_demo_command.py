@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -16,14 +17,46 @@ import pytest
 TESSERA = [sys.executable, "-m", "tessera.cli"]
 
 
-def test_demo_runs_and_prints_what_happened():
-    result = subprocess.run([*TESSERA, "demo"], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
+def _table(out: str, title: str) -> list[str]:
+    """The rows of the table printed under ``title`` (after its header and rule lines)."""
+    lines = out[out.index(title):].splitlines()
+    rows = []
+    for line in lines[3:]:
+        if not line.strip():
+            break
+        rows.append(line)
+    return rows
+
+
+def _stable(out: str) -> list[str]:
+    """What must be the same run after run: pod placements and the fault's reactions, without timings,
+    ports and the Prometheus port."""
+    pods = [" ".join(r.split()[:4]) for r in _table(out, "Pods (")]
+    fault = [" ".join(re.sub(r"\s+([0-9]+\.[0-9]+|not seen)\s*$", "", r).split()) for r in _table(out, "Fault: ")]
+    assert fault and not any(r.endswith("not seen") for r in _table(out, "Fault: "))
+    return pods + fault
+
+
+def test_demo_runs_twice_with_the_same_result(tmp_path):
+    runs = []
+    for i in range(2):
+        png = tmp_path / f"occupancy-{i}.png"
+        result = subprocess.run([*TESSERA, "demo", "--png", str(png)], capture_output=True, text=True, timeout=120,
+                                cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert png.stat().st_size > 10_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        runs.append(result)
+        _check_demo_output(result)
+    assert _stable(runs[0].stdout) == _stable(runs[1].stdout)
+
+
+def _check_demo_output(result) -> None:
     out = result.stdout
     for node in ("a100-whole", "h100-mig", "a100-mps", "t4-timeslice"):
         assert node in out
     assert "NVIDIA H100 80GB HBM3" in out and "3g.40gb" in out       # read through the NVML layer
-    assert "[7/7]" in result.stderr and "done" in result.stderr        # progress while it runs
+    assert "[10/10]" in result.stderr and "done" in result.stderr      # progress while it runs
+    assert "tessera-extender (its own process)" in result.stderr
     rows = {line.split()[0]: line for line in out.splitlines() if line.strip()}
     # Each kind of GPU pod passed the webhook and the extender, and holds what it asked for on its node.
     assert "core 50% 8 GiB" in rows["mps-50-8"] and "core 30% 20 GiB" in rows["mps-30-20"]

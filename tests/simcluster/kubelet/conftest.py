@@ -7,11 +7,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from simcluster.running import poll_until
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 FAKE_PLUGIN = Path(__file__).with_name("fake_device_plugin.py")
@@ -20,14 +21,10 @@ RESOURCE = "example.com/gpu"
 
 def wait_until(predicate: Callable[[], object], timeout: float = 5.0, what: str = "condition") -> object:
     """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
+    try:
+        return poll_until(predicate, timeout, 0.02, what)
+    except TimeoutError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture

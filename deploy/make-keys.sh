@@ -1,0 +1,30 @@
+#!/bin/sh
+# Make the per-cluster keys deploy/ needs, with Tessera's own code (no hand-written crypto):
+#   deploy/keys/extender.key, extender.pub      the extender's Ed25519 pair (extender/launch.py ensure_signing_key)
+#   deploy/keys/webhook/tls.crt, tls.key, ca.b64 the webhook's certificate and CA (tessera/pki.py)
+# Run it once per cluster from the repository (a Python with Tessera installed: PYTHON=.venv/bin/python),
+# or from the image:
+#   docker run --rm -u "$(id -u)" -v "$PWD/deploy/keys:/keys" tessera:0.1.0 sh /opt/tessera-deploy/make-keys.sh /keys
+# An existing signing key is kept (a new one would void every assignment already written).
+#   usage: make-keys.sh [KEYS_DIR] [NAMESPACE]     (default: the keys folder beside this script, tessera-system)
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+keys=${1:-$here/keys}
+namespace=${2:-tessera-system}
+python=${PYTHON:-python3}
+[ -x "$here/../.venv/bin/python" ] && [ -z "${PYTHON:-}" ] && python="$here/../.venv/bin/python"
+"$python" - "$keys" "$namespace" <<'PY'
+import sys
+from pathlib import Path
+
+from extender.launch import ensure_signing_key
+from tessera.pki import write_webhook_pki
+
+keys, namespace = Path(sys.argv[1]), sys.argv[2]
+private, public = ensure_signing_key(keys)
+private.chmod(0o600)
+service = f"tessera-extender.{namespace}.svc"
+ca = write_webhook_pki(keys / "webhook", [service, f"{service}.cluster.local"])
+(keys / "webhook" / "ca.b64").write_text(ca)  # no newline: it is the caBundle as is
+print(f"wrote {private}, {public} and {keys / 'webhook'}/tls.crt, tls.key, ca.b64 for {service}")
+PY

@@ -1,0 +1,123 @@
+"""What ``tessera inspect`` shows of a cluster: per node and GPU the mode, health, who holds which
+share, what is free, and the fragmentation the extender would measure.
+
+Plain frozen dataclasses, filled by :mod:`tessera.inspect` and drawn by :mod:`tessera.inspect_table`;
+``to_dict`` is the ``-o json`` document (keys in snake_case, stable for scripts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+STATE_ALLOCATED = "allocated"   # the device plugin recorded it (tessera.io/allocated): the kubelet gave it
+STATE_ASSIGNED = "assigned"     # the extender placed it (tessera.io/assignment), not yet allocated
+
+
+@dataclass(frozen=True)
+class Holder:
+    """One container's share of one GPU.
+
+    ``core_pct`` and ``memory_gib`` are what it holds of this GPU (100 and the card for a whole GPU,
+    the MIG instance's memory for MIG, None for a time-slice replica, which has no isolation).
+    """
+
+    namespace: str
+    pod: str
+    container: str
+    kind: str                 # gpu, mig, mps, mps-whole, timeslice (the ask's kind)
+    state: str                # STATE_ALLOCATED or STATE_ASSIGNED
+    core_pct: int | None = None
+    memory_gib: int | None = None
+    mig_uuid: str = ""
+    mig_profile: str = ""
+    replicas: int = 0
+
+    @property
+    def pod_key(self) -> str:
+        return f"{self.namespace}/{self.pod}"
+
+
+@dataclass(frozen=True)
+class GpuFree:
+    """What one GPU can still give: capacity minus what is held (also on an unhealthy GPU; ``schedulable``
+    on the GPU says whether new pods may get it)."""
+
+    cores: float               # in the extender's unit: 100 per GPU, by the mode's own measure
+    whole: bool = False        # exclusive GPU not held / MPS GPU with nothing held
+    core_pct: int | None = None        # mps
+    memory_gib: int | None = None      # mps
+    mig: dict[str, int] = field(default_factory=dict)  # mig: free instances by profile
+    replicas: int | None = None        # timeslice: free replicas
+    replicas_total: int | None = None
+
+
+@dataclass(frozen=True)
+class GpuView:
+    """One GPU: what it is, whether it is healthy, who holds it, what is free."""
+
+    index: int
+    uuid: str
+    model: str
+    memory_gib: int
+    mode: str
+    healthy: bool
+    reason: str                 # why it is unhealthy or closed ('' when it takes pods)
+    schedulable: bool
+    pending_mode: str | None
+    mig_instances: dict[str, str]  # MIG UUID -> profile (mig mode)
+    holders: tuple[Holder, ...]
+    free: GpuFree
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """One node. ``problem`` says why its GPUs cannot be shown (no or unreadable inventory);
+    ``notes`` lists ledger entries that do not match its GPUs."""
+
+    name: str
+    gpus: tuple[GpuView, ...]
+    problem: str = ""
+    notes: tuple[str, ...] = ()
+    fragmentation_cores: float | None = None   # None: the node is outside the capacity model
+    idle_cores: float = 0.0                    # free cores of schedulable mps and exclusive GPUs
+
+    @property
+    def pods(self) -> list[str]:
+        """``namespace/name`` of every pod holding a share here, once each, in order."""
+        return list(dict.fromkeys(h.pod_key for g in self.gpus for h in g.holders))
+
+
+@dataclass(frozen=True)
+class ShapeWeight:
+    """A typical task shape the fragmentation was measured with, and how often it counts."""
+
+    shape: str
+    weight: int
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """Every node inspected, with the cluster's fragmentation and the shapes it was measured with."""
+
+    server: str
+    nodes: tuple[NodeView, ...]
+    shapes: tuple[ShapeWeight, ...]
+    shape_source: str
+    fragmentation_cores: float
+    free_cores_by_mode: dict[str, float]
+
+    def to_dict(self) -> dict:
+        """The ``-o json`` document: plain dicts, lists and scalars."""
+        doc = _plain(asdict(self))
+        for node_doc, node in zip(doc["nodes"], self.nodes):
+            node_doc["pods"] = node.pods
+        return doc
+
+
+def _plain(value):
+    """Tuples as lists, all the way down (what JSON gives back)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,191 @@
+"""The demo's fault: an Xid 79 (GPU fallen off the bus) on a free GPU of a whole-GPU node, and how each
+part of Tessera reacts to it, timed from the moment the fake driver reports it.
+
+- device plugin: reports the GPU unhealthy to the kubelet (the node's allocatable ``nvidia.com/gpu``
+  drops) and records the reason in the node inventory annotation;
+- extender: its cache takes the GPU out of service (cluster free exclusive capacity in its /metrics
+  drops), so a pod asking for as many GPUs as were free before stays Pending with the extender's
+  reason, and a pod asking for one fewer is placed on the healthy GPUs only;
+- exporter: ``tessera_gpu_health`` of that GPU goes to 0 and its Xid counter counts one;
+- Prometheus (where installed): scrapes it, and the ``TesseraGPUUnhealthy`` alert becomes pending.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from dataclasses import dataclass, field
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tessera import ANNOTATION_ALLOCATED, ANNOTATION_INVENTORY, RESOURCE_GPU
+from tessera.demo_pods import GPU_COMMAND, NAMESPACE, pod
+from tessera.fakenvml import FaultInjector
+from tessera.inventory import NodeInventory
+
+XID = 79
+
+
+@dataclass
+class Reaction:
+    """One part's reaction: what it showed before and after the Xid, and how long it took."""
+
+    part: str
+    what: str
+    before: str
+    after: str
+    seconds: float | None  # None: not seen in time
+
+
+@dataclass
+class FaultReport:
+    node: str
+    gpu_index: int
+    uuid: str
+    reactions: list[Reaction] = field(default_factory=list)
+    pods_after: list[str] = field(default_factory=list)   # names of the pods created after the fault
+    failed_scheduling: str = ""                            # the Event that says why the too-large pod waits
+
+    @property
+    def all_seen(self) -> bool:
+        return all(r.seconds is not None for r in self.reactions)
+
+
+def _metric(url: str, name: str, labels: dict[str, str]) -> float | None:
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return s.value
+    return None
+
+
+def _held_uuids(core, node: str) -> set[str]:
+    held: set[str] = set()
+    for p in core.list_namespaced_pod(NAMESPACE, field_selector=f"spec.nodeName={node}").items:
+        doc = json.loads((p.metadata.annotations or {}).get(ANNOTATION_ALLOCATED) or "{}")
+        for resources in doc.get("containers", {}).values():
+            for grant in resources.values():
+                held.update(grant.get("gpus", []))
+    return held
+
+
+def choose_target(core, cluster) -> tuple[str, int, str, int] | None:
+    """(node, GPU index, UUID, free GPUs before) of the first whole-GPU node's lowest free GPU."""
+    for name, sim in cluster.nodes.items():
+        if sim.spec.mode != "exclusive" or sim.spec.gpus < 3:
+            continue
+        inventory = NodeInventory.from_json(core.read_node(name).metadata.annotations[ANNOTATION_INVENTORY])
+        held = _held_uuids(core, name)
+        free = [g for g in inventory.gpus if g.uuid not in held and g.health.healthy]
+        if len(free) >= 2:
+            return name, free[0].index, free[0].uuid, len(free)
+    return None
+
+
+class _Clock:
+    """Seconds since the Xid; ``until`` polls a probe for a changed value."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+
+    def until(self, probe, changed, timeout_s: float = 20.0) -> tuple[object, float | None]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            value = probe()
+            if changed(value):
+                return value, round(time.monotonic() - self.start, 2)
+            if time.monotonic() > deadline:
+                return value, None
+            time.sleep(0.05)
+
+
+def inject_and_watch(cluster, core, extender_url: str, exporter_urls: dict[str, str], prom=None) -> FaultReport | None:
+    """Inject the Xid and collect each part's reaction; None where the cluster has no whole-GPU node to break."""
+    target = choose_target(core, cluster)
+    if target is None:
+        return None
+    node, index, uuid, free_before = target
+    report = FaultReport(node, index, uuid)
+
+    def allocatable() -> int:
+        return int((core.read_node(node).status.allocatable or {}).get(RESOURCE_GPU, "0"))
+
+    def inventory_health() -> tuple[bool, str]:
+        inv = NodeInventory.from_json(core.read_node(node).metadata.annotations[ANNOTATION_INVENTORY])
+        gpu = next(g for g in inv.gpus if g.uuid == uuid)
+        return gpu.health.healthy, gpu.health.reason
+
+    def extender_free() -> float:
+        return _metric(extender_url, "tessera_cluster_free_gpu_cores", {"mode": "exclusive"}) or 0.0
+
+    def exporter_health() -> float | None:
+        return _metric(exporter_urls[node], "tessera_gpu_health", {"UUID": uuid})
+
+    alloc0, free0, health0 = allocatable(), extender_free(), exporter_health()
+    FaultInjector(cluster.nodes[node].nvml_description).inject_xid(index, XID)
+    clock = _Clock()
+
+    alloc1, t = clock.until(allocatable, lambda v: v < alloc0)
+    report.reactions.append(Reaction("device plugin", f"allocatable {RESOURCE_GPU} on {node} (kubelet, from ListAndWatch)",
+                                     str(alloc0), str(alloc1), t))
+    (ok, reason), t = clock.until(inventory_health, lambda v: not v[0])
+    report.reactions.append(Reaction("device plugin", f"GPU {index} in the node inventory annotation",
+                                     "healthy", f"unhealthy: {reason}" if not ok else "healthy", t))
+    free1, t = clock.until(extender_free, lambda v: v < free0)
+    report.reactions.append(Reaction("extender", "cluster free exclusive GPU cores (/metrics, from its cache)",
+                                     f"{free0:.0f}", f"{free1:.0f}", t))
+    health1, t = clock.until(exporter_health, lambda v: v == 0)
+    report.reactions.append(Reaction("exporter", f"tessera_gpu_health{{UUID={uuid[:12]}..}}",
+                                     _num(health0), _num(health1), t))
+    if prom is not None:
+        rows, t = clock.until(lambda: prom.query(f'tessera_gpu_health{{UUID="{uuid}"}} == 0'), bool)
+        report.reactions.append(Reaction("prometheus", "query tessera_gpu_health == 0 for that GPU",
+                                         "no series", f"{len(rows)} series" if rows else "no series", t))
+        alerts, t = clock.until(lambda: [a for a in prom.alerts() if a["labels"].get("alertname") ==
+                                         "TesseraGPUUnhealthy" and a["labels"].get("UUID") == uuid], bool)
+        report.reactions.append(Reaction("prometheus", "alert TesseraGPUUnhealthy (for: 1m)", "inactive",
+                                         alerts[0]["state"] if alerts else "inactive", t))
+    _pods_after_fault(core, node, free_before, report, clock)
+    return report
+
+
+def _pods_after_fault(core, node: str, free_before: int, report: FaultReport, clock: _Clock) -> None:
+    """A pod asking for every GPU that was free (now one fewer) waits with the extender's reason; one
+    asking for one fewer runs on the healthy GPUs only."""
+    too_many, fits = f"gpus-{free_before}-after-xid", f"gpus-{free_before - 1}-after-xid"
+    for name, count in ((too_many, free_before), (fits, free_before - 1)):
+        core.create_namespaced_pod(NAMESPACE, pod(name, GPU_COMMAND, {RESOURCE_GPU: str(count)}),
+                                   _preload_content=False)
+        report.pods_after.append(name)
+
+    def failed_scheduling() -> str:
+        events = core.list_namespaced_event(NAMESPACE, field_selector=f"involvedObject.name={too_many}").items
+        return next((e.message for e in events if e.reason == "FailedScheduling"), "")
+    message, t = clock.until(failed_scheduling, bool)
+    report.reactions.append(Reaction("extender", f"pod {too_many} ({free_before} GPUs, free before the Xid)",
+                                     "would fit", "Pending, FailedScheduling (below)" if message else "no event", t))
+    report.failed_scheduling = message
+
+    def placed() -> list[str]:
+        p = core.read_namespaced_pod(fits, NAMESPACE)
+        doc = json.loads((p.metadata.annotations or {}).get(ANNOTATION_ALLOCATED) or "{}")
+        return [g for r in doc.get("containers", {}).values() for grant in r.values() for g in grant.get("gpus", [])]
+    gpus, t = clock.until(placed, bool)
+    avoided = bool(gpus) and report.uuid not in gpus
+    report.reactions.append(Reaction("extender", f"pod {fits} ({free_before - 1} GPUs)", "",
+                                     (f"placed on {len(gpus)} healthy GPUs, not the failed one" if avoided
+                                      else f"placed on {gpus}") if gpus else "not placed",
+                                     t if avoided else None))
+
+
+def _num(value: float | None) -> str:
+    return "absent" if value is None else f"{value:g}"
+
+
+def fault_rows(report: FaultReport) -> list[list[object]]:
+    """The table rows: part, what, before, after, seconds after the Xid."""
+    return [[r.part, r.what, r.before, r.after[:110], "not seen" if r.seconds is None else f"{r.seconds:.2f}"]
+            for r in report.reactions]

@@ -1,0 +1,292 @@
+"""``tessera inspect``'s gathering: read nodes and pods from any API server and say, per node and GPU,
+the mode, health, who holds which share, what is free, and the fragmentation.
+
+Sources (ARCHITECTURE.md, "The ledger"): the node inventory ``tessera.io/gpu-inventory``; per pod the
+device plugin's record ``tessera.io/allocated`` (what the kubelet gave), else the extender's
+``tessera.io/assignment`` (placed, not yet allocated). Both are read into the extender's own
+``NodeState`` through ``extender.ledger.placement_of``, so free capacity and fragmentation are
+computed by the code the extender schedules with (``extender.fragmentation``).
+
+    view = inspect_cluster("/path/to/kubeconfig")         # or a CoreV1Api, or None for the default
+    print(render_text(view))                              # tessera.inspect_table
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import kubernetes
+
+from extender.fragmentation import FragmentationModel, gpu_key
+from extender.ledger import LedgerError, placement_of
+from extender.nodestate import DEFAULT_TIMESLICE_REPLICAS, GpuState, NodeState, StateError
+from extender.placement import Placement
+from extender.quantity import QuantityError, cpu_millis, memory_bytes
+from extender.request import KIND_GPU, KIND_MIG, KIND_MPS_WHOLE, KIND_TIMESLICE, RequestError, pod_request
+from tessera import ANNOTATION_ALLOCATED, ANNOTATION_ASSIGNMENT, ANNOTATION_INVENTORY, RESOURCE_GPU_SHARED
+from tessera.assignment import WRITTEN_BY_PLUGIN, Assignment, AssignmentError, read_assignment
+from tessera.clusterview import (STATE_ALLOCATED, STATE_ASSIGNED, ClusterView, GpuFree, GpuView, Holder,
+                                 NodeView)
+from tessera.inspect_shapes import choose_model
+from tessera.inventory import InventoryError, NodeInventory
+from tessera.log import get_logger
+
+log = get_logger("inspect")
+REQUEST_TIMEOUT = (5, 30)  # connect, read (seconds)
+NO_INVENTORY = f"no {ANNOTATION_INVENTORY} annotation (no Tessera device plugin has run on this node)"
+
+
+class InspectError(Exception):
+    """Why the cluster could not be read, in one line."""
+
+
+# -- reaching the API server ------------------------------------------------------------------------
+
+def connect(kubeconfig: str | os.PathLike | None = None, context: str | None = None) -> kubernetes.client.CoreV1Api:
+    """A client from ``kubeconfig``, else ``$KUBECONFIG``, else ``~/.kube/config``, else the in-cluster
+    service account; raises InspectError saying which was tried."""
+    path = str(kubeconfig) if kubeconfig else os.environ.get("KUBECONFIG", "")
+    if not path:
+        default = Path("~/.kube/config").expanduser()
+        path = str(default) if default.exists() else ""
+    configuration = kubernetes.client.Configuration()
+    try:
+        if path:
+            kubernetes.config.load_kube_config(config_file=path, context=context,
+                                               client_configuration=configuration)
+        elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+            kubernetes.config.load_incluster_config(client_configuration=configuration)
+        else:
+            raise InspectError("no kubeconfig: pass --kubeconfig, set KUBECONFIG, or write ~/.kube/config "
+                               "(or run in a pod with a service account)")
+    except (kubernetes.config.ConfigException, OSError, ValueError, TypeError) as exc:
+        where = f"kubeconfig {path}" if path else "in-cluster config"
+        raise InspectError(f"cannot load {where}: {_one_line(exc)}") from None
+    configuration.retries = 1
+    return kubernetes.client.CoreV1Api(kubernetes.client.ApiClient(configuration))
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, kubernetes.client.ApiException):
+        try:
+            return f"{exc.status} {json.loads(exc.body)['message']}"
+        except (TypeError, ValueError, KeyError):
+            return f"{exc.status} {exc.reason}"
+    reason = getattr(exc, "reason", None) or exc
+    text = str(reason)
+    if "object at 0x" in text:  # urllib3: "<HTTPConnection object at 0x..>: Failed to establish ...: refused"
+        text = text.split(">: ", 1)[-1]
+    return " ".join(text.split()) or type(exc).__name__
+
+
+def _list(core: kubernetes.client.CoreV1Api, what: str) -> list[dict]:
+    call = core.list_node if what == "nodes" else core.list_pod_for_all_namespaces
+    try:
+        resp = call(_preload_content=False, _request_timeout=REQUEST_TIMEOUT)
+        return json.loads(resp.data).get("items") or []
+    except Exception as exc:  # noqa: BLE001 - any failure to read is said in one line
+        host = core.api_client.configuration.host
+        raise InspectError(f"cannot list {what} from {host}: {_one_line(exc)}") from None
+
+
+# -- the ledger ---------------------------------------------------------------------------------------
+
+def _grant_doc(pod: dict) -> tuple[Assignment | None, str, str]:
+    """(document, state, problem) of what a pod holds: the plugin's record first, else the assignment."""
+    meta = pod.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    allocated = annotations.get(ANNOTATION_ALLOCATED)
+    try:
+        if allocated is not None:
+            raw = json.loads(allocated) if isinstance(allocated, str) else None
+            if not isinstance(raw, dict):
+                raise AssignmentError("not a JSON object")
+            # The record has the assignment's shape without the pod UID and the writer: read it as one.
+            raw = {**raw, "podUID": meta.get("uid") or "-", "writtenBy": WRITTEN_BY_PLUGIN}
+            return read_assignment(json.dumps(raw))[0], STATE_ALLOCATED, ""
+        if ANNOTATION_ASSIGNMENT in annotations:
+            return read_assignment(annotations[ANNOTATION_ASSIGNMENT])[0], STATE_ASSIGNED, ""
+    except (AssignmentError, ValueError) as exc:
+        key = ANNOTATION_ALLOCATED if allocated is not None else ANNOTATION_ASSIGNMENT
+        return None, "", f"{key} unreadable: {exc}"
+    return None, "", ""
+
+
+def _replicas(node: dict, inventory: NodeInventory) -> int:
+    """Time-slice replicas per GPU, from the node's capacity (the plugin's config), else the default."""
+    capacity = (node.get("status") or {}).get("capacity") or {}
+    gpus = sum(1 for g in inventory.gpus if g.mode == "timeslice")
+    try:
+        total = int(capacity.get(RESOURCE_GPU_SHARED, 0))
+    except (TypeError, ValueError):
+        total = 0
+    return total // gpus if gpus and total >= gpus else DEFAULT_TIMESLICE_REPLICAS
+
+
+def _allocatable(node: dict) -> tuple[int, int]:
+    alloc = (node.get("status") or {}).get("allocatable") or {}
+    try:
+        return cpu_millis(alloc.get("cpu", 0)), memory_bytes(alloc.get("memory", 0))
+    except QuantityError:
+        return 0, 0
+
+
+# -- per node -----------------------------------------------------------------------------------------
+
+def _holders(placement: Placement, pod: dict, state: str, inventory: NodeInventory) -> dict[int, list[Holder]]:
+    """The placement's grants as holders by GPU index (a container's replicas on one GPU together)."""
+    meta = pod.get("metadata") or {}
+    namespace, name = meta.get("namespace", "default"), meta.get("name", "")
+    slots = {m.uuid: m for g in inventory.gpus for m in g.mig}
+    cards = {g.index: g.memory_gib for g in inventory.gpus}
+    out: dict[int, list[Holder]] = {}
+    for c in placement.containers:
+        merged: dict[tuple, Holder] = {}
+        for g in c.grants:
+            key = (g.gpu_index, g.kind, g.mig_uuid)
+            if g.kind == KIND_TIMESLICE and key in merged:
+                old = merged[key]
+                merged[key] = Holder(namespace, name, c.container, g.kind, state,
+                                     replicas=old.replicas + len(g.ts_ids))
+                continue
+            slot = slots.get(g.mig_uuid)
+            if g.kind in (KIND_GPU, KIND_MPS_WHOLE):
+                core, gib = 100, cards.get(g.gpu_index)
+            elif g.kind == KIND_MIG:
+                core, gib = None, round(slot.memory_mib / 1024) if slot else None
+            elif g.kind == KIND_TIMESLICE:
+                core = gib = None
+            else:
+                core, gib = g.core, g.memory_gib
+            merged[key] = Holder(namespace, name, c.container, g.kind, state, core_pct=core, memory_gib=gib,
+                                 mig_uuid=g.mig_uuid, mig_profile=slot.profile if slot else "",
+                                 replicas=len(g.ts_ids))
+        for (index, _, _), holder in merged.items():
+            out.setdefault(index, []).append(holder)
+    return out
+
+
+def _free(g: GpuState) -> GpuFree:
+    cores = round(100 * (1 - g.used_fraction), 2)
+    if g.mode == "mps":
+        return GpuFree(cores, whole=g.core_free == 100 and g.mem_free == g.memory_gib and not g.pods,
+                       core_pct=g.core_free, memory_gib=g.mem_free)
+    if g.mode == "exclusive":
+        return GpuFree(cores, whole=not g.whole)
+    if g.mode == "timeslice":
+        return GpuFree(cores, whole=g.ts_free == g.ts_total, replicas=g.ts_free, replicas_total=g.ts_total)
+    mig: dict[str, int] = {}
+    for m in g.mig:
+        if m.healthy and not m.holder:
+            mig[m.profile] = mig.get(m.profile, 0) + 1
+    return GpuFree(cores, whole=not any(m.holder for m in g.mig), mig=mig)
+
+
+def _node_view(node: dict, pods: list[tuple[dict, Assignment | None, str]], model: FragmentationModel) -> NodeView:
+    meta = node.get("metadata") or {}
+    name = meta.get("name", "")
+    text = (meta.get("annotations") or {}).get(ANNOTATION_INVENTORY)
+    if not text:
+        return NodeView(name, (), problem=NO_INVENTORY)
+    try:
+        inventory = NodeInventory.from_json(text)
+    except InventoryError as exc:
+        return NodeView(name, (), problem=f"{ANNOTATION_INVENTORY} unreadable: {exc}")
+    cpu, mem = _allocatable(node)
+    state = NodeState.from_inventory(inventory, cpu, mem, meta.get("labels") or {}, _replicas(node, inventory))
+    holders: dict[int, list[Holder]] = {}
+    notes: list[str] = []
+    for pod, doc, pod_state in pods:
+        pmeta = pod.get("metadata") or {}
+        key = f"{pmeta.get('namespace', 'default')}/{pmeta.get('name', '')}"
+        try:
+            request = pod_request(pod)
+        except RequestError:
+            request = None
+        try:
+            if doc is not None:
+                placement = placement_of(doc, state, key, request)
+            else:
+                placement = Placement(key, name, (), request.cpu_milli if request else 0,
+                                      request.memory_bytes if request else 0)
+            state.assume(placement)
+        except (LedgerError, StateError) as exc:
+            notes.append(f"{key}: {exc}")
+            continue
+        if doc is not None:
+            for index, hs in _holders(placement, pod, pod_state, inventory).items():
+                holders.setdefault(index, []).extend(hs)
+    gpus = []
+    for inv, g in zip(inventory.gpus, state.gpus):
+        gpus.append(GpuView(index=inv.index, uuid=inv.uuid, model=inv.model, memory_gib=inv.memory_gib, mode=inv.mode,
+                            healthy=inv.health.healthy, reason=g.reason, schedulable=g.open,
+                            pending_mode=inv.pending_mode,
+                            mig_instances={m.uuid: m.profile for m in inv.mig} if inv.mode == "mig" else {},
+                            holders=tuple(holders.get(g.index, ())), free=_free(g)))
+    room, excl = gpu_key(state)
+    idle = float(sum(c for c, _, _ in room) + 100 * excl)
+    frag = round(model.node_fragment_cores(state), 2) if state.gpus else None
+    return NodeView(name, tuple(gpus), notes=tuple(notes), fragmentation_cores=frag, idle_cores=idle)
+
+
+# -- the cluster --------------------------------------------------------------------------------------
+
+def gather(core: kubernetes.client.CoreV1Api, node: str | None = None, shapes: Sequence[str] = ()) -> ClusterView:
+    """Read every node (or the one named) and the pods holding GPU shares; raises InspectError when the
+    API server cannot be read or the node does not exist, ShapeError for a bad ``shapes`` entry."""
+    nodes = _list(core, "nodes")
+    pods = [p for p in _list(core, "pods") if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
+    by_node: dict[str, list[tuple[dict, Assignment | None, str]]] = {}
+    holding = []
+    notes: dict[str, list[str]] = {}
+    for pod in pods:
+        doc, state, problem = _grant_doc(pod)
+        bound = (pod.get("spec") or {}).get("nodeName") or ""
+        where = bound or (doc.node if doc is not None else "")
+        if problem:
+            meta = pod.get("metadata") or {}
+            notes.setdefault(where, []).append(f"{meta.get('namespace')}/{meta.get('name')}: {problem}")
+        if not where:
+            continue
+        by_node.setdefault(where, []).append((pod, doc, state))
+        if doc is not None:
+            holding.append(pod)
+    model, source, shape_weights = choose_model(holding, shapes)
+    names = {(n.get("metadata") or {}).get("name") for n in nodes}
+    if node is not None and node not in names:
+        raise InspectError(f"no node named {node!r} (the cluster has {len(names)})")
+    views = []
+    for n in sorted(nodes, key=lambda n: (n.get("metadata") or {}).get("name", "")):
+        name = (n.get("metadata") or {}).get("name", "")
+        if node is not None and name != node:
+            continue
+        view = _node_view(n, by_node.get(name, []), model)
+        if notes.get(name):
+            view = NodeView(view.name, view.gpus, view.problem, view.notes + tuple(notes[name]),
+                            view.fragmentation_cores, view.idle_cores)
+        views.append(view)
+    free: dict[str, float] = {}
+    for v in views:
+        for g in v.gpus:
+            if g.schedulable:
+                free[g.mode] = round(free.get(g.mode, 0.0) + g.free.cores, 2)
+    total = round(sum(v.fragmentation_cores or 0.0 for v in views), 2)
+    log.debug("inspected", nodes=len(views), pods=len(holding))
+    return ClusterView(server=core.api_client.configuration.host, nodes=tuple(views), shapes=shape_weights,
+                       shape_source=source, fragmentation_cores=total, free_cores_by_mode=free)
+
+
+def inspect_cluster(source: kubernetes.client.CoreV1Api | str | os.PathLike | None = None, *,
+                    node: str | None = None, shapes: Sequence[str] = (), context: str | None = None) -> ClusterView:
+    """The cluster as ``tessera inspect`` shows it. ``source``: a CoreV1Api, a kubeconfig path, or None
+    for ``$KUBECONFIG``, ``~/.kube/config``, then in-cluster. Raises InspectError (one line)."""
+    if isinstance(source, kubernetes.client.CoreV1Api):
+        return gather(source, node=node, shapes=shapes)
+    core = connect(source, context)
+    try:
+        return gather(core, node=node, shapes=shapes)
+    finally:
+        core.api_client.close()

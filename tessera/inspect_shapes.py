@@ -1,0 +1,104 @@
+"""The task shapes ``tessera inspect`` measures fragmentation with, and how they are written.
+
+Fragmentation (FGD) is always relative to typical task shapes. The extender learns them from the pods
+it binds (``extender.fragmentation.ShapeBook``); inspect learns them the same way from the pods that
+hold shares now (the last ``window`` by creation time, each read by the extender's own
+``pod_request`` and ``shape_of``), so its numbers are the extender's for the same shapes. With no
+such pod it falls back to ``DEFAULT_SHAPES``; ``--shape`` replaces both.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+from extender.fragmentation import FragmentationModel, TaskShape, shape_of
+from extender.request import KIND_GPU, KIND_MPS, KIND_MPS_WHOLE, RequestError, pod_request
+
+from tessera.clusterview import ShapeWeight
+
+# Used when the cluster holds no pod of a shape the capacity model knows: one whole GPU, and MPS shares
+# of a quarter and a half of a GPU with their proportional memory.
+DEFAULT_SHAPES = ("nvidia.com/gpu=1", "nvidia.com/mps-core=50", "nvidia.com/mps-core=25")
+DEFAULT_WINDOW = 1000  # the extender's shape_window default
+
+
+class ShapeError(ValueError):
+    """A ``--shape`` that is not a request Tessera can read; the message says why."""
+
+
+def parse_shape(text: str) -> TaskShape:
+    """``mps-core=50,mps-memory=8`` (``nvidia.com/`` may be left out; ``cpu=`` and ``memory=`` too) as a
+    task shape, read by the extender's request parser."""
+    limits: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep or not name or not value:
+            raise ShapeError(f"shape {text!r}: expected RESOURCE=AMOUNT[,RESOURCE=AMOUNT...]")
+        name = name.strip()
+        if "/" not in name and name not in ("cpu", "memory"):
+            name = "nvidia.com/" + name
+        limits[name] = value.strip()
+    pod = {"metadata": {"name": "shape", "namespace": "default"},
+           "spec": {"containers": [{"name": "main", "resources": {"limits": limits, "requests": dict(limits)}}]}}
+    try:
+        shape = shape_of(pod_request(pod))
+    except RequestError as exc:
+        raise ShapeError(f"shape {text!r}: {exc}") from None
+    if shape is None or shape.ask is None:
+        raise ShapeError(f"shape {text!r}: fragmentation counts whole GPUs and MPS shares only "
+                         "(nvidia.com/gpu, nvidia.com/mps-core)")
+    return shape
+
+
+def learned_shapes(pods: Iterable[dict], window: int = DEFAULT_WINDOW) -> Counter[TaskShape]:
+    """Shapes of the newest ``window`` pods (oldest first, as the extender observed them at bind)."""
+    ordered = sorted(pods, key=lambda p: ((p.get("metadata") or {}).get("creationTimestamp") or ""))
+    counts: Counter[TaskShape] = Counter()
+    for pod in ordered[-window:]:
+        try:
+            shape = shape_of(pod_request(pod))
+        except RequestError:
+            continue
+        if shape is not None and shape.ask is not None:
+            counts[shape] += 1
+    return counts
+
+
+def choose_model(pods: Sequence[dict], given: Sequence[str] = ()) -> tuple[FragmentationModel, str, tuple[ShapeWeight, ...]]:
+    """The model to measure with, where its shapes came from, and the shapes as written."""
+    if given:
+        counts = Counter(parse_shape(s) for s in given)
+        source = "given with --shape"
+    else:
+        counts = learned_shapes(pods)
+        source = f"learned from {sum(counts.values())} pod(s) holding GPU shares, as the extender learns them"
+        if not counts:
+            counts = Counter(parse_shape(s) for s in DEFAULT_SHAPES)
+            source = "defaults (no pod in the cluster asks for whole GPUs or MPS shares)"
+    model = FragmentationModel(counts.items())
+    shapes = tuple(ShapeWeight(describe(s), w) for s, w in model.shapes)
+    return model, source, shapes
+
+
+def describe(shape: TaskShape) -> str:
+    """A shape as a user writes its request: ``mps-core=50 mps-memory=8 cpu=2``."""
+    ask = shape.ask
+    parts = []
+    if ask is None:
+        parts.append("no GPU")
+    elif ask.kind == KIND_MPS:
+        parts.append(f"mps-core={ask.core}")
+        if ask.memory_gib is not None:
+            parts.append(f"mps-memory={ask.memory_gib}")
+    elif ask.kind == KIND_MPS_WHOLE:
+        parts.append(f"mps-core={100 * ask.count}")
+    elif ask.kind == KIND_GPU:
+        parts.append(f"gpu={ask.count}")
+    if shape.cpu_milli:
+        parts.append(f"cpu={shape.cpu_milli}m")
+    if shape.memory_bytes:
+        parts.append(f"memory={shape.memory_bytes // 2**20}Mi")
+    if shape.models is not None:
+        parts.append(f"models {shape.models.describe()}")
+    return " ".join(parts)

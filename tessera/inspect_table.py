@@ -1,0 +1,127 @@
+"""``tessera inspect``'s output: the cluster view as tables (default) or JSON (``-o json``).
+
+    print(render_text(view))           # a summary, a node table, a GPU table with one row per holder
+    json.dumps(render_json(view))      # the same facts for scripts
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from tessera.clusterview import STATE_ASSIGNED, ClusterView, GpuView, Holder, NodeView
+from tessera.table import render_table
+
+JSON_VERSION = 1
+NODE_HEADERS = ("NODE", "MODE", "GPUS OK", "MODEL", "PODS", "FREE CORES", "FRAGMENTATION", "NOTE")
+GPU_HEADERS = ("NODE", "GPU", "MODE", "HEALTH", "HELD BY", "CORE", "GiB", "SHARE", "FREE")
+
+
+def render_json(view: ClusterView) -> dict:
+    """The ``-o json`` document: the view's fields with a format version."""
+    return {"version": JSON_VERSION, **view.to_dict()}
+
+
+def _free_text(gpu: GpuView) -> str:
+    if not gpu.schedulable:
+        return "none (out of scheduling)"
+    f = gpu.free
+    if gpu.mode == "mps":
+        return f"core {f.core_pct}%, {f.memory_gib} GiB" if f.core_pct else "none"
+    if gpu.mode == "exclusive":
+        return "whole GPU" if f.whole else "none"
+    if gpu.mode == "timeslice":
+        return f"{f.replicas}/{f.replicas_total} replicas"
+    return ", ".join(f"{p} x{n}" for p, n in sorted(f.mig.items())) or "none"
+
+
+def _health_text(gpu: GpuView) -> str:
+    if not gpu.healthy:
+        return f"UNHEALTHY: {gpu.reason}"
+    return f"closed: {gpu.reason}" if gpu.reason else "ok"
+
+
+def _share_text(h: Holder) -> str:
+    parts = []
+    if h.mig_profile:
+        parts.append(f"{h.mig_profile} {h.mig_uuid}")
+    if h.kind == "timeslice":
+        parts.append(f"{h.replicas} replica{'s' if h.replicas != 1 else ''}")
+    if h.kind == "mps-whole":
+        parts.append("whole GPU through MPS")
+    if h.state == STATE_ASSIGNED:
+        parts.append("assigned, not yet allocated")
+    return "; ".join(parts)
+
+
+def _gpu_rows(node: NodeView) -> list[list[object]]:
+    rows: list[list[object]] = []
+    for g in node.gpus:
+        head = [node.name, g.index, g.mode, _health_text(g)]
+        holders = g.holders or (None,)
+        for i, h in enumerate(holders):
+            lead = head if i == 0 else ["", "", "", ""]
+            free = _free_text(g) if i == 0 else ""
+            if h is None:
+                rows.append(lead + ["-", "", "", "", free])
+                continue
+            who = h.pod_key if h.container == "main" else f"{h.pod_key} ({h.container})"
+            core = "" if h.core_pct is None else f"{h.core_pct}%"
+            gib = "" if h.memory_gib is None else h.memory_gib
+            rows.append(lead + [who, core, gib, _share_text(h), free])
+    return rows
+
+
+def _node_row(node: NodeView) -> list[object]:
+    if node.problem:
+        return [node.name, "", "", "", "", "", "", node.problem]
+    modes = ",".join(dict.fromkeys(g.mode for g in node.gpus)) or "-"
+    models = ",".join(dict.fromkeys(g.model for g in node.gpus))
+    healthy = sum(1 for g in node.gpus if g.healthy)
+    free = round(sum(g.free.cores for g in node.gpus if g.schedulable), 2)
+    frag = "" if node.fragmentation_cores is None else f"{node.fragmentation_cores:g} of {node.idle_cores:g}"
+    note = "; ".join(node.notes)
+    return [node.name, modes, f"{healthy}/{len(node.gpus)}", models, len(node.pods), f"{free:g}", frag, note[:200]]
+
+
+def render_text(view: ClusterView) -> str:
+    """The view as the terminal shows it: a summary, then nodes, then GPUs with who holds what."""
+    gpus = [g for n in view.nodes for g in n.gpus]
+    pods = {p for n in view.nodes for p in n.pods}
+    free = ", ".join(f"{mode} {value:g}" for mode, value in sorted(view.free_cores_by_mode.items())) or "none"
+    idle = sum(n.idle_cores for n in view.nodes)
+    shapes = ", ".join(f"{s.shape} (x{s.weight})" for s in view.shapes) or "none"
+    lines = [
+        f"Cluster {view.server}: {len(view.nodes)} node(s), {len(gpus)} GPU(s) "
+        f"({sum(1 for g in gpus if g.healthy)} healthy), {len(pods)} pod(s) holding GPU shares",
+        f"Free on schedulable GPUs (cores, 100 per GPU): {free}",
+        f"Fragmentation: {view.fragmentation_cores:g} of {idle:g} idle cores (MPS and whole GPUs) "
+        "no typical pod could use",
+        f"  shapes {view.shape_source}: {shapes}",
+        "",
+        render_table(NODE_HEADERS, [_node_row(n) for n in view.nodes], title="Nodes"),
+    ]
+    rows = [row for n in view.nodes for row in _gpu_rows(n)]
+    if rows:
+        lines += ["", render_table(GPU_HEADERS, rows, title="GPUs (one row per holder)")]
+    return "\n".join(lines)
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    """Entry of ``tessera inspect``: print the view; 1 with one line on stderr when it cannot."""
+    from tessera.inspect import InspectError, inspect_cluster
+    from tessera.inspect_shapes import ShapeError
+    from tessera.log import configure_logging
+
+    configure_logging("error", stream=sys.stderr)  # stdout is for the view
+    try:
+        view = inspect_cluster(args.kubeconfig, node=args.node, shapes=args.shape or (), context=args.context)
+    except (InspectError, ShapeError) as exc:
+        print(f"tessera inspect: {exc}", file=sys.stderr)
+        return 1
+    if args.output == "json":
+        print(json.dumps(render_json(view), indent=2))
+    else:
+        print(render_text(view))
+    return 0

@@ -1,0 +1,222 @@
+"""The hot-path caches give the answers a fresh computation gives: results shared between nodes in the
+same state, raw scores kept by id and by position in a recognised name list, the filter's fits reused
+by prioritize, kept JSON encodings, and signature checks remembered per annotation."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from extender_builders import make_node
+from test_fragmentation_cache import SHAPES, churn, random_request
+
+from extender import fit, wire
+from extender.cache import ClusterCache
+from extender.fleet import Fleet
+from extender.fragmentation import FragmentationModel
+from extender.ledger import assignment_of
+from extender.metrics import ExtenderMetrics
+from extender.namelists import NameLists
+from extender.policies import (
+    _RAW,
+    PolicyContext,
+    choose_gpus,
+    filter_nodes,
+    filter_view,
+    prioritize,
+    raw_score_ids,
+    score_table,
+)
+from extender.request import KIND_MPS, GpuAsk, simple_request
+from extender.scoring import scale_ids
+from extender.verbs import ExtenderVerbs
+from tessera.assignment import sign_assignment
+
+POLICIES = ("fragmentation", "binpack", "spread-gpu", "best-fit")
+
+
+def _nodes(rng: random.Random, n: int) -> list:
+    # Few kinds of node, so that many share a state and the shared memos are exercised.
+    return [make_node(f"n{i:02d}", gpus=rng.choice([2, 4]), gib=16, cpu=rng.choice([32000, 64000]))
+            for i in range(n)]
+
+
+def test_state_shared_answers_equal_fresh_computation():
+    rng = random.Random(21)
+    nodes = _nodes(rng, 16)
+    model = FragmentationModel(SHAPES)
+    ctx = PolicyContext(shapes=model)
+    requests = [random_request(rng) for _ in range(10)]
+    for step, _ in enumerate(churn(nodes, rng, 300)):
+        if step % 5:
+            continue
+        for node in nodes:
+            for req in requests:
+                assert fit.node_fit(req, node) == fit._fit(req, node)
+                assert model.best_choice(req, node) == model._best_choice(req, node)
+        ids = {n.name: n.state_id() for n in nodes}
+        for a in nodes:  # equal ids: equal states, as far as placement reads them
+            for b in nodes:
+                if ids[a.name] == ids[b.name]:
+                    for req in requests:
+                        assert fit._fit(req, a) == fit._fit(req, b)
+                        if fit._fit(req, a) is None:
+                            fresh = PolicyContext(shapes=FragmentationModel(SHAPES))
+                            for policy in POLICIES:
+                                assert _RAW[policy](req, a, fresh, fresh.shapes) == \
+                                    _RAW[policy](req, b, fresh, fresh.shapes)
+    assert ctx.fragmentation_model() is model
+
+
+def _fresh_scores(req, nodes, names, policy) -> list[int]:
+    """prioritize straight from copies (empty caches) and a new model: no kept result is used."""
+    fit._SHARED.clear()
+    ctx = PolicyContext(shapes=FragmentationModel(SHAPES))
+    by_name = {n.name: n.copy() for n in nodes}
+    known = [n for n in names if n in by_name]
+    scores = dict(prioritize(req, [by_name[n] for n in known], policy, ctx))
+    return [scores.get(n, 0) for n in names]
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_positional_scores_equal_a_full_pass_after_random_changes(policy):
+    rng = random.Random(hash(policy) % 1000)
+    nodes = _nodes(rng, 24)
+    fleet = Fleet(nodes)
+    ctx = PolicyContext(shapes=FragmentationModel(SHAPES))
+    lists = NameLists()
+    names = [n.name for n in nodes] + ["not-a-node"]
+    rng.shuffle(names)
+    requests = [random_request(rng) for _ in range(4)]
+    for step, _ in enumerate(churn(nodes, rng, 160)):
+        req = requests[step % len(requests)]
+        asked = json.loads(json.dumps(names))  # a fresh list, as each request body decodes to
+        kept = lists.find(asked)
+        got_names, ids, distinct = raw_score_ids(req, fleet, policy, ctx, asked, kept)
+        assert got_names == names
+        scale = scale_ids(ids, distinct, score_table)
+        assert [scale[i] for i in ids] == _fresh_scores(req, nodes, names, policy)
+        fits, _, _ = filter_view(req, fleet)
+        plain = filter_nodes(req, [n.copy() for n in nodes])
+        assert set(fits) == set(plain.fits)
+        if kept is not None:
+            mask = kept.answers("filter|" + req.key, fleet, fits, fits.__contains__)
+            assert [n for n, m in zip(names, mask) if m] == [n for n in names if n in set(plain.fits)]
+            # prioritize on the passed subsequence, by position
+            _, every, distinct = raw_score_ids(req, fleet, policy, ctx, kept.names, kept)
+            sub = [i for i, m in zip(every, mask) if m]
+            passed = [n for n, m in zip(names, mask) if m]
+            scale = scale_ids(sub, distinct, score_table)
+            assert [scale[i] for i in sub] == _fresh_scores(req, nodes, passed, policy)
+
+
+def test_name_lists_are_recognised_from_the_second_sighting_and_never_with_duplicates():
+    lists = NameLists(size=2)
+    a = ["x", "y", "z"]
+    assert lists.find(list(a)) is None
+    kept = lists.find(list(a))
+    assert kept is not None and kept.names == a and kept.pos == {"x": 0, "y": 1, "z": 2}
+    assert lists.find(["x", "x"]) is None and lists.find(["x", "x"]) is None
+    lists.find(["q"])
+    lists.find(["r"])  # the oldest entries leave
+    assert lists.find(list(a)) is None
+
+
+def test_kept_encodings_equal_the_plain_encoders():
+    names = ["node-a", "node-\u00e9", 'odd"name']
+    scores = [3, 10, 0]
+    ids = [1, 2, 0]
+    score_of_id = [0, 3, 10]
+    assert json.loads(wire.priority_list_ids(names, ids, score_of_id)) == \
+        json.loads(wire.priority_list(list(zip(names, scores))))
+    assert wire.priority_list_ids([], [], [0]) == b"[]"
+    failed = {"n1": "Insufficient cpu"}
+    body = wire.filter_result_bytes(names, failed, {})
+    assert json.loads(body) == wire.filter_result(names, failed, {})
+    assert json.loads(wire.filter_result_bytes([], {}, {})) == wire.filter_result([], {}, {})
+
+
+def _verbs_on(nodes, ctx) -> ExtenderVerbs:
+    cache = ClusterCache()
+    for node in nodes:
+        cache.fleet.add(node)
+    return ExtenderVerbs(cache, None, None, ctx, ExtenderMetrics())
+
+
+def _pod(i: int, core: int) -> dict:
+    limits = {"nvidia.com/mps-core": str(core), "cpu": "4", "memory": "8Gi"}
+    return {"metadata": {"name": f"p{i}", "namespace": "ns", "uid": f"u{i}", "resourceVersion": str(i)},
+            "spec": {"containers": [{"name": "c", "resources": {"limits": limits}}]}}
+
+
+def test_verbs_answer_as_a_fresh_computation_through_many_binds():
+    rng = random.Random(4)
+    nodes = _nodes(rng, 30)
+    ctx = PolicyContext(shapes=FragmentationModel(SHAPES), rng=random.Random(0))
+    verbs = _verbs_on(nodes, ctx)
+    names = [n.name for n in nodes] + ["unknown-node"]
+    for i in range(60):
+        pod = _pod(i, rng.choice([10, 25, 50, 100]))
+        body = json.dumps({"Pod": pod, "NodeNames": names}).encode()
+        got = json.loads(verbs.filter(body))
+        req = verbs._request(pod)
+        plain = filter_nodes(req, [n.copy() for n in nodes])
+        assert got["NodeNames"] == [n for n in names if n in set(plain.fits)]
+        assert got["FailedNodes"] == {**plain.failed, "unknown-node": "node not (yet) known to tessera-extender"}
+        assert got["FailedAndUnresolvableNodes"] == plain.unresolvable
+        fits = got["NodeNames"]
+        if not fits:
+            continue
+        scores = json.loads(verbs.prioritize(json.dumps({"Pod": pod, "NodeNames": fits}).encode()))
+        assert [s["Host"] for s in scores] == fits
+        assert [s["Score"] for s in scores] == _fresh_scores(req, nodes, fits, "fragmentation")
+        best = max(scores, key=lambda s: s["Score"])["Host"]
+        with verbs.cache.lock:
+            placement = choose_gpus(req, verbs.cache.fleet[best], None, ctx)
+            verbs.cache.assume(placement, req, pod["metadata"]["uid"])
+        verbs.cache.landed(placement.pod)
+        verbs.cache._unpend(best, placement.pod)  # the device plugin's allocated mark
+
+
+def test_signature_checks_are_remembered_only_for_the_same_annotation_and_pod():
+    key = Ed25519PrivateKey.generate()
+    cache = ClusterCache(public_key=key.public_key())
+    node = make_node("n1", gpus=1)
+    req = simple_request(GpuAsk(KIND_MPS, core=25), name="ns/p")
+    placement = choose_gpus(req, node)
+    value = sign_assignment(assignment_of(placement, req, "uid-1"), key)
+    assert cache._assignment("ns/p", "uid-1", value, "n1") is not None
+    assert cache._assignment("ns/p", "uid-1", value, "n1") is not None  # from the memo
+    assert cache._assignment("ns/p", "uid-2", value, "n1") is None  # copied to another pod
+    forged = json.loads(value)
+    forged["signature"] = forged["signature"][::-1]
+    assert cache._assignment("ns/p", "uid-1", json.dumps(forged), "n1") is None
+    other = Ed25519PrivateKey.generate()
+    assert cache._assignment("ns/p", "uid-1", sign_assignment(assignment_of(placement, req, "uid-1"), other),
+                             "n1") is None
+
+
+def test_prioritize_after_another_pods_filter_scores_the_names_it_was_given():
+    rng = random.Random(8)
+    nodes = _nodes(rng, 12)
+    ctx = PolicyContext(shapes=FragmentationModel(SHAPES), rng=random.Random(0))
+    verbs = _verbs_on(nodes, ctx)
+    names = [n.name for n in nodes]
+    for _ in range(2):  # the second filter of each list finds it kept
+        verbs.filter(json.dumps({"Pod": _pod(100, 100), "NodeNames": names}).encode())
+    a, b = _pod(1, 100), _pod(2, 100)  # one shape: whole-GPU shares
+    fits_a = json.loads(verbs.filter(json.dumps({"Pod": a, "NodeNames": names}).encode()))["NodeNames"]
+    shape = verbs._request(a)
+    for node in nodes[:6]:  # fill nodes that fit A, so that B's filter moves the kept answers on
+        for i in range(8):
+            other = simple_request(shape.asks[0], shape.cpu_milli, shape.memory_bytes, name=f"ns/x{i}{node.name}")
+            if fit.node_fit(other, node) is None:
+                with verbs.cache.lock:
+                    node.assume(choose_gpus(other, node, None, ctx))
+    fits_b = json.loads(verbs.filter(json.dumps({"Pod": b, "NodeNames": names}).encode()))["NodeNames"]
+    assert fits_b != fits_a
+    scores = json.loads(verbs.prioritize(json.dumps({"Pod": a, "NodeNames": fits_a}).encode()))
+    assert [s["Host"] for s in scores] == fits_a
+    assert [s["Score"] for s in scores] == _fresh_scores(verbs._request(a), nodes, fits_a, "fragmentation")
