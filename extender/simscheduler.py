@@ -2,7 +2,9 @@
 pods whose ``schedulerName`` is Tessera's and, for each, calls the extender over HTTP exactly as
 kube-scheduler does with ``nodeCacheCapable: true``: ``filter`` with ``{Pod, NodeNames}``, then
 ``prioritize`` with the nodes that passed, then ``bind`` (``{PodName, PodNamespace, PodUID, Node}``) to
-the top-scored node. Binds run on a few worker threads, as kube-scheduler's binding cycle runs
+the top-scored node. Before the extender it checks what kube-scheduler checks itself of extended
+resources (``ignoredByScheduler: false``): allocatable less what the node's pods request
+(``extender.simfit``). Binds run on a few worker threads, as kube-scheduler's binding cycle runs
 apart from its scheduling cycle. A pod that cannot be placed is tried again after ``retry_s``.
 """
 
@@ -21,6 +23,7 @@ from tessera.kube import pod_event
 from tessera.log import get_logger
 
 from extender.kubeapi import Gone, KubeApi, error_text
+from extender.simfit import ExtendedFit, extended_requests, insufficient_message
 
 log = get_logger("simscheduler")
 
@@ -76,12 +79,15 @@ class SimScheduler:
         self._cond = threading.Condition()
         self._inflight: set[str] = set()
         self._done: set[str] = set()  # UIDs bound here (a late watch event must not queue them again)
+        self.fit = ExtendedFit()
         self._nodes: list[str] = []
-        self._listing: tuple[list[str], bytes] = ([], b"[]")  # the node names, and encoded once per list
+        self._listing: tuple[list[str], bytes] = ([], b"[]")  # the node names, and encoded once per change
         self._stop = threading.Event()
-        self._resp = None
+        self._responses: dict[str, object] = {}  # open watch responses, closed on stop
         self._binds = ThreadPoolExecutor(bind_workers, thread_name_prefix="simsched-bind")
-        self._threads = [threading.Thread(target=self._watch, name="simsched-watch", daemon=True),
+        self._nodes_seen = threading.Event()
+        self._threads = [threading.Thread(target=self._watch_nodes, name="simsched-nodes", daemon=True),
+                         threading.Thread(target=self._watch, name="simsched-watch", daemon=True),
                          threading.Thread(target=self._loop, name="simsched-loop", daemon=True)]
 
     def start(self) -> "SimScheduler":
@@ -93,9 +99,9 @@ class SimScheduler:
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
-        if self._resp is not None:
+        for resp in list(self._responses.values()):
             try:
-                getattr(self._resp, "shutdown", self._resp.close)()
+                getattr(resp, "shutdown", resp.close)()
             except Exception:  # noqa: BLE001 - already closed
                 pass
         for t in self._threads:
@@ -118,34 +124,72 @@ class SimScheduler:
                 self._queue.pop(key, None)
 
     def _watch(self) -> None:
+        """Pods: pending ones of this scheduler are queued; every pod feeds the extended-resource fit."""
+        self._nodes_seen.wait()
+        def listed(pods: list[dict]) -> None:
+            self.fit.replace_pods(pods)
+            for pod in pods:
+                self._offer("ADDED", pod)
+
+        self._follow("pods", self._pod_event, listed)
+
+    def _watch_nodes(self) -> None:
+        """Nodes: their names (sent to the extender) and allocatable extended resources."""
+        names: dict[str, None] = {}
+
+        def listed(nodes: list[dict]) -> None:
+            names.clear()
+            self.fit.replace_nodes(nodes)
+            for node in nodes:
+                names[node["metadata"]["name"]] = None
+            self._publish(names)
+            self._nodes_seen.set()
+
+        def event(kind: str, node: dict) -> None:
+            self.fit.node_event(kind, node)
+            name = node["metadata"]["name"]
+            if (kind == "DELETED") == (name in names):
+                if kind == "DELETED":
+                    names.pop(name)
+                else:
+                    names[name] = None
+                self._publish(names)
+
+        self._follow("nodes", event, listed)
+
+    def _publish(self, names: dict[str, None]) -> None:
+        listing = list(names)
+        self._listing = (listing, orjson.dumps(listing))
+        self._nodes = listing
+
+    def _follow(self, kind: str, on_event: Callable[[str, dict], None],
+                on_list: Callable[[list[dict]], None]) -> None:
+        """List ``kind``, then watch it from there until stopped; list again after 410 Gone."""
         version = None
         while not self._stop.is_set():
             try:
                 if version is None:
-                    self._list_nodes()
-                    pods, version = self.api.list("pods")
-                    for pod in pods:
-                        self._offer("ADDED", pod)
-                for event in self.api.watch("pods", version, lambda r: setattr(self, "_resp", r), timeout_s=30):
+                    items, version = self.api.list(kind)
+                    on_list(items)
+                for event in self.api.watch(kind, version, lambda r: self._responses.__setitem__(kind, r),
+                                            timeout_s=30):
                     obj = event.get("object") or {}
                     version = (obj.get("metadata") or {}).get("resourceVersion", version)
                     if event.get("type") != "BOOKMARK":
-                        self._offer(event["type"], obj)
+                        on_event(event["type"], obj)
                     if self._stop.is_set():
                         return
-                self._list_nodes()
             except Gone:
                 version = None
             except Exception as exc:  # noqa: BLE001 - API server away: retry
                 if self._stop.is_set():
                     return
-                log.warning("simscheduler_watch_failed", reason=error_text(exc)[:200])
+                log.warning("simscheduler_watch_failed", kind=kind, reason=error_text(exc)[:200])
                 self._stop.wait(0.5)
 
-    def _list_nodes(self) -> None:
-        names = [n["metadata"]["name"] for n in self.api.list("nodes")[0]]
-        self._listing = (names, orjson.dumps(names))
-        self._nodes = names
+    def _pod_event(self, kind: str, pod: dict) -> None:
+        self.fit.pod_event(kind, pod)
+        self._offer(kind, pod)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -162,6 +206,12 @@ class SimScheduler:
         meta = pod["metadata"]
         key = f"{meta['namespace']}/{meta['name']}"
         nodes, nodes_json = self._listing
+        fitting, short = self.fit.filter(extended_requests(pod), nodes)
+        if not fitting:
+            self._retry(key, pod, insufficient_message(short, len(nodes)), event=True)
+            return None
+        if fitting is not nodes:
+            nodes, nodes_json = fitting, orjson.dumps(fitting)
         pod_json = b'{"Pod":' + orjson.dumps(pod) + b',"NodeNames":'
         try:
             status, result = self.client.call_body("filter", pod_json + nodes_json + b"}")
@@ -181,6 +231,7 @@ class SimScheduler:
             return None
         with self._cond:
             self._inflight.add(key)
+        self.fit.assume(pod, best)
         self._binds.submit(self._bind, key, pod, best)
         return best
 
@@ -198,6 +249,7 @@ class SimScheduler:
                 self._done.add(meta.get("uid", ""))
                 self._queue.pop(key, None)
         if error:
+            self.fit.forget(pod)
             self._retry(key, pod, error)
         else:
             self.bound += 1
