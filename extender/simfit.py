@@ -23,15 +23,20 @@ def is_extended(name: str) -> bool:
     return bool(slash) and not domain.endswith("kubernetes.io")
 
 
-def _amounts(resources: dict | None) -> dict[str, int]:
+def _extended_counts(quantities: dict) -> dict[str, int]:
+    """The extended resources of a name -> quantity map, as counts (unreadable values left out)."""
     out: dict[str, int] = {}
-    for name, value in ((resources or {}).get("requests") or (resources or {}).get("limits") or {}).items():
+    for name, value in quantities.items():
         if is_extended(name):
             try:
                 out[name] = int(parse_quantity(value))
             except (QuantityError, ValueError):
                 continue
     return out
+
+
+def _amounts(resources: dict | None) -> dict[str, int]:
+    return _extended_counts((resources or {}).get("requests") or (resources or {}).get("limits") or {})
 
 
 def extended_requests(pod: dict) -> dict[str, int]:
@@ -50,14 +55,7 @@ def extended_requests(pod: dict) -> dict[str, int]:
 
 def extended_allocatable(node: dict) -> dict[str, int]:
     """A Node's ``status.allocatable`` of extended resources."""
-    out: dict[str, int] = {}
-    for name, value in ((node.get("status") or {}).get("allocatable") or {}).items():
-        if is_extended(name):
-            try:
-                out[name] = int(parse_quantity(value))
-            except (QuantityError, ValueError):
-                continue
-    return out
+    return _extended_counts((node.get("status") or {}).get("allocatable") or {})
 
 
 class ExtendedFit:
