@@ -153,8 +153,8 @@ def inject_and_watch(cluster, core, extender_url: str, exporter_urls: dict[str, 
 
 
 def _pods_after_fault(core, node: str, free_before: int, report: FaultReport, clock: _Clock) -> None:
-    """A pod asking for every GPU that was free (now one fewer) waits with the extender's reason; one
-    asking for one fewer runs on the healthy GPUs only."""
+    """A pod asking for every GPU that was free (now one fewer) waits with the scheduler's reason (its own
+    fit of the node's allocatable, or the extender's); one asking for one fewer runs on the healthy GPUs only."""
     too_many, fits = f"gpus-{free_before}-after-xid", f"gpus-{free_before - 1}-after-xid"
     for name, count in ((too_many, free_before), (fits, free_before - 1)):
         core.create_namespaced_pod(NAMESPACE, pod(name, GPU_COMMAND, {RESOURCE_GPU: str(count)}),
@@ -165,7 +165,7 @@ def _pods_after_fault(core, node: str, free_before: int, report: FaultReport, cl
         events = core.list_namespaced_event(NAMESPACE, field_selector=f"involvedObject.name={too_many}").items
         return next((e.message for e in events if e.reason == "FailedScheduling"), "")
     message, t = clock.until(failed_scheduling, bool)
-    report.reactions.append(Reaction("extender", f"pod {too_many} ({free_before} GPUs, free before the Xid)",
+    report.reactions.append(Reaction("scheduling", f"pod {too_many} ({free_before} GPUs, free before the Xid)",
                                      "would fit", "Pending, FailedScheduling (below)" if message else "no event", t))
     report.failed_scheduling = message
 
@@ -175,7 +175,7 @@ def _pods_after_fault(core, node: str, free_before: int, report: FaultReport, cl
         return [g for r in doc.get("containers", {}).values() for grant in r.values() for g in grant.get("gpus", [])]
     gpus, t = clock.until(placed, bool)
     avoided = bool(gpus) and report.uuid not in gpus
-    report.reactions.append(Reaction("extender", f"pod {fits} ({free_before - 1} GPUs)", "",
+    report.reactions.append(Reaction("scheduling", f"pod {fits} ({free_before - 1} GPUs)", "",
                                      (f"placed on {len(gpus)} healthy GPUs, not the failed one" if avoided
                                       else f"placed on {gpus}") if gpus else "not placed",
                                      t if avoided else None))
