@@ -9,8 +9,9 @@ Policies (config ``extender.policy``, per pod the annotation ``tessera.io/policy
   node load breaks ties.
 - ``spread-workload``: pods of one workload (owner reference, or the configured label) on different
   nodes and GPUs where possible; then binpack.
-- ``fragmentation`` (the default): FGD, the node and GPU where fragmentation grows least; binpack
-  breaks ties.
+- ``fragmentation`` (the default): FGD, the node and GPU where fragmentation grows least, with a
+  small pull (``PACK_WEIGHT_CORES``) toward the node left fullest in CPU, memory and GPU together,
+  which also breaks ties (binpacking over all three).
 - ``best-fit``: the node with the least CPU, memory and GPU left after the pod lands, on its tightest
   GPU. ``random``: any node that fits, any GPU. These two are baselines for the replay.
 
@@ -41,6 +42,15 @@ POLICIES = ("fragmentation", "binpack", "spread", "binpack-gpu", "spread-gpu", "
             "best-fit", "random")
 DEFAULT_POLICY = "fragmentation"
 MAX_SCORE = 10
+
+
+# The fragmentation policy's pull toward packing, in cores of fragmentation growth per unit of what a
+# node has left (its free shares of CPU, memory and GPU summed, 0..3): FGD measures GPUs only, and a
+# node whose CPU or memory runs out first strands its idle GPUs. With 3, a placement that grows
+# fragmentation by up to ~3 cores more may win when it packs a node markedly fuller. Replay of the
+# Alibaba default trace (seeds 42, 1-5, mean at 100 % / 130 % arrival): 0 (ties only) 94.81 / 95.03 %,
+# 2: 94.97 / 95.17 %, 3: 95.06 / 95.25 %, 4: 95.04 / 95.24 %, 5: 95.00 / 95.19 %; 12 (3 seeds) 94.80 / 94.99 %.
+PACK_WEIGHT_CORES = 3.0
 
 
 class PlacementError(ValueError):
@@ -374,7 +384,8 @@ def _raw_spread_workload(request, node, ctx, model):
     return (-node.workloads.get(w, 0), -on_gpu, _load_after(request, node))
 
 
-def _raw_best_fit(request, node, ctx, model):
+def _left_after(request: PodRequest, node: NodeState) -> float:
+    """What the node has left after the pod lands: the free shares of its CPU, memory and GPUs, summed."""
     left = 0.0
     if node.cpu_alloc:
         left += (node.cpu_free - request.cpu_milli) / node.cpu_alloc
@@ -382,8 +393,11 @@ def _raw_best_fit(request, node, ctx, model):
         left += (node.mem_free - request.memory_bytes) / node.mem_alloc
     if node.n_open:
         left += 1.0 - _load_after(request, node) if request.asks else 1.0 - node.util
-    fullness = _chosen_fullness("best-fit", request, node, ctx)
-    return (-left, fullness)
+    return left
+
+
+def _raw_best_fit(request, node, ctx, model):
+    return (-_left_after(request, node), _chosen_fullness("best-fit", request, node, ctx))
 
 
 def _raw_random(request, node, ctx, model):
@@ -394,7 +408,8 @@ def _raw_fragmentation(request, node, ctx, model: FragmentationModel):
     best = model.best_choice(request, node)
     if best is None:  # outside FGD's capacity model (MIG, time-slice, several GPU containers): binpack
         return (0, _load_after(request, node), _chosen_fullness("binpack", request, node, ctx))
-    return (-best[0], _load_after(request, node), 0.0)
+    growth = best[0] / model.total_weight if model.total_weight else 0.0  # cores, averaged over shapes
+    return (-growth - PACK_WEIGHT_CORES * _left_after(request, node), 0.0)
 
 
 _RAW = {"binpack": _raw_binpack, "spread": _raw_spread, "binpack-gpu": _raw_binpack_gpu,

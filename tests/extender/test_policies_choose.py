@@ -86,6 +86,28 @@ def test_fragmentation_by_hand_across_nodes():
     assert scores == {"sliver": 10, "roomy": 0}
 
 
+def test_fragmentation_equal_growth_goes_to_the_node_left_fullest_in_cpu_and_memory():
+    # Same GPUs, same fragmentation growth; "busy" has most of its CPU and memory taken by other pods.
+    busy, idle = make_node("busy", gpus=1, cpu=8000, memory_gib=32), make_node("idle", gpus=1, cpu=64000)
+    ctx = half_shape_ctx()
+    r = pod_request(pod({"nvidia.com/mps-core": "50", "nvidia.com/mps-memory": "8", "cpu": "4"}))
+    model = ctx.fragmentation_model()
+    assert model.best_choice(r, busy)[0] == model.best_choice(r, idle)[0]
+    assert top(prioritize(r, [busy, idle], "fragmentation", ctx)) == ["busy"]
+
+
+def test_fragmentation_growth_outweighs_the_pull_toward_packing():
+    # "packed" is nearly full in CPU and memory, but the pod would leave an unusable 30 % sliver there
+    # (growth 30 cores); on "roomy" it leaves a usable half GPU (growth 0): fragmentation wins.
+    packed, roomy = make_node("packed", gpus=1, cpu=4500, memory_gib=10), make_node("roomy", gpus=1)
+    hold(packed, 0, 20)
+    ctx = half_shape_ctx()
+    r = pod_request(pod({"nvidia.com/mps-core": "50", "nvidia.com/mps-memory": "8", "cpu": "4"}))
+    model = ctx.fragmentation_model()
+    assert model.best_choice(r, packed)[0] > model.best_choice(r, roomy)[0]
+    assert top(prioritize(r, [packed, roomy], "fragmentation", ctx)) == ["roomy"]
+
+
 def test_spread_workload_keeps_replicas_apart():
     a, b = make_node("a", gpus=2), make_node("b", gpus=2)
     r = share(10, 1, owner="web")
