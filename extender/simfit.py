@@ -69,6 +69,7 @@ class ExtendedFit:
         self._used: dict[str, dict[str, int]] = {}              # node -> resource -> requested by its pods
         self._free: dict[str, dict[str, int]] = {}              # resource -> node -> free (the hot lookup)
         self._pods: dict[str, tuple[str, dict[str, int]]] = {}  # pod UID -> (node, requests)
+        self._assumed: set[str] = set()                          # UIDs counted by assume, not yet seen bound
 
     def node_event(self, kind: str, node: dict) -> None:
         name = (node.get("metadata") or {}).get("name")
@@ -93,7 +94,7 @@ class ExtendedFit:
     def replace_pods(self, pods: list[dict]) -> None:
         """Start over from a full list of pods (assumptions not yet seen bound are kept)."""
         with self._lock:
-            assumed = {uid: entry for uid, entry in self._pods.items()}
+            assumed = {uid: self._pods[uid] for uid in self._assumed if uid in self._pods}
             self._pods, self._used = {}, {}
             for pod in pods:
                 node = (pod.get("spec") or {}).get("nodeName")
@@ -101,6 +102,7 @@ class ExtendedFit:
                     self._pods[pod["metadata"].get("uid", "")] = (node, extended_requests(pod))
             for uid, entry in assumed.items():
                 self._pods.setdefault(uid, entry)
+            self._assumed &= set(assumed)
             for node, requests in self._pods.values():
                 used = self._used.setdefault(node, {})
                 for res, value in requests.items():
@@ -120,6 +122,8 @@ class ExtendedFit:
         node = (pod.get("spec") or {}).get("nodeName")
         live = kind != "DELETED" and node and (pod.get("status") or {}).get("phase") not in TERMINAL_PHASES
         with self._lock:
+            if node or kind == "DELETED":
+                self._assumed.discard(uid)  # the API server's word replaces the assumption
             if not live:
                 self._remove(uid)
             elif uid not in self._pods:
@@ -131,11 +135,14 @@ class ExtendedFit:
             uid = (pod.get("metadata") or {}).get("uid", "")
             if uid not in self._pods:
                 self._add(uid, node, extended_requests(pod))
+                self._assumed.add(uid)
 
     def forget(self, pod: dict) -> None:
         """Undo ``assume`` after a failed bind."""
         with self._lock:
-            self._remove((pod.get("metadata") or {}).get("uid", ""))
+            uid = (pod.get("metadata") or {}).get("uid", "")
+            self._assumed.discard(uid)
+            self._remove(uid)
 
     def _refresh(self, node: str, res: str) -> None:
         free = self._allocatable.get(node, {}).get(res, 0) - self._used.get(node, {}).get(res, 0)

@@ -80,7 +80,6 @@ class SimScheduler:
         self._inflight: set[str] = set()
         self._done: set[str] = set()  # UIDs bound here (a late watch event must not queue them again)
         self.fit = ExtendedFit()
-        self._nodes: list[str] = []
         self._listing: tuple[list[str], bytes] = ([], b"[]")  # the node names, and encoded once per change
         self._stop = threading.Event()
         self._responses: dict[str, object] = {}  # open watch responses, closed on stop
@@ -126,6 +125,7 @@ class SimScheduler:
     def _watch(self) -> None:
         """Pods: pending ones of this scheduler are queued; every pod feeds the extended-resource fit."""
         self._nodes_seen.wait()
+
         def listed(pods: list[dict]) -> None:
             self.fit.replace_pods(pods)
             for pod in pods:
@@ -160,7 +160,6 @@ class SimScheduler:
     def _publish(self, names: dict[str, None]) -> None:
         listing = list(names)
         self._listing = (listing, orjson.dumps(listing))
-        self._nodes = listing
 
     def _follow(self, kind: str, on_event: Callable[[str, dict], None],
                 on_list: Callable[[list[dict]], None]) -> None:
@@ -206,6 +205,7 @@ class SimScheduler:
         meta = pod["metadata"]
         key = f"{meta['namespace']}/{meta['name']}"
         nodes, nodes_json = self._listing
+        total = len(nodes)  # kube-scheduler's "0/N nodes": every node, not only those sent to the extender
         fitting, short = self.fit.filter(extended_requests(pod), nodes)
         if not fitting:
             self._retry(key, pod, insufficient_message(short, len(nodes)), event=True)
@@ -219,7 +219,7 @@ class SimScheduler:
                 raise RuntimeError(f"filter: {status} {result}")
             fits = result.get("NodeNames") or []
             if not fits:
-                self._retry(key, pod, unschedulable_message(result, len(self._nodes)), event=True)
+                self._retry(key, pod, unschedulable_message(result, total), event=True)
                 return None
             fits_json = nodes_json if fits == nodes else orjson.dumps(fits)
             status, scores = self.client.call_body("prioritize", pod_json + fits_json + b"}")

@@ -83,3 +83,16 @@ def test_a_pod_waits_for_a_node_whose_plugin_has_not_registered(tmp_path):
             loop.stop()
             api.close()
             extender.stop()
+
+
+def test_a_relist_keeps_assumptions_and_forgets_deleted_pods():
+    fit = ExtendedFit()
+    fit.replace_nodes([node("a", **{"nvidia.com/gpu": "2"})])
+    fit.replace_pods([bound_pod("gone", "a", 1)])
+    assumed = bound_pod("new", "", 1)
+    fit.assume(assumed, "a")
+    assert fit.filter({"nvidia.com/gpu": 1}, ["a"])[0] == []
+    # After 410 Gone: the list no longer has "gone" (deleted meanwhile) nor "new" (its bind not seen).
+    fit.replace_pods([])
+    assert fit.filter({"nvidia.com/gpu": 1}, ["a"])[0] == ["a"]   # "new" still counts, "gone" does not
+    assert fit.filter({"nvidia.com/gpu": 2}, ["a"])[0] == []
