@@ -1,7 +1,7 @@
 """Replay benchmark: the Alibaba trace's four pod lists, three seeds each, every replay policy, through
 the extender's own filter -> prioritize -> choose calls (see ``extender/replay.py``).
 
-    .venv/bin/python bench/replay_bench.py [--seeds 42,43,44] [--pod-lists default,...] [--draw shuffle]
+    .venv/bin/python bench/replay_bench.py [--seeds 42,43,44] [--pod-lists default,...] [--draw shuffle] [--ignore-host-memory]
 
 Prints progress to stderr, then per pod list a table: GPU capacity allocated at 100 % and 130 % of
 arrived load (mean over seeds, and the range), the fragmentation left at 130 % (idle capacity that
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pod-lists", default=",".join(POD_LISTS))
     p.add_argument("--policies", default=",".join(REPLAY_POLICIES))
     p.add_argument("--draw", choices=("replacement", "shuffle"), default="replacement")
+    p.add_argument("--ignore-host-memory", action="store_true", help="fit by CPU and GPU only, as FGD's simulator")
     args = p.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     policies = args.policies.split(",")
@@ -55,8 +56,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"{res.at(100).allocated:.2f}% / {res.at(130).allocated:.2f}% ({res.seconds:.1f}s)",
                   file=sys.stderr, flush=True)
 
-        results = run_replays(args.trace_dir, pod_list, policies, seeds, [100, 130], progress, args.draw)
-        out.append(f"\n{pod_list} pod list, seeds {args.seeds}, draws {args.draw}\n{table(results, policies)}")
+        results = run_replays(args.trace_dir, pod_list, policies, seeds, [100, 130], progress, args.draw,
+                               not args.ignore_host_memory)
+        memory = ", host memory ignored" if args.ignore_host_memory else ""
+        out.append(f"\n{pod_list} pod list, seeds {args.seeds}, draws {args.draw}{memory}\n{table(results, policies)}")
     print("Replay of the Alibaba GPU trace (GPU capacity allocated at 100 % / 130 % arrived load)")
     print("\n".join(out))
     print(f"\n{time.perf_counter() - started:.0f}s in all")

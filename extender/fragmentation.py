@@ -5,6 +5,9 @@ use: all of it when the task cannot run on the node at all (too few free GPUs, a
 or memory short), otherwise the idle capacity of the GPUs whose free share is smaller than what the
 task asks of one GPU. A node's fragmentation is the sum over typical shapes of weight x fragment.
 FGD places a pod where fragmentation grows least (``delta = after - before``), on the GPU that does so.
+The model also knows two things of the workload the fragmentation policy adds to FGD's growth: its
+host resources per GPU core (``stranded``: idle GPUs a node's CPU or memory could not feed) and the
+share of it that asks for GPU models by name (``reserved_share``).
 
 Capacity unit: one GPU is 100 cores (``nvidia.com/mps-core``); an idle exclusive GPU counts 100.
 MPS shares with proportional memory take ``max(1, core x card GiB // 100)`` GiB of the card they land
@@ -64,6 +67,13 @@ def gpu_key(node: NodeState) -> tuple:
     return key
 
 
+def idle_cores(node: NodeState) -> int:
+    """The node's idle GPU capacity in the model's unit: free cores of open MPS GPUs, 100 per free
+    exclusive GPU."""
+    room, excl = gpu_key(node)
+    return sum(r[0] for r in room) + 100 * excl
+
+
 def _prefix_masks(values: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
     """Sorted thresholds and, for each count k of them, the mask of the k smallest."""
     values.sort()
@@ -103,6 +113,13 @@ class FragmentationModel:
         self._mem_axis, self._mem_prefix = _prefix_masks([(s.memory_bytes, 1 << i)
                                                           for i, (s, _) in enumerate(self.shapes)])
         self._model_masks: dict[str, int] = {}
+        self._reserved: dict[str, float] = {}
+        # Host resources the workload brings per GPU core (weighted over shapes with GPUs): what a
+        # node needs left to feed its idle GPUs (``stranded``).
+        gpu_shapes = [(s, w) for s, w in self.shapes if s.ask is not None]
+        cores = sum(w * s.ask.cores for s, w in gpu_shapes)
+        self.cpu_per_core = sum(w * s.cpu_milli for s, w in gpu_shapes) / cores if cores else 0.0
+        self.memory_per_core = sum(w * s.memory_bytes for s, w in gpu_shapes) / cores if cores else 0.0
         self._cpu_masks: dict[tuple[int, int], int] = {}
         self._frag: dict[tuple, int] = {}
         self._frag_key = f"frag|{self.version}"
@@ -123,6 +140,26 @@ class FragmentationModel:
 
     def _cpu_mask(self, cpu: int, mem: int) -> int:
         return self._cpu_prefix[bisect_right(self._cpu_axis, cpu)] & self._mem_prefix[bisect_right(self._mem_axis, mem)]
+
+    def reserved_share(self, product: str) -> float:
+        """The share of the workload (by weight) whose shapes name GPU models and accept ``product``:
+        capacity of that model taken by anyone else is capacity those pods may then miss."""
+        share = self._reserved.get(product)
+        if share is None:
+            held = sum(w for s, w in self.shapes if s.ask is not None and s.models is not None
+                       and s.models.allows(product))
+            share = self._reserved[product] = held / self.total_weight if self.total_weight else 0.0
+        return share
+
+    def stranded(self, idle_cores: float, cpu_free: int, mem_free: int) -> float:
+        """Idle GPU cores that ``cpu_free`` and ``mem_free`` cannot feed at the workload's host
+        resources per GPU core: GPUs that typical pods would find short of CPU or memory later."""
+        fed = float("inf")
+        if self.cpu_per_core:
+            fed = cpu_free / self.cpu_per_core
+        if self.memory_per_core:
+            fed = min(fed, mem_free / self.memory_per_core)
+        return idle_cores - fed if idle_cores > fed else 0.0
 
     # -- fragmentation --------------------------------------------------------------------------------
 

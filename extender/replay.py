@@ -25,7 +25,7 @@ from extender.nodestate import NodeState
 from extender.policies import PolicyContext, choose_gpus, filter_nodes, prioritize
 from extender.trace import POD_LISTS, TraceTask, default_trace_dir, load_nodes, load_tasks, workload_model
 
-REPLAY_POLICIES = ("random", "binpack", "spread", "best-fit", "fragmentation")
+REPLAY_POLICIES = ("random", "binpack", "spread", "best-fit", "fgd", "fragmentation")
 
 
 @dataclass

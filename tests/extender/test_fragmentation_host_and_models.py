@@ -1,0 +1,87 @@
+"""What the fragmentation policy adds to FGD: GPUs a node's CPU and memory could not feed, and the
+capacity of a GPU model that pods asking for that model need. ``fgd`` is the paper's rule alone."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from extender_builders import make_node, pod
+
+from extender.fragmentation import FragmentationModel, TaskShape
+from extender.policies import PolicyContext, prioritize
+from extender.replay import replay
+from extender.request import KIND_MPS, GpuAsk, ModelConstraint, pod_request
+from extender.trace import NODE_LIST, default_trace_dir, load_nodes, load_tasks, workload_model
+
+GIB = 1 << 30
+WHOLE = GpuAsk(KIND_MPS, core=100)
+T4_ONLY = ModelConstraint(((frozenset({"T4"}), frozenset()),))
+
+
+def ctx_of(*shapes: tuple[TaskShape, int]) -> PolicyContext:
+    return PolicyContext(shapes=FragmentationModel(shapes), rng=random.Random(1))
+
+
+def top(scores) -> list[str]:
+    best = max(s for _, s in scores)
+    return sorted(n for n, s in scores if s == best)
+
+
+def test_stranded_is_idle_gpu_beyond_what_cpu_and_memory_can_feed():
+    # Typical task: half a GPU with 4 CPUs and 8 GiB: 80 millicores and 8/50 GiB per GPU core.
+    model = FragmentationModel([(TaskShape(4000, 8 * GIB, GpuAsk(KIND_MPS, core=50)), 3)])
+    assert model.cpu_per_core == 80 and model.memory_per_core == 8 * GIB / 50
+    assert model.stranded(100, 8000, 64 * GIB) == 0     # enough of both for a whole GPU
+    assert model.stranded(100, 4000, 64 * GIB) == 50    # CPU for half of it
+    assert model.stranded(100, 8000, 8 * GIB) == 50     # memory for half of it
+    assert model.stranded(100, 0, 0) == 100
+    # A workload without CPU or memory requests strands nothing.
+    assert FragmentationModel([(TaskShape(0, 0, WHOLE), 1)]).stranded(400, 0, 0) == 0
+
+
+def test_reserved_share_is_the_weight_of_shapes_that_accept_the_model_by_name():
+    model = FragmentationModel([(TaskShape(0, 0, WHOLE), 3), (TaskShape(0, 0, WHOLE, T4_ONLY), 1),
+                                (TaskShape(0, 0, None), 4)])
+    assert model.reserved_share("T4") == 1 / 8
+    assert model.reserved_share("G2") == 0
+
+
+def test_a_cpu_hungry_pod_goes_where_it_leaves_no_gpu_without_cpu():
+    # Typical task: one GPU and 4 CPUs. On "lean" (4 GPUs, 12 CPUs) an 8-CPU pod leaves 3 idle GPUs
+    # and 4 CPUs: one typical task still fits, so FGD sees no growth, but two of those GPUs can no
+    # longer get CPU. On "rich" (64 CPUs) nothing is stranded.
+    lean, rich = make_node("lean", gpus=4, cpu=12000), make_node("rich", gpus=4, cpu=64000)
+    ctx = ctx_of((TaskShape(4000, 0, WHOLE), 1))
+    r = pod_request(pod({"nvidia.com/mps-core": "100", "cpu": "8"}))
+    model = ctx.fragmentation_model()
+    assert model.best_choice(r, lean)[0] == model.best_choice(r, rich)[0] == 0
+    assert top(prioritize(r, [lean, rich], "fgd", ctx)) == ["lean"]           # FGD: tie, binpack
+    assert top(prioritize(r, [lean, rich], "fragmentation", ctx)) == ["rich"]
+
+
+def test_a_pod_that_takes_any_model_leaves_the_one_others_ask_for():
+    # One task in 25 asks for a T4 by name. "t4" would be packed full by the pod; "g2" is empty, so the
+    # pull toward packing (about 5.7 cores here) outweighs FGD's own preference for g2 (4 cores: the
+    # T4 task's fragment there shrinks); the T4 capacity the pod would take (100 x 1/25) tips it.
+    t4 = make_node("t4", gpus=1, model="T4", cpu=4000, memory_gib=8)
+    g2 = make_node("g2", gpus=1, model="G2")
+    ctx = ctx_of((TaskShape(0, 0, WHOLE), 24), (TaskShape(0, 0, WHOLE, T4_ONLY), 1))
+    r = pod_request(pod({"nvidia.com/mps-core": "100", "cpu": "4", "memory": "8Gi"}))
+    model = ctx.fragmentation_model()
+    assert model.best_choice(r, g2)[0] < model.best_choice(r, t4)[0]
+    assert top(prioritize(r, [t4, g2], "fragmentation", ctx)) == ["g2"]
+
+
+TRACE = default_trace_dir()
+
+
+@pytest.mark.skipif(not (TRACE / NODE_LIST).is_file(), reason="the trace is not checked out beside")
+@pytest.mark.parametrize("pod_list", ["default", "gpuspec10"])
+def test_fragmentation_allocates_more_than_fgd_on_a_slice_of_the_trace(pod_list):
+    tasks = load_tasks(TRACE, pod_list)
+    model, nodes = workload_model(tasks), load_nodes(TRACE)[::25]  # 49 nodes of every model
+    for seed in (1, 2, 3):
+        fgd, ours = (replay([n.copy() for n in nodes], tasks, p, seed, [130], model).at(130).allocated
+                     for p in ("fgd", "fragmentation"))
+        assert ours > fgd, (pod_list, seed, ours, fgd)
