@@ -7,12 +7,14 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections import Counter
 
 from tessera.config import ExtenderConfig
+from tessera.inspect_shapes import parse_shape
 from tessera.log import get_logger
 
 from extender.cache import ClusterCache
-from extender.fragmentation import ShapeBook
+from extender.fragmentation import FragmentationModel, ShapeBook
 from extender.http import HttpApp, HttpServer
 from extender.informer import Informer
 from extender.kubeapi import KubeApi
@@ -26,6 +28,16 @@ from extender.webhook import PodAdmission
 log = get_logger("extender")
 
 
+def typical_shapes(config: ExtenderConfig) -> ShapeBook | FragmentationModel:
+    """The fragmentation policy's typical shapes: fixed by ``typical_shapes`` in the config, else
+    learned from the last ``shape_window`` pods bound. Raises ShapeError for a shape it cannot read."""
+    if not config.typical_shapes:
+        return ShapeBook(window=config.shape_window)
+    counts = Counter(parse_shape(text) for text in config.typical_shapes)
+    log.info("typical_shapes_given", shapes=len(counts), pods=sum(counts.values()))
+    return FragmentationModel(counts.items())
+
+
 class ExtenderDaemon:
     """Everything one replica runs. ``start()`` returns at once; ``wait_synced()`` waits for the
     first lists; ``stop()`` gives the lease back and stops the listeners and watches."""
@@ -36,7 +48,7 @@ class ExtenderDaemon:
         self.api = api
         self.identity = identity or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.cache = ClusterCache(config.workload_label, signing_key.public_key())
-        self.ctx = PolicyContext(shapes=ShapeBook(window=config.shape_window), default_policy=config.policy)
+        self.ctx = PolicyContext(shapes=typical_shapes(config), default_policy=config.policy)
         self.metrics = ExtenderMetrics(self.cache, self.ctx)
         self.informer = Informer(api, self.cache)
         self.elector = (LeaseElector(api, config.lease_namespace, config.lease_name, self.identity,

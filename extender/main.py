@@ -29,6 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     config = daemon_config(build_parser(), argv, "extender")
     configure_logging(config.logging.level, config.logging.format)
     settings = config.extender
+    from extender.daemon import typical_shapes
+    from tessera.inspect_shapes import ShapeError
+
+    try:
+        typical_shapes(settings)
+    except ShapeError as err:
+        print(f"tessera-extender: extender.typical_shapes: {err}", file=sys.stderr)
+        return 2
     try:
         key = load_private_key(settings.signing_key_path)
     except (OSError, ValueError, AssignmentError) as err:

@@ -32,9 +32,15 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
     from tessera.config import load_config
+    from tessera.inspect_shapes import ShapeError, parse_shape
 
     try:
-        load_config(args.file)
+        config = load_config(args.file)
+        for i, text in enumerate(config.extender.typical_shapes):
+            try:
+                parse_shape(text)
+            except ShapeError as exc:
+                raise ConfigError(f"extender.typical_shapes[{i}]: {exc}") from None
     except ConfigError as exc:
         print(f"tessera: {exc}", file=sys.stderr)
         return 1

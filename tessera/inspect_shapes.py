@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from extender.fragmentation import FragmentationModel, TaskShape, shape_of
-from extender.request import KIND_GPU, KIND_MPS, KIND_MPS_WHOLE, RequestError, pod_request
+from extender.request import KIND_GPU, KIND_MPS, KIND_MPS_WHOLE, LABEL_GPU_PRODUCT, RequestError, pod_request
 
 from tessera.clusterview import ShapeWeight
 
@@ -29,18 +29,27 @@ class ShapeError(ValueError):
 
 def parse_shape(text: str) -> TaskShape:
     """``mps-core=50,mps-memory=8`` (``nvidia.com/`` may be left out; ``cpu=`` and ``memory=`` too) as a
-    task shape, read by the extender's request parser."""
+    task shape, read by the extender's request parser; ``models=T4|A10`` for a pod that accepts only
+    those GPU models (``nvidia.com/gpu.product`` In them)."""
     limits: dict[str, str] = {}
+    models: list[str] = []
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, sep, value = part.partition("=")
         if not sep or not name or not value:
             raise ShapeError(f"shape {text!r}: expected RESOURCE=AMOUNT[,RESOURCE=AMOUNT...]")
         name = name.strip()
+        if name == "models":
+            models = [m.strip() for m in value.split("|") if m.strip()]
+            continue
         if "/" not in name and name not in ("cpu", "memory"):
             name = "nvidia.com/" + name
         limits[name] = value.strip()
-    pod = {"metadata": {"name": "shape", "namespace": "default"},
-           "spec": {"containers": [{"name": "main", "resources": {"limits": limits, "requests": dict(limits)}}]}}
+    spec: dict = {"containers": [{"name": "main", "resources": {"limits": limits, "requests": dict(limits)}}]}
+    if models:
+        term = {"matchExpressions": [{"key": LABEL_GPU_PRODUCT, "operator": "In", "values": models}]}
+        spec["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
+                                             {"nodeSelectorTerms": [term]}}}
+    pod = {"metadata": {"name": "shape", "namespace": "default"}, "spec": spec}
     try:
         shape = shape_of(pod_request(pod))
     except RequestError as exc:

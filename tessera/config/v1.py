@@ -84,6 +84,10 @@ class ExtenderConfig:
                                                        "resources (the kube-scheduler profile with this extender)")
     workload_label: str = setting("", "label whose value names a workload for spread-workload (else owner)")
     shape_window: int = setting(1000, "pods remembered when learning typical task shapes", minimum=1)
+    typical_shapes: list[str] = setting([], "typical pods for the fragmentation policy, instead of learning "
+                                            "them: 'mps-core=50,cpu=4,memory=16Gi', 'gpu=1,models=T4|A10'; a "
+                                            "repeated shape weighs more (empty: learn from the last "
+                                            "shape_window pods)", flag=False)
     signing_key_path: str = setting("/etc/tessera/extender.key", "Ed25519 private key that signs assignments")
     max_body_bytes: int = setting(8 * 1024 * 1024, "largest request body accepted", minimum=1024)
     leader_election: bool = setting(True, "elect one active replica through a coordination/v1 Lease")

@@ -54,3 +54,25 @@ def test_process_serves_schedules_through_the_loop_and_stops_on_sigterm(tmp_path
                 proc.kill()
         events = [json.loads(line)["event"] for line in log.read_text().splitlines() if line.startswith("{")]
         assert "extender_listening" in events and "pod_bound" in events and events[-1] == "extender_stopped"
+
+
+def test_given_typical_shapes_fix_the_model_and_a_bad_one_stops_the_start(tmp_path):
+    from tessera.config import ExtenderConfig
+
+    from extender.daemon import typical_shapes
+    from extender.fragmentation import FragmentationModel
+
+    given = typical_shapes(ExtenderConfig(typical_shapes=["mps-core=50,cpu=4,memory=16Gi"] * 3 +
+                                          ["gpu=1,cpu=8,models=T4|A10"]))
+    assert isinstance(given, FragmentationModel) and not hasattr(given, "observe")  # binds do not change it
+    assert sorted(w for _, w in given.shapes) == [1, 3]
+    assert given.reserved_share("T4") == given.reserved_share("A10") == 1 / 4 and given.reserved_share("L4") == 0
+    assert given.cpu_per_core == (3 * 4000 + 8000) / (3 * 50 + 100)
+    assert hasattr(typical_shapes(ExtenderConfig()), "observe")  # none given: learned from binds
+
+    config = tmp_path / "tessera.yaml"
+    config.write_text("extender:\n  typical_shapes: ['mps-core=half']\n")
+    out = subprocess.run([sys.executable, "-m", "extender.main", "--config", str(config)],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2
+    assert "extender.typical_shapes: shape 'mps-core=half'" in out.stderr and "Traceback" not in out.stderr
