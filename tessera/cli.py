@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     insp.add_argument("--node", default=None, metavar="NAME", help="show this node only")
     insp.add_argument("-o", "--output", choices=("table", "json"), default="table", help="output format")
     insp.add_argument("--shape", action="append", default=None, metavar="RESOURCE=N[,RESOURCE=N]",
-                      help="a typical pod to measure fragmentation with, e.g. mps-core=50,mps-memory=8 or gpu=1; "
+                      help="a typical pod to measure fragmentation with, e.g. mps-core=50,mps-memory=8 or "
+                           "gpu=1,models=T4|A10; "
                            "repeatable (a repeated shape weighs more); default: learned from the pods holding "
                            "GPU shares, as the extender learns them")
     insp.set_defaults(func=_cmd_inspect)
