@@ -7,10 +7,9 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections import Counter
 
 from tessera.config import ExtenderConfig
-from tessera.inspect_shapes import parse_shape
+from tessera.inspect_shapes import shape_counts
 from tessera.log import get_logger
 
 from extender.cache import ClusterCache
@@ -33,7 +32,7 @@ def typical_shapes(config: ExtenderConfig) -> ShapeBook | FragmentationModel:
     learned from the last ``shape_window`` pods bound. Raises ShapeError for a shape it cannot read."""
     if not config.typical_shapes:
         return ShapeBook(window=config.shape_window)
-    counts = Counter(parse_shape(text) for text in config.typical_shapes)
+    counts = shape_counts(config.typical_shapes)
     log.info("typical_shapes_given", shapes=len(counts), pods=sum(counts.values()))
     return FragmentationModel(counts.items())
 
@@ -43,12 +42,14 @@ class ExtenderDaemon:
     first lists; ``stop()`` gives the lease back and stops the listeners and watches."""
 
     def __init__(self, config: ExtenderConfig, api: KubeApi, signing_key, *, identity: str = "",
-                 lease_duration_s: float | None = None, lease_retry_s: float | None = None) -> None:
+                 lease_duration_s: float | None = None, lease_retry_s: float | None = None,
+                 shapes: ShapeBook | FragmentationModel | None = None) -> None:
         self.config = config
         self.api = api
         self.identity = identity or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.cache = ClusterCache(config.workload_label, signing_key.public_key())
-        self.ctx = PolicyContext(shapes=typical_shapes(config), default_policy=config.policy)
+        self.ctx = PolicyContext(shapes=typical_shapes(config) if shapes is None else shapes,
+                                 default_policy=config.policy)
         self.metrics = ExtenderMetrics(self.cache, self.ctx)
         self.informer = Informer(api, self.cache)
         self.elector = (LeaseElector(api, config.lease_namespace, config.lease_name, self.identity,

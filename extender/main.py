@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     from tessera.inspect_shapes import ShapeError
 
     try:
-        typical_shapes(settings)
+        shapes = typical_shapes(settings)
     except ShapeError as err:
         print(f"tessera-extender: extender.typical_shapes: {err}", file=sys.stderr)
         return 2
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tessera-extender: cannot reach the API server: {err}", file=sys.stderr)
         return 1
     try:
-        daemon = ExtenderDaemon(settings, api, key)
+        daemon = ExtenderDaemon(settings, api, key, shapes=shapes)
     except (OSError, ValueError) as err:
         print(f"tessera-extender: cannot listen: {err}", file=sys.stderr)
         return 1

@@ -410,17 +410,22 @@ def _raw_random(request, node, ctx, model):
     return (ctx.rng.random(),)
 
 
+def _outside_model(request, node, ctx) -> tuple:
+    """The score of a pod outside FGD's capacity model (MIG, time-slice, several GPU containers): binpack."""
+    return (0, _load_after(request, node), _chosen_fullness("binpack", request, node, ctx))
+
+
 def _raw_fgd(request, node, ctx, model: FragmentationModel):
     best = model.best_choice(request, node)
-    if best is None:  # outside FGD's capacity model (MIG, time-slice, several GPU containers): binpack
-        return (0, _load_after(request, node), _chosen_fullness("binpack", request, node, ctx))
+    if best is None:
+        return _outside_model(request, node, ctx)
     return (-best[0], -_left_after(request, node))
 
 
 def _raw_fragmentation(request, node, ctx, model: FragmentationModel):
     best = model.best_choice(request, node)
     if best is None:
-        return (0, _load_after(request, node), _chosen_fullness("binpack", request, node, ctx))
+        return _outside_model(request, node, ctx)
     growth = best[0] / model.total_weight if model.total_weight else 0.0  # cores, averaged over shapes
     cost = growth + _stranding_growth(request, node, model) + request.gpu_cores * model.reserved_share(node.product)
     return (-cost - PACK_WEIGHT_CORES * _left_after(request, node), 0.0)

@@ -32,16 +32,12 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
     from tessera.config import load_config
-    from tessera.inspect_shapes import ShapeError, parse_shape
+    from tessera.inspect_shapes import ShapeError, shape_counts
 
     try:
         config = load_config(args.file)
-        for i, text in enumerate(config.extender.typical_shapes):
-            try:
-                parse_shape(text)
-            except ShapeError as exc:
-                raise ConfigError(f"extender.typical_shapes[{i}]: {exc}") from None
-    except ConfigError as exc:
+        shape_counts(config.extender.typical_shapes, "extender.typical_shapes")
+    except (ConfigError, ShapeError) as exc:
         print(f"tessera: {exc}", file=sys.stderr)
         return 1
     print(f"{args.file}: valid")

@@ -60,6 +60,18 @@ def parse_shape(text: str) -> TaskShape:
     return shape
 
 
+def shape_counts(texts: Iterable[str], where: str = "") -> Counter[TaskShape]:
+    """Shapes as written (``parse_shape``), counted: a repeated shape weighs more. ``where`` names the
+    list in errors (``where[i]: shape ...``)."""
+    counts: Counter[TaskShape] = Counter()
+    for i, text in enumerate(texts):
+        try:
+            counts[parse_shape(text)] += 1
+        except ShapeError as exc:
+            raise ShapeError(f"{where}[{i}]: {exc}" if where else str(exc)) from None
+    return counts
+
+
 def learned_shapes(pods: Iterable[dict], window: int = DEFAULT_WINDOW) -> Counter[TaskShape]:
     """Shapes of the newest ``window`` pods (oldest first, as the extender observed them at bind)."""
     ordered = sorted(pods, key=lambda p: ((p.get("metadata") or {}).get("creationTimestamp") or ""))
@@ -77,13 +89,13 @@ def learned_shapes(pods: Iterable[dict], window: int = DEFAULT_WINDOW) -> Counte
 def choose_model(pods: Sequence[dict], given: Sequence[str] = ()) -> tuple[FragmentationModel, str, tuple[ShapeWeight, ...]]:
     """The model to measure with, where its shapes came from, and the shapes as written."""
     if given:
-        counts = Counter(parse_shape(s) for s in given)
+        counts = shape_counts(given)
         source = "given with --shape"
     else:
         counts = learned_shapes(pods)
         source = f"learned from {sum(counts.values())} pod(s) holding GPU shares, as the extender learns them"
         if not counts:
-            counts = Counter(parse_shape(s) for s in DEFAULT_SHAPES)
+            counts = shape_counts(DEFAULT_SHAPES)
             source = "defaults (no pod in the cluster asks for whole GPUs or MPS shares)"
     model = FragmentationModel(counts.items())
     shapes = tuple(ShapeWeight(describe(s), w) for s, w in model.shapes)
