@@ -87,7 +87,7 @@ class BenchCluster:
         """POST the pod; the pod as created (uid, resourceVersion)."""
         return json.loads(self.api.core.create_namespaced_pod("default", pod, _preload_content=False).data)
 
-    def mark_allocated(self, pod: dict, node: str = "") -> None:
+    def mark_allocated(self, pod: dict) -> None:
         """What the device plugin writes once the kubelet allocated the pod's devices."""
         self.plugin_api.patch_pod_annotations("default", pod["metadata"]["name"], {ANNOTATION_ALLOCATED: "main"})
 

@@ -94,10 +94,6 @@ class Prometheus:
             return total > 0 and up == total
         poll_until(all_up, timeout_s, 0.2, "every Prometheus target up")
 
-    def wait_for(self, expr: str, timeout_s: float = 20.0) -> list[dict]:
-        """Until the instant query ``expr`` returns a non-empty vector; returns it."""
-        return poll_until(lambda: self.query(expr), timeout_s, 0.2, f"Prometheus query {expr!r}")
-
     def stop(self) -> None:
         """Stop the process (SIGTERM, then SIGKILL after 10 s)."""
         stop_process(self.proc, 10.0)

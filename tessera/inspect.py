@@ -13,6 +13,7 @@ computed by the code the extender schedules with (``extender.fragmentation``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import kubernetes
 
-from extender.fragmentation import FragmentationModel, gpu_key
+from extender.fragmentation import FragmentationModel, idle_cores
 from extender.ledger import LedgerError, placement_of
 from extender.nodestate import DEFAULT_TIMESLICE_REPLICAS, GpuState, NodeState, StateError
 from extender.placement import Placement
@@ -226,8 +227,7 @@ def _node_view(node: dict, pods: list[tuple[dict, Assignment | None, str]], mode
                             pending_mode=inv.pending_mode,
                             mig_instances={m.uuid: m.profile for m in inv.mig} if inv.mode == "mig" else {},
                             holders=tuple(holders.get(g.index, ())), free=_free(g)))
-    room, excl = gpu_key(state)
-    idle = float(sum(c for c, _, _ in room) + 100 * excl)
+    idle = float(idle_cores(state))
     frag = round(model.node_fragment_cores(state), 2) if state.gpus else None
     return NodeView(name, tuple(gpus), notes=tuple(notes), fragmentation_cores=frag, idle_cores=idle)
 
@@ -265,8 +265,7 @@ def gather(core: kubernetes.client.CoreV1Api, node: str | None = None, shapes: S
             continue
         view = _node_view(n, by_node.get(name, []), model)
         if notes.get(name):
-            view = NodeView(view.name, view.gpus, view.problem, view.notes + tuple(notes[name]),
-                            view.fragmentation_cores, view.idle_cores)
+            view = dataclasses.replace(view, notes=view.notes + tuple(notes[name]))
         views.append(view)
     free: dict[str, float] = {}
     for v in views:

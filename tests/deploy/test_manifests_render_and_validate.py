@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from manifests import DEPLOY, find, pod_templates, scheduler_configuration
+from manifests import DEPLOY, find, flag, pod_templates, scheduler_configuration
 from tessera.assignment import load_private_key, load_public_key
 
 KUBERNETES_VERSION = "1.32.0"
@@ -118,7 +118,7 @@ def test_webhook_reaches_the_extender_service_and_skips_system_namespaces(render
     service = find(objects, "Service", hook["clientConfig"]["service"]["name"])
     port = [p for p in service["spec"]["ports"] if p["port"] == hook["clientConfig"]["service"]["port"]][0]
     extender = pod_templates(objects)["tessera-extender"]["containers"][0]
-    listen = [a for a in extender["args"] if a.startswith("--webhook-listen=")][0]
+    listen = flag(extender["args"], "webhook-listen")
     target = [p for p in extender["ports"] if p["name"] == port["targetPort"]][0]
     assert listen.endswith(f":{target['containerPort']}")
     assert hook["clientConfig"]["service"]["path"] == "/mutate"

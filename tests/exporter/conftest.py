@@ -65,8 +65,8 @@ def recording_api():
 
 @pytest.fixture
 def prometheus():
-    if prometheus_missing():
-        pytest.skip(prometheus_missing())
+    if why := prometheus_missing():
+        pytest.skip(why)
     started: list[Prometheus] = []
     roots: list[str] = []
 

@@ -7,6 +7,7 @@ import random
 
 import pytest
 from extender_builders import make_node, pod
+from test_policies_choose import top
 
 from extender.fragmentation import FragmentationModel, TaskShape
 from extender.policies import PolicyContext, prioritize
@@ -21,11 +22,6 @@ T4_ONLY = ModelConstraint(((frozenset({"T4"}), frozenset()),))
 
 def ctx_of(*shapes: tuple[TaskShape, int]) -> PolicyContext:
     return PolicyContext(shapes=FragmentationModel(shapes), rng=random.Random(1))
-
-
-def top(scores) -> list[str]:
-    best = max(s for _, s in scores)
-    return sorted(n for n, s in scores if s == best)
 
 
 def test_stranded_is_idle_gpu_beyond_what_cpu_and_memory_can_feed():

@@ -4,6 +4,7 @@ by prioritize, kept JSON encodings, and signature checks remembered per annotati
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 
@@ -34,7 +35,7 @@ from extender.scoring import scale_ids
 from extender.verbs import ExtenderVerbs
 from tessera.assignment import sign_assignment
 
-POLICIES = ("fragmentation", "binpack", "spread-gpu", "best-fit")
+POLICIES = ("fragmentation", "fgd", "binpack", "spread-gpu", "best-fit")
 
 
 def _nodes(rng: random.Random, n: int) -> list:
@@ -57,16 +58,17 @@ def test_state_shared_answers_equal_fresh_computation():
                 assert fit.node_fit(req, node) == fit._fit(req, node)
                 assert model.best_choice(req, node) == model._best_choice(req, node)
         ids = {n.name: n.state_id() for n in nodes}
-        for a in nodes:  # equal ids: equal states, as far as placement reads them
-            for b in nodes:
-                if ids[a.name] == ids[b.name]:
-                    for req in requests:
-                        assert fit._fit(req, a) == fit._fit(req, b)
-                        if fit._fit(req, a) is None:
-                            fresh = PolicyContext(shapes=FragmentationModel(SHAPES))
-                            for policy in POLICIES:
-                                assert _RAW[policy](req, a, fresh, fresh.shapes) == \
-                                    _RAW[policy](req, b, fresh, fresh.shapes)
+        for a, b in itertools.combinations(nodes, 2):  # equal ids: equal states, as placement reads them
+            if ids[a.name] != ids[b.name]:
+                continue
+            for req in requests:
+                misfit = fit._fit(req, a)
+                assert misfit == fit._fit(req, b)
+                if misfit is None:
+                    for policy in POLICIES:  # a model each: b's answer is not read back from a's memo
+                        fresh_a, fresh_b = (PolicyContext(shapes=FragmentationModel(SHAPES)) for _ in "ab")
+                        assert _RAW[policy](req, a, fresh_a, fresh_a.shapes) == \
+                            _RAW[policy](req, b, fresh_b, fresh_b.shapes)
     assert ctx.fragmentation_model() is model
 
 
