@@ -59,6 +59,7 @@ class ClusterCache:
         self.timeslice_replicas = timeslice_replicas
         self._node_facts: dict[str, tuple] = {}
         self._verified_docs: dict[tuple[str, str], Assignment] = {}  # (annotation, pod UID) -> checked doc
+        self._verified_lock = threading.Lock()
         self._records: dict[str, PodRecord] = {}
         self._inflight: set[str] = set()
         self._mps_cards: dict[str, tuple[int, int]] = {}  # node -> (smallest, largest) MPS card GiB
@@ -186,7 +187,8 @@ class ClusterCache:
             doc = kept if kept is not None else read_assignment(value)[0]  # kept: checked before
             if doc.written_by == WRITTEN_BY_EXTENDER:
                 if self.public_key is not None and kept is None:
-                    doc = self._verified(value, uid)
+                    doc = verify_assignment(value, uid, self.public_key)
+                    self.trust(value, uid, doc)
             elif not bound or doc.node != bound or doc.pod_uid != uid:
                 return None  # a plugin's record counts only for the pod on its node
         except AssignmentError as exc:
@@ -196,24 +198,16 @@ class ClusterCache:
             return None
         return doc
 
-    def _verified(self, value: str, uid: str) -> Assignment:
-        """``verify_assignment``, once per (annotation, pod UID): a pod's later events (Binding, the
-        plugin's allocated mark) carry the same annotation, and a signature check costs far more
-        than the lookup. Only successes are kept; raises AssignmentError as verify does."""
-        memo_key = (value, uid)
-        doc = self._verified_docs.get(memo_key)
-        if doc is None:
-            doc = verify_assignment(value, uid, self.public_key)
-            self.trust(value, uid, doc)
-        return doc
-
     def trust(self, value: str, uid: str, doc: Assignment) -> None:
         """Remember an assignment annotation as verified for a pod: one this extender just signed
-        (``bind``), or one whose signature was checked."""
+        (``bind``), or one whose signature was checked. Kept once per (annotation, pod UID): a pod's
+        later events (Binding, the plugin's allocated mark) carry the same annotation, and a
+        signature check costs far more than the lookup. Only successes are kept."""
         memo = self._verified_docs
-        if len(memo) > MAX_VERIFIED:
-            memo.pop(next(iter(memo)))  # oldest first: dicts keep insertion order
-        memo[(value, uid)] = doc
+        with self._verified_lock:  # bind threads and the informer thread both write here
+            if len(memo) > MAX_VERIFIED:
+                memo.pop(next(iter(memo)))  # oldest first: dicts keep insertion order
+            memo[(value, uid)] = doc
 
     def _placement(self, record: PodRecord, node: NodeState) -> Placement | None:
         if record.doc is not None:

@@ -203,7 +203,7 @@ def raw_scores(request: PodRequest, nodes: Fleet | Iterable[NodeState], policy: 
         cache = node.cache
         raw = cache.get(key, _MISSING) if cacheable else _MISSING
         if raw is _MISSING:
-            raw = _raw(request, node, raw_of, ctx, model, memo if cacheable else None, policy)
+            raw = _raw(request, node, raw_of, ctx, model, memo if cacheable else None)
             if cacheable:
                 cache[key] = raw
         node_names.append(node.name)
@@ -232,7 +232,7 @@ def _fleet_ids(request, fleet: Fleet, policy: str, ctx: PolicyContext, names, ra
     if policy == "random":
         return (names, *intern_all([_raw(request, fleet.get(n), raw_of, ctx, model) for n in names]))
     ids, distinct = fleet_score_ids(fleet, key, names,
-                                    lambda node: _raw(request, node, raw_of, ctx, model, memo, policy), kept,
+                                    lambda node: _raw(request, node, raw_of, ctx, model, memo), kept,
                                     by_state=memo is not None)
     return names, ids, distinct
 
@@ -261,7 +261,7 @@ def _shared_memo(policy: str, model: FragmentationModel | None, request: PodRequ
 
 
 def _raw(request: PodRequest, node: NodeState | None, raw_of, ctx: PolicyContext, model,
-         memo: dict | None = None, policy: str = "") -> tuple | None:
+         memo: dict | None = None) -> tuple | None:
     if node is None:
         return None
     if memo is not None:

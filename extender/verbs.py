@@ -22,7 +22,7 @@ from itertools import compress, filterfalse
 from collections.abc import Callable
 
 from tessera import ANNOTATION_ASSIGNMENT
-from tessera.assignment import read_assignment, sign_assignment
+from tessera.assignment import sign_assignment
 from tessera.log import get_logger
 
 from extender import wire
@@ -295,7 +295,7 @@ class ExtenderVerbs:
             doc = assignment_of(placement, request, args.pod_uid)
             value = sign_assignment(doc, self.signing_key)
             if self._own_key:  # its watch events need no signature check: this replica just signed it
-                cache.trust(value, args.pod_uid, read_assignment(value)[0])
+                cache.trust(value, args.pod_uid, doc)
             # One write: the API server sets nodeName and the assignment together, so no pod is ever
             # bound without its assignment, nor carries one for a bind that failed.
             self.api.bind(args.pod_namespace, args.pod_name, args.pod_uid, args.node,
