@@ -6,13 +6,13 @@ import json
 import os
 
 import kubernetes
-import pytest
 
 from exporter.attribution import ContainerUsage
 from exporter.events import RecordedEvents
 from exporter.overuse import OVERUSE_REASON, OveruseTracker
 from exporter.podresources import ContainerRef
 from fakenode import samples, scrape, wait_until
+from simcluster.apiserver import ApiServer
 
 GIB, MIB = 1 << 30, 1 << 20
 REF = ContainerRef("team", "train-a", "main")
@@ -90,10 +90,7 @@ def test_the_exporter_reports_overuse_and_sends_one_event_through_the_api(fake_n
 
 
 def test_the_event_reaches_the_embedded_api_server(fake_node, run_exporter, tmp_path):
-    apiserver = pytest.importorskip("simcluster.apiserver", reason="the embedded API server has not landed yet")
-    if not hasattr(apiserver, "ApiServer"):
-        pytest.skip("simcluster.apiserver has no ApiServer yet")
-    api = apiserver.ApiServer(host="127.0.0.1", port=0)
+    api = ApiServer(host="127.0.0.1", port=0)
     api.start()
     try:
         node = fake_node()
