@@ -47,14 +47,20 @@ def _flag_name(field_name: str) -> str:
     return "--" + field_name.replace("_", "-")
 
 
+def _written_default(field: dataclasses.Field) -> Any:
+    """A key's default as its flag is written: a list's items joined by commas (the flag's own syntax);
+    a list or dict default lives in ``default_factory``, not ``default``."""
+    value = field.default_factory() if field.default is dataclasses.MISSING else field.default
+    return ",".join(str(item) for item in value) if isinstance(value, list) else value
+
+
 def add_section_flags(parser: argparse.ArgumentParser, section_cls: type) -> None:
     """Add one flag per scalar key of a config section, with its help and default."""
     group = parser.add_argument_group("settings (also keys of the config file's section; flags win)")
     for field, tp in section_fields(section_cls):
         if not field.metadata.get("flag", True):
             continue
-        default = field.default
-        help_text = f"{field.metadata['help']} (default: {default!r})"
+        help_text = f"{field.metadata['help']} (default: {_written_default(field)!r})"
         kwargs: dict[str, Any] = {"dest": f"cfg_{field.name}", "default": argparse.SUPPRESS, "help": help_text}
         if tp is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
