@@ -4,6 +4,7 @@ by prioritize, kept JSON encodings, and signature checks remembered per annotati
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import random
@@ -11,12 +12,16 @@ import random
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from extender_builders import make_node
+from extender_builders import pod as make_pod
+from extender_cluster import api_server, bind_args, create, gpu_pod, mps_nodes, post
 from test_fragmentation_cache import SHAPES, churn, random_request
 
+import extender.cache
 from extender import fit, wire
 from extender.cache import ClusterCache
 from extender.fleet import Fleet
 from extender.fragmentation import FragmentationModel
+from extender.launch import start_extender
 from extender.ledger import assignment_of
 from extender.metrics import ExtenderMetrics
 from extender.namelists import NameLists
@@ -30,9 +35,11 @@ from extender.policies import (
     raw_score_ids,
     score_table,
 )
-from extender.request import KIND_MPS, GpuAsk, simple_request
+from extender.request import pod_request, simple_request
 from extender.scoring import scale_ids
 from extender.verbs import ExtenderVerbs
+from simcluster.running import poll_until
+from tessera import ANNOTATION_ALLOCATED, ANNOTATION_ASSIGNMENT
 from tessera.assignment import sign_assignment
 
 POLICIES = ("fragmentation", "fgd", "binpack", "spread-gpu", "best-fit")
@@ -182,22 +189,117 @@ def test_verbs_answer_as_a_fresh_computation_through_many_binds():
         verbs.cache._unpend(best, placement.pod)  # the device plugin's allocated mark
 
 
-def test_signature_checks_are_remembered_only_for_the_same_annotation_and_pod():
-    key = Ed25519PrivateKey.generate()
-    cache = ClusterCache(public_key=key.public_key())
-    node = make_node("n1", gpus=1)
-    req = simple_request(GpuAsk(KIND_MPS, core=25), name="ns/p")
+class CountingKey:
+    """The extender's public key, counting the signature checks made with it."""
+
+    def __init__(self, key) -> None:
+        self.key, self.checks = key, 0
+
+    def verify(self, signature: bytes, message: bytes) -> None:
+        self.checks += 1
+        self.key.verify(signature, message)
+
+
+def _signed_pod(key, node, name: str = "p") -> dict:
+    """A pod bound to ``node`` (a scratch twin of the cache's) with the assignment the extender signs for it,
+    as its watch events carry it."""
+    pod = make_pod({"nvidia.com/mps-core": "25", "nvidia.com/mps-memory": "2"}, name=name)
+    uid = pod["metadata"]["uid"]
+    req = pod_request(pod)
     placement = choose_gpus(req, node)
-    value = sign_assignment(assignment_of(placement, req, "uid-1"), key)
-    assert cache._assignment("ns/p", "uid-1", value, "n1") is not None
-    assert cache._assignment("ns/p", "uid-1", value, "n1") is not None  # from the memo
-    assert cache._assignment("ns/p", "uid-2", value, "n1") is None  # copied to another pod
+    node.assume(placement)  # the next pod signed against this node goes beside it
+    value = sign_assignment(assignment_of(placement, req, uid), key)
+    pod["metadata"]["annotations"] = {ANNOTATION_ASSIGNMENT: value}
+    pod["spec"]["nodeName"] = node.name
+    return pod
+
+
+def _cache_with_node(key, gpus: int = 1) -> tuple[ClusterCache, CountingKey]:
+    counting = CountingKey(key.public_key())
+    cache = ClusterCache(public_key=counting)
+    cache.fleet.add(make_node("n1", gpus=gpus))
+    return cache, counting
+
+
+def _grants_held(cache: ClusterCache, key: str) -> bool:
+    """Whether the cache counts the pod's signed GPU grants (not only its bound CPU and memory)."""
+    placement = cache.placements().get(key)
+    return placement is not None and bool(placement.grants)
+
+
+def _with(pod: dict, **annotations: str) -> dict:
+    """The same pod, a later event: more annotations (the device plugin's allocated mark) or another value."""
+    later = copy.deepcopy(pod)
+    later["metadata"]["annotations"].update(annotations)
+    return later
+
+
+def test_a_signature_is_checked_once_for_all_of_a_pods_events():
+    key = Ed25519PrivateKey.generate()
+    cache, counting = _cache_with_node(key)
+    pod = _signed_pod(key, make_node("n1", gpus=1))
+    cache.pod_event("ADDED", pod)
+    cache.pod_event("MODIFIED", _with(pod, **{ANNOTATION_ALLOCATED: "true"}))
+    cache.pod_event("MODIFIED", _with(pod, **{ANNOTATION_ALLOCATED: "true"}))
+    assert _grants_held(cache, "ns/p")
+    assert counting.checks == 1  # the later events found the annotation remembered
+
+
+def test_a_remembered_signature_counts_only_for_the_same_annotation_and_pod():
+    key = Ed25519PrivateKey.generate()
+    cache, counting = _cache_with_node(key, gpus=2)
+    node = make_node("n1", gpus=2)
+    pod = _signed_pod(key, node)
+    cache.pod_event("ADDED", pod)
+    assert _grants_held(cache, "ns/p")
+    value = pod["metadata"]["annotations"][ANNOTATION_ASSIGNMENT]
     forged = json.loads(value)
-    forged["signature"] = forged["signature"][::-1]
-    assert cache._assignment("ns/p", "uid-1", json.dumps(forged), "n1") is None
-    other = Ed25519PrivateKey.generate()
-    assert cache._assignment("ns/p", "uid-1", sign_assignment(assignment_of(placement, req, "uid-1"), other),
-                             "n1") is None
+    forged["signature"] = forged["signature"][::-1]  # the same document, another signature
+    for _ in range(2):  # a failed check is not remembered as a pass
+        cache.pod_event("MODIFIED", _with(pod, **{ANNOTATION_ASSIGNMENT: json.dumps(forged)}))
+        assert not _grants_held(cache, "ns/p")
+    cache.pod_event("MODIFIED", pod)
+    assert _grants_held(cache, "ns/p")
+    other_key = _signed_pod(Ed25519PrivateKey.generate(), make_node("n1", gpus=2))
+    cache.pod_event("MODIFIED", other_key)  # the same document signed by another key
+    assert not _grants_held(cache, "ns/p")
+    cache.pod_event("DELETED", pod)
+    copied = _signed_pod(key, node, name="q")  # another pod carrying p's annotation, for p's UID
+    copied["metadata"]["annotations"][ANNOTATION_ASSIGNMENT] = value
+    cache.pod_event("ADDED", copied)
+    assert not _grants_held(cache, "ns/q")
+    assert counting.checks == 4  # p, the forged value twice, the other key's; p's second time, q's copy: none
+
+
+def test_the_remembered_signatures_are_bounded_oldest_first(monkeypatch):
+    monkeypatch.setattr(extender.cache, "MAX_VERIFIED", 2)
+    key = Ed25519PrivateKey.generate()
+    cache, counting = _cache_with_node(key, gpus=4)
+    node = make_node("n1", gpus=4)
+    pods = [_signed_pod(key, node, name=f"p{i}") for i in range(5)]
+    for pod in pods:
+        cache.pod_event("ADDED", pod)
+    assert counting.checks == 5
+    cache.pod_event("MODIFIED", pods[-1])  # the newest is still remembered
+    assert counting.checks == 5
+    cache.pod_event("MODIFIED", pods[0])  # the oldest was let go: checked again
+    assert counting.checks == 6
+    assert all(_grants_held(cache, f"ns/p{i}") for i in range(5))
+
+
+def test_a_bind_s_own_assignment_is_not_checked_again_when_its_watch_event_arrives(tmp_path):
+    with api_server(tmp_path, mps_nodes(1)) as (srv, kubeconfig):
+        ext = start_extender(kubeconfig, tmp_path, leader_election=False)
+        try:
+            counting = CountingKey(ext.cache.public_key)
+            ext.cache.public_key = counting
+            pod = create(srv, gpu_pod("p", {"nvidia.com/mps-core": 25, "nvidia.com/mps-memory": 2}))
+            assert post(ext.url, "bind", bind_args(pod, "gpu-0"))[1] == {"Error": ""}
+            poll_until(lambda: ext.cache.bound_to("default/p"), what="the bind's watch event", timeout_s=60)
+            assert _grants_held(ext.cache, "default/p")
+            assert counting.checks == 0  # the replica trusted what it had just signed
+        finally:
+            ext.stop()
 
 
 def test_prioritize_after_another_pods_filter_scores_the_names_it_was_given():
