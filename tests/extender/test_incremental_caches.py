@@ -33,7 +33,7 @@ from extender.policies import (
 from extender.request import KIND_MPS, GpuAsk, simple_request
 from extender.scoring import scale_ids
 from extender.verbs import ExtenderVerbs
-from tessera.assignment import sign_assignment
+from tessera.assignment import AssignmentError, sign_assignment
 
 POLICIES = ("fragmentation", "fgd", "binpack", "spread-gpu", "best-fit")
 
@@ -189,15 +189,17 @@ def test_signature_checks_are_remembered_only_for_the_same_annotation_and_pod():
     req = simple_request(GpuAsk(KIND_MPS, core=25), name="ns/p")
     placement = choose_gpus(req, node)
     value = sign_assignment(assignment_of(placement, req, "uid-1"), key)
-    assert cache._assignment("ns/p", "uid-1", value, "n1") is not None
-    assert cache._assignment("ns/p", "uid-1", value, "n1") is not None  # from the memo
-    assert cache._assignment("ns/p", "uid-2", value, "n1") is None  # copied to another pod
+    assert cache._assignment("uid-1", value, "n1", req, None) is not None
+    assert cache._assignment("uid-1", value, "n1", req, None) is not None  # from the memo
+    with pytest.raises(AssignmentError):
+        cache._assignment("uid-2", value, "n1", req, None)  # copied to another pod
     forged = json.loads(value)
     forged["signature"] = forged["signature"][::-1]
-    assert cache._assignment("ns/p", "uid-1", json.dumps(forged), "n1") is None
+    with pytest.raises(AssignmentError):
+        cache._assignment("uid-1", json.dumps(forged), "n1", req, None)
     other = Ed25519PrivateKey.generate()
-    assert cache._assignment("ns/p", "uid-1", sign_assignment(assignment_of(placement, req, "uid-1"), other),
-                             "n1") is None
+    with pytest.raises(AssignmentError):
+        cache._assignment("uid-1", sign_assignment(assignment_of(placement, req, "uid-1"), other), "n1", req, None)
 
 
 def test_prioritize_after_another_pods_filter_scores_the_names_it_was_given():
