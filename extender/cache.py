@@ -60,6 +60,7 @@ class PodRecord:
     amounts: frozenset
     bound: bool = False
     rejected: str = ""  # why its assignment annotation is not trusted ("" when it is, or there is none)
+    rejected_value: object = None  # that annotation
     fallback: Assignment | None = None  # what its allocated record says, where that matches its request
 
 
@@ -206,7 +207,8 @@ class ClusterCache:
         if not node:
             return None
         amounts = ask_amounts(request) if request is not None else frozenset()
-        return PodRecord(key, uid, node, request, doc, allocated is not None, amounts, bool(bound), rejected, fallback)
+        return PodRecord(key, uid, node, request, doc, allocated is not None, amounts, bool(bound), rejected,
+                         value if rejected else None, fallback)
 
     def _assignment(self, uid: str, value, bound: str, request: PodRequest | None, allocated) -> Assignment | None:
         """The assignment to count for a pod (None without one); AssignmentError when the annotation is
@@ -259,7 +261,7 @@ class ClusterCache:
             record.doc, counted = record.fallback, "the tessera.io/allocated record"
         else:
             counted = "CPU and memory only"
-        if not (same and old.rejected == record.rejected):
+        if not (same and (old.rejected, old.rejected_value) == (record.rejected, record.rejected_value)):
             log.warning("assignment_rejected", pod=record.key, node=record.node, reason=record.rejected,
                         counted=counted)
 

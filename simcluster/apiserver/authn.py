@@ -7,6 +7,8 @@ in the groups ``system:serviceaccounts``, ``system:serviceaccounts:<namespace>``
 not JWTs). ``add_token`` adds one as a static token file (``--token-auth-file``) would. An unknown
 token is refused, 401 Unauthorized. A request without credentials is the cluster's admin, as the
 admin's client certificate makes it on a real cluster (the embedded cluster's kubeconfig carries none).
+kubectl (client-go) sends a kubeconfig's credentials over TLS only, so to this plain-HTTP server it is
+always the admin; the Python client sends its token.
 
 The user of the request being served is ``current_user()``: admission webhooks get it as
 ``request.userInfo``. Calls made in-process (``Registry`` methods) are the admin's unless made
