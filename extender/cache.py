@@ -187,11 +187,13 @@ class ClusterCache:
         annotations = meta.get("annotations") or {}
         uid = meta.get("uid", "")
         bound = (pod.get("spec") or {}).get("nodeName") or ""
+        value, allocated = annotations.get(ANNOTATION_ASSIGNMENT), annotations.get(ANNOTATION_ALLOCATED)
+        if not bound and value is None:
+            return None  # a pending pod holds nothing
         try:
             request = pod_request(pod, self.workload_label)
         except RequestError:
             request = None
-        value, allocated = annotations.get(ANNOTATION_ASSIGNMENT), annotations.get(ANNOTATION_ALLOCATED)
         try:
             doc = self._assignment(uid, value, bound, request, allocated)
             rejected = ""

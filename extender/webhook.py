@@ -5,9 +5,10 @@
   refuses otherwise;
 - for pods that ask for Tessera resources: sets ``schedulerName`` to Tessera's scheduler when the pod
   names none or one of the routed schedulers (``default-scheduler``; a pod naming another scheduler,
-  Volcano's say, keeps it and is still checked), and completes ``nvidia.com/mps-memory`` from ``nvidia.com/mps-core`` as the proportional share of the
-  SMALLEST MPS card in the cluster (core/100 of its GiB, rounded down, at least 1), so the request
-  fits wherever the pod lands and the kubelet's counts and ResourceQuota stay true;
+  Volcano's say, keeps it and is still checked), and completes ``nvidia.com/mps-memory`` from
+  ``nvidia.com/mps-core`` as the proportional share of the SMALLEST MPS card in the cluster (core/100
+  of its GiB, rounded down, at least 1), so the request fits wherever the pod lands and the kubelet's
+  counts and ResourceQuota stay true;
 - refuses malformed requests (``mps-memory`` without ``mps-core``, ``mps-core`` over 100 not in
   hundreds, ``mps-memory`` larger than any MPS card in the cluster, ...) with the reason
   ``kubectl apply`` shows.

@@ -51,7 +51,7 @@ class Cluster:
     workdir: Path
     kubeconfig: Path
     nodes: dict[str, SimNode] = field(default_factory=dict)
-    service_accounts: dict[tuple[str, str], Path] = field(default_factory=dict)  # -> its kubeconfig
+    service_account_kubeconfigs: dict[tuple[str, str], Path] = field(default_factory=dict)  # (namespace, name) ->
 
     @property
     def url(self) -> str:
@@ -67,11 +67,11 @@ class Cluster:
         """A kubeconfig that authenticates as the ServiceAccount ``namespace/name`` (its bearer token), as a
         pod running under it would: the API server and its webhooks see ``system:serviceaccount:<namespace>:<name>``.
         Written once per account; later calls return the same file."""
-        path = self.service_accounts.get((namespace, name))
+        path = self.service_account_kubeconfigs.get((namespace, name))
         if path is None:
             path = self.api.write_kubeconfig(self.workdir / f"{namespace}.{name}.kubeconfig",
                                              token=self.api.service_account_token(namespace, name))
-            self.service_accounts[(namespace, name)] = path
+            self.service_account_kubeconfigs[(namespace, name)] = path
         return path
 
     def wait_for(self, predicate: Callable[[], Any], timeout_s: float = 10.0, interval_s: float = 0.05,
