@@ -10,6 +10,12 @@ Who holds what: a pod holds grants on the node it is bound to (``spec.nodeName``
 says; a pod the extender signed an assignment for and whose Binding has not landed yet holds them on
 the node the assignment names, so a new replica never hands the share out again; a bound pod without
 an assignment holds its CPU and memory.
+
+Which assignment counts: one the extender signed for the pod, or one the device plugin wrote (unsigned)
+for a pod bound to its node that holds exactly what the pod asks for and what its ``tessera.io/allocated``
+record says. Anything else (empty, badly signed, forged, removed) is rejected with a warning naming the
+pod, and the pod keeps what it was last seen holding, else what its allocated record says where that
+matches its request: an annotation a pod's owner writes never adds to its share, nor takes it away.
 """
 
 from __future__ import annotations
@@ -18,12 +24,20 @@ import threading
 from dataclasses import dataclass
 
 from tessera import ANNOTATION_ALLOCATED, ANNOTATION_ASSIGNMENT, ANNOTATION_INVENTORY
-from tessera.assignment import WRITTEN_BY_EXTENDER, Assignment, AssignmentError, read_assignment, verify_assignment
+from tessera.assignment import (
+    WRITTEN_BY_EXTENDER,
+    WRITTEN_BY_PLUGIN,
+    Assignment,
+    AssignmentError,
+    read_allocated,
+    read_assignment,
+    verify_assignment,
+)
 from tessera.inventory import NodeInventory
 from tessera.log import get_logger
 
 from extender.fleet import Fleet
-from extender.ledger import LedgerError, ask_amounts, placement_of
+from extender.ledger import LedgerError, ask_amounts, holding_mismatch, placement_of
 from extender.nodestate import DEFAULT_TIMESLICE_REPLICAS, NodeState, StateError
 from extender.placement import Placement
 from extender.quantity import QuantityError, cpu_millis, memory_bytes
@@ -45,6 +59,9 @@ class PodRecord:
     allocated: bool
     amounts: frozenset
     bound: bool = False
+    rejected: str = ""  # why its assignment annotation is not trusted ("" when it is, or there is none)
+    rejected_value: object = None  # that annotation
+    fallback: Assignment | None = None  # what its allocated record says, where that matches its request
 
 
 class ClusterCache:
@@ -144,6 +161,8 @@ class ClusterCache:
             if record is None:
                 self._drop(key)
                 return
+            if record.rejected:
+                self._keep_trusted_view(record, old)
             self._records[key] = record
             self._set_pending(record, old)
             node = self.fleet.get(record.node)
@@ -168,35 +187,85 @@ class ClusterCache:
         annotations = meta.get("annotations") or {}
         uid = meta.get("uid", "")
         bound = (pod.get("spec") or {}).get("nodeName") or ""
-        doc = self._assignment(key, uid, annotations.get(ANNOTATION_ASSIGNMENT), bound)
-        node = bound or (doc.node if doc is not None else "")
-        if not node:
-            return None
+        value, allocated = annotations.get(ANNOTATION_ASSIGNMENT), annotations.get(ANNOTATION_ALLOCATED)
+        if not bound and value is None:
+            return None  # a pending pod holds nothing
         try:
             request = pod_request(pod, self.workload_label)
         except RequestError:
             request = None
-        amounts = ask_amounts(request) if request is not None else frozenset()
-        return PodRecord(key, uid, node, request, doc, ANNOTATION_ALLOCATED in annotations, amounts, bool(bound))
-
-    def _assignment(self, key: str, uid: str, value, bound: str) -> Assignment | None:
-        if value is None:
-            return None
         try:
-            kept = self._verified_docs.get((value, uid)) if isinstance(value, str) else None
-            doc = kept if kept is not None else read_assignment(value)[0]  # kept: checked before
-            if doc.written_by == WRITTEN_BY_EXTENDER:
-                if self.public_key is not None and kept is None:
-                    doc = verify_assignment(value, uid, self.public_key)
-                    self.trust(value, uid, doc)
-            elif not bound or doc.node != bound or doc.pod_uid != uid:
-                return None  # a plugin's record counts only for the pod on its node
+            doc = self._assignment(uid, value, bound, request, allocated)
+            rejected = ""
         except AssignmentError as exc:
-            log.warning("assignment_ignored", pod=key, reason=str(exc))
+            doc, rejected = None, str(exc)
+        fallback = None
+        if rejected and bound and request is not None:
+            try:
+                fallback = self._allocated(uid, bound, request, allocated)
+            except AssignmentError:
+                pass
+        node = bound or (doc.node if doc is not None else "")
+        if not node:
             return None
+        amounts = ask_amounts(request) if request is not None else frozenset()
+        return PodRecord(key, uid, node, request, doc, allocated is not None, amounts, bool(bound), rejected,
+                         value if rejected else None, fallback)
+
+    def _assignment(self, uid: str, value, bound: str, request: PodRequest | None, allocated) -> Assignment | None:
+        """The assignment to count for a pod (None without one); AssignmentError when the annotation is
+        not to be trusted: not the extender's signature for this pod, or a plugin-written one that does
+        not hold what the pod asks for and its allocated record says, or one for another node."""
+        if value is None:
+            if bound and allocated is not None:
+                raise AssignmentError("assignment removed from a pod the device plugin has allocated")
+            return None
+        kept = self._verified_docs.get((value, uid)) if isinstance(value, str) else None
+        doc = kept if kept is not None else read_assignment(value)[0]  # kept: checked before
+        if doc.written_by == WRITTEN_BY_EXTENDER:
+            if self.public_key is not None and kept is None:
+                doc = verify_assignment(value, uid, self.public_key)
+                self.trust(value, uid, doc)
+        elif doc.written_by != WRITTEN_BY_PLUGIN or not bound or doc.pod_uid != uid:
+            raise AssignmentError(f"assignment written by {doc.written_by!r} for pod {doc.pod_uid} is unsigned, "
+                                  "and only the device plugin writes one, for a pod bound to its node")
+        elif request is None:
+            raise AssignmentError("assignment written by the device plugin, and the pod's request to check it "
+                                  "against cannot be read")
+        elif self._allocated(uid, bound, request, allocated).containers != doc.containers:
+            raise AssignmentError("assignment written by the device plugin differs from the pod's "
+                                  "tessera.io/allocated record")
         if bound and doc.node != bound:
-            return None
+            raise AssignmentError(f"assignment is for node {doc.node!r}, the pod is bound to {bound!r}")
         return doc
+
+    @staticmethod
+    def _allocated(uid: str, bound: str, request: PodRequest, allocated) -> Assignment:
+        """What a bound pod's ``tessera.io/allocated`` record says it holds, as a plugin-written assignment;
+        AssignmentError unless the record is for its node and holds exactly what the pod asks for."""
+        if allocated is None:
+            raise AssignmentError("no tessera.io/allocated record")
+        node, containers = read_allocated(allocated)
+        if node != bound:
+            raise AssignmentError(f"tessera.io/allocated is for node {node!r}, the pod is bound to {bound!r}")
+        problem = holding_mismatch(containers, request)
+        if problem:
+            raise AssignmentError(f"tessera.io/allocated does not match the pod's request: {problem}")
+        return Assignment(node=node, pod_uid=uid, containers=containers, written_by=WRITTEN_BY_PLUGIN)
+
+    def _keep_trusted_view(self, record: PodRecord, old: PodRecord | None) -> None:
+        """A pod whose assignment was rejected keeps what it was last seen holding on the same node, else
+        what its allocated record says; said once per rejected value (call with ``lock``)."""
+        same = old is not None and old.uid == record.uid and old.node == record.node
+        if same and old.doc is not None:
+            record.doc, counted = old.doc, "the last trusted assignment"
+        elif record.fallback is not None:
+            record.doc, counted = record.fallback, "the tessera.io/allocated record"
+        else:
+            counted = "CPU and memory only"
+        if not (same and (old.rejected, old.rejected_value) == (record.rejected, record.rejected_value)):
+            log.warning("assignment_rejected", pod=record.key, node=record.node, reason=record.rejected,
+                        counted=counted)
 
     def trust(self, value: str, uid: str, doc: Assignment) -> None:
         """Remember an assignment annotation as verified for a pod: one this extender just signed

@@ -60,7 +60,8 @@ class ExtenderDaemon:
                                    is_leader=self.is_leader, warmer=self.warmer)
         routes = {"/filter": self.verbs.filter, "/prioritize": self.verbs.prioritize, "/bind": self.verbs.bind,
                   "/preempt": self.verbs.preempt}
-        self.admission = PodAdmission(config.scheduler_name, self.cache.mps_cards)
+        self.admission = PodAdmission(config.scheduler_name, self.cache.mps_cards,
+                                      routed_schedulers=config.routed_schedulers, ledger_writers=config.ledger_writers)
         self.http = HttpServer(config.listen, HttpApp(routes, config.max_body_bytes, self.metrics, self.ready))
         self.webhook = None
         if config.webhook_listen and config.tls_cert_path and os.path.exists(config.tls_cert_path):

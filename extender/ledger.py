@@ -7,6 +7,10 @@ the extender's state is rebuilt from the ledger after a restart.
 
 ``ask_amounts`` names what a pod asks per container and resource (``("nvidia.com/mps-core", 50)``):
 the per-shape rule keeps two pods bound and not yet allocated on one node from sharing any of these.
+
+``holding_mismatch`` says why a record of what a pod holds (an assignment the device plugin wrote, unsigned,
+or its ``tessera.io/allocated`` record) is not what the pod asks for: the kubelet gives a container
+exactly the device IDs it requests, so a record that names more (or other) is not the plugin's.
 """
 
 from __future__ import annotations
@@ -23,33 +27,63 @@ from tessera.assignment import Assignment, ResourceAssignment
 
 from extender.nodestate import NodeState
 from extender.placement import ContainerPlacement, GpuGrant, Placement
-from extender.request import KIND_GPU, KIND_MIG, KIND_MPS, KIND_MPS_WHOLE, KIND_TIMESLICE, PodRequest
+from extender.request import KIND_GPU, KIND_MIG, KIND_MPS, KIND_MPS_WHOLE, KIND_TIMESLICE, GpuAsk, PodRequest
 
 
 class LedgerError(ValueError):
     """An assignment that does not match the node it names."""
 
 
+def requested_devices(ask: GpuAsk | None) -> dict[str, int]:
+    """How many device IDs of each Tessera resource a container with ``ask`` requests of the kubelet."""
+    if ask is None:
+        return {}
+    if ask.kind in (KIND_MPS, KIND_MPS_WHOLE):
+        out = {RESOURCE_MPS_CORE: ask.core if ask.kind == KIND_MPS else 100 * ask.count}
+        if ask.memory_gib is not None:
+            out[RESOURCE_MPS_MEMORY] = ask.memory_gib
+        return out
+    if ask.kind == KIND_GPU:
+        return {RESOURCE_GPU: ask.count}
+    if ask.kind == KIND_MIG:
+        return {mig_resource_name(ask.profile): ask.count}
+    return {RESOURCE_GPU_SHARED: ask.count}
+
+
 def ask_amounts(request: PodRequest) -> frozenset[tuple[str, int]]:
-    """(resource, amount) for every Tessera resource a container of the pod asks for."""
-    out = set()
-    for c in request.containers:
-        a = c.ask
-        if a is None:
-            continue
-        if a.kind == KIND_MPS:
-            out.add((RESOURCE_MPS_CORE, a.core))
-            if a.memory_gib is not None:
-                out.add((RESOURCE_MPS_MEMORY, a.memory_gib))
-        elif a.kind == KIND_MPS_WHOLE:
-            out.add((RESOURCE_MPS_CORE, 100 * a.count))
-        elif a.kind == KIND_GPU:
-            out.add((RESOURCE_GPU, a.count))
-        elif a.kind == KIND_MIG:
-            out.add((mig_resource_name(a.profile), a.count))
-        else:
-            out.add((RESOURCE_GPU_SHARED, a.count))
-    return frozenset(out)
+    """(resource, amount) for every Tessera resource a container of the pod asks for (whole GPUs through
+    MPS by their cores alone)."""
+    return frozenset((resource, n) for c in request.containers for resource, n in requested_devices(c.ask).items()
+                     if not (c.ask.kind == KIND_MPS_WHOLE and resource == RESOURCE_MPS_MEMORY))
+
+
+def holding_mismatch(containers: dict[str, dict[str, ResourceAssignment]], request: PodRequest) -> str | None:
+    """Why ``containers`` (per container, per resource, what a pod holds) is not what ``request`` asks
+    for, else None: each container holds exactly the Tessera resources it asks for, each with as many
+    distinct device IDs as it asks, all on the GPUs the record names (one set per container: an MPS
+    share's cores and memory are on one card)."""
+    asked = {c.name: requested_devices(c.ask) for c in request.containers}
+    for cname in containers:
+        if cname not in asked:
+            return f"container {cname!r} is not in the pod"
+    for cname, want in asked.items():
+        held = containers.get(cname, {})
+        if set(held) != set(want):
+            return f"container {cname!r} holds {sorted(held) or 'nothing'} and asks for {sorted(want) or 'nothing'}"
+        gpus = set()
+        for resource, count in want.items():
+            grant = held[resource]
+            ids = set(grant.device_ids)
+            if len(ids) != count or len(grant.device_ids) != count:
+                return f"container {cname!r} holds {len(grant.device_ids)} {resource} device IDs and asks for {count}"
+            on = {i.split("::", 1)[0] for i in ids}
+            if set(grant.gpus) != on or len(grant.gpus) != len(on) or (gpus and on != gpus):
+                return f"container {cname!r}: {resource} names GPUs its device IDs are not on"
+            gpus = on
+            amount = grant.core if resource == RESOURCE_MPS_CORE else grant.mem_gib
+            if resource in (RESOURCE_MPS_CORE, RESOURCE_MPS_MEMORY) and amount != count:
+                return f"container {cname!r}: {resource} says {amount} for {count} device IDs"
+    return None
 
 
 def assignment_of(placement: Placement, request: PodRequest, pod_uid: str) -> Assignment:

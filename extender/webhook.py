@@ -3,20 +3,27 @@
 - strips ``tessera.io/*`` annotations a user wrote (the ledger is written by Tessera only), except
   ``tessera.io/policy``, the user's placement policy, which it keeps when it names a known policy and
   refuses otherwise;
-- for pods that ask for Tessera resources: sets ``schedulerName`` to Tessera's scheduler, and
-  completes ``nvidia.com/mps-memory`` from ``nvidia.com/mps-core`` as the proportional share of the
-  SMALLEST MPS card in the cluster (core/100 of its GiB, rounded down, at least 1), so the request
-  fits wherever the pod lands and the kubelet's counts and ResourceQuota stay true;
+- for pods that ask for Tessera resources: sets ``schedulerName`` to Tessera's scheduler when the pod
+  names none or one of the routed schedulers (``default-scheduler``; a pod naming another scheduler,
+  Volcano's say, keeps it and is still checked), and completes ``nvidia.com/mps-memory`` from
+  ``nvidia.com/mps-core`` as the proportional share of the SMALLEST MPS card in the cluster (core/100
+  of its GiB, rounded down, at least 1), so the request fits wherever the pod lands and the kubelet's
+  counts and ResourceQuota stay true;
 - refuses malformed requests (``mps-memory`` without ``mps-core``, ``mps-core`` over 100 not in
   hundreds, ``mps-memory`` larger than any MPS card in the cluster, ...) with the reason
   ``kubectl apply`` shows.
+
+On pod UPDATE (a PUT or PATCH of the pod, not of its status) it refuses any change to a ``tessera.io/*``
+annotation, added, changed or removed, unless the caller (``request.userInfo.username``) is one of
+Tessera's own identities (``ledger_writers``: the device plugin's and the extender's ServiceAccounts).
+A pod owner may otherwise rewrite the extender's books with a forged assignment.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from tessera import ANNOTATION_POLICY, RESOURCE_MPS_CORE, RESOURCE_MPS_MEMORY
 from tessera.log import get_logger
@@ -27,6 +34,7 @@ from extender.verbs import BadRequest
 
 log = get_logger("extender")
 TESSERA_PREFIX = "tessera.io/"
+DEFAULT_SCHEDULER = "default-scheduler"  # what the API server writes where a pod names no scheduler
 
 
 def _escape(key: str) -> str:
@@ -34,11 +42,17 @@ def _escape(key: str) -> str:
 
 
 class PodAdmission:
-    """Reviews pod creations; ``cards()`` gives (smallest, largest) MPS card GiB in the cluster, or None."""
+    """Reviews pod creations and updates; ``cards()`` gives (smallest, largest) MPS card GiB in the cluster,
+    or None. ``routed_schedulers``: the schedulerName values replaced by ``scheduler_name`` (an empty one
+    counts as ``default-scheduler``); ``ledger_writers``: the users that may change ``tessera.io/*``
+    annotations of an existing pod."""
 
-    def __init__(self, scheduler_name: str, cards: Callable[[], tuple[int, int] | None]) -> None:
+    def __init__(self, scheduler_name: str, cards: Callable[[], tuple[int, int] | None], *,
+                 routed_schedulers: Iterable[str] = (DEFAULT_SCHEDULER,), ledger_writers: Iterable[str] = ()) -> None:
         self.scheduler_name = scheduler_name
         self.cards = cards
+        self.routed_schedulers = frozenset(s or DEFAULT_SCHEDULER for s in routed_schedulers)
+        self.ledger_writers = frozenset(ledger_writers)
 
     def __call__(self, body: bytes) -> dict:
         try:
@@ -54,11 +68,18 @@ class PodAdmission:
     def review(self, request: dict) -> dict:
         """The AdmissionResponse (without uid) for one request."""
         pod = request.get("object")
-        if (request.get("kind") or {}).get("kind") != "Pod" or request.get("operation") != "CREATE" \
-                or not isinstance(pod, dict):
+        if (request.get("kind") or {}).get("kind") != "Pod" or not isinstance(pod, dict):
             return {"allowed": True}
         meta = pod.get("metadata") or {}
         name = f"{request.get('namespace') or meta.get('namespace', '')}/{meta.get('name') or meta.get('generateName', '')}"
+        if request.get("operation") == "CREATE":
+            return self._review_create(pod, meta, name)
+        if request.get("operation") == "UPDATE":
+            return self._review_update(request, meta, name)
+        return {"allowed": True}
+
+    def _review_create(self, pod: dict, meta: dict, name: str) -> dict:
+        """Strip the user's tessera.io/* annotations, route and complete the pod, or refuse it."""
         patch: list[dict] = []
         annotations = meta.get("annotations") or {}
         stripped = [k for k in annotations if k.startswith(TESSERA_PREFIX) and k != ANNOTATION_POLICY]
@@ -80,14 +101,31 @@ class PodAdmission:
             except RequestError as exc:
                 log.info("pod_refused", pod=name, reason=str(exc))
                 return _deny(str(exc))
-            if (pod.get("spec") or {}).get("schedulerName") != self.scheduler_name:
+            named = (pod.get("spec") or {}).get("schedulerName") or DEFAULT_SCHEDULER
+            if named in self.routed_schedulers and named != self.scheduler_name:
                 patch.append({"op": "add", "path": "/spec/schedulerName", "value": self.scheduler_name})
+            elif named != self.scheduler_name:
+                log.info("pod_left_to_its_scheduler", pod=name, scheduler=named)
         if stripped:
             log.info("annotations_stripped", pod=name, keys=stripped)
         if not patch:
             return {"allowed": True}
         return {"allowed": True, "patchType": "JSONPatch",
                 "patch": base64.b64encode(json.dumps(patch).encode()).decode()}
+
+    def _review_update(self, request: dict, meta: dict, name: str) -> dict:
+        """Allowed unless a caller other than Tessera adds, changes or removes a ``tessera.io/*`` annotation."""
+        new = _mapping(_mapping(meta).get("annotations"))
+        before = _mapping(_mapping(_mapping(request.get("oldObject")).get("metadata")).get("annotations"))
+        changed = sorted(k for k in set(new) | set(before)
+                         if str(k).startswith(TESSERA_PREFIX) and new.get(k) != before.get(k))
+        user = str(_mapping(request.get("userInfo")).get("username") or "")
+        if not changed or user in self.ledger_writers:
+            return {"allowed": True}
+        reason = (f"{', '.join(changed)}: tessera.io/* annotations of an existing pod are written by Tessera "
+                  f"only; {user or 'an anonymous user'} may not add, change or remove them")
+        log.warning("annotation_change_refused", pod=name, user=user, keys=changed)
+        return _deny(reason)
 
     def _complete(self, pod: dict, preq, cards: tuple[int, int] | None) -> list[dict]:
         patch = []
@@ -114,6 +152,11 @@ class PodAdmission:
                     patch.append({"op": "add", "path": f"/spec/containers/{i}/resources/{part}/"
                                                        f"{_escape(RESOURCE_MPS_MEMORY)}", "value": str(gib)})
         return patch
+
+
+def _mapping(value: object) -> dict:
+    """``value`` where it is a JSON object, else an empty one (a review's parts are read defensively)."""
+    return value if isinstance(value, dict) else {}
 
 
 def _deny(message: str) -> dict:

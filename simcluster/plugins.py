@@ -4,8 +4,9 @@
         ...
 
 Each process runs on its node's fake NVML (``TESSERA_FAKE_NVML``), with that node's plugin
-directory, pod-resources socket, kubeconfig, node name, grant key (the one the node's hook reads),
-and MPS directories under the node root, the fake MPS control program standing in for NVIDIA's.
+directory, pod-resources socket, node name, grant key (the one the node's hook reads), and MPS
+directories under the node root, the fake MPS control program standing in for NVIDIA's, and a
+kubeconfig that authenticates as the plugin's ServiceAccount, as deploy/ runs it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deviceplugin.fakemps import CONTROL as FAKE_MPS_CONTROL
+from tessera import NAMESPACE, SERVICE_ACCOUNT_DEVICE_PLUGIN
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,9 +53,10 @@ def plugin_command(cluster, name: str, extra: list[str] | None = None,
     node = cluster.nodes[name]
     paths = node.paths
     mps = node.root / "mps"
+    kubeconfig = cluster.service_account_kubeconfig(NAMESPACE, SERVICE_ACCOUNT_DEVICE_PLUGIN)
     argv = [sys.executable, "-m", "deviceplugin.main",
             f"--device-plugin-path={paths.device_plugins}", f"--pod-resources-socket={paths.pod_resources_socket}",
-            f"--kubeconfig={cluster.kubeconfig}", f"--node-name={name}", f"--grant-key-path={paths.grant_key}",
+            f"--kubeconfig={kubeconfig}", f"--node-name={name}", f"--grant-key-path={paths.grant_key}",
             f"--assignment-public-key-path={extender_public_key or cluster.workdir / 'extender.pub'}",
             f"--default-mode={node.spec.mode}", f"--mps-pipe-directory={mps / 'pipe'}",
             f"--device-root={node.root}",

@@ -51,6 +51,7 @@ class Cluster:
     workdir: Path
     kubeconfig: Path
     nodes: dict[str, SimNode] = field(default_factory=dict)
+    service_account_kubeconfigs: dict[tuple[str, str], Path] = field(default_factory=dict)  # (namespace, name) ->
 
     @property
     def url(self) -> str:
@@ -61,6 +62,17 @@ class Cluster:
         configuration = kubernetes.client.Configuration()
         configuration.host = self.api.url
         return kubernetes.client.CoreV1Api(kubernetes.client.ApiClient(configuration))
+
+    def service_account_kubeconfig(self, namespace: str, name: str) -> Path:
+        """A kubeconfig that authenticates as the ServiceAccount ``namespace/name`` (its bearer token), as a
+        pod running under it would: the API server and its webhooks see ``system:serviceaccount:<namespace>:<name>``.
+        Written once per account; later calls return the same file."""
+        path = self.service_account_kubeconfigs.get((namespace, name))
+        if path is None:
+            path = self.api.write_kubeconfig(self.workdir / f"{namespace}.{name}.kubeconfig",
+                                             token=self.api.service_account_token(namespace, name))
+            self.service_account_kubeconfigs[(namespace, name)] = path
+        return path
 
     def wait_for(self, predicate: Callable[[], Any], timeout_s: float = 10.0, interval_s: float = 0.05,
                  what: str = "condition") -> Any:

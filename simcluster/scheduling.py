@@ -5,8 +5,9 @@ scheduler loop in place of kube-scheduler.
         ...   # pods asking for Tessera resources are routed, completed, placed and bound
 
 The extender's signing key is made in the cluster's workdir first (``extender.pub`` is what the
-device plugins verify assignments with), its webhook is registered with the API server as a
-MutatingWebhookConfiguration over HTTPS with its CA as ``caBundle``, and ``SimScheduler`` calls the
+device plugins verify assignments with), the extender runs as its ServiceAccount, its webhook is
+registered with the API server as a MutatingWebhookConfiguration over HTTPS with its CA as
+``caBundle`` (the rules of deploy/base/webhook.yaml), and ``SimScheduler`` calls the
 extender's filter, prioritize and bind with the JSON kube-scheduler sends.
 """
 
@@ -27,9 +28,15 @@ from extender.launch import ensure_signing_key, free_port, spawn_extender, start
 from extender.simscheduler import SimScheduler
 from simcluster.processes import stop_process
 from simcluster.running import Cluster
+from tessera import NAMESPACE, SERVICE_ACCOUNT_EXTENDER
 from tessera.pki import write_webhook_pki
 
 WEBHOOK_NAME = "pods.tessera.io"
+# What the webhook is sent, as deploy/base/webhook.yaml registers it: pod creations, and updates of the pod
+# itself (PUT and PATCH, where a user could rewrite tessera.io/* annotations). Not pods/status (the
+# kubelet's many writes) and not pods/binding (the extender's assignment arrives in the Binding).
+WEBHOOK_RULES = [{"operations": ["CREATE", "UPDATE"], "apiGroups": [""], "apiVersions": ["v1"],
+                  "resources": ["pods"], "scope": "Namespaced"}]
 
 
 @dataclass
@@ -44,15 +51,19 @@ def prepare_keys(cluster: Cluster) -> None:
     ensure_signing_key(cluster.workdir)
 
 
-def _register_webhook(cluster: Cluster, port: int, ca_bundle: str) -> None:
-    api = kubernetes.client.ApiClient(kubernetes.client.Configuration(host=cluster.url))
-    kubernetes.client.AdmissionregistrationV1Api(api).create_mutating_webhook_configuration({
-        "metadata": {"name": "tessera"},
-        "webhooks": [{"name": WEBHOOK_NAME, "admissionReviewVersions": ["v1"], "sideEffects": "None",
-                      "failurePolicy": "Fail", "timeoutSeconds": 10,
-                      "clientConfig": {"url": f"https://127.0.0.1:{port}/mutate", "caBundle": ca_bundle},
-                      "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
-                                 "resources": ["pods"]}]}]}, _preload_content=False)
+def webhook_configuration(client_config: dict) -> dict:
+    """Tessera's MutatingWebhookConfiguration, calling the webhook at ``client_config``."""
+    return {"metadata": {"name": "tessera"},
+            "webhooks": [{"name": WEBHOOK_NAME, "admissionReviewVersions": ["v1"], "sideEffects": "None",
+                          "failurePolicy": "Fail", "timeoutSeconds": 10, "clientConfig": client_config,
+                          "rules": WEBHOOK_RULES}]}
+
+
+def register_webhook(api_url: str, client_config: dict) -> None:
+    """Register Tessera's webhook with the API server at ``api_url`` (as its admin)."""
+    api = kubernetes.client.ApiClient(kubernetes.client.Configuration(host=api_url))
+    kubernetes.client.AdmissionregistrationV1Api(api).create_mutating_webhook_configuration(
+        webhook_configuration(client_config), _preload_content=False)
 
 
 def _wait_spawned(proc: subprocess.Popen, url: str, log: Path, timeout_s: float = 60.0) -> None:
@@ -73,20 +84,21 @@ def scheduling(cluster: Cluster, policy: str = "fragmentation", own_process: boo
     pki = cluster.workdir / "webhook-tls"
     ca_bundle = write_webhook_pki(pki, ["localhost"], ["127.0.0.1"])
     tls = {"tls_cert_path": str(pki / "tls.crt"), "tls_key_path": str(pki / "tls.key")}
+    kubeconfig = cluster.service_account_kubeconfig(NAMESPACE, SERVICE_ACCOUNT_EXTENDER)
     if own_process:
         webhook_port = free_port()
         url = f"http://127.0.0.1:{free_port()}"
-        extender = spawn_extender(cluster.kubeconfig, cluster.workdir, url.removeprefix("http://"),
+        extender = spawn_extender(kubeconfig, cluster.workdir, url.removeprefix("http://"),
                                   webhook_listen=f"127.0.0.1:{webhook_port}", extra_args=["--policy", policy],
                                   log_path=str(cluster.workdir / "extender.log"), **tls)
     else:
-        extender = start_extender(cluster.kubeconfig, cluster.workdir, leader_election=True, policy=policy, **tls)
+        extender = start_extender(kubeconfig, cluster.workdir, leader_election=True, policy=policy, **tls)
         webhook_port, url = extender.webhook_port, extender.url
     scheduler = None
     try:
         if own_process:
             _wait_spawned(extender, url, cluster.workdir / "extender.log")
-        _register_webhook(cluster, webhook_port, ca_bundle)
+        register_webhook(cluster.url, {"url": f"https://127.0.0.1:{webhook_port}/mutate", "caBundle": ca_bundle})
         scheduler = SimScheduler(KubeApi(api_client(str(cluster.kubeconfig))), url).start()
         yield Scheduling(extender, scheduler, url)
     finally:

@@ -20,6 +20,17 @@ LABEL_GPU_MODE = "tessera.io/gpu-mode"
 
 GPU_MODES = ("exclusive", "mig", "mps", "timeslice")
 
+# Tessera's own identities, as deploy/ names them: the namespace and the ServiceAccounts of the parts that
+# write tessera.io/* annotations on pods (the device plugin its ledger, the extender through the Binding).
+NAMESPACE = "tessera-system"
+SERVICE_ACCOUNT_DEVICE_PLUGIN = "tessera-device-plugin"
+SERVICE_ACCOUNT_EXTENDER = "tessera-extender"
+
+
+def service_account_username(namespace: str, name: str) -> str:
+    """The user name the API server gives a ServiceAccount's token: ``system:serviceaccount:<ns>:<name>``."""
+    return f"system:serviceaccount:{namespace}:{name}"
+
 
 def mig_resource_name(profile: str) -> str:
     """The extended resource for a MIG profile: ``1g.10gb`` -> ``nvidia.com/mig-1g.10gb``.

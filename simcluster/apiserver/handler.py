@@ -20,6 +20,7 @@ import yaml
 from tessera.log import get_logger
 
 from . import discovery, errors
+from .authn import acting_as
 from .errors import ApiError, success_status
 from .patch import APPLY_PATCH, PATCH_TYPES
 from .resources import ResourceInfo
@@ -92,7 +93,8 @@ class ApiHandler(BaseHTTPRequestHandler):
             recorder = self.server.recorder()
             if recorder is not None:
                 recorder(method, parts.path, self.query, self.headers.get("Authorization") or "")
-            self._handle(method, route(parts.path))
+            with acting_as(self.server.authenticator.authenticate(self.headers.get("Authorization") or "")):
+                self._handle(method, route(parts.path))
         except ApiError as exc:
             self._fail(exc)
         except OSError:  # the client went away mid-response

@@ -14,6 +14,7 @@ import yaml
 
 from tessera.log import get_logger
 
+from .authn import TokenAuthenticator
 from .handler import ApiHandler
 from .persistence import Persister, load_into
 from .registry import Registry
@@ -35,6 +36,7 @@ class _HttpServer(ThreadingHTTPServer):
     def __init__(self, addr: tuple[str, int], api: ApiServer) -> None:
         self.registry = api.registry
         self.store = api.store
+        self.authenticator = api.authenticator
         self.bookmark_interval = api.bookmark_interval
         self._api = api
         self._connections: set[socket.socket] = set()
@@ -103,6 +105,7 @@ class ApiServer:
         self._port = port
         self.bookmark_interval = bookmark_interval
         self.store = Store(history_size=history_size)
+        self.authenticator = TokenAuthenticator()
         self.admission = Admission(self.store, service_resolver)
         self.registry = Registry(self.store, self.admission, graceful_pod_deletion)
         self.persist_path = Path(persist_path) if persist_path else None
@@ -173,15 +176,16 @@ class ApiServer:
         """``http://127.0.0.1:<port>``."""
         return f"http://{self.host}:{self._port}"
 
-    def write_kubeconfig(self, path: str | Path, namespace: str = "default") -> Path:
-        """Write a kubeconfig (no auth) for this server that kubectl and the Python client accept."""
+    def write_kubeconfig(self, path: str | Path, namespace: str = "default", token: str = "") -> Path:
+        """Write a kubeconfig for this server that kubectl and the Python client accept: the admin's (no
+        credentials), or with a bearer ``token`` (``service_account_token``) the user it names."""
         path = Path(path)
         doc = {
             "apiVersion": "v1",
             "kind": "Config",
             "preferences": {},
             "clusters": [{"name": "simcluster", "cluster": {"server": self.url}}],
-            "users": [{"name": "simcluster-admin", "user": {}}],
+            "users": [{"name": "simcluster-admin", "user": {"token": token} if token else {}}],
             "contexts": [{"name": "simcluster",
                           "context": {"cluster": "simcluster", "user": "simcluster-admin", "namespace": namespace}}],
             "current-context": "simcluster",
@@ -189,6 +193,10 @@ class ApiServer:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
         return path
+
+    def service_account_token(self, namespace: str, name: str) -> str:
+        """A bearer token that authenticates as ``system:serviceaccount:<namespace>:<name>``."""
+        return self.authenticator.service_account_token(namespace, name)
 
     def flush(self) -> None:
         """Write the persisted state now (no-op without ``persist_path``)."""

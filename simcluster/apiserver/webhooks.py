@@ -1,10 +1,11 @@
 """Admission webhooks: the API server calls Mutating/ValidatingWebhookConfigurations as a real one does.
 
 For each create or update of a matching resource it POSTs an ``admission.k8s.io/v1 AdmissionReview``
-over HTTPS, trusting only ``clientConfig.caBundle`` (base64 PEM; the system roots when empty),
-applies a returned ``JSONPatch``, and refuses the request with
-``admission webhook "<name>" denied the request: <message>``. A call that fails (TLS, timeout,
-bad answer) follows ``failurePolicy``: ``Fail`` answers 500, ``Ignore`` goes on.
+(``userInfo``: the caller, ``authn.current_user()``; ``oldObject`` on UPDATE) over HTTPS, trusting
+only ``clientConfig.caBundle`` (base64 PEM; the system roots when empty), applies a returned
+``JSONPatch``, and refuses the request with ``admission webhook "<name>" denied the request:
+<message>``. A call that fails (TLS, timeout, bad answer) follows ``failurePolicy``: ``Fail``
+answers 500, ``Ignore`` goes on.
 
 ``clientConfig.service`` has no cluster DNS here: the server connects to what
 ``service_resolver(namespace, name, port)`` returns (default ``("127.0.0.1", port)``) and verifies
@@ -26,6 +27,7 @@ import jsonpatch
 
 from tessera.log import get_logger
 
+from .authn import current_user
 from .errors import ApiError, internal
 from .resources import MUTATING_WEBHOOKS, NAMESPACES, VALIDATING_WEBHOOKS, ResourceInfo
 from .selectors import from_label_selector_object
@@ -136,7 +138,7 @@ class Admission:
             "kind": gvk, "resource": gvr, "requestKind": gvk, "requestResource": gvr,
             "name": meta.get("name", ""),
             "operation": operation,
-            "userInfo": {"username": "system:admin", "groups": ["system:masters", "system:authenticated"]},
+            "userInfo": current_user().to_dict(),
             "object": obj,
             "oldObject": old,
             "dryRun": dry_run,

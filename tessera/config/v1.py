@@ -14,7 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tessera import GPU_MODES
+from tessera import (
+    GPU_MODES,
+    NAMESPACE,
+    SERVICE_ACCOUNT_DEVICE_PLUGIN,
+    SERVICE_ACCOUNT_EXTENDER,
+    service_account_username,
+)
 from tessera.config.schema import setting
 
 CONFIG_VERSION = "v1"
@@ -24,6 +30,9 @@ POLICIES = ("fragmentation", "binpack", "spread", "binpack-gpu", "spread-gpu", "
             "random", "fgd")
 RUNTIMES = ("containerd", "crio")
 DEVICE_LIST_STRATEGIES = ("device-nodes", "cdi")
+# Who may add, change or remove tessera.io/* annotations on a pod after its creation: deploy/'s ServiceAccounts.
+DEFAULT_LEDGER_WRITERS = [service_account_username(NAMESPACE, SERVICE_ACCOUNT_DEVICE_PLUGIN),
+                          service_account_username(NAMESPACE, SERVICE_ACCOUNT_EXTENDER)]
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,16 @@ class ExtenderConfig:
     policy: str = setting("fragmentation", "cluster default placement policy", choices=POLICIES)
     scheduler_name: str = setting("tessera-scheduler", "schedulerName the webhook gives pods that ask for Tessera "
                                                        "resources (the kube-scheduler profile with this extender)")
+    routed_schedulers: list[str] = setting(
+        ["default-scheduler"],
+        "schedulerName values the webhook replaces with scheduler_name on pods that ask for Tessera resources; "
+        "an empty schedulerName counts as default-scheduler (the API server's default). A pod naming any other "
+        "scheduler (Volcano, a Kueue setup's own) keeps it, and is still checked", flag=False)
+    ledger_writers: list[str] = setting(
+        DEFAULT_LEDGER_WRITERS,
+        "API server user names that may add, change or remove tessera.io/* annotations on a pod after its "
+        "creation (the webhook refuses everyone else): Tessera's own ServiceAccounts, "
+        "system:serviceaccount:<namespace>:<name>", flag=False)
     workload_label: str = setting("", "label whose value names a workload for spread-workload (else owner)")
     shape_window: int = setting(1000, "pods remembered when learning typical task shapes", minimum=1)
     typical_shapes: list[str] = setting([], "typical pods for the fragmentation policy, instead of learning "

@@ -12,7 +12,10 @@ import pytest
 import yaml
 
 from manifests import DEPLOY, find, flag, pod_templates, scheduler_configuration
+from simcluster.scheduling import WEBHOOK_RULES
+from tessera import service_account_username
 from tessera.assignment import load_private_key, load_public_key
+from tessera.config import ExtenderConfig
 
 KUBERNETES_VERSION = "1.32.0"
 # Not in the Kubernetes schema: custom resources (their CRDs belong to cert-manager and the
@@ -122,7 +125,20 @@ def test_webhook_reaches_the_extender_service_and_skips_system_namespaces(render
     target = [p for p in extender["ports"] if p["name"] == port["targetPort"]][0]
     assert listen.endswith(f":{target['containerPort']}")
     assert hook["clientConfig"]["service"]["path"] == "/mutate"
-    assert hook["rules"] == [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
-                              "resources": ["pods"], "scope": "Namespaced"}]
+    # Pod creations and updates of the pod itself (where a user could rewrite tessera.io/* annotations),
+    # as the embedded cluster registers it; not pods/status nor pods/binding.
+    assert hook["rules"] == [{"operations": ["CREATE", "UPDATE"], "apiGroups": [""], "apiVersions": ["v1"],
+                              "resources": ["pods"], "scope": "Namespaced"}] == WEBHOOK_RULES
     excluded = hook["namespaceSelector"]["matchExpressions"][0]
     assert excluded["operator"] == "NotIn" and set(excluded["values"]) == {"kube-system", "tessera-system"}
+
+
+def test_only_the_service_accounts_deploy_runs_tessera_as_may_write_its_pod_annotations(rendered):
+    """The webhook's default ``extender.ledger_writers`` are the ServiceAccounts deploy/ runs the device plugin
+    and the extender as: a renamed account would have its own ledger writes refused."""
+    objects = rendered["default"]
+    templates = pod_templates(objects)
+    runs_as = {templates[name]["serviceAccountName"] for name in ("tessera-device-plugin", "tessera-extender")}
+    accounts = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in objects if o["kind"] == "ServiceAccount"}
+    assert {service_account_username(ns, name) for ns, name in accounts if name in runs_as} == \
+        set(ExtenderConfig().ledger_writers)

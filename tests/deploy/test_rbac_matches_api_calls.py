@@ -21,6 +21,7 @@ from extender.kubeapi import KubeApi, api_client
 from extender.launch import start_extender
 from extender.simscheduler import SimScheduler
 from simcluster.apiserver import ApiError
+from simcluster.apiserver.authn import service_account_user
 from simcluster.apiserver.recording import RequestRecorder
 from simcluster.cluster import ClusterDescription, NodeSpec
 from simcluster.plugins import device_plugins
@@ -37,7 +38,9 @@ NOT_EXERCISED = {
 
 
 def token_kubeconfig(cluster, token: str):
-    """The cluster's kubeconfig, authenticating as ``token`` (how the recorder tells daemons apart)."""
+    """The cluster's kubeconfig, authenticating as ``token`` (how the recorder tells daemons apart): the
+    API server takes it as the ServiceAccount of that name."""
+    cluster.api.authenticator.add_token(token, service_account_user(NAMESPACE, token))
     doc = yaml.safe_load(cluster.kubeconfig.read_text())
     doc["users"][0]["user"] = {"token": token}
     path = cluster.workdir / f"{token}.kubeconfig"

@@ -22,6 +22,8 @@ from tessera.pki import write_webhook_pki
 from tessera.assignment import Assignment, AssignmentError, ResourceAssignment, load_public_key, verify_assignment
 
 from extender.launch import start_extender
+from extender.webhook import PodAdmission
+from tessera.config import ExtenderConfig, parse_config
 
 SERVICE = "tessera-extender.tessera-system.svc"
 
@@ -131,3 +133,35 @@ def test_kubectl_apply_shows_the_refusal(cluster, tmp_path):
     assert out.returncode != 0
     assert 'admission webhook "pods.tessera.io" denied the request' in out.stderr
     assert "nvidia.com/mps-memory needs nvidia.com/mps-core on the same GPU" in out.stderr
+
+
+def test_pods_naming_another_scheduler_keep_it_and_are_still_checked(cluster):
+    _, core, _, _ = cluster
+    batch = core.create_namespaced_pod("default", gpu_pod("batch", {"nvidia.com/mps-core": 50}, scheduler="volcano"))
+    assert batch.spec.scheduler_name == "volcano"
+    assert batch.spec.containers[0].resources.limits["nvidia.com/mps-memory"] == "7"  # completed all the same
+    message = _refusal(core, gpu_pod("bad-batch", {"nvidia.com/mps-core": 150}, scheduler="volcano"))
+    assert "150 is over 100 but not in whole hundreds" in message
+    # A pod that names no scheduler gets default-scheduler from the API server, and is routed.
+    unnamed = gpu_pod("unnamed", {"nvidia.com/gpu": 1})
+    del unnamed["spec"]["schedulerName"]
+    assert core.create_namespaced_pod("default", unnamed).spec.scheduler_name == "tessera-scheduler"
+
+
+def test_the_routed_schedulers_come_from_the_config():
+    config = parse_config({"version": "v1", "extender": {"routed_schedulers": ["default-scheduler", "legacy"]}})
+    admission = PodAdmission(config.extender.scheduler_name, lambda: (15, 40),
+                             routed_schedulers=config.extender.routed_schedulers)
+
+    def scheduler_after_admission(name: str | None) -> str | None:
+        pod = gpu_pod("p", {"nvidia.com/gpu": 1}, scheduler=name or "")
+        response = admission.review({"kind": {"kind": "Pod"}, "operation": "CREATE", "namespace": "default",
+                                     "object": pod})
+        patch = json.loads(base64.b64decode(response.get("patch") or "W10="))
+        return next((op["value"] for op in patch if op["path"] == "/spec/schedulerName"), pod["spec"]["schedulerName"])
+
+    assert ExtenderConfig().routed_schedulers == ["default-scheduler"]
+    assert scheduler_after_admission("legacy") == "tessera-scheduler"
+    assert scheduler_after_admission("default-scheduler") == "tessera-scheduler"
+    assert scheduler_after_admission(None) == "tessera-scheduler"
+    assert scheduler_after_admission("volcano") == "volcano"

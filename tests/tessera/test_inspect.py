@@ -17,8 +17,17 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from kubernetes import client
 
-from tessera import ANNOTATION_ALLOCATED, ANNOTATION_ASSIGNMENT, ANNOTATION_INVENTORY, RESOURCE_GPU_SHARED
+from extender.kubeapi import api_client
+from tessera import (
+    ANNOTATION_ALLOCATED,
+    ANNOTATION_ASSIGNMENT,
+    ANNOTATION_INVENTORY,
+    NAMESPACE,
+    RESOURCE_GPU_SHARED,
+    SERVICE_ACCOUNT_EXTENDER,
+)
 from tessera.assignment import Assignment, ResourceAssignment
 from tessera.demo_pods import GPU_COMMAND, GPU_REQUESTS, pod
 
@@ -64,8 +73,10 @@ def _wait_assignment_pod(core, cluster) -> str:
         "nvidia.com/mps-core": ResourceAssignment((uuid,), tuple(f"{uuid}::core::{n}" for n in range(10)), core=10),
         "nvidia.com/mps-memory": ResourceAssignment((uuid,), tuple(f"{uuid}::mem::{n}" for n in range(4)), mem_gib=4),
     }})
-    core.patch_namespaced_pod(WAITING_POD, "default",
-                              {"metadata": {"annotations": {ANNOTATION_ASSIGNMENT: json.dumps(doc.to_dict())}}})
+    # Written as the extender writes it (only Tessera's own accounts may: the webhook refuses a user).
+    extender = client.CoreV1Api(api_client(str(cluster.service_account_kubeconfig(NAMESPACE, SERVICE_ACCOUNT_EXTENDER))))
+    extender.patch_namespaced_pod(WAITING_POD, "default",
+                                  {"metadata": {"annotations": {ANNOTATION_ASSIGNMENT: json.dumps(doc.to_dict())}}})
     return uuid
 
 

@@ -15,6 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+import kubernetes
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -199,3 +200,32 @@ def test_webhook_configuration_defaults(cluster, pki):
         {k: v for k, v in _hook("pods.tessera.io", "/mutate", pki["ca"]).items() if k != "failurePolicy"}]})
     hook = cfg.webhooks[0]
     assert hook.failure_policy == "Fail" and hook.timeout_seconds == 10 and hook.match_policy == "Equivalent"
+
+
+def test_the_webhook_is_told_who_calls_and_what_the_pod_was(cluster, pki, tmp_path):
+    """As a real API server: a ServiceAccount's bearer token is ``system:serviceaccount:<ns>:<name>`` in the
+    AdmissionReview's ``userInfo``, an UPDATE carries ``oldObject``, no credentials are the admin, and an
+    unknown token is refused before anything else (401)."""
+    srv, core, adm = cluster
+    validating = _hook("validate.tessera.io", "/validate", pki["ca"])
+    validating["rules"][0]["operations"] = ["CREATE", "UPDATE"]
+    adm.create_validating_webhook_configuration({"metadata": {"name": "tessera"}, "webhooks": [validating]})
+    core.create_namespaced_pod("default", pod("p", labels={"v": "1"}))
+    assert _Webhook.reviews[-1][1]["request"]["userInfo"] == {"username": "system:admin",
+                                                              "groups": ["system:masters", "system:authenticated"]}
+    token = srv.service_account_token("tessera-system", "tessera-device-plugin")
+    plugin = client.CoreV1Api(kubernetes.config.new_client_from_config(
+        str(srv.write_kubeconfig(tmp_path / "plugin.kubeconfig", token=token))))
+    plugin.patch_namespaced_pod("p", "default", {"metadata": {"labels": {"v": "2"}}})
+    request = _Webhook.reviews[-1][1]["request"]
+    assert request["operation"] == "UPDATE" and request["userInfo"] == {
+        "username": "system:serviceaccount:tessera-system:tessera-device-plugin",
+        "groups": ["system:serviceaccounts", "system:serviceaccounts:tessera-system", "system:authenticated"]}
+    assert request["oldObject"]["metadata"]["labels"] == {"v": "1"} and request["object"]["metadata"]["labels"] == {"v": "2"}
+    calls = len(_Webhook.reviews)
+    stranger = client.CoreV1Api(kubernetes.config.new_client_from_config(
+        str(srv.write_kubeconfig(tmp_path / "stranger.kubeconfig", token="made-up"))))
+    with pytest.raises(ApiException) as err:
+        stranger.patch_namespaced_pod("p", "default", {"metadata": {"labels": {"v": "3"}}})
+    assert err.value.status == 401 and json.loads(err.value.body)["reason"] == "Unauthorized"
+    assert len(_Webhook.reviews) == calls and core.read_namespaced_pod("p", "default").metadata.labels == {"v": "2"}
