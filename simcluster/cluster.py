@@ -24,9 +24,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
 from tessera import GPU_MODES
+from tessera.yamlfile import YamlFileError, parse_yaml_text, read_yaml_file
 
 DEFAULT_CLUSTER = "default.yaml"
 
@@ -127,19 +126,14 @@ def parse_cluster(doc: object, source: str = "cluster") -> ClusterDescription:
 
 def load_cluster(path: str | Path | None = None) -> ClusterDescription:
     """Read a description file; ``None`` means the shipped default cluster."""
-    if path is None:
-        text = resources.files("simcluster").joinpath("clusters", DEFAULT_CLUSTER).read_text()
-        source = f"simcluster/clusters/{DEFAULT_CLUSTER}"
-    else:
-        try:
-            text = Path(path).read_text()
-        except OSError as exc:
-            raise ClusterDescriptionError(f"{path}: {exc.strerror}") from None
-        source = str(path)
+    source = f"simcluster/clusters/{DEFAULT_CLUSTER}" if path is None else str(path)
     try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ClusterDescriptionError(f"{source}: not valid YAML: {exc}") from None
+        if path is None:
+            doc = parse_yaml_text(resources.files("simcluster").joinpath("clusters", DEFAULT_CLUSTER).read_text())
+        else:
+            doc = read_yaml_file(path)
+    except YamlFileError as exc:
+        raise ClusterDescriptionError(f"{source}: {exc}") from None
     return parse_cluster(doc, source)
 
 

@@ -28,12 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tessera import GPU_MODES
 from tessera.fakenvml.catalog import GpuModel, find_model
 from tessera.fakenvml.placement import MigLayoutError, PlacedInstance, place_layout
 from tessera.fakenvml.topology import LinkEnd, build_links, build_switches
+from tessera.yamlfile import YamlFileError, read_yaml_file
 
 _NAMESPACE = uuid.UUID("5a1e4d2c-7f3b-4c8e-9a61-0d7e3c2b1f90")
 _DGX_BUSES = (0x07, 0x0F, 0x47, 0x4E, 0x87, 0x90, 0xB7, 0xBD)
@@ -94,15 +93,10 @@ class NodeDescription:
 
 def load_description(path: str | Path) -> NodeDescription:
     """Read and validate a node description file (YAML or JSON)."""
-    path = Path(path)
     try:
-        text = path.read_text()
-    except OSError as err:
-        raise DescriptionError(f"{path}: cannot read node description: {err.strerror}") from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise DescriptionError(f"{path}: not valid YAML or JSON: {err}") from None
+        doc = read_yaml_file(path, "YAML or JSON")
+    except YamlFileError as err:
+        raise DescriptionError(f"{path}: {'cannot read node description: ' if err.unreadable else ''}{err}") from None
     return parse_description(doc, source=str(path))
 
 
