@@ -14,16 +14,19 @@ import ctypes
 import math
 import os
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pynvml
 from pynvml import NVMLError
 
+from tessera import migcaps
 from tessera.gpm import ActivitySampler, ProcessUtil
 from tessera.gpu import (
     EccCounts, GpuEvent, GpuInfo, GpuProcess, GpuSample, MemoryRepair, MigInstance, MigUsage, NvmlUnavailable,
 )
 from tessera.log import get_logger
+from tessera.migcaps import MigMinors, instance_capabilities
 from tessera.topology import PcieTopology, Wiring, nvlink_ends, with_peers
 from tessera.topology import bus as _bus
 from tessera.topology import text as _text
@@ -142,10 +145,11 @@ class Nvml:
         """Every GPU's inventory; a GPU that fails comes back with ``error`` set."""
         infos: list[GpuInfo] = []
         wiring: Wiring = {}
+        caps = _LazyMigMinors()
         for index in range(pynvml.nvmlDeviceGetCount()):
             try:
                 handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-                info, direct, switch_links = self._read_gpu(index, handle)
+                info, direct, switch_links = self._read_gpu(index, handle, caps)
                 wiring[index] = (handle, direct, switch_links)
                 self._known[index] = (info.uuid, info.name)
             except NVMLError as err:
@@ -155,18 +159,23 @@ class Nvml:
             infos.append(info)
         return with_peers(infos, wiring, self._pcie)
 
-    def _read_gpu(self, index: int, handle) -> tuple[GpuInfo, dict[str, int], int]:
+    def _read_gpu(self, index: int, handle, caps: _LazyMigMinors) -> tuple[GpuInfo, dict[str, int], int]:
         total = pynvml.nvmlDeviceGetMemoryInfo(handle).total
         cc = tuple(pynvml.nvmlDeviceGetCudaComputeCapability(handle))
         bus = _bus(pynvml.nvmlDeviceGetPciInfo(handle).busId)
+        minor = _optional(pynvml.nvmlDeviceGetMinorNumber, handle)
         mig_mode = _optional(pynvml.nvmlDeviceGetMigMode, handle)
         mig_enabled = bool(mig_mode) and mig_mode[0] == pynvml.NVML_DEVICE_MIG_ENABLE
         direct, switch_links = nvlink_ends(handle)
+        instances = self._mig_instances(handle, total) if mig_enabled else ()
+        if instances and minor is not None and caps.table() is not None:
+            instances = tuple(replace(m, capability_minors=instance_capabilities(
+                caps.table(), minor, m.gpu_instance_id, m.compute_instance_id)) for m in instances)
         info = GpuInfo(
             index=index, uuid=_text(pynvml.nvmlDeviceGetUUID(handle)), name=_text(pynvml.nvmlDeviceGetName(handle)),
-            memory_total_mib=total // MIB, sm_count=self._sm_count(handle, cc), compute_capability=cc,
-            pci_bus_id=bus, numa_node=self._numa_node(handle, bus), mig_enabled=mig_enabled,
-            mig_instances=self._mig_instances(handle, total) if mig_enabled else (),
+            minor_number=minor, memory_total_mib=total // MIB, sm_count=self._sm_count(handle, cc),
+            compute_capability=cc, pci_bus_id=bus, numa_node=self._numa_node(handle, bus), mig_enabled=mig_enabled,
+            mig_instances=instances,
         )
         return info, direct, switch_links
 
@@ -356,6 +365,18 @@ class Nvml:
         return GpuEvent(kind=kind, gpu_index=index, gpu_uuid=uuid, xid=xid,
                         gpu_instance_id=None if gi == _NONE_ID else gi,
                         compute_instance_id=None if ci == _NONE_ID else ci, event_type=int(data.eventType))
+
+
+class _LazyMigMinors:
+    """The driver's MIG capability table, read at most once per inventory and only for a MIG GPU."""
+
+    def __init__(self) -> None:
+        self._read, self._table = False, None
+
+    def table(self) -> MigMinors | None:
+        if not self._read:
+            self._read, self._table = True, migcaps.read_mig_minors()
+        return self._table
 
 
 def _install_fake(path: str) -> None:
