@@ -11,9 +11,11 @@ place, so every daemon runs on a simulated node unchanged.
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -145,7 +147,7 @@ class Nvml:
         """Every GPU's inventory; a GPU that fails comes back with ``error`` set."""
         infos: list[GpuInfo] = []
         wiring: Wiring = {}
-        caps = _LazyMigMinors()
+        caps = functools.cache(migcaps.read_mig_minors)  # read once per inventory, and only for a MIG GPU
         for index in range(pynvml.nvmlDeviceGetCount()):
             try:
                 handle = pynvml.nvmlDeviceGetHandleByIndex(index)
@@ -159,7 +161,8 @@ class Nvml:
             infos.append(info)
         return with_peers(infos, wiring, self._pcie)
 
-    def _read_gpu(self, index: int, handle, caps: _LazyMigMinors) -> tuple[GpuInfo, dict[str, int], int]:
+    def _read_gpu(self, index: int, handle,
+                  caps: Callable[[], MigMinors | None]) -> tuple[GpuInfo, dict[str, int], int]:
         total = pynvml.nvmlDeviceGetMemoryInfo(handle).total
         cc = tuple(pynvml.nvmlDeviceGetCudaComputeCapability(handle))
         bus = _bus(pynvml.nvmlDeviceGetPciInfo(handle).busId)
@@ -168,9 +171,9 @@ class Nvml:
         mig_enabled = bool(mig_mode) and mig_mode[0] == pynvml.NVML_DEVICE_MIG_ENABLE
         direct, switch_links = nvlink_ends(handle)
         instances = self._mig_instances(handle, total) if mig_enabled else ()
-        if instances and minor is not None and caps.table() is not None:
+        if instances and minor is not None and caps() is not None:  # the driver's table is keyed by minor
             instances = tuple(replace(m, capability_minors=instance_capabilities(
-                caps.table(), minor, m.gpu_instance_id, m.compute_instance_id)) for m in instances)
+                caps(), minor, m.gpu_instance_id, m.compute_instance_id)) for m in instances)
         info = GpuInfo(
             index=index, uuid=_text(pynvml.nvmlDeviceGetUUID(handle)), name=_text(pynvml.nvmlDeviceGetName(handle)),
             minor_number=minor, memory_total_mib=total // MIB, sm_count=self._sm_count(handle, cc),
@@ -365,18 +368,6 @@ class Nvml:
         return GpuEvent(kind=kind, gpu_index=index, gpu_uuid=uuid, xid=xid,
                         gpu_instance_id=None if gi == _NONE_ID else gi,
                         compute_instance_id=None if ci == _NONE_ID else ci, event_type=int(data.eventType))
-
-
-class _LazyMigMinors:
-    """The driver's MIG capability table, read at most once per inventory and only for a MIG GPU."""
-
-    def __init__(self) -> None:
-        self._read, self._table = False, None
-
-    def table(self) -> MigMinors | None:
-        if not self._read:
-            self._read, self._table = True, migcaps.read_mig_minors()
-        return self._table
 
 
 def _install_fake(path: str) -> None:

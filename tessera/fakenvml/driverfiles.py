@@ -44,7 +44,8 @@ def mig_minors_text() -> str:
     for gpu in range(CAPS_TABLE_GPUS):
         for gi in range(CAPS_TABLE_GIS):
             lines.append(f"gpu{gpu}/gi{gi}/access {gi_capability_minor(gpu, gi)}")
-            lines += [f"gpu{gpu}/gi{gi}/ci{ci}/access {ci_capability_minor(gpu, gi, ci)}" for ci in range(CAPS_TABLE_CIS)]
+            lines += [f"gpu{gpu}/gi{gi}/ci{ci}/access {ci_capability_minor(gpu, gi, ci)}"
+                      for ci in range(CAPS_TABLE_CIS)]
     return "\n".join(lines) + "\n"
 
 

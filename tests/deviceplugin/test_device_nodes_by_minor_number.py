@@ -34,7 +34,8 @@ def test_each_gpu_gets_the_node_of_its_minor_number():
         for n in range(8):
             response = manager.allocate(f"p{n}", f"p{n}", "default", "main", GPU, 1)
             uuid = dict(response.envs)["NVIDIA_VISIBLE_DEVICES"]
-            gpu_nodes = [d.container_path for d in response.devices if re.fullmatch(r"/dev/nvidia\d+", d.container_path)]
+            gpu_nodes = [d.container_path for d in response.devices
+                         if re.fullmatch(r"/dev/nvidia\d+", d.container_path)]
             assert gpu_nodes == [f"/dev/nvidia{minors[uuid]}"], f"GPU {uuid}"
             assert [d.host_path for d in response.devices if d.container_path in gpu_nodes] == gpu_nodes
             assert granted_paths(node, response)[0] == gpu_nodes[0], "the hook checks the grant's paths"

@@ -35,11 +35,6 @@ MIG_INSTANCES = [(gpu, gi) for gpu in (0, 1) for gi in (1, 2)]  # (GPU minor, GP
 
 def mig_uuid(gpu: int, gi: int) -> str:
     return f"MIG-{gpu:08d}-{gi:04d}-2222-3333-444444444444"
-
-
-def mig_caps(gpu: int, gi: int) -> tuple[int, int]:
-    """The GI's and its compute instance 0's nvidia-caps minors, as the driver's mig-minors table gives them."""
-    return gi_capability_minor(gpu, gi), ci_capability_minor(gpu, gi, 0)
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -58,7 +53,7 @@ class FakeNode:
         os.mknod(self.dev / "nvidiactl", 0o666 | 0o020000, os.makedev(195, 255))
         (self.dev / "nvidia-caps").mkdir()
         for gpu, gi in MIG_INSTANCES:
-            for cap in mig_caps(gpu, gi):
+            for cap in self.mig_caps(gpu, gi):
                 os.mknod(self.dev / "nvidia-caps" / f"nvidia-cap{cap}", 0o444 | 0o020000, os.makedev(CAPS_MAJOR, cap))
         self.rootfs = root / "rootfs"
 
@@ -80,10 +75,15 @@ class FakeNode:
                           mem_gib=mem_gib, pipe=PIPE if resource == "nvidia.com/mps-core" else None)
         return grant, self.response(grant, key)
 
+    @staticmethod
+    def mig_caps(gpu: int, gi: int) -> tuple[int, int]:
+        """The GI's and its compute instance 0's nvidia-caps minors, as the driver's mig-minors table has them."""
+        return gi_capability_minor(gpu, gi), ci_capability_minor(gpu, gi, 0)
+
     def allocate_mig(self, gpu: int, gi: int) -> tuple[Grant, object]:
         """A MIG device's grant and response, as the plugin gives them: the GPU's node and the GI's and CI's
         capability nodes (/dev/nvidia-caps/nvidia-cap<N>)."""
-        paths = [f"/dev/nvidia{gpu}", *(capability_device(cap) for cap in mig_caps(gpu, gi))]
+        paths = [f"/dev/nvidia{gpu}", *(capability_device(cap) for cap in self.mig_caps(gpu, gi))]
         grant = new_grant("nvidia.com/mig-1g.10gb", self.name, [mig_uuid(gpu, gi)], [mig_uuid(gpu, gi)], paths)
         return grant, self.response(grant)
 

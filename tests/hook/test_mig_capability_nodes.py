@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import mig_caps
+from tessera.fakenvml.driverfiles import CAPS_MAJOR
 from tessera.migcaps import capability_device
 
 FLAVOURS = ["containerd", "crio"]
@@ -25,7 +25,7 @@ def probe(*paths: str) -> str:
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_mig_container_opens_its_capability_nodes(runtime, node, flavour):
     grant, response = node.allocate_mig(1, 2)
-    mine = [capability_device(cap) for cap in mig_caps(1, 2)]
+    mine = [capability_device(cap) for cap in node.mig_caps(1, 2)]
     assert grant.paths == ["/dev/nvidia1", *mine]
     result = runtime.run(node.config(probe("/dev/nvidia1", *mine), [response], flavour=flavour), flavour)
     assert result.returncode == 0, result.stderr
@@ -37,19 +37,19 @@ def test_mig_container_opens_its_capability_nodes(runtime, node, flavour):
 def test_another_instances_capability_node_is_refused(node):
     _, response = node.allocate_mig(0, 1)
     config = node.config("true", [response])
-    other = mig_caps(0, 2)[0]
-    config["linux"]["devices"].append({"path": capability_device(other), "type": "c", "major": 509,
+    other = node.mig_caps(0, 2)[0]
+    config["linux"]["devices"].append({"path": capability_device(other), "type": "c", "major": CAPS_MAJOR,
                                        "minor": other, "fileMode": 0o444, "uid": 0, "gid": 0})
     result = node.run_hook(config, "containerd")
     assert result.returncode == 1
-    assert f"{capability_device(other)} (509:{other}), which no grant covers" in result.stderr
+    assert f"{capability_device(other)} ({CAPS_MAJOR}:{other}), which no grant covers" in result.stderr
     assert node.records() == []
 
 
 def test_capability_node_without_a_grant_is_refused(node):
     config = node.config("true")
-    cap = mig_caps(0, 1)[1]
-    config["linux"]["devices"].append({"path": capability_device(cap), "type": "c", "major": 509, "minor": cap})
+    cap = node.mig_caps(0, 1)[1]
+    config["linux"]["devices"].append({"path": capability_device(cap), "type": "c", "major": CAPS_MAJOR, "minor": cap})
     result = node.run_hook(config, "crio")
     assert result.returncode == 1
     assert f"no Tessera grant but its spec gives it {capability_device(cap)}" in result.stderr
