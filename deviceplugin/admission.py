@@ -77,6 +77,7 @@ class Admission:
         start = time.perf_counter()
         try:
             request = self.rm.check(resource, ids)
+            response = container_response(request, self.settings, self._mig_index)  # refuses nodes it cannot name
             pending = self.pods.match(resource, len(ids)) if self.pods else None
             paired = pending is not None and _OTHER.get(resource) in pending.requests
             self.rm.pair_check(request, (pending.pod_uid, pending.container) if paired else None)
@@ -84,7 +85,6 @@ class Admission:
             metrics.ALLOCATIONS.labels(resource, "refused").inc()
             log.warning("allocation_refused", resource=resource, ids=len(ids), reason=str(err))
             raise
-        response = container_response(request, self.settings, self._mig_index)
         self.rm.note_allocated(resource, ids)
         if self.recorder is not None:
             self.recorder.allocated(request, pending)

@@ -31,12 +31,23 @@ class OciState:
         self.id, self.pid, self.bundle = id, pid, bundle
 
 
+def load_json(raw: bytes | str, what: str) -> object:
+    """Parse a JSON document the runtime handed over; HookFailure naming ``what`` where it cannot be.
+
+    A document nested deeper than Python's recursion limit is refused as such (json raises
+    RecursionError on it), never passed on as an internal error.
+    """
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise HookFailure(f"{what} is not JSON ({err})") from None
+    except RecursionError:
+        raise HookFailure(f"{what} is nested too deeply to be a runtime's document") from None
+
+
 def parse_state(raw: bytes | str) -> OciState:
     """Validate the OCI state read from stdin."""
-    try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise HookFailure(f"OCI state on stdin is not JSON ({err})") from None
+    doc = load_json(raw, "OCI state on stdin")
     if not isinstance(doc, dict):
         raise HookFailure("OCI state on stdin is not a JSON object")
     cid, bundle, pid = doc.get("id"), doc.get("bundle"), doc.get("pid", 0)
@@ -127,8 +138,4 @@ def read_spec(bundle: str) -> ContainerSpec:
             raw = fh.read()
     except OSError as err:
         raise HookFailure(f"cannot read {path}: {err.strerror}") from None
-    try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise HookFailure(f"{path} is not JSON ({err})") from None
-    return parse_spec(doc)
+    return parse_spec(load_json(raw, path))

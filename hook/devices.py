@@ -5,6 +5,11 @@ names ``nvidia*`` (``nvidia-uvm``, ``nvidia-caps``: dynamic), or any path ``/dev
 spec reaches one through a ``linux.devices`` entry (the node is created), a ``linux.resources.devices``
 allow rule (the device cgroup lets it be opened), or a bind mount of ``/dev`` or ``/dev/nvidia*``.
 
+An allow rule reaches GPU devices unless it is for block devices (type ``b``) or names one major that
+is not NVIDIA's: a rule of any type (``a``, or no type) or with a wildcard major (absent, null, -1,
+or anything but a number) lets the container ``mknod`` and open a GPU. Only the allow-everything
+outcome of a privileged container is told apart (see :func:`check_ungranted`).
+
 Granted containers may reach their granted nodes plus the control nodes every CUDA process needs
 (``nvidiactl`` 195:255 and the ``nvidia-uvm`` major); nothing else. The cgroup is what enforces
 it: :func:`tighten_cgroup` also denies, in the container's v1 device cgroup, any GPU entry the
@@ -54,7 +59,18 @@ def read_majors(path: str = "/proc/devices") -> GpuMajors:
 
 
 def _wild(value: object) -> bool:
-    return value is None or value == -1 or value == "*"
+    """A wildcard as the runtimes read one: absent, null or -1."""
+    return value is None or (value == -1 and not isinstance(value, bool))
+
+
+def _exact(value: object) -> bool:
+    """One device number; anything else (a wildcard, a string, a negative) may match any."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _char_devices(rule: dict) -> bool:
+    """Whether the rule covers character devices: every type but ``b`` (an absent type means all)."""
+    return rule.get("type") != "b"
 
 
 def _reads_or_writes(rule: dict) -> bool:
@@ -64,15 +80,15 @@ def _reads_or_writes(rule: dict) -> bool:
 
 def is_all_devices(rule: dict) -> bool:
     """An allow rule that opens every character device (what a privileged container gets)."""
-    return (bool(rule.get("allow")) and rule.get("type", "a") in ("a", "c", None)
-            and _wild(rule.get("major")) and _reads_or_writes(rule))
+    return (bool(rule.get("allow")) and _char_devices(rule) and _wild(rule.get("major"))
+            and _wild(rule.get("minor")) and _reads_or_writes(rule))
 
 
 def privileged(rules: list[dict]) -> bool:
     """Whether the device rules end up allowing every device (the last matching rule wins)."""
     result = False
     for rule in rules:
-        if rule.get("type", "a") in ("a", None, "c") and _wild(rule.get("major")) and _wild(rule.get("minor")):
+        if _char_devices(rule) and _wild(rule.get("major")) and _wild(rule.get("minor")):
             result = is_all_devices(rule)
     return result
 
@@ -114,20 +130,23 @@ def gpu_mounts(mounts: list[dict], majors: GpuMajors) -> list[str]:
 
 
 def gpu_rules(rules: list[dict], majors: GpuMajors) -> list[dict]:
-    """Allow rules that let a GPU device (by its major) be read or written, wildcards included."""
+    """Allow rules that let a GPU device be read or written: a GPU major, or any major but one exact number."""
     return [r for r in rules
-            if r.get("allow") and _reads_or_writes(r) and r.get("type", "a") in ("a", "c", None)
-            and (_wild(r.get("major")) or r.get("major") in majors.all)]
+            if r.get("allow") and _reads_or_writes(r) and _char_devices(r)
+            and (not _exact(r.get("major")) or r.get("major") in majors.all)]
 
 
 def _describe(node: dict) -> str:
     return f"{node.get('path')} ({node.get('major')}:{node.get('minor')})"
 
 
+def _describe_number(value: object) -> str:
+    return "*" if _wild(value) else str(value) if _exact(value) else repr(value)
+
+
 def _describe_rule(rule: dict) -> str:
-    major = "*" if _wild(rule.get("major")) else rule.get("major")
-    minor = "*" if _wild(rule.get("minor")) else rule.get("minor")
-    return f"device rule '{rule.get('type', 'a')} {major}:{minor} {rule.get('access', 'rwm')}'"
+    major, minor = _describe_number(rule.get("major")), _describe_number(rule.get("minor"))
+    return f"device rule '{rule.get('type') or 'a'} {major}:{minor} {rule.get('access', 'rwm')}'"
 
 
 def check_ungranted(devices: list[dict], rules: list[dict], mounts: list[dict], majors: GpuMajors,
@@ -135,9 +154,10 @@ def check_ungranted(devices: list[dict], rules: list[dict], mounts: list[dict], 
     """Refuse a container without a grant whose spec would reach a GPU device node.
 
     A GPU node in ``linux.devices``, a bind mount of ``/dev`` or ``/dev/nvidia*``, or an allow rule
-    naming a GPU major is refused. An allow-everything rule alone (a privileged container) is not:
-    with no GPU node or mount it reaches no GPU through the runtime, and privileged pods are Pod
-    Security's business; with one, the node or mount is refused as above.
+    that reaches a GPU (a GPU major, or a wildcard one: ``c *:0 rwm`` opens GPU 0) is refused. Rules
+    that end up allowing every device (a privileged container) are not: with no GPU node or mount
+    it reaches no GPU through the runtime, and privileged pods are Pod Security's business; with
+    one, the node or mount is refused as above.
     """
     nodes = gpu_nodes(devices, majors)
     if nodes:
@@ -146,10 +166,11 @@ def check_ungranted(devices: list[dict], rules: list[dict], mounts: list[dict], 
     if binds:
         raise Refused(f"{who} has no Tessera grant but bind-mounts {binds[0]}, which holds GPU device nodes; "
                       f"{REQUEST_INSTEAD}")
+    if privileged(rules):
+        return
     for rule in gpu_rules(rules, majors):
-        if not _wild(rule.get("major")):
-            raise Refused(f"{who} has no Tessera grant but its {_describe_rule(rule)} opens GPU devices; "
-                          f"{REQUEST_INSTEAD}")
+        raise Refused(f"{who} has no Tessera grant but its {_describe_rule(rule)} opens GPU devices; "
+                      f"{REQUEST_INSTEAD}")
 
 
 def check_present(devices: list[dict], granted_paths: set[str], who: str) -> None:
@@ -172,9 +193,9 @@ def permitted_numbers(devices: list[dict], granted_paths: set[str]) -> set[tuple
 
 
 def _permitted(major: object, minor: object, numbers: set[tuple[int, int]], majors: GpuMajors) -> bool:
-    if major in majors.uvm:
+    if _exact(major) and major in majors.uvm:
         return True
-    return not _wild(minor) and (major, minor) in numbers
+    return _exact(major) and _exact(minor) and (major, minor) in numbers
 
 
 def check_granted(devices: list[dict], rules: list[dict], mounts: list[dict], majors: GpuMajors,
@@ -189,7 +210,7 @@ def check_granted(devices: list[dict], rules: list[dict], mounts: list[dict], ma
         if os.path.normpath(source) not in granted_paths:
             raise Refused(f"{who}: it bind-mounts {source}, which no grant covers")
     for rule in gpu_rules(rules, majors):
-        if _wild(rule.get("major")) or not _permitted(rule.get("major"), rule.get("minor"), numbers, majors):
+        if not _permitted(rule.get("major"), rule.get("minor"), numbers, majors):
             raise Refused(f"{who}: its {_describe_rule(rule)} opens GPUs that no grant covers")
     return numbers
 

@@ -8,6 +8,7 @@ A description is a YAML file::
         gpus: 8
         mode: exclusive           # exclusive | mig | mps | timeslice (label tessera.io/gpu-mode)
         mig: [3g.40gb, 2g.20gb, 1g.10gb, 1g.10gb]   # per-GPU layout, mode mig only
+        minor_numbers: [1, 0, 3, 2, 5, 4, 7, 6]      # /dev/nvidia<minor> per GPU index; default the index
         labels: {topology.kubernetes.io/zone: a}
         cpu: 96                   # cores
         memory_gib: 1024
@@ -24,9 +25,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
 from tessera import GPU_MODES
+from tessera.yamlfile import YamlFileError, parse_yaml_text, read_yaml_file
 
 DEFAULT_CLUSTER = "default.yaml"
 
@@ -53,6 +53,7 @@ class NodeSpec:
     cpu_milli: int = 64000
     memory_mib: int = 256 * 1024
     gpu_memory_gib: int | None = None  # only for models outside the fake catalog (trace replay)
+    minor_numbers: tuple[int, ...] = ()  # each GPU's device minor, by index; empty: the index (fake NVML checks)
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class ClusterDescription:
         raise KeyError(name)
 
 
-_NODE_KEYS = {"name", "model", "gpus", "mode", "mig", "labels", "cpu", "memory_gib", "replicas"}
+_NODE_KEYS = {"name", "model", "gpus", "mode", "mig", "labels", "cpu", "memory_gib", "replicas", "minor_numbers"}
 
 
 def _node_specs(raw: dict, where: str) -> list[NodeSpec]:
@@ -94,6 +95,9 @@ def _node_specs(raw: dict, where: str) -> list[NodeSpec]:
         raise ClusterDescriptionError(f"{where}.mig: expected a list of MIG profiles")
     if mig and mode != "mig":
         raise ClusterDescriptionError(f"{where}.mig: a MIG layout needs mode: mig")
+    minors = raw.get("minor_numbers", [])
+    if not isinstance(minors, list) or not all(isinstance(m, int) and not isinstance(m, bool) for m in minors):
+        raise ClusterDescriptionError(f"{where}.minor_numbers: expected a list of device minor numbers")
     labels = raw.get("labels", {})
     if not isinstance(labels, dict):
         raise ClusterDescriptionError(f"{where}.labels: expected a mapping")
@@ -106,7 +110,7 @@ def _node_specs(raw: dict, where: str) -> list[NodeSpec]:
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
             raise ClusterDescriptionError(f"{where}.{key}: {value!r} is not a positive number")
     names = [name] if replicas == 1 else [f"{name}-{i}" for i in range(replicas)]
-    return [NodeSpec(name=n, model=model, gpus=gpus, mode=mode, mig=tuple(mig),
+    return [NodeSpec(name=n, model=model, gpus=gpus, mode=mode, mig=tuple(mig), minor_numbers=tuple(minors),
                      labels={str(k): str(v) for k, v in labels.items()},
                      cpu_milli=int(cpu * 1000), memory_mib=int(memory_gib * 1024)) for n in names]
 
@@ -127,19 +131,14 @@ def parse_cluster(doc: object, source: str = "cluster") -> ClusterDescription:
 
 def load_cluster(path: str | Path | None = None) -> ClusterDescription:
     """Read a description file; ``None`` means the shipped default cluster."""
-    if path is None:
-        text = resources.files("simcluster").joinpath("clusters", DEFAULT_CLUSTER).read_text()
-        source = f"simcluster/clusters/{DEFAULT_CLUSTER}"
-    else:
-        try:
-            text = Path(path).read_text()
-        except OSError as exc:
-            raise ClusterDescriptionError(f"{path}: {exc.strerror}") from None
-        source = str(path)
+    source = f"simcluster/clusters/{DEFAULT_CLUSTER}" if path is None else str(path)
     try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ClusterDescriptionError(f"{source}: not valid YAML: {exc}") from None
+        if path is None:
+            doc = parse_yaml_text(resources.files("simcluster").joinpath("clusters", DEFAULT_CLUSTER).read_text())
+        else:
+            doc = read_yaml_file(path)
+    except YamlFileError as exc:
+        raise ClusterDescriptionError(f"{source}: {exc}") from None
     return parse_cluster(doc, source)
 
 

@@ -7,9 +7,7 @@ device plugin, and a simulated kubelet. Everything it started is stopped on exit
 
 from __future__ import annotations
 
-import os
 import shutil
-import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +20,7 @@ import kubernetes
 
 from simcluster.apiserver import ApiServer
 from simcluster.cluster import ClusterDescription, NodeSpec, load_cluster
-from simcluster.fakenodes import write_node_description
+from simcluster.fakenodes import make_device_nodes, write_node_description
 from simcluster.lightnodes import add_light_nodes
 from simcluster.kubelet.simkubelet import KubeletPaths, SimKubelet
 from tessera.log import get_logger
@@ -93,23 +91,6 @@ def poll_until(predicate: Callable[[], Any], timeout_s: float = 10.0, interval_s
         time.sleep(interval_s)
 
 
-def make_device_nodes(folder: Path, gpus: int) -> bool:
-    """The node's GPU device nodes, as the driver would make them in /dev: ``nvidia0..N-1`` (195:N),
-    ``nvidiactl`` (195:255), and ``nvidia-uvm``/``nvidia-uvm-tools`` (a dynamic major; 510 here, since no
-    driver registered one). With no driver behind them, opening a permitted one fails with ENXIO.
-    Needs root (mknod); elsewhere the node has none and containers are not run for real anyway."""
-    if os.geteuid() != 0:
-        return False
-    folder.mkdir(parents=True, exist_ok=True)
-    nodes = [(f"nvidia{i}", 195, i) for i in range(gpus)] + [("nvidiactl", 195, 255), ("nvidia-uvm", 510, 0),
-                                                              ("nvidia-uvm-tools", 510, 1)]
-    for name, major, minor in nodes:
-        path = folder / name
-        if not path.exists():
-            os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(major, minor))
-    return True
-
-
 @contextmanager
 def running(description: ClusterDescription | str | Path | None = None, *, workdir: str | Path | None = None,
             runtime: str = "containerd", status_delay_s: float = 0.2, kubelets: bool = True,
@@ -145,7 +126,7 @@ def running(description: ClusterDescription | str | Path | None = None, *, workd
             node_root.mkdir(parents=True, exist_ok=True)
             node = SimNode(spec=spec, root=node_root,
                            nvml_description=write_node_description(spec, node_root / "nvml.yaml"))
-            make_device_nodes(node_root / "dev", spec.gpus)
+            make_device_nodes(node_root, node.nvml_description)
             if kubelets:
                 node.kubelet = SimKubelet(spec, api.url, node_root, runtime=runtime, status_delay_s=status_delay_s,
                                           seed=None if seed is None else seed + index, oci_runtime=oci_runtime)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tessera.config import ConfigError
+from tessera.config import ConfigError, ConfigFileError
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -39,7 +39,7 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
         shape_counts(config.extender.typical_shapes, "extender.typical_shapes")
     except (ConfigError, ShapeError) as exc:
         print(f"tessera: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, ConfigFileError) else 1  # 2: no config to check; 1: a bad key or value
     print(f"{args.file}: valid")
     return 0
 

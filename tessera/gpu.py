@@ -54,6 +54,7 @@ class MigInstance:
     slices: int  # GPU-instance slice count (the "1g")
     placement_start: int  # first memory slice
     placement_size: int  # memory slices occupied
+    capability_minors: tuple[int, int] | None = None  # /dev/nvidia-caps/nvidia-cap<N> of its GI and CI; None: unknown
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class GpuInfo:
     index: int
     uuid: str
     name: str = ""
+    minor_number: int | None = None  # its device node is /dev/nvidia<minor_number>; not always the index
     memory_total_mib: int = 0
     sm_count: int | None = None
     compute_capability: tuple[int, int] | None = None

@@ -11,19 +11,24 @@ place, so every daemon runs on a simulated node unchanged.
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
 import os
 import threading
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pynvml
 from pynvml import NVMLError
 
+from tessera import migcaps
 from tessera.gpm import ActivitySampler, ProcessUtil
 from tessera.gpu import (
     EccCounts, GpuEvent, GpuInfo, GpuProcess, GpuSample, MemoryRepair, MigInstance, MigUsage, NvmlUnavailable,
 )
 from tessera.log import get_logger
+from tessera.migcaps import MigMinors, instance_capabilities
 from tessera.topology import PcieTopology, Wiring, nvlink_ends, with_peers
 from tessera.topology import bus as _bus
 from tessera.topology import text as _text
@@ -142,10 +147,11 @@ class Nvml:
         """Every GPU's inventory; a GPU that fails comes back with ``error`` set."""
         infos: list[GpuInfo] = []
         wiring: Wiring = {}
+        caps = functools.cache(migcaps.read_mig_minors)  # read once per inventory, and only for a MIG GPU
         for index in range(pynvml.nvmlDeviceGetCount()):
             try:
                 handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-                info, direct, switch_links = self._read_gpu(index, handle)
+                info, direct, switch_links = self._read_gpu(index, handle, caps)
                 wiring[index] = (handle, direct, switch_links)
                 self._known[index] = (info.uuid, info.name)
             except NVMLError as err:
@@ -155,18 +161,24 @@ class Nvml:
             infos.append(info)
         return with_peers(infos, wiring, self._pcie)
 
-    def _read_gpu(self, index: int, handle) -> tuple[GpuInfo, dict[str, int], int]:
+    def _read_gpu(self, index: int, handle,
+                  caps: Callable[[], MigMinors | None]) -> tuple[GpuInfo, dict[str, int], int]:
         total = pynvml.nvmlDeviceGetMemoryInfo(handle).total
         cc = tuple(pynvml.nvmlDeviceGetCudaComputeCapability(handle))
         bus = _bus(pynvml.nvmlDeviceGetPciInfo(handle).busId)
+        minor = _optional(pynvml.nvmlDeviceGetMinorNumber, handle)
         mig_mode = _optional(pynvml.nvmlDeviceGetMigMode, handle)
         mig_enabled = bool(mig_mode) and mig_mode[0] == pynvml.NVML_DEVICE_MIG_ENABLE
         direct, switch_links = nvlink_ends(handle)
+        instances = self._mig_instances(handle, total) if mig_enabled else ()
+        if instances and minor is not None and caps() is not None:  # the driver's table is keyed by minor
+            instances = tuple(replace(m, capability_minors=instance_capabilities(
+                caps(), minor, m.gpu_instance_id, m.compute_instance_id)) for m in instances)
         info = GpuInfo(
             index=index, uuid=_text(pynvml.nvmlDeviceGetUUID(handle)), name=_text(pynvml.nvmlDeviceGetName(handle)),
-            memory_total_mib=total // MIB, sm_count=self._sm_count(handle, cc), compute_capability=cc,
-            pci_bus_id=bus, numa_node=self._numa_node(handle, bus), mig_enabled=mig_enabled,
-            mig_instances=self._mig_instances(handle, total) if mig_enabled else (),
+            minor_number=minor, memory_total_mib=total // MIB, sm_count=self._sm_count(handle, cc),
+            compute_capability=cc, pci_bus_id=bus, numa_node=self._numa_node(handle, bus), mig_enabled=mig_enabled,
+            mig_instances=instances,
         )
         return info, direct, switch_links
 

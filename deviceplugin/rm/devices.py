@@ -27,6 +27,7 @@ class Device:
     gpu_uuid: str
     numa_node: int | None
     mig: MigInstance | None = None
+    gpu_minor: int | None = None  # the GPU's device minor (/dev/nvidia<minor>); None where NVML could not tell
 
     @property
     def visible_uuid(self) -> str:
@@ -39,7 +40,7 @@ def gpu_devices(gpu: GpuInfo, mode: str, replicas: int) -> list[Device]:
     def dev(device_id: str, resource: str, mig: MigInstance | None = None) -> Device:
         if len(device_id) > MAX_ID_LENGTH:
             raise ValueError(f"device ID {device_id!r} is longer than {MAX_ID_LENGTH} characters")
-        return Device(device_id, resource, gpu.index, gpu.uuid, gpu.numa_node, mig)
+        return Device(device_id, resource, gpu.index, gpu.uuid, gpu.numa_node, mig, gpu.minor_number)
 
     if mode == "mig":
         return [dev(m.uuid, mig_resource_name(m.profile), m) for m in gpu.mig_instances]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from deviceplugin.rm.devices import CORES_PER_GPU, Device
@@ -39,6 +40,10 @@ def check_request(resource: str, ids: list[str], known: dict[str, Device],
         raise RequestError(f"{resource}: unknown device IDs {unknown[:3]} (the plugin does not offer them)")
     if not ids:
         raise RequestError(f"{resource}: no device IDs to allocate")
+    repeated = [(i, n) for i, n in Counter(ids).items() if n > 1]
+    if repeated:  # counted as distinct devices, one ID sent 100 times would be a whole GPU's share
+        raise RequestError(f"{resource}: device ID {repeated[0][0]} is repeated ({repeated[0][1]} times); "
+                           "each device is allocated once (the kubelet never sends an ID twice)")
     devices = [known[i] for i in ids]
     per_gpu: dict[str, list[Device]] = {}
     for device in devices:

@@ -9,7 +9,7 @@ from tessera.config.loader import (
     load_config,
     parse_config,
 )
-from tessera.config.schema import ConfigError
+from tessera.config.schema import ConfigError, ConfigFileError
 from tessera.config.v1 import (
     CONFIG_VERSION,
     DevicePluginConfig,
@@ -21,7 +21,7 @@ from tessera.config.v1 import (
 )
 
 __all__ = [
-    "CONFIG_ENV", "CONFIG_VERSION", "ConfigError", "DevicePluginConfig", "ExporterConfig", "ExtenderConfig",
+    "CONFIG_ENV", "CONFIG_VERSION", "ConfigError", "ConfigFileError", "DevicePluginConfig", "ExporterConfig", "ExtenderConfig",
     "HookConfig", "LoggingConfig", "TesseraConfig", "add_common_flags", "add_section_flags",
     "config_from_args", "daemon_config", "load_config", "parse_config",
 ]

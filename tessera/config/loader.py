@@ -12,10 +12,9 @@ import os
 import typing
 from typing import Any
 
-import yaml
-
-from tessera.config.schema import ConfigError, check_bounds, coerce, parse_section, section_fields
+from tessera.config.schema import ConfigError, ConfigFileError, check_bounds, coerce, parse_section, section_fields
 from tessera.config.v1 import TesseraConfig
+from tessera.yamlfile import YamlFileError, read_yaml_file
 
 CONFIG_ENV = "TESSERA_CONFIG"
 
@@ -26,12 +25,9 @@ def load_config(path: str | None = None) -> TesseraConfig:
     if not path:
         return TesseraConfig()
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
-    except OSError as exc:
-        raise ConfigError(f"config file {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path}: not valid YAML: {exc}") from None
+        data = read_yaml_file(path)
+    except YamlFileError as exc:
+        raise ConfigFileError(f"config file {path}: {exc}") from None
     return parse_config(data, source=path)
 
 

@@ -19,6 +19,10 @@ class ConfigError(ValueError):
     """A config key or value that Tessera cannot accept; the message names the key and the value."""
 
 
+class ConfigFileError(ConfigError):
+    """A config file that cannot be read as YAML at all (missing, not UTF-8, not YAML, nested too deeply)."""
+
+
 def setting(default: Any, help: str, *, choices: tuple | None = None, minimum: float | None = None,
             maximum: float | None = None, flag: bool = True) -> Any:
     """Declare one config field: its default, what it means, and its bounds."""

@@ -7,6 +7,7 @@ Example (every key but ``node`` and ``gpus`` optional)::
     cuda_version: "12.4"
     nvlink: all-to-all            # default for SXM models; "none"; or [{gpus: [0, 1], links: 4}, ...]
     pcie_switches: [[0, 1], [2, 3]]   # GPUs behind one PCIe switch; default pairs 0-1, 2-3, ... on one NUMA node
+    minor_numbers: [2, 3, 0, 1, 6, 7, 4, 5]   # each GPU's device minor (/dev/nvidia<minor>); default its index
     gpus:
       - model: A100-SXM4-80GB     # catalog key or NVML name
         count: 4
@@ -17,7 +18,9 @@ Example (every key but ``node`` and ``gpus`` optional)::
         numa: 1
 
 UUIDs and PCI bus ids are derived from the node name and GPU index, so a description always
-produces the same identities.
+produces the same identities. The index is NVML's (PCI bus order); the minor number is the order
+the kernel driver probed the GPUs in, which need not agree (nor be 0..N-1): NVIDIA's device plugin
+opens ``/dev/nvidia<minor>``, and the MIG capability files are per minor too.
 """
 
 from __future__ import annotations
@@ -28,17 +31,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tessera import GPU_MODES
 from tessera.fakenvml.catalog import GpuModel, find_model
 from tessera.fakenvml.placement import MigLayoutError, PlacedInstance, place_layout
 from tessera.fakenvml.topology import LinkEnd, build_links, build_switches
+from tessera.yamlfile import YamlFileError, read_yaml_file
 
 _NAMESPACE = uuid.UUID("5a1e4d2c-7f3b-4c8e-9a61-0d7e3c2b1f90")
 _DGX_BUSES = (0x07, 0x0F, 0x47, 0x4E, 0x87, 0x90, 0xB7, 0xBD)
 MAX_GPUS = 32
-_TOP_KEYS = {"node", "gpus", "driver_version", "cuda_version", "nvlink", "pcie_switches"}
+MAX_GPU_MINOR = 253  # 254 and 255 are the driver's nvidia-modeset and nvidiactl
+_TOP_KEYS = {"node", "gpus", "driver_version", "cuda_version", "nvlink", "pcie_switches", "minor_numbers"}
 _GPU_KEYS = {"model", "count", "mode", "mig", "numa"}
 
 
@@ -66,6 +69,7 @@ class GpuSpec:
     index: int
     model: GpuModel
     uuid: str
+    minor: int  # the device minor: /dev/nvidia<minor>
     pci_bus_id: str
     numa_node: int
     mode: str | None
@@ -94,15 +98,10 @@ class NodeDescription:
 
 def load_description(path: str | Path) -> NodeDescription:
     """Read and validate a node description file (YAML or JSON)."""
-    path = Path(path)
     try:
-        text = path.read_text()
-    except OSError as err:
-        raise DescriptionError(f"{path}: cannot read node description: {err.strerror}") from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise DescriptionError(f"{path}: not valid YAML or JSON: {err}") from None
+        doc = read_yaml_file(path, "YAML or JSON")
+    except YamlFileError as err:
+        raise DescriptionError(f"{path}: {'cannot read node description: ' if err.unreadable else ''}{err}") from None
     return parse_description(doc, source=str(path))
 
 
@@ -131,7 +130,8 @@ def parse_description(doc: Any, source: str = "<memory>") -> NodeDescription:
     entries = _expand_groups(groups, fail)
     if len(entries) > MAX_GPUS:
         raise fail(f"gpus: {len(entries)} GPUs described, at most {MAX_GPUS} per node")
-    gpus = tuple(_gpu_spec(node, i, where, e, len(entries), fail) for i, (where, e) in enumerate(entries))
+    minors = _minor_numbers(doc.get("minor_numbers"), len(entries), fail)
+    gpus = tuple(_gpu_spec(node, i, where, e, len(entries), minors[i], fail) for i, (where, e) in enumerate(entries))
     try:
         links = build_links([g.model for g in gpus], doc.get("nvlink"))
     except ValueError as err:
@@ -159,7 +159,20 @@ def _expand_groups(groups: list, fail) -> list[tuple[str, dict]]:
     return entries
 
 
-def _gpu_spec(node: str, index: int, where: str, entry: dict, total: int, fail) -> GpuSpec:
+def _minor_numbers(value: Any, total: int, fail) -> list[int]:
+    if value is None:
+        return list(range(total))
+    if not isinstance(value, list) or len(value) != total:
+        raise fail(f"minor_numbers: {value!r} is not a list of {total} minor numbers, one per GPU")
+    for minor in value:
+        if not isinstance(minor, int) or isinstance(minor, bool) or not 0 <= minor <= MAX_GPU_MINOR:
+            raise fail(f"minor_numbers: {minor!r} is not a GPU minor number 0..{MAX_GPU_MINOR}")
+    if len(set(value)) != total:
+        raise fail(f"minor_numbers: {value!r} gives two GPUs one minor number")
+    return value
+
+
+def _gpu_spec(node: str, index: int, where: str, entry: dict, total: int, minor: int, fail) -> GpuSpec:
     try:
         model = find_model(str(entry.get("model", "")))
     except ValueError as err:
@@ -188,7 +201,7 @@ def _gpu_spec(node: str, index: int, where: str, entry: dict, total: int, fail) 
             MigSpec(p, "MIG-" + str(uuid.uuid5(_NAMESPACE, f"{node}/gpu/{index}/gi/{p.gpu_instance_id}")))
             for p in placed
         )
-    return GpuSpec(index, model, gpu_uuid, pci_bus_id(index), numa, mode, mig_enabled, mig)
+    return GpuSpec(index, model, gpu_uuid, minor, pci_bus_id(index), numa, mode, mig_enabled, mig)
 
 
 def _parse_layout(layout: Any, where: str, fail) -> list[tuple[str, int | None]]:

@@ -23,7 +23,7 @@ class DeviceFunctions(FakeCalls):
 
     @nvml_call
     def nvmlDeviceGetMinorNumber(self, handle) -> int:
-        return self._whole(handle).spec.index
+        return self._whole(handle).spec.minor  # the driver's probe order, not the index (see description)
 
     @nvml_call
     def nvmlDeviceGetUUID(self, handle) -> str:

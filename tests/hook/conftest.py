@@ -1,8 +1,9 @@
 """A fake GPU node for the hook's tests: a node key, fake device nodes, and the kubelet's config.json.
 
-Device nodes are real character devices (major 195) made in a temp dir on the host; with no
-driver, opening one the device cgroup permits fails with ENXIO ("No such device or address"), and
-one it denies with EPERM ("Operation not permitted"): that tells the cases apart.
+Device nodes are real character devices (major 195, and MIG capability nodes ``nvidia-caps/nvidia-cap<N>``
+for two GPU instances on each of GPUs 0 and 1) made in a temp dir on the host; with no driver,
+opening one the device cgroup permits fails with ENXIO ("No such device or address"), and one it
+denies with EPERM ("Operation not permitted"): that tells the cases apart.
 
 ``config.json`` comes from the simulated kubelet's own ``build_config`` (containerd and CRI-O
 shapes), fed ContainerAllocateResponses made the way Tessera's device plugin makes them: the
@@ -22,11 +23,18 @@ import pytest
 
 from simcluster.kubelet import oci
 from simcluster.kubelet.runtime import OciRuntime, busybox_rootfs, unavailable, with_hook, write_bundle
+from tessera.fakenvml.driverfiles import CAPS_MAJOR, ci_capability_minor, gi_capability_minor
 from tessera.grant import Grant, encode, generate_key, grant_env, new_grant
+from tessera.migcaps import capability_device
 
 GPU_UUIDS = [f"GPU-{i:08d}-1111-2222-3333-444444444444" for i in range(8)]
 MPS_USER = 1000
 PIPE = "/run/tessera/mps/pipe"
+MIG_INSTANCES = [(gpu, gi) for gpu in (0, 1) for gi in (1, 2)]  # (GPU minor, GPU-instance id) on the fake node
+
+
+def mig_uuid(gpu: int, gi: int) -> str:
+    return f"MIG-{gpu:08d}-{gi:04d}-2222-3333-444444444444"
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -43,6 +51,10 @@ class FakeNode:
         for minor in range(8):
             os.mknod(self.dev / f"nvidia{minor}", 0o666 | 0o020000, os.makedev(195, minor))
         os.mknod(self.dev / "nvidiactl", 0o666 | 0o020000, os.makedev(195, 255))
+        (self.dev / "nvidia-caps").mkdir()
+        for gpu, gi in MIG_INSTANCES:
+            for cap in self.mig_caps(gpu, gi):
+                os.mknod(self.dev / "nvidia-caps" / f"nvidia-cap{cap}", 0o444 | 0o020000, os.makedev(CAPS_MAJOR, cap))
         self.rootfs = root / "rootfs"
 
     def flags(self, flavour: str) -> list[str]:
@@ -52,7 +64,6 @@ class FakeNode:
     def allocate(self, resource: str, gpus: list[int], *, core: int | None = None, mem_gib: int | None = None,
                  key: bytes | None = None) -> tuple[Grant, object]:
         """A grant and the ContainerAllocateResponse Tessera's plugin would answer for it."""
-        api = oci.api
         paths = [f"/dev/nvidia{i}" for i in gpus]
         if resource == "nvidia.com/mps-core":
             ids = [f"{GPU_UUIDS[gpus[0]]}::core::{n}" for n in range(core or 0)]
@@ -62,13 +73,28 @@ class FakeNode:
             ids = [GPU_UUIDS[i] for i in gpus]
         grant = new_grant(resource, self.name, ids, [GPU_UUIDS[i] for i in gpus], paths, core=core,
                           mem_gib=mem_gib, pipe=PIPE if resource == "nvidia.com/mps-core" else None)
-        devices = [api.DeviceSpec(container_path=p, host_path=str(self.dev / Path(p).name), permissions="rw")
-                   for p in paths]
-        devices.append(api.DeviceSpec(container_path="/dev/nvidiactl", host_path=str(self.dev / "nvidiactl"),
-                                      permissions="rw"))
-        response = api.ContainerAllocateResponse(envs=grant_env(grant), devices=devices,
-                                                 annotations=encode(grant, key or self.key))
-        return grant, response
+        return grant, self.response(grant, key)
+
+    @staticmethod
+    def mig_caps(gpu: int, gi: int) -> tuple[int, int]:
+        """The GI's and its compute instance 0's nvidia-caps minors, as the driver's mig-minors table has them."""
+        return gi_capability_minor(gpu, gi), ci_capability_minor(gpu, gi, 0)
+
+    def allocate_mig(self, gpu: int, gi: int) -> tuple[Grant, object]:
+        """A MIG device's grant and response, as the plugin gives them: the GPU's node and the GI's and CI's
+        capability nodes (/dev/nvidia-caps/nvidia-cap<N>)."""
+        paths = [f"/dev/nvidia{gpu}", *(capability_device(cap) for cap in self.mig_caps(gpu, gi))]
+        grant = new_grant("nvidia.com/mig-1g.10gb", self.name, [mig_uuid(gpu, gi)], [mig_uuid(gpu, gi)], paths)
+        return grant, self.response(grant)
+
+    def response(self, grant: Grant, key: bytes | None = None):
+        """The ContainerAllocateResponse carrying ``grant``: its environment, annotation and device nodes."""
+        api = oci.api
+        paths = [*grant.paths, "/dev/nvidiactl"]
+        devices = [api.DeviceSpec(container_path=p, host_path=str(self.dev / p.removeprefix("/dev/")),
+                                  permissions="rw") for p in paths]
+        return api.ContainerAllocateResponse(envs=grant_env(grant), devices=devices,
+                                             annotations=encode(grant, key or self.key))
 
     def config(self, script: str, responses=(), *, flavour: str = "containerd", env: dict | None = None,
                annotations: dict | None = None, uid: int = 0, pod_uid: str | None = None,

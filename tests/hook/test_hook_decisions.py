@@ -138,6 +138,32 @@ def test_cpu_container_with_a_gpu_allow_rule_is_refused(node):
     assert result.returncode == 1 and "opens GPU devices" in one_line(result)
 
 
+@pytest.mark.parametrize("rule, shown", [
+    ({"type": "c", "minor": 0}, "'c *:0 rwm'"),                    # no major at all
+    ({"type": "c", "major": None, "minor": 3}, "'c *:3 rwm'"),     # major null
+    ({"type": "c", "major": -1, "minor": 0}, "'c *:0 rwm'"),       # major -1, as some runtimes write it
+    ({"type": "a", "minor": 0}, "'a *:0 rwm'"),                    # every type
+    ({"minor": 7}, "'a *:7 rwm'"),                                 # no type: every type
+    ({"type": "c", "major": "195", "minor": 0}, "'c '195':0 rwm'"),  # not a number: the runtime's guess, not ours
+])
+@pytest.mark.parametrize("granted", [False, True])
+def test_a_wildcard_major_rule_is_refused(node, rule, shown, granted):
+    responses = [node.allocate("nvidia.com/gpu", [1])[1]] if granted else []
+    config = node.config("true", responses)
+    config["linux"]["resources"]["devices"].append({"allow": True, "access": "rwm", **rule})
+    result = node.run_hook(config, "containerd")
+    assert result.returncode == 1
+    line = one_line(result)
+    assert shown in line and ("no grant covers" if granted else "request nvidia.com/gpu") in line
+    assert node.records() == []
+
+
+def test_a_block_device_wildcard_rule_is_no_gpu_business(node):
+    config = node.config("true")
+    config["linux"]["resources"]["devices"].append({"allow": True, "type": "b", "minor": 0, "access": "rwm"})
+    assert node.run_hook(config, "containerd").returncode == 0
+
+
 def test_exempt_namespace_may_reach_gpus_without_a_grant(node):
     config = node.config("true")
     config["linux"]["devices"].append({"path": "/dev/nvidia0", "type": "c", "major": 195, "minor": 0})
@@ -161,6 +187,34 @@ def test_malformed_state_gives_one_line(node, stdin, message):
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert message in one_line(result)
+
+
+def test_deeply_nested_state_gives_one_line(node):
+    import subprocess
+    import sys
+
+    state = '{"id": "c1", "bundle": "/tmp", "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    result = subprocess.run([sys.executable, "-m", "hook.main", "createRuntime"], input=state,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "OCI state on stdin is nested too deeply" in one_line(result)
+
+
+def test_deeply_nested_config_json_gives_one_line(node):
+    config = node.config("true")
+    config["annotations"]["deep"] = "NEST"
+    bundle = node.root / "deep"
+    bundle.mkdir()
+    text = json.dumps(config).replace('"NEST"', "[" * 100_000 + "]" * 100_000)
+    (bundle / "config.json").write_text(text)
+    import subprocess
+    import sys
+
+    state = json.dumps({"id": "deep", "pid": 0, "bundle": str(bundle)})
+    result = subprocess.run([sys.executable, "-m", "hook.main", "createRuntime", *node.flags("containerd")],
+                            input=state, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert f"{bundle}/config.json is nested too deeply" in one_line(result)
 
 
 def test_malformed_config_json_gives_one_line(node, tmp_path):

@@ -54,6 +54,14 @@ def test_cpu_container_with_a_gpu_node_does_not_start(runtime, node, flavour):
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
+def test_cpu_container_with_a_wildcard_major_rule_does_not_start(runtime, node, flavour):
+    # "c *:0 rwm" names no GPU major, but lets the container mknod and open GPU 0 (195:0).
+    config = node.config("mknod /dev/g0 c 195 0; cat /dev/g0 2>&1; echo ran", flavour=flavour)
+    config["linux"]["resources"]["devices"].append({"allow": True, "type": "c", "minor": 0, "access": "rwm"})
+    refused(runtime.run(config, flavour), "no Tessera grant", "'c *:0 rwm'", "request nvidia.com/gpu")
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
 def test_cpu_container_with_image_visible_devices_starts_without_gpus(runtime, node, flavour):
     result = runtime.run(node.config(PROBE, flavour=flavour, env={"NVIDIA_VISIBLE_DEVICES": "all"}), flavour)
     assert result.returncode == 0, result.stderr

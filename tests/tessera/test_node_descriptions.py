@@ -93,6 +93,9 @@ def test_explicit_nvlink_pairs(tmp_path):
     ({"node": "n", "gpus": [{"model": "V100-SXM2-16GB", "count": 2}], "nvlink": [{"gpus": [0, 1], "links": 7}]},
      "would use 7 links, it has 6"),
     ({"node": "n", "cuda_version": "twelve", "gpus": [{"model": "T4"}]}, "cuda_version: 'twelve' is not a version"),
+    ({"node": "n", "gpus": [{"model": "T4", "count": 2}], "minor_numbers": [0]}, "minor_numbers: .* one per GPU"),
+    ({"node": "n", "gpus": [{"model": "T4", "count": 2}], "minor_numbers": [3, 3]}, "gives two GPUs one minor"),
+    ({"node": "n", "gpus": [{"model": "T4"}], "minor_numbers": [255]}, "255 is not a GPU minor number 0..253"),
 ])
 def test_bad_descriptions_name_the_key(tmp_path, doc, message):
     path = write_node(tmp_path, doc)
