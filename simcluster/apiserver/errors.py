@@ -109,6 +109,11 @@ def unsupported_media_type(content_type: str, accepted: list[str]) -> ApiError:
     )
 
 
+def not_acceptable(accepted: list[str]) -> ApiError:
+    """406 for an Accept header naming no media type the endpoint can answer in."""
+    return ApiError(406, "NotAcceptable", f"only the following media types are accepted: {', '.join(accepted)}", {})
+
+
 def too_large() -> ApiError:
     """413 for a body over the size limit."""
     return ApiError(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728", {})

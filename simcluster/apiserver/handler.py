@@ -19,7 +19,7 @@ import yaml
 
 from tessera.log import get_logger
 
-from . import discovery, errors
+from . import discovery, errors, openapi, protobuf_bodies
 from .authn import acting_as
 from .errors import ApiError, success_status
 from .patch import APPLY_PATCH, PATCH_TYPES
@@ -32,7 +32,6 @@ from .watch import dumps
 log = get_logger("apiserver")
 
 MAX_BODY = 3 * 1024 * 1024
-_JSON_TYPES = ("application/json", "application/yaml", "application/vnd.kubernetes.protobuf")
 
 
 def _truthy(value: str | None) -> bool:
@@ -163,6 +162,8 @@ class ApiHandler(BaseHTTPRequestHandler):
             if allow_empty:
                 return None
             raise errors.bad_request("the body of the request is empty")
+        if ctype == protobuf_bodies.PROTOBUF:
+            return protobuf_bodies.decode(raw, info.kind if info else "object")
         try:
             if ctype in ("application/yaml", "text/yaml", "application/apply-patch+yaml"):
                 return yaml.safe_load(raw)
@@ -191,10 +192,13 @@ class ApiHandler(BaseHTTPRequestHandler):
             raise errors.method_not_allowed()
         if r.kind == "version":
             return self._send_json(200, discovery.version_info())
+        if r.kind == "openapi":
+            return self._send(200, *openapi.answer(r.name or "", self.headers.get("Accept")))
         if r.kind == "health":
             return self._send(200, b"ok", "text/plain; charset=utf-8")
         if r.kind == "root":
-            return self._send_json(200, {"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/readyz", "/version"]})
+            return self._send_json(200, {"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v2",
+                                                   "/openapi/v3", "/readyz", "/version"]})
         if r.kind == "api":
             return self._send_json(200, discovery.api_versions(self.server.address_text))
         if r.kind == "apis":
@@ -238,13 +242,13 @@ class ApiHandler(BaseHTTPRequestHandler):
                 return self._send_json(201, success_status(201))
             if r.name is not None or (info.namespaced and r.namespace is None):
                 raise errors.method_not_allowed()
-            self._require_content_type()
+            self._require_content_type(info)
             entry = reg.create_entry(info, ns, self._parse(info), self._dry_run())
             return self._respond_object(201, info, entry)
         if method == "PUT":
             if r.name is None or r.subresource not in ("", "status"):
                 raise errors.method_not_allowed()
-            self._require_content_type()
+            self._require_content_type(info)
             entry = reg.update_entry(info, ns, r.name, self._parse(info), r.subresource, self._dry_run())
             return self._respond_object(200, info, entry)
         if method == "PATCH":
@@ -274,11 +278,12 @@ class ApiHandler(BaseHTTPRequestHandler):
             return self._respond_object(200, info, entry)
         raise errors.method_not_allowed()
 
-    def _require_content_type(self) -> None:
+    def _require_content_type(self, info: ResourceInfo) -> None:
         ctype = self._content_type()
-        if ctype and ctype not in ("application/json", "application/yaml", "text/yaml", "*/*"):
+        accepted = protobuf_bodies.accepted_media_types(info.kind)
+        if ctype and ctype not in (*accepted, "text/yaml", "*/*"):
             self._read_body()
-            raise errors.unsupported_media_type(ctype, list(_JSON_TYPES))
+            raise errors.unsupported_media_type(ctype, accepted)
 
     # ------------------------------------------------------------ responses
 

@@ -22,6 +22,7 @@ from .clock import now_rfc3339
 from .defaults import apply_defaults
 from .errors import ApiError
 from .patch import STRATEGIC_PATCH, apply_patch
+from .quota import Quotas
 from .resources import NAMESPACES, PODS, ResourceInfo, by_name
 from .selectors import object_matcher, parse_fields, parse_labels
 from .store import Entry, Store
@@ -63,6 +64,7 @@ class Registry:
         self.store = store
         self.admission = admission
         self.graceful_pod_deletion = graceful_pod_deletion
+        self.quotas = Quotas(store)
 
     # ================================================================ in-process face (dicts)
 
@@ -173,8 +175,10 @@ class Registry:
             existing = self.store.get(info, meta.get("namespace", ""), meta["name"])
             if existing is not None:
                 raise errors.already_exists(info.name, meta["name"], info.group)
+            self.quotas.check(info, obj)
             return Entry(obj, orjson.dumps(obj))
-        entry = self.store.create(info, obj)
+        with self.quotas.admitting(info, obj):
+            entry = self.store.create(info, obj)
         log.debug("object_created", resource=info.name, namespace=meta.get("namespace", ""), name=meta["name"])
         return entry
 
@@ -227,8 +231,10 @@ class Registry:
             return Entry(new, orjson.dumps(new))
         meta = new["metadata"]
         entry = self.store.update(info, new, old.obj["metadata"]["resourceVersion"])
-        if meta.get("deletionTimestamp") and not meta.get("finalizers") and not meta.get("deletionGracePeriodSeconds"):
-            return self.store.delete(info, meta.get("namespace", ""), meta["name"])
+        gone = meta.get("deletionTimestamp") and not meta.get("finalizers") and not meta.get("deletionGracePeriodSeconds")
+        if gone:
+            entry = self.store.delete(info, meta.get("namespace", ""), meta["name"])
+        self.quotas.changed(info, meta.get("namespace", ""), old.obj, None if gone else new)
         return entry
 
     def update_entry(self, info: ResourceInfo, namespace: str, name: str, body: Any, subresource: str = "",
@@ -300,6 +306,7 @@ class Registry:
                         continue
                     raise
                 log.debug("object_deleted", resource=info.name, namespace=namespace, name=name)
+                self.quotas.changed(info, namespace, old.obj, None)
                 return entry
             current_grace = meta.get("deletionGracePeriodSeconds")
             if meta.get("deletionTimestamp") and (current_grace is not None and current_grace <= grace):
@@ -318,6 +325,7 @@ class Registry:
                     continue
                 raise
             log.info("object_terminating", resource=info.name, namespace=namespace, name=name, grace=grace)
+            self.quotas.changed(info, namespace, old.obj, entry.obj)
             return entry
         raise errors.stale(info.name, name, info.group)
 

@@ -86,6 +86,10 @@ EVENTS = ResourceInfo(
 )
 CONFIGMAPS = ResourceInfo("", "v1", "configmaps", "configmap", "ConfigMap", True, short_names=("cm",), spec_field=None)
 SECRETS = ResourceInfo("", "v1", "secrets", "secret", "Secret", True, field_labels=("type",), spec_field=None)
+RESOURCE_QUOTAS = ResourceInfo(
+    "", "v1", "resourcequotas", "resourcequota", "ResourceQuota", True,
+    short_names=("quota",), subresources=("status",), has_status=True,
+)
 LEASES = ResourceInfo("coordination.k8s.io", "v1", "leases", "lease", "Lease", True)
 MUTATING_WEBHOOKS = ResourceInfo(
     "admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations", "mutatingwebhookconfiguration",
@@ -97,7 +101,8 @@ VALIDATING_WEBHOOKS = ResourceInfo(
 )
 
 RESOURCES: tuple[ResourceInfo, ...] = (
-    PODS, NODES, NAMESPACES, EVENTS, CONFIGMAPS, SECRETS, LEASES, MUTATING_WEBHOOKS, VALIDATING_WEBHOOKS,
+    PODS, NODES, NAMESPACES, EVENTS, CONFIGMAPS, SECRETS, RESOURCE_QUOTAS, LEASES, MUTATING_WEBHOOKS,
+    VALIDATING_WEBHOOKS,
 )
 
 # Subresource kinds and verbs, for discovery.
@@ -107,6 +112,7 @@ SUBRESOURCE_DISCOVERY = {
     ("pods", "eviction"): {"group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]},
     ("nodes", "status"): {"kind": "Node", "verbs": ["get", "patch", "update"]},
     ("namespaces", "status"): {"kind": "Namespace", "verbs": ["get", "patch", "update"]},
+    ("resourcequotas", "status"): {"kind": "ResourceQuota", "verbs": ["get", "patch", "update"]},
 }
 
 _BY_PATH = {(r.group, r.version, r.name): r for r in RESOURCES}

@@ -33,7 +33,7 @@ def route(path: str) -> Route:
     if head in ("healthz", "livez", "readyz"):
         return Route("health")
     if head == "openapi":
-        return Route("openapi")
+        return Route("openapi", name="/".join(parts[1:]))
     if head == "api":
         if len(parts) == 1:
             return Route("api")

@@ -151,6 +151,17 @@ def _event_row(ev: dict[str, Any]) -> Row:
             f"{(io.get('kind') or '').lower()}/{io.get('name', '')}", ev.get("message", "")]
 
 
+def _quota_row(quota: dict[str, Any]) -> Row:
+    """printResourceQuota: ``<resource>: <used>/<hard>`` by name, limits.* in their own column."""
+    status = quota.get("status") or {}
+    hard, used = status.get("hard") or {}, status.get("used") or {}
+    columns: dict[bool, list[str]] = {False: [], True: []}
+    for name in sorted(hard):
+        columns[name.split(".")[0] == "limits" and "." in name].append(f"{name}: {used.get(name, '0')}/{hard[name]}")
+    return [quota["metadata"]["name"], age(quota["metadata"].get("creationTimestamp")),
+            ", ".join(columns[False]), ", ".join(columns[True])]
+
+
 _EVENT_COLUMNS = [
     _col("Last Seen", "Time when last event occurred"), _col("Type", "Type of the event"),
     _col("Reason", "Reason of the event"), _col("Object", "The object the event is about"),
@@ -167,6 +178,9 @@ _PRINTERS: dict[str, tuple[list[dict[str, Any]], Callable[[dict[str, Any]], Row]
                    lambda o: [o["metadata"]["name"], len(o.get("data") or {}) + len(o.get("binaryData") or {}), age(o["metadata"].get("creationTimestamp"))]),
     "secrets": ([_NAME, _col("Type", "The type of the secret"), _col("Data", "Number of data entries", typ="integer"), _AGE],
                 lambda o: [o["metadata"]["name"], o.get("type", ""), len(o.get("data") or {}), age(o["metadata"].get("creationTimestamp"))]),
+    "resourcequotas": ([_NAME, _AGE, _col("Request", "Request represents a minimum amount of cpu/memory that a container may consume."),
+                        _col("Limit", "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node.")],
+                       _quota_row),
     "leases": ([_NAME, _col("Holder", "The holder of the lease"), _AGE],
                lambda o: [o["metadata"]["name"], (o.get("spec") or {}).get("holderIdentity", ""), age(o["metadata"].get("creationTimestamp"))]),
 }

@@ -6,6 +6,9 @@ import re
 from typing import Any
 
 from .errors import ApiError, FieldError, bad_request, invalid
+from .quantity import QuantityError
+from .quantity import parse as parse_quantity
+from .quota import quota_errors
 from .resources import ResourceInfo
 from .selectors import validate_label_key, validate_label_value
 
@@ -97,12 +100,27 @@ def check_types(info: ResourceInfo, obj: Any) -> None:
                         f'Pod in version "v1" cannot be handled as a Pod: json: cannot unmarshal into Go struct '
                         f"field PodSpec.spec.{key} of type v1.Container"
                     )
+                resources = c.get("resources") if isinstance(c.get("resources"), dict) else {}
+                for field in ("limits", "requests"):
+                    _check_quantities(info, resources.get(field))
+        _check_quantities(info, _lookup(obj, "spec.overhead"))
+    if info.name == "resourcequotas":
+        _check_quantities(info, _lookup(obj, "spec.hard"))
     expected_kind = obj.get("kind")
     if expected_kind not in (None, "", info.kind):
         raise bad_request(
             f'{expected_kind} in version "{info.version}" cannot be handled as a {info.kind}: '
             f"the object provided is unrecognized (must be of type {info.kind})"
         )
+
+
+def _check_quantities(info: ResourceInfo, values: Any) -> None:
+    """A resource list's values must be quantities: the decoder's 400 otherwise."""
+    for value in (values or {}).values() if isinstance(values, dict) else ():
+        try:
+            parse_quantity(value)
+        except QuantityError as exc:
+            raise bad_request(f'{info.kind} in version "{info.version}" cannot be handled as a {info.kind}: {exc}') from None
 
 
 def _check_name(info: ResourceInfo, name: str, errors: list[FieldError]) -> None:
@@ -184,6 +202,8 @@ def validate(info: ResourceInfo, obj: dict[str, Any]) -> None:
         _check_pod(obj, errors)
     elif info.name in ("mutatingwebhookconfigurations", "validatingwebhookconfigurations"):
         _check_webhooks(obj, errors)
+    elif info.name == "resourcequotas":
+        errors.extend(quota_errors(obj))
     elif info.name == "leases":
         d = (obj.get("spec") or {}).get("leaseDurationSeconds")
         if d is not None and d <= 0:

@@ -124,12 +124,11 @@ def test_the_users_policy_annotation_is_kept_and_an_unknown_policy_refused(clust
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
 def test_kubectl_apply_shows_the_refusal(cluster, tmp_path):
-    # --validate=false: the embedded API server does not serve the OpenAPI schema kubectl validates with.
     _, _, kubeconfig, _ = cluster
     manifest = tmp_path / "pod.json"
     manifest.write_text(json.dumps(gpu_pod("from-kubectl", {"nvidia.com/mps-memory": 4})))
     out = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "--cache-dir", str(tmp_path / "cache"),
-                          "apply", "--validate=false", "-f", str(manifest)], capture_output=True, text=True, timeout=60)
+                          "apply", "-f", str(manifest)], capture_output=True, text=True, timeout=60)
     assert out.returncode != 0
     assert 'admission webhook "pods.tessera.io" denied the request' in out.stderr
     assert "nvidia.com/mps-memory needs nvidia.com/mps-core on the same GPU" in out.stderr

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from simcluster.apiserver import ApiServer
@@ -52,3 +54,12 @@ def http(server: ApiServer, method: str, path: str, body: bytes | None = None,
             return resp.status, json.loads(resp.read() or b"null")
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"null")
+
+
+def kubectl(server: ApiServer, workdir: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """Real kubectl, default flags, against ``server`` (its kubeconfig and HTTP cache under ``workdir``)."""
+    kubeconfig = workdir / "kubeconfig"
+    if not kubeconfig.exists():
+        server.write_kubeconfig(kubeconfig)
+    return subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "--cache-dir", str(workdir / "cache"), *args],
+                          input=stdin, capture_output=True, text=True, timeout=60)

@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 
 import pytest
 
-from apiserver_helpers import node, pod
+from apiserver_helpers import kubectl as run_kubectl, node, pod
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed on this machine")
 
 
 @pytest.fixture
 def kubectl(server, tmp_path):
-    kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
-
     def run(*args: str) -> str:
-        out = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "--cache-dir", str(tmp_path / "cache"), *args],
-                             capture_output=True, text=True, timeout=30)
+        out = run_kubectl(server, tmp_path, *args)
         assert out.returncode == 0, out.stderr
         return out.stdout
 
