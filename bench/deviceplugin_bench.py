@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from simcluster.kubelet.devicemanager import DeviceManager  # noqa: E402
+from simcluster.plugins import stop_mps_daemon  # noqa: E402
 from simcluster.processes import stop_process  # noqa: E402
 from tessera.fakenvml import FaultInjector  # noqa: E402
 from tessera.kubeletapi import deviceplugin_grpc, deviceplugin_pb2 as api  # noqa: E402
@@ -125,10 +126,7 @@ def main() -> int:
     finally:
         stop_process(proc, 10.0)
         manager.stop()
-        pipe = mps / "pipe"
-        if (pipe / "control").exists():
-            subprocess.run([sys.executable, str(REPO / "deviceplugin" / "fakemps" / "control.py")], input="quit\n",
-                           text=True, env={**os.environ, "CUDA_MPS_PIPE_DIRECTORY": str(pipe)}, capture_output=True)
+        stop_mps_daemon(mps)
         shutil.rmtree(root, ignore_errors=True)
     print(render_table(("measure", "p50", "p99", "goal"), rows,
                        title=f"device plugin, fake 8 x A100-80GB MPS node (800 core IDs, 640 memory IDs), "
