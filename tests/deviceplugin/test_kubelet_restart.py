@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import threading
 
+import pytest
+
 from simcluster.kubelet.devicemanager import DeviceManager
 from simcluster.kubelet.sockets import serve_unix
 from tessera.kubeletapi import KUBELET_SOCKET_NAME, deviceplugin_grpc, deviceplugin_pb2 as api
@@ -14,14 +16,21 @@ from tessera.kubeletapi import KUBELET_SOCKET_NAME, deviceplugin_grpc, deviceplu
 CORE, MEM = "nvidia.com/mps-core", "nvidia.com/mps-memory"
 
 
-def test_registered_again_after_a_kubelet_restart(make_node, start_plugin, kubelet, eventually):
-    # How fast (target: 2 s) is bench/deviceplugin_bench.py's to measure; here a loaded CI machine
-    # gets a generous limit.
+@pytest.fixture
+def mps_plugin_holding_p1(make_node, start_plugin, kubelet, eventually):
+    """An MPS node's plugin registered with a simulated kubelet, pod p1 holding 40 cores: (node, kubelet,
+    p1's Allocate answer)."""
     node = make_node("a100-80gb-mps.yaml")
     manager = kubelet(node)
     start_plugin(node, **{"default-mode": "mps"})
     eventually(lambda: manager.allocatable() == {CORE: 800, MEM: 640}, what="registered")
-    held = manager.allocate("p1", "p1", "default", "main", CORE, 40)
+    return node, manager, manager.allocate("p1", "p1", "default", "main", CORE, 40)
+
+
+def test_registered_again_after_a_kubelet_restart(mps_plugin_holding_p1, eventually):
+    # How fast (target: 2 s) is bench/deviceplugin_bench.py's to measure; here a loaded CI machine
+    # gets a generous limit.
+    _, manager, held = mps_plugin_holding_p1
     for _ in range(2):
         manager.restart()
         assert manager.allocatable() == {CORE: 0, MEM: 0}, "capacity 0 until the plugin registers again"
@@ -34,14 +43,10 @@ def test_registered_again_after_a_kubelet_restart(make_node, start_plugin, kubel
     assert dict(other.envs)["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "40"
 
 
-def test_registered_again_after_five_back_to_back_kubelet_restarts(make_node, start_plugin, kubelet, eventually):
+def test_registered_again_after_five_back_to_back_kubelet_restarts(mps_plugin_holding_p1, eventually):
     # Each restart comes as soon as the plugin has served its sockets again for the last one, while
     # its Register is on the way: the churn that left it waiting out a dead call for 5 s.
-    node = make_node("a100-80gb-mps.yaml")
-    manager = kubelet(node)
-    start_plugin(node, **{"default-mode": "mps"})
-    eventually(lambda: manager.allocatable() == {CORE: 800, MEM: 640}, what="registered")
-    held = manager.allocate("p1", "p1", "default", "main", CORE, 40)
+    node, manager, held = mps_plugin_holding_p1
     sockets = [node.plugin_dir / "tessera-mps-core.sock", node.plugin_dir / "tessera-mps-memory.sock"]
     for restart in range(5):
         manager.restart()
