@@ -1,12 +1,13 @@
 """Device plugin benchmark: the plugin in its own process on a fake 8-GPU MPS node (800 core IDs,
 640 memory IDs), driven over its real unix sockets by the simulated kubelet's device manager.
 
-    python bench/deviceplugin_bench.py [--rounds 300]
+    python bench/deviceplugin_bench.py [--rounds 300] [--restarts 10]
 
 Measures Allocate and GetPreferredAllocation latency as the kubelet sees it (gRPC round trip,
 p50/p99), Xid-to-unhealthy latency (injection to the kubelet's device list), kubelet-restart-to-
-registered latency, and the plugin's resident memory. Goals: Allocate p99 <= 5 ms, Xid to unhealthy
-<= 1 s, re-registration <= 2 s.
+registered latency (one restart, and a burst of five back-to-back restarts, timed from the last;
+median and max over ``--restarts``), and the plugin's resident memory. Goals: Allocate p99 <= 5 ms,
+Xid to unhealthy <= 1 s, re-registration <= 2 s.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from simcluster.kubelet.devicemanager import DeviceManager  # noqa: E402
+from simcluster.plugins import stop_mps_daemon  # noqa: E402
 from simcluster.processes import stop_process  # noqa: E402
 from tessera.fakenvml import FaultInjector  # noqa: E402
 from tessera.kubeletapi import deviceplugin_grpc, deviceplugin_pb2 as api  # noqa: E402
@@ -50,6 +52,7 @@ def wait(predicate, timeout: float, step: float = 0.001) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=300)
+    parser.add_argument("--restarts", type=int, default=10, help="kubelet restarts (and bursts of five) to time")
     args = parser.parse_args()
     configure_logging("error", "json", stream=open(os.devnull, "w"))
     root = Path(tempfile.mkdtemp(prefix="tdpb-", dir="/tmp"))
@@ -109,22 +112,21 @@ def main() -> int:
             wait(lambda: all(h == "Healthy" for d, h in manager.devices(CORE).items() if d.startswith(uuid)), 5, 0.01)
         rows.append(("Xid to unhealthy (kubelet's view)", f"{pct(xids, 50) * 1e3:.1f} ms", f"{max(xids) * 1e3:.1f} ms (max)",
                      "<= 1 s"))
-        restarts = []
-        for _ in range(5):
-            t = time.perf_counter()
-            manager.restart()
-            restarts.append(wait(lambda: manager.allocatable() == {CORE: 800, MEM: 640}, 5) )
-        rows.append(("kubelet restart to registered", f"{pct(restarts, 50) * 1e3:.0f} ms",
-                     f"{max(restarts) * 1e3:.0f} ms (max)", "<= 2 s"))
+        for burst in (1, 5):
+            restarts = []
+            for _ in range(args.restarts):
+                for _ in range(burst):  # back to back: each restart as soon as the last one returned
+                    manager.restart()
+                restarts.append(wait(lambda: manager.allocatable() == {CORE: 800, MEM: 640}, 30))
+            what = "kubelet restart" if burst == 1 else f"{burst} back-to-back kubelet restarts"
+            rows.append((f"{what} to registered ({args.restarts} times)", f"{pct(restarts, 50) * 1e3:.0f} ms",
+                         f"{max(restarts) * 1e3:.0f} ms (max)", "<= 2 s"))
         rss = int(next(line.split()[1] for line in open(f"/proc/{proc.pid}/status") if line.startswith("VmRSS")))
         rows.append(("plugin resident memory", f"{rss / 1024:.0f} MiB", "-", "-"))
     finally:
         stop_process(proc, 10.0)
         manager.stop()
-        pipe = mps / "pipe"
-        if (pipe / "control").exists():
-            subprocess.run([sys.executable, str(REPO / "deviceplugin" / "fakemps" / "control.py")], input="quit\n",
-                           text=True, env={**os.environ, "CUDA_MPS_PIPE_DIRECTORY": str(pipe)}, capture_output=True)
+        stop_mps_daemon(mps)
         shutil.rmtree(root, ignore_errors=True)
     print(render_table(("measure", "p50", "p99", "goal"), rows,
                        title=f"device plugin, fake 8 x A100-80GB MPS node (800 core IDs, 640 memory IDs), "

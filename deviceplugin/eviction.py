@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from tessera.backoff import Backoff
 from tessera.log import get_logger
 from tessera.periodic import PeriodicWorker
 
@@ -26,6 +27,7 @@ class OveruseEvictor(PeriodicWorker):
         self.api = api
         self.overuse_dir = overuse_dir
         self.evicted: set[str] = set()  # pod UIDs (or namespace/name) already evicted
+        self._retry = Backoff()  # an eviction failed: later scans wait for it before calling the API again
 
     def tick(self) -> int:
         return self.scan()
@@ -46,13 +48,15 @@ class OveruseEvictor(PeriodicWorker):
                 log.warning("overuse_mark_unreadable", file=name, error=str(err))
                 continue
             key = uid or f"{namespace}/{pod}"
-            if key in self.evicted:
+            if key in self.evicted or not self._retry.due():
                 continue
             try:
                 self.api.evict_pod(namespace, pod, uid)
-            except Exception as err:  # noqa: BLE001 - retried at the next scan
+            except Exception as err:  # noqa: BLE001 - retried at a scan after the backoff
+                self._retry.failed()
                 log.warning("overuse_eviction_failed", pod=pod, namespace=namespace, error=str(err))
                 continue
+            self._retry.reset()
             self.evicted.add(key)
             evicted += 1
             log.warning("pod_evicted_for_gpu_memory_overuse", pod=pod, namespace=namespace,

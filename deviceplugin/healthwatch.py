@@ -12,6 +12,7 @@ import time
 
 from deviceplugin import metrics
 from deviceplugin.rm import NodeDevices
+from tessera.backoff import Backoff
 from tessera.log import get_logger
 from tessera.nvml import Nvml
 
@@ -39,6 +40,7 @@ class HealthWatch:
 
     def _run(self) -> None:
         next_read = time.monotonic() + self.read_interval_s
+        retry = Backoff()
         while not self._stop.is_set():
             before = self._snapshot()
             try:
@@ -49,9 +51,10 @@ class HealthWatch:
                 if time.monotonic() >= next_read:
                     next_read = time.monotonic() + self.read_interval_s
                     self.rm.apply_reads(self.nvml.read_gpus())
+                retry.reset()
             except Exception:  # noqa: BLE001 - the loop must outlive one bad NVML answer
                 log.exception("health_loop_failed")
-                self._stop.wait(1.0)
+                retry.wait(self._stop)
             after = self._snapshot()
             for index, healthy in after.items():
                 if before.get(index) != healthy:

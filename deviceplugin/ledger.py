@@ -20,6 +20,7 @@ from deviceplugin.podwatch import PodWatch
 from deviceplugin.rm import NodeDevices, Request, RequestError
 from tessera import ANNOTATION_ALLOCATED, ANNOTATION_ASSIGNMENT
 from tessera.assignment import WRITTEN_BY_PLUGIN, Assignment, ResourceAssignment, plugin_assignment
+from tessera.backoff import Backoff
 from tessera.log import get_logger
 
 log = get_logger("deviceplugin")
@@ -36,6 +37,7 @@ class Ledger:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dp-ledger", daemon=True)
         self._written: dict[str, tuple[str, str | None]] = {}  # pod uid -> (allocated, assignment) written
+        self._retry = Backoff()  # the API server refused a write: the next reconciles wait for it
 
     def start(self) -> None:
         self._thread.start()
@@ -110,13 +112,15 @@ class Ledger:
             patch[ANNOTATION_ALLOCATED] = allocated
         if assignment is not None and entry.annotations.get(ANNOTATION_ASSIGNMENT) != assignment:
             patch[ANNOTATION_ASSIGNMENT] = assignment
-        if not patch or self._written.get(uid) == (allocated, assignment):
+        if not patch or self._written.get(uid) == (allocated, assignment) or not self._retry.due():
             return
         try:
             self.api.patch_pod_annotations(entry.namespace, entry.name, patch)
-        except Exception as exc:  # noqa: BLE001 - the next reconcile retries
+        except Exception as exc:  # noqa: BLE001 - a reconcile after the backoff retries
+            self._retry.failed()
             log.warning("ledger_write_failed", pod=f"{entry.namespace}/{entry.name}", reason=str(exc))
             return
+        self._retry.reset()
         self._written[uid] = (allocated, assignment)
         log.info("ledger_recorded", pod=f"{entry.namespace}/{entry.name}", pod_uid=uid,
                  keys=sorted(patch), plugin_written=ANNOTATION_ASSIGNMENT in patch)

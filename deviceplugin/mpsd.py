@@ -1,13 +1,20 @@
 """Supervising the MPS control daemon through its pipe directory.
 
-The daemon (``nvidia-cuda-mps-control -d``) runs in its own container of the DaemonSet, as the
-configured user, with pipe, log and shm directories on the host, so a plugin restart never touches
-running clients. The plugin talks to it as any client does: the control program with commands on
-stdin. Each ``interval_s`` it asks ``get_server_list``; if nobody answers, MPS resources are reported
-unhealthy (they cannot serve) and the daemon is started again (detached, in its own session). While
-it is up, the daemon's defaults follow the largest live grant per GPU: ``set_default_device_pinned_mem_limit
-<index> <GiB>G`` per device and ``set_default_active_thread_percentage`` (a node-wide default in MPS:
-the largest core grant on any GPU). Clients narrow these with their own variables.
+The daemon (``nvidia-cuda-mps-control -d``) runs detached, as the configured user, with pipe, log and
+shm directories on the host, so a plugin restart never touches running clients. The plugin talks to
+it as any client does: the control program with commands on stdin
+(:class:`deviceplugin.mpsdaemon.MpsDaemon`). Each ``interval_s`` it asks ``get_server_list``:
+
+- answered: MPS resources are healthy, and the daemon's defaults follow the largest live grant per
+  GPU: ``set_default_device_pinned_mem_limit <index> <GiB>G`` per device and
+  ``set_default_active_thread_percentage`` (a node-wide default in MPS: the largest core grant on
+  any GPU). Clients narrow these with their own variables.
+- not answered in time, but the daemon process is alive (slow: a CPU-starved node) or starting:
+  nothing changes; the next questions wait twice as long (up to ``SLOW_PATIENCE_CAP_S``) until it
+  answers quickly again. No second daemon, no unhealthy device.
+- gone (no daemon process, nothing on the socket): started again, once, under the supervisor lock.
+  Only when it cannot be started are the MPS resources reported unhealthy (they cannot serve); the
+  next start is tried after a jittered backoff (:mod:`tessera.backoff`).
 """
 
 from __future__ import annotations
@@ -16,33 +23,39 @@ import os
 import subprocess
 import time
 
+from deviceplugin.mpsdaemon import ALREADY_RUNNING, DaemonState, MpsDaemon
 from deviceplugin.rm import NodeDevices
+from tessera.backoff import Backoff
 from tessera.config import DevicePluginConfig
 from tessera.log import get_logger
 from tessera.periodic import PeriodicWorker
 
 log = get_logger("deviceplugin")
 
+ANSWER_TIMEOUT_S = 3.0       # a daemon that answers within this is well
+SLOW_PATIENCE_CAP_S = 30.0   # ... a slow one is given up to this, doubling from ANSWER_TIMEOUT_S
+START_WAIT_S = 30.0          # a started daemon shows up (pid file or socket) within this, or counts as not started
+RESTART_BASE_S, RESTART_CAP_S = 1.0, 60.0  # after a start that failed
+
 
 class MpsSupervisor(PeriodicWorker):
-    """Keeps the MPS control daemon answering and its defaults at the largest live grants."""
+    """Keeps the MPS control daemon running (one per pipe directory) and its defaults at the largest
+    live grants; see the module docstring."""
 
-    def __init__(self, binary: str, config: DevicePluginConfig, rm: NodeDevices, interval_s: float = 1.0) -> None:
+    def __init__(self, binary: str, config: DevicePluginConfig, rm: NodeDevices, interval_s: float = 1.0,
+                 answer_timeout_s: float = ANSWER_TIMEOUT_S) -> None:
         super().__init__("dp-mps", interval_s, "mps_supervision_failed", log)
-        self.binary = binary
         self.config = config
         self.rm = rm
+        user = config.mps_user if os.geteuid() == 0 and config.mps_user != 0 else None
+        self.daemon = MpsDaemon(binary, config.mps_pipe_directory, config.mps_log_directory,
+                                config.mps_shm_directory, user)
         self._sent: dict[str, str] = {}
-        self.env = {**os.environ, "CUDA_MPS_PIPE_DIRECTORY": config.mps_pipe_directory,
-                    "CUDA_MPS_LOG_DIRECTORY": config.mps_log_directory}
-
-    def control(self, *commands: str, timeout_s: float = 3.0) -> str:
-        """Send commands to the daemon; its answers, or OSError/RuntimeError when it does not answer."""
-        result = subprocess.run([self.binary], input="\n".join(commands) + "\n", env=self.env, capture_output=True,
-                                text=True, timeout=timeout_s)
-        if result.returncode != 0:
-            raise RuntimeError((result.stderr or result.stdout).strip() or f"exit status {result.returncode}")
-        return result.stdout
+        self._pid: int | None = None  # the daemon the defaults were sent to
+        self._patience = Backoff(base_s=answer_timeout_s, cap_s=max(answer_timeout_s, SLOW_PATIENCE_CAP_S),
+                                 jitter=0.0)
+        self._restarts = Backoff(base_s=RESTART_BASE_S, cap_s=RESTART_CAP_S)
+        self.starts = 0  # daemons this supervisor started
 
     def start(self) -> None:
         self.check()  # before the resources register: their health is right from the first listing
@@ -51,47 +64,75 @@ class MpsSupervisor(PeriodicWorker):
     def tick(self) -> None:
         self.check()
 
-    def _answers(self) -> str | None:
-        """None when the daemon answers, else why not."""
+    def check(self) -> DaemonState | None:
+        """One round; returns None when the daemon answered, else what it is doing."""
+        asked = time.monotonic()
         try:
-            self.control("get_server_list")
-            return None
+            self.daemon.control("get_server_list", timeout_s=self._patience.ceiling())
         except (OSError, RuntimeError, subprocess.TimeoutExpired) as err:
-            return str(err)
+            return self._not_answered(str(err))
+        self._answered(time.monotonic() - asked)
+        return None
 
-    def check(self) -> None:
-        problem = self._answers()
-        if problem is not None:
-            self._sent.clear()
-            self._launch()
-            deadline = time.monotonic() + 3.0
-            while problem is not None and time.monotonic() < deadline and not self._stop.is_set():
-                time.sleep(0.05)
-                problem = self._answers()
-        if problem is not None:
-            if self.rm.set_mps_down(f"MPS control daemon not answering: {problem}"):
-                log.warning("mps_daemon_down", reason=problem, pipe=self.config.mps_pipe_directory)
-            return
+    def _answered(self, took_s: float) -> None:
+        if took_s < self._patience.base_s and self._patience.failures:  # quick again: back to the normal wait
+            log.info("mps_daemon_answering_again", pid=self.daemon.pid(), pipe=self.config.mps_pipe_directory)
+            self._patience.reset()
+        self._restarts.reset()
         if self.rm.set_mps_down(None):
             log.info("mps_daemon_ready", pipe=self.config.mps_pipe_directory)
+        pid = self.daemon.pid()
+        if pid != self._pid:  # another daemon than the one that has our defaults
+            self._pid = pid
+            self._sent.clear()
         self._apply_defaults()
 
-    def _launch(self) -> None:
-        user = self.config.mps_user
-        for folder in (self.config.mps_pipe_directory, self.config.mps_log_directory, self.config.mps_shm_directory):
-            os.makedirs(folder, exist_ok=True)
-            if os.geteuid() == 0 and user != 0:
-                os.chown(folder, user, user)  # the daemon, running as the MPS user, writes there
-        # The daemon and its servers run as the MPS user (subprocess switches user without a
-        # preexec_fn, which is unsafe in a threaded process).
-        as_user = {"user": user, "group": user} if os.geteuid() == 0 and user != 0 else {}
-        try:
-            subprocess.run([self.binary, "-d"], env=self.env, start_new_session=True, **as_user,
-                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           timeout=5, check=True)
-            log.info("mps_daemon_started", binary=self.binary, user=user)
-        except (OSError, subprocess.SubprocessError) as err:
-            log.error("mps_daemon_start_failed", binary=self.binary, reason=str(err))
+    def _not_answered(self, problem: str) -> DaemonState:
+        state = self.daemon.state()
+        if state is not DaemonState.GONE:
+            if not self._patience.failures:
+                log.warning("mps_daemon_slow", state=state.value, reason=problem, pid=self.daemon.pid(),
+                            pipe=self.config.mps_pipe_directory)
+            self._patience.failed()  # the next question waits longer
+            return state
+        self._patience.reset()
+        if self._restarts.due():
+            self._restart(problem)
+        return state
+
+    def _restart(self, problem: str) -> None:
+        with self.daemon.launch_lock() as held:
+            if not held:
+                log.info("mps_daemon_start_elsewhere", pipe=self.config.mps_pipe_directory)
+                return  # another supervisor of this pipe directory is starting it
+            if self.daemon.state() is not DaemonState.GONE:
+                return  # it came back while we took the lock
+            log.warning("mps_daemon_gone", reason=problem, pipe=self.config.mps_pipe_directory)
+            self._sent.clear()
+            failure = self.daemon.launch()
+            if failure is None:
+                self.starts += 1
+                log.info("mps_daemon_started", binary=self.daemon.binary, user=self.daemon.user)
+            if failure in (None, ALREADY_RUNNING):  # ours, or one just starting that we did not see
+                failure = self._wait_started()
+        if failure is None:
+            self._restarts.reset()
+            if self.rm.set_mps_down(None):
+                log.info("mps_daemon_ready", pipe=self.config.mps_pipe_directory)
+            return
+        delay = self._restarts.failed()
+        if self.rm.set_mps_down(f"MPS control daemon gone and not restarted: {failure}"):
+            log.error("mps_daemon_down", reason=failure, retry_in_s=round(delay, 1),
+                      pipe=self.config.mps_pipe_directory)
+
+    def _wait_started(self) -> str | None:
+        """None once the started daemon is alive (pid file) or listening; else why not."""
+        deadline = time.monotonic() + START_WAIT_S
+        while self.daemon.state() is DaemonState.GONE:
+            if time.monotonic() >= deadline or self._stop.is_set():
+                return f"started, but no daemon process or socket in {self.config.mps_pipe_directory}"
+            time.sleep(0.05)
+        return None
 
     def _apply_defaults(self) -> None:
         largest = self.rm.largest_mps_grants()
@@ -106,7 +147,7 @@ class MpsSupervisor(PeriodicWorker):
         if not commands:
             return
         try:
-            self.control(*commands)
+            self.daemon.control(*commands, timeout_s=self._patience.ceiling() * len(commands))
         except (OSError, RuntimeError, subprocess.TimeoutExpired) as err:
             log.warning("mps_defaults_failed", reason=str(err))
             return

@@ -18,6 +18,7 @@ from deviceplugin.apiclient import Gone, NodeApi
 from deviceplugin.healthrecord import ANNOTATION_CLEAR_HEALTH, apply_clear, carry_over, clear_request
 from deviceplugin.rm import NodeDevices
 from tessera import ANNOTATION_INVENTORY, LABEL_GPU_MODE
+from tessera.backoff import Backoff
 from tessera.log import get_logger
 
 log = get_logger("deviceplugin")
@@ -62,6 +63,7 @@ class NodeInfoWriter:
 
     def _write_loop(self) -> None:
         version = -1
+        retry = Backoff()
         while not self._carried_over.wait(0.2):  # never overwrite a recorded fatal Xid before reading it
             if self._stop.is_set():
                 return
@@ -70,8 +72,9 @@ class NodeInfoWriter:
             if current != version or self._written is None:
                 if self._write():
                     version = current
+                    retry.reset()
                 else:
-                    self._stop.wait(1.0)  # API away: retry
+                    retry.wait(self._stop)  # API away: retry, backing off
                     continue
             self.rm.wait_change(version, 1.0)
 
@@ -96,13 +99,16 @@ class NodeInfoWriter:
 
     def _watch_loop(self) -> None:
         version = None
+        retry = Backoff()
         while not self._stop.is_set():
             try:
                 if version is None:
                     node = self.api.get_node() or {}
                     self._on_node(node)
                     version = (node.get("metadata") or {}).get("resourceVersion") or "0"
+                    retry.reset()
                 for event in self.api.watch("node", version, self._set_resp):
+                    retry.reset()
                     obj = event["object"]
                     version = (obj.get("metadata") or {}).get("resourceVersion", version)
                     if event["type"] in ("ADDED", "MODIFIED"):
@@ -116,7 +122,7 @@ class NodeInfoWriter:
                     return
                 log.warning("node_watch_failed", reason=str(exc))
                 version = None
-                self._stop.wait(1.0)
+                retry.wait(self._stop)
 
     def _set_resp(self, resp) -> None:
         self._resp = resp

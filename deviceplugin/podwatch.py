@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from deviceplugin.apiclient import Gone, NodeApi
 from tessera import ANNOTATION_ASSIGNMENT
 from tessera.assignment import WRITTEN_BY_PLUGIN, AssignmentError, ResourceAssignment, read_assignment, verify_assignment
+from tessera.backoff import Backoff
 from tessera.log import get_logger
 
 log = get_logger("deviceplugin")
@@ -126,6 +127,7 @@ class PodWatch:
     # ---- the watch ----------------------------------------------------------------------------
     def _run(self) -> None:
         version = None
+        retry = Backoff()
         while not self._stop.is_set():
             try:
                 if version is None:
@@ -136,7 +138,9 @@ class PodWatch:
                             self._apply("ADDED", pod)
                         self._cond.notify_all()
                     self.synced.set()
+                    retry.reset()
                 for event in self.api.watch("pods", version, self._set_resp):
+                    retry.reset()
                     obj = event["object"]
                     version = obj.get("metadata", {}).get("resourceVersion", version)
                     if event["type"] != "BOOKMARK":
@@ -151,7 +155,7 @@ class PodWatch:
                 if self._stop.is_set():
                     return
                 log.warning("pod_watch_failed", reason=str(exc))
-                self._stop.wait(0.5)
+                retry.wait(self._stop)
 
     def _set_resp(self, resp) -> None:
         self._resp = resp

@@ -55,13 +55,15 @@ class ResourceServer(deviceplugin_grpc.DevicePluginServicer):
         server.start()
         self._server = server
 
-    def register(self, kubelet_socket: str, timeout_s: float = 5.0) -> None:
-        """RegisterRequest to the kubelet; raises grpc.RpcError if it refuses."""
-        with grpc.insecure_channel(f"unix://{kubelet_socket}") as channel:
-            stub = deviceplugin_grpc.RegistrationStub(channel)
-            stub.Register(api.RegisterRequest(version=API_VERSION, endpoint=socket_name(self.resource),
-                                              resource_name=self.resource, options=OPTIONS),
-                          timeout=timeout_s, wait_for_ready=True)
+    def register(self, kubelet_socket: str, timeout_s: float = 5.0) -> tuple[grpc.Future, grpc.Channel]:
+        """Send the RegisterRequest to the kubelet without waiting: the call's future (its ``result()``
+        raises grpc.RpcError if the kubelet refuses, or is not there: no waiting for it to come) and
+        its channel, to close once the call is over or given up (``future.cancel()``)."""
+        channel = grpc.insecure_channel(f"unix://{kubelet_socket}")
+        stub = deviceplugin_grpc.RegistrationStub(channel)
+        request = api.RegisterRequest(version=API_VERSION, endpoint=socket_name(self.resource),
+                                      resource_name=self.resource, options=OPTIONS)
+        return stub.Register.future(request, timeout=timeout_s), channel
 
     def stop(self) -> None:
         self._stopped.set()

@@ -20,6 +20,7 @@ from tessera import (
     ANNOTATION_INVENTORY, RESOURCE_GPU, RESOURCE_GPU_SHARED, RESOURCE_MIG_PREFIX, RESOURCE_MPS_CORE,
     RESOURCE_MPS_MEMORY,
 )
+from tessera.backoff import Backoff
 from tessera.gpu import GpuInfo
 from tessera.inventory import InventoryError, NodeInventory
 from tessera.log import get_logger
@@ -94,7 +95,8 @@ def gpu_ledgers(infos: list[GpuInfo], errors: dict[str, str], devices: PodDevice
 
 class InventoryReader:
     """Reads this node's inventory annotation from the API server every ``refresh_s``, and at each ``get``
-    for a while after ``refresh_for`` (the poller calls it when an Xid arrives)."""
+    for a while after ``refresh_for`` (the poller calls it when an Xid arrives); after a failed read, not
+    again before its backoff (:mod:`tessera.backoff`) is over."""
 
     def __init__(self, api_client, node_name: str, refresh_s: float = 30.0) -> None:
         import kubernetes
@@ -106,6 +108,7 @@ class InventoryReader:
         self._last: NodeInventory | None = None
         self._read_at = float("-inf")
         self._eager_until = float("-inf")
+        self._retry = Backoff()
 
     def refresh_for(self, seconds: float) -> None:
         """Read the inventory at every ``get`` for the next ``seconds`` (after an Xid, say)."""
@@ -116,15 +119,19 @@ class InventoryReader:
         now = time.monotonic()
         if self._core is None or (now - self._read_at < self.refresh_s and now > self._eager_until):
             return self._last
+        if not self._retry.due():
+            return self._last
         self._read_at = time.monotonic()
         try:
             node = json.loads(self._core.read_node(self.node_name, _preload_content=False, _request_timeout=5).data)
             text = ((node.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_INVENTORY)
             self._last = NodeInventory.from_json(text) if text else None
+            self._retry.reset()
         except InventoryError as err:
             self.errors += 1
             log.warning("node_inventory_unreadable", node=self.node_name, reason=str(err))
         except Exception as err:  # noqa: BLE001 - API unreachable, 404, ...: keep the last inventory
             self.errors += 1
+            self._retry.failed()
             log.warning("node_inventory_read_failed", node=self.node_name, error=str(err)[:300])
         return self._last

@@ -20,6 +20,7 @@ from exporter.overuse import OveruseTracker
 from exporter.podresources import ContainerRef, PodDevices, PodResourcesClient, PodResourcesUnavailable
 from exporter.records import RecordReader
 from exporter.snapshot import ExporterCounts, GpuReading, Snapshot
+from tessera.backoff import Backoff
 from tessera.gpu import GpuInfo, GpuSample
 from tessera.log import get_logger
 from tessera.nvml import Nvml
@@ -76,13 +77,15 @@ class Poller:
                 log.exception("collection_failed")
 
     def _watch_events(self) -> None:
+        retry = Backoff(base_s=1.0)
         while not self._stop.is_set():
             try:
                 events = self.nvml.events(1.0)
             except Exception as err:  # noqa: BLE001 - NVML event sets can fail; wait and retry
                 log.warning("gpu_event_wait_failed", error=str(err)[:300])
-                self._stop.wait(5.0)
+                retry.wait(self._stop)
                 continue
+            retry.reset()
             with self._xid_lock:
                 for event in events:
                     if event.kind == "xid" and event.gpu_uuid and event.xid is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 
+from tessera.backoff import Backoff
 from tessera.log import get_logger
 
 from extender.cache import ClusterCache
@@ -78,11 +79,14 @@ class Informer:
 
     def _run(self, kind: str) -> None:
         version = None
+        retry = Backoff()
         while not self._stop.is_set():
             try:
                 if version is None:
                     version = self._relist(kind)
+                    retry.reset()
                 for event in self.api.watch(kind, version, lambda r: self._responses.__setitem__(kind, r)):
+                    retry.reset()
                     obj = event.get("object") or {}
                     version = (obj.get("metadata") or {}).get("resourceVersion", version)
                     if event.get("type") != "BOOKMARK":
@@ -96,4 +100,4 @@ class Informer:
                 if self._stop.is_set():
                     return
                 log.warning("watch_failed", kind=kind, reason=error_text(exc)[:300])
-                self._stop.wait(0.5)
+                retry.wait(self._stop)

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from tessera.backoff import Backoff
 from tessera.kube import pod_event
 from tessera.log import get_logger
 
@@ -165,13 +166,16 @@ class SimScheduler:
                 on_list: Callable[[list[dict]], None]) -> None:
         """List ``kind``, then watch it from there until stopped; list again after 410 Gone."""
         version = None
+        retry = Backoff()
         while not self._stop.is_set():
             try:
                 if version is None:
                     items, version = self.api.list(kind)
                     on_list(items)
+                    retry.reset()
                 for event in self.api.watch(kind, version, lambda r: self._responses.__setitem__(kind, r),
                                             timeout_s=30):
+                    retry.reset()
                     obj = event.get("object") or {}
                     version = (obj.get("metadata") or {}).get("resourceVersion", version)
                     if event.get("type") != "BOOKMARK":
@@ -184,7 +188,7 @@ class SimScheduler:
                 if self._stop.is_set():
                     return
                 log.warning("simscheduler_watch_failed", kind=kind, reason=error_text(exc)[:200])
-                self._stop.wait(0.5)
+                retry.wait(self._stop)
 
     def _pod_event(self, kind: str, pod: dict) -> None:
         self.fit.pod_event(kind, pod)

@@ -21,9 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deviceplugin.fakemps import CONTROL as FAKE_MPS_CONTROL
+from deviceplugin.mpsdaemon import MpsDaemon
 from tessera import NAMESPACE, SERVICE_ACCOUNT_DEVICE_PLUGIN
+from tessera.log import get_logger
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+log = get_logger("simcluster")
 
 
 @dataclass
@@ -68,13 +71,14 @@ def plugin_command(cluster, name: str, extra: list[str] | None = None,
     return argv, env
 
 
-def stop_mps_daemon(mps_root: Path) -> None:
-    """Stop the (fake) MPS control daemon a plugin started; it outlives the plugin by design."""
-    pipe = mps_root / "pipe"
-    if (pipe / "control").exists():
-        env = {**os.environ, "CUDA_MPS_PIPE_DIRECTORY": str(pipe)}
-        subprocess.run([sys.executable, FAKE_MPS_CONTROL], input="quit\n", env=env, text=True,
-                       capture_output=True, timeout=5)
+def stop_mps_daemon(mps_root: Path, timeout_s: float = 20.0) -> bool:
+    """Stop the (fake) MPS control daemon a plugin started under ``mps_root`` (it outlives the plugin
+    by design): ``quit``, then SIGTERM, then SIGKILL. True when none is left."""
+    daemon = MpsDaemon(FAKE_MPS_CONTROL, str(mps_root / "pipe"), str(mps_root / "log"))
+    stopped = daemon.stop(timeout_s)
+    if not stopped:
+        log.error("mps_daemon_not_stopped", pipe=daemon.pipe_dir, pid=daemon.pid())
+    return stopped
 
 
 @contextmanager
@@ -90,13 +94,16 @@ def device_plugins(cluster, nodes: list[str] | None = None, extra: list[str] | N
             plugins.restart(name)
         yield plugins
     finally:
-        for name, proc in plugins.procs.items():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for name, proc in plugins.procs.items():
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-            stop_mps_daemon(cluster.nodes[name].root / "mps")
+        try:
+            for proc in plugins.procs.values():
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            for proc in plugins.procs.values():
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=5)
+        finally:
+            for name in plugins.args:  # after the plugins: none starts a daemon any more
+                stop_mps_daemon(cluster.nodes[name].root / "mps")

@@ -5,22 +5,32 @@
     nvidia-cuda-mps-control -f      # ... in the foreground (a DaemonSet container)
     echo get_server_list | nvidia-cuda-mps-control   # a client: commands on stdin, answers on stdout
 
-Like the real one it finds the daemon through ``CUDA_MPS_PIPE_DIRECTORY`` (here a unix socket
-``control`` in it; the real daemon uses named pipes) and logs to ``CUDA_MPS_LOG_DIRECTORY``
-(``control.log``). It keeps what the control commands set: ``set_default_active_thread_percentage``,
+Like the real one it finds the daemon through ``CUDA_MPS_PIPE_DIRECTORY`` (the unix socket
+``control`` in it, its pid in ``nvidia-cuda-mps-control.pid`` while it runs, ``control_lock``) and
+logs to ``CUDA_MPS_LOG_DIRECTORY`` (``control.log``). Like the real one, a second daemon on the same
+pipe directory exits 1 with ``An instance of this daemon is already running`` (an flock on
+``control_lock``, held for the daemon's life: a killed daemon's directory is taken over by the
+next). It keeps what the control commands set: ``set_default_active_thread_percentage``,
 ``get_default_active_thread_percentage``, ``set_default_device_pinned_mem_limit <dev> <value>``,
-``get_default_device_pinned_mem_limit <dev>``, ``get_server_list``, ``quit``. Standard library only.
+``get_default_device_pinned_mem_limit <dev>``, ``get_server_list``, ``quit``; SIGTERM ends it as
+``quit`` does. ``TESSERA_FAKE_MPS_ANSWER_DELAY_S`` (read at start) makes it answer each command
+that many seconds late: a daemon on a CPU-starved node. Standard library only.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import signal
 import socket
 import sys
 import time
 
 PIPE_ENV, LOG_ENV = "CUDA_MPS_PIPE_DIRECTORY", "CUDA_MPS_LOG_DIRECTORY"
+DELAY_ENV = "TESSERA_FAKE_MPS_ANSWER_DELAY_S"
 DEFAULT_PIPE, DEFAULT_LOG = "/tmp/nvidia-mps", "/var/log/nvidia-mps"
+PID_FILE, LOCK_FILE = "nvidia-cuda-mps-control.pid", "control_lock"
+ALREADY_RUNNING = "An instance of this daemon is already running"
 
 
 def _dirs() -> tuple[str, str]:
@@ -63,21 +73,50 @@ class _State:
         return f"Unrecognized command: {line}", False
 
 
-def _serve(pipe_dir: str, log_dir: str) -> int:
+def _instance_lock(pipe_dir: str) -> int | None:
+    """The pipe directory's instance lock, held (an open descriptor) or None where a daemon holds it."""
     os.makedirs(pipe_dir, exist_ok=True)
-    os.makedirs(log_dir, exist_ok=True)
-    path = os.path.join(pipe_dir, "control")
+    fd = os.open(os.path.join(pipe_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o666)
     try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _remove(*paths: str) -> None:
+    for path in paths:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def _serve(pipe_dir: str, log_dir: str) -> int:
+    """Serve the control socket until ``quit`` or SIGTERM; the caller holds the instance lock."""
+    os.makedirs(log_dir, exist_ok=True)
+    path, pid_file = os.path.join(pipe_dir, "control"), os.path.join(pipe_dir, PID_FILE)
+    _remove(path)  # a killed daemon's socket: ours now, the lock says nobody else serves here
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(path)
     server.listen(16)
-    with open(os.path.join(pipe_dir, "nvidia-cuda-mps-control.pid"), "w") as fh:
+    with open(pid_file, "w") as fh:
         fh.write(f"{os.getpid()}\n")
+    delay = float(os.environ.get(DELAY_ENV) or 0)
     log = open(os.path.join(log_dir, "control.log"), "a", buffering=1)
     log.write(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] Control daemon started (fake), pid {os.getpid()}\n")
+
+    def end(*_: object) -> None:
+        log.write("Control daemon exiting\n")
+        server.close()
+        _remove(path, pid_file)
+
+    def on_sigterm(*_: object) -> None:
+        end()
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     state = _State()
     while True:
         conn, _ = server.accept()
@@ -89,13 +128,17 @@ def _serve(pipe_dir: str, log_dir: str) -> int:
                     break
                 data += chunk
             line = data.decode(errors="replace").strip()
+            if not line:
+                continue  # a connection that only looked (is anybody there?)
+            time.sleep(delay)
             reply, stop = state.answer(line)
             log.write(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] CMD {line}\n")
-            conn.sendall((reply + "\n").encode())
+            try:
+                conn.sendall((reply + "\n").encode())
+            except OSError:
+                pass  # the client gave up waiting
         if stop:
-            log.write("Control daemon exiting\n")
-            server.close()
-            os.unlink(path)
+            end()
             return 0
 
 
@@ -124,6 +167,13 @@ def _client(pipe_dir: str) -> int:
 
 def main(argv: list[str]) -> int:
     pipe_dir, log_dir = _dirs()
+    if "-f" in argv or "-d" in argv:
+        if _instance_lock(pipe_dir) is None:  # kept open (and locked) for the daemon's life
+            print(ALREADY_RUNNING, file=sys.stderr)
+            os.makedirs(log_dir, exist_ok=True)
+            with open(os.path.join(log_dir, "control.log"), "a") as log:
+                log.write(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] Second daemon refused (fake): {ALREADY_RUNNING}\n")
+            return 1
     if "-f" in argv:
         return _serve(pipe_dir, log_dir)
     if "-d" in argv:

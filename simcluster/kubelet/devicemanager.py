@@ -97,6 +97,9 @@ class DeviceManager:
         self._pod_names: dict[str, tuple[str, str]] = {}  # uid -> (name, namespace), memory only
         self._last_notified: tuple[dict[str, int], dict[str, int]] | None = None
         self._server: grpc.Server | None = None
+        # False while stopping or restarting: a device update that was on its way when the registry was
+        # cleared must not write that empty registry over the checkpoint the restart is about to read.
+        self._checkpointing = False
         self._pod_resources = (
             PodResourcesServer(self, pod_resources_socket, active_pods) if pod_resources_socket else None
         )
@@ -137,6 +140,8 @@ class DeviceManager:
     def _start_locked(self) -> None:
         os.makedirs(self.plugin_dir, exist_ok=True)
         self._load_checkpoint()
+        with self._lock:
+            self._checkpointing = True
         self._notify()
         if self.clean_plugin_dir:
             self._remove_plugin_sockets()
@@ -149,6 +154,8 @@ class DeviceManager:
         log.info("registration_serving", socket=self.socket_path)
 
     def _stop_locked(self) -> None:
+        with self._lock:
+            self._checkpointing = False
         if self._pod_resources is not None:
             self._pod_resources.stop()
         if self._server is not None:
@@ -237,7 +244,8 @@ class DeviceManager:
 
     def _write_checkpoint(self) -> None:
         with self._lock:
-            write_checkpoint(self.checkpoint_path, list(self._allocations), self.plugins.healthy_ids())
+            if self._checkpointing:
+                write_checkpoint(self.checkpoint_path, list(self._allocations), self.plugins.healthy_ids())
 
     # --- admission ------------------------------------------------------------------------
 

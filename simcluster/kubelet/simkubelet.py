@@ -28,6 +28,7 @@ from tessera.kube import now_rfc3339
 from simcluster.kubelet.containers import ContainerExit, ContainerRunner, first_error_line
 from simcluster.kubelet.devicemanager import AdmissionError, DeviceManager
 from tessera import LABEL_GPU_MODE
+from tessera.backoff import Backoff
 from tessera.log import get_logger
 
 RUN_SECONDS_ANNOTATION = "simcluster.tessera.io/run-seconds"
@@ -218,13 +219,16 @@ class SimKubelet:
 
     def _watch_loop(self) -> None:
         version: str | None = None
+        retry = Backoff()
         while not self._stop.is_set():
             try:
                 if version is None:
                     pods, version = self._api.list_pods()
                     for pod in pods:
                         self._on_pod("ADDED", pod)
+                    retry.reset()
                 for event in self._api.watch_pods(version, timeout_s=30, on_response=self._set_watch_resp):
+                    retry.reset()
                     obj = event["object"]
                     version = obj.get("metadata", {}).get("resourceVersion", version)
                     if event["type"] != "BOOKMARK":
@@ -238,7 +242,7 @@ class SimKubelet:
                 if self._stop.is_set():
                     return
                 self._log.warning("pod_watch_failed", error=str(exc))
-                self._stop.wait(0.5)
+                retry.wait(self._stop)
 
     def _set_watch_resp(self, resp: Any) -> None:
         self._watch_resp = resp

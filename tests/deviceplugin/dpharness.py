@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from simcluster.running import poll_until
+from simcluster.plugins import stop_mps_daemon
 from simcluster.processes import stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -72,10 +73,7 @@ class Node:
 
 def quit_mps_daemon(node: "Node") -> None:
     """Stop a fake MPS daemon a plugin started for this node (it outlives the plugin, by design)."""
-    if (node.mps["pipe"] / "control").exists():
-        env = {**os.environ, "CUDA_MPS_PIPE_DIRECTORY": str(node.mps["pipe"])}
-        subprocess.run([sys.executable, FAKE_MPS_CONTROL], input="quit\n", env=env, text=True,
-                       capture_output=True, timeout=5)
+    stop_mps_daemon(node.root / "mps")
 
 
 @contextlib.contextmanager
