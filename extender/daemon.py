@@ -1,5 +1,5 @@
 """The extender daemon assembled: API client, cache and its watches, the verbs, leader election, the
-extender listener and the webhook's TLS listener. ``ExtenderDaemon`` runs in-process (tests, ``tessera
+verb port and the webhook's TLS port. ``ExtenderDaemon`` runs in-process (tests, ``tessera
 demo``); ``extender.main`` runs it as ``tessera-extender``."""
 
 from __future__ import annotations
@@ -9,12 +9,13 @@ import socket
 import uuid
 
 from tessera.config import ExtenderConfig
+from tessera.httpserve import HttpService, ServeLimits, server_tls_context
 from tessera.inspect_shapes import shape_counts
 from tessera.log import get_logger
 
 from extender.cache import ClusterCache
 from extender.fragmentation import FragmentationModel, ShapeBook
-from extender.http import HttpApp, HttpServer
+from extender.http import ExtenderHandler, HttpApp
 from extender.informer import Informer
 from extender.kubeapi import KubeApi
 from extender.leader import LeaseElector
@@ -61,14 +62,17 @@ class ExtenderDaemon:
         routes = {"/filter": self.verbs.filter, "/prioritize": self.verbs.prioritize, "/bind": self.verbs.bind,
                   "/preempt": self.verbs.preempt}
         self.admission = PodAdmission(config.scheduler_name, self.cache.mps_cards)
-        self.http = HttpServer(config.listen, HttpApp(routes, config.max_body_bytes, self.metrics, self.ready))
+        limits = ServeLimits.from_config(config, max_body_bytes=config.max_body_bytes)
+        self.http = HttpService(config.listen, ExtenderHandler, name="extender-verbs", limits=limits,
+                                app=HttpApp(routes, config.max_body_bytes, self.metrics, self.ready))
         self.webhook = None
         if config.webhook_listen and config.tls_cert_path and os.path.exists(config.tls_cert_path):
-            self.webhook = HttpServer(config.webhook_listen,
-                                      HttpApp({"/mutate": self.admission}, config.max_body_bytes, None, self.ready),
-                                      config.tls_cert_path, config.tls_key_path)
+            self.webhook = HttpService(config.webhook_listen, ExtenderHandler, name="extender-webhook", limits=limits,
+                                       tls=server_tls_context(config.tls_cert_path, config.tls_key_path),
+                                       app=HttpApp({"/mutate": self.admission}, config.max_body_bytes, None, self.ready))
         else:
             log.warning("webhook_disabled", tls_cert_path=config.tls_cert_path, why="no TLS certificate")
+        self.ports = [p for p in (self.http, self.webhook) if p is not None]
 
     def is_leader(self) -> bool:
         return self.elector is None or self.elector.is_leader()
@@ -95,9 +99,8 @@ class ExtenderDaemon:
         self.warmer.start()
         if self.elector is not None:
             self.elector.start()
-        self.http.start()
-        if self.webhook is not None:
-            self.webhook.start()
+        for port in self.ports:
+            port.start()
         log.info("extender_listening", url=self.url, webhook_port=self.webhook_port, identity=self.identity,
                  policy=self.config.policy)
         return self
@@ -108,9 +111,8 @@ class ExtenderDaemon:
     def stop(self) -> None:
         if self.elector is not None:
             self.elector.stop()
-        self.http.stop()
-        if self.webhook is not None:
-            self.webhook.stop()
+        for port in self.ports:
+            port.shutdown()
         self.informer.stop()
         self.warmer.stop()
         log.info("extender_stopped", identity=self.identity)

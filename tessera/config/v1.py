@@ -34,7 +34,22 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
-class DevicePluginConfig:
+class HttpPortConfig:
+    """What a daemon's HTTP ports let clients take (``tessera.httpserve``): every section that serves
+    HTTP has these keys."""
+
+    http_max_connections: int = setting(512, "connections each HTTP port holds at once; one more is closed at "
+                                             "accept", minimum=1, maximum=65536)
+    http_request_timeout_s: float = setting(10.0, "seconds a client has for the TLS handshake and for each "
+                                                  "request's headers and body, and to take each answer; a slower "
+                                                  "client is disconnected", minimum=0.1)
+    http_idle_timeout_s: float = setting(60.0, "seconds a keep-alive connection may wait for its next request",
+                                         minimum=0.1)
+    http_workers: int = setting(8, "threads per HTTP port that answer complete requests", minimum=1, maximum=256)
+
+
+@dataclass(frozen=True)
+class DevicePluginConfig(HttpPortConfig):
     device_plugin_path: str = setting("/var/lib/kubelet/device-plugins",
                                       "the kubelet's device-plugin directory (kubelet.sock lives here)")
     pod_resources_socket: str = setting("/var/lib/kubelet/pod-resources/kubelet.sock",
@@ -73,7 +88,7 @@ class DevicePluginConfig:
 
 
 @dataclass(frozen=True)
-class ExtenderConfig:
+class ExtenderConfig(HttpPortConfig):
     listen: str = setting("0.0.0.0:8888", "address:port of the scheduler extender (HTTP)")
     webhook_listen: str = setting("0.0.0.0:8443", "address:port of the admission webhook (HTTPS)")
     tls_cert_path: str = setting("/etc/tessera/webhook/tls.crt", "webhook TLS certificate")
@@ -112,7 +127,7 @@ class HookConfig:
 
 
 @dataclass(frozen=True)
-class ExporterConfig:
+class ExporterConfig(HttpPortConfig):
     listen: str = setting("0.0.0.0:9400", "address:port of /metrics and /healthz")
     pod_resources_socket: str = setting("/var/lib/kubelet/pod-resources/kubelet.sock",
                                         "the kubelet's pod-resources API socket")
