@@ -27,6 +27,10 @@ REGISTRATIONS = Counter("tessera_deviceplugin_registrations", "Registrations wit
 class _Handler(RequestHandler):
     """``/metrics`` and ``/healthz`` (``self.server.app`` is the readiness check)."""
 
+    @classmethod
+    def runs_inline(cls, method: str, path: str) -> bool:
+        return True  # answered from memory
+
     def do_GET(self) -> None:  # noqa: N802
         path = self.path.split("?", 1)[0]
         if path == "/metrics":

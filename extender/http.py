@@ -48,6 +48,11 @@ class ExtenderHandler(RequestHandler):
 
     server: HttpService
 
+    @classmethod
+    def runs_inline(cls, method: str, path: str) -> bool:
+        """Everything but ``/bind`` (which calls the API server) is answered from memory."""
+        return path != "/bind"
+
     def _send(self, code: int, body: bytes, content_type: str = "application/json",
               handled_s: float | None = None) -> None:
         self.send_response(code)
