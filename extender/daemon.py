@@ -20,6 +20,7 @@ from extender.informer import Informer
 from extender.kubeapi import KubeApi
 from extender.leader import LeaseElector
 from extender.metrics import ExtenderMetrics
+from extender.pendingpods import PendingPods
 from extender.policies import PolicyContext
 from extender.verbs import ExtenderVerbs
 from extender.warmer import ModelWarmer
@@ -52,13 +53,14 @@ class ExtenderDaemon:
         self.ctx = PolicyContext(shapes=typical_shapes(config) if shapes is None else shapes,
                                  default_policy=config.policy)
         self.metrics = ExtenderMetrics(self.cache, self.ctx)
-        self.informer = Informer(api, self.cache)
+        self.pending = PendingPods()
+        self.informer = Informer(api, self.cache, self.pending)
         self.elector = (LeaseElector(api, config.lease_namespace, config.lease_name, self.identity,
                                      lease_duration_s or config.lease_duration_s,
                                      lease_retry_s or config.lease_retry_s) if config.leader_election else None)
         self.warmer = ModelWarmer(self.cache, self.ctx)
         self.verbs = ExtenderVerbs(self.cache, api, signing_key, self.ctx, self.metrics, config.workload_label,
-                                   is_leader=self.is_leader, warmer=self.warmer)
+                                   is_leader=self.is_leader, warmer=self.warmer, pending=self.pending)
         routes = {"/filter": self.verbs.filter, "/prioritize": self.verbs.prioritize, "/bind": self.verbs.bind,
                   "/preempt": self.verbs.preempt}
         self.admission = PodAdmission(config.scheduler_name, self.cache.mps_cards)
