@@ -1,5 +1,6 @@
 """The extender daemon assembled: API client, cache and its watches, the verbs, leader election, the
-verb port and the webhook's TLS port. ``ExtenderDaemon`` runs in-process (tests, ``tessera
+verb port (HTTPS with client certificates when ``client_ca_path`` is set), the webhook's TLS port and
+the optional plain port for probes and Prometheus. ``ExtenderDaemon`` runs in-process (tests, ``tessera
 demo``); ``extender.main`` runs it as ``tessera-extender``."""
 
 from __future__ import annotations
@@ -65,8 +66,14 @@ class ExtenderDaemon:
                   "/preempt": self.verbs.preempt}
         self.admission = PodAdmission(config.scheduler_name, self.cache.mps_cards)
         limits = ServeLimits.from_config(config, max_body_bytes=config.max_body_bytes)
-        self.http = HttpService(config.listen, ExtenderHandler, name="extender-verbs", limits=limits,
+        verb_tls = (server_tls_context(config.tls_cert_path, config.tls_key_path, config.client_ca_path)
+                    if config.client_ca_path else None)
+        self.http = HttpService(config.listen, ExtenderHandler, name="extender-verbs", limits=limits, tls=verb_tls,
                                 app=HttpApp(routes, config.max_body_bytes, self.metrics, self.ready))
+        self.probes = None
+        if config.metrics_listen:
+            self.probes = HttpService(config.metrics_listen, ExtenderHandler, name="extender-metrics", limits=limits,
+                                      app=HttpApp({}, config.max_body_bytes, self.metrics, self.ready))
         self.webhook = None
         if config.webhook_listen and config.tls_cert_path and os.path.exists(config.tls_cert_path):
             self.webhook = HttpService(config.webhook_listen, ExtenderHandler, name="extender-webhook", limits=limits,
@@ -74,7 +81,7 @@ class ExtenderDaemon:
                                        app=HttpApp({"/mutate": self.admission}, config.max_body_bytes, None, self.ready))
         else:
             log.warning("webhook_disabled", tls_cert_path=config.tls_cert_path, why="no TLS certificate")
-        self.ports = [p for p in (self.http, self.webhook) if p is not None]
+        self.ports = [p for p in (self.http, self.probes, self.webhook) if p is not None]
 
     def is_leader(self) -> bool:
         return self.elector is None or self.elector.is_leader()
@@ -89,8 +96,10 @@ class ExtenderDaemon:
 
     @property
     def url(self) -> str:
+        """The verb port's URL (https when it asks for client certificates)."""
         host, port = self.http.address
-        return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
+        scheme = "https" if self.http.tls is not None else "http"
+        return f"{scheme}://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
 
     @property
     def webhook_port(self) -> int | None:
