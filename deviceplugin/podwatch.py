@@ -17,6 +17,7 @@ from deviceplugin.apiclient import Gone, NodeApi
 from tessera import ANNOTATION_ASSIGNMENT
 from tessera.assignment import WRITTEN_BY_PLUGIN, AssignmentError, ResourceAssignment, read_assignment, verify_assignment
 from tessera.log import get_logger
+from tessera.quantity import whole_units
 
 log = get_logger("deviceplugin")
 TESSERA_PREFIX = "nvidia.com/"
@@ -31,7 +32,7 @@ def container_requests(container: dict) -> dict[str, int]:
     for name, value in merged.items():
         if name.startswith(TESSERA_PREFIX):
             try:
-                out[name] = int(str(value))
+                out[name] = whole_units(value)  # bounded; '1k' is 1000
             except ValueError:
                 continue
     return out
