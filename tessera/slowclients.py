@@ -71,14 +71,16 @@ class SlowClients:
             self._idle += socks
         return self
 
-    def trickling(self, n: int, payload: bytes = _ENDLESS_HEAD) -> "SlowClients":
-        """``n`` connections that send ``payload`` (by default a request head that never ends) one byte
-        every ``every_s``."""
+    def trickling(self, n: int, payload: bytes = _ENDLESS_HEAD, first: bytes = b"") -> "SlowClients":
+        """``n`` connections that send ``first`` at once, then ``payload`` (by default a request head
+        that never ends; past its end, more bytes) one byte every ``every_s``."""
         socks = []
         for _ in range(n):
             sock = self._connect()
             if self.tls is not None:
                 sock = self.tls.wrap_socket(sock, server_hostname=self.address[0])
+            if first:
+                sock.sendall(first)
             socks.append(sock)
         with self._lock:
             self._tricklers += socks

@@ -118,3 +118,4 @@ def test_without_a_client_ca_the_verbs_listen_on_loopback_and_other_addresses_ar
     assert "client_ca_path" in out.stderr
     ExtenderConfig(listen="0.0.0.0:8888", client_ca_path="/etc/tessera/scheduler-ca.crt")  # accepted
     ExtenderConfig(listen="[::1]:8888")  # loopback
+    ExtenderConfig(listen="0.0.0.0:8888", allow_unauthenticated_verbs=True)  # the admin's explicit choice

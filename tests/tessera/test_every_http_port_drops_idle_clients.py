@@ -1,6 +1,6 @@
 """Every HTTP port Tessera serves (the extender's verb port, the device plugin's and the exporter's
-/metrics and /healthz) closes a client that connects and sends nothing, and one that trickles its
-headers, at the request timeout its daemon's config sets; and answers the next scraper or caller.
+/metrics and /healthz) closes a client that connects and sends nothing, one that trickles its
+headers and one that trickles its body, at the request timeout its daemon's config sets; and answers the next scraper or caller.
 They used to hold such a client, and a thread for it, for ever (the verb port held 260 threads for
 250 slow clients)."""
 
@@ -25,6 +25,7 @@ from tessera.slowclients import SlowClients
 
 TIMEOUT_S = 0.5  # the ports' request timeout here
 GUARD_S = 120  # hang guard only
+BODY_TO_COME = b"POST /healthz HTTP/1.1\r\nHost: tessera\r\nContent-Length: 100000\r\n\r\n"  # then a byte a tick
 
 
 @contextlib.contextmanager
@@ -77,6 +78,6 @@ def healthz_status(address: tuple[str, int]) -> int:
 def test_idle_and_trickling_clients_are_dropped_and_the_port_answers(tmp_path, port):
     with PORTS[port](tmp_path) as address:
         with SlowClients(address, every_s=0.1) as slow:
-            slow.idle(2).trickling(2).start()
+            slow.idle(2).trickling(2).trickling(2, payload=b"", first=BODY_TO_COME).start()
             assert slow.wait_closed(GUARD_S), f"{port}: {slow.connected} idle or trickling clients still connected"
         assert healthz_status(address) in (200, 503)
