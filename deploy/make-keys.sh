@@ -1,7 +1,9 @@
 #!/bin/sh
 # Make the per-cluster keys deploy/ needs, with Tessera's own code (no hand-written crypto):
 #   deploy/keys/extender.key, extender.pub      the extender's Ed25519 pair (extender/launch.py ensure_signing_key)
-#   deploy/keys/webhook/tls.crt, tls.key, ca.b64 the webhook's certificate and CA (tessera/pki.py)
+#   deploy/keys/webhook/tls.crt, tls.key         the extender's serving certificate: the webhook and the verb port
+#   deploy/keys/webhook/ca.crt, ca.b64           the CA that signed it and kube-scheduler's (tessera/pki.py)
+#   deploy/keys/webhook/client.crt, client.key   kube-scheduler's client certificate for the verb port
 # Run it once per cluster from the repository (a Python with Tessera installed: PYTHON=.venv/bin/python),
 # or from the image:
 #   docker run --rm -u "$(id -u)" -v "$PWD/deploy/keys:/keys" tessera:0.1.0 sh /opt/tessera-deploy/make-keys.sh /keys
@@ -24,7 +26,8 @@ keys, namespace = Path(sys.argv[1]), sys.argv[2]
 private, public = ensure_signing_key(keys)
 private.chmod(0o600)
 service = f"tessera-extender.{namespace}.svc"
-ca = write_webhook_pki(keys / "webhook", [service, f"{service}.cluster.local"])
+ca = write_webhook_pki(keys / "webhook", [service, f"{service}.cluster.local"], client_name="tessera-scheduler")
 (keys / "webhook" / "ca.b64").write_text(ca)  # no newline: it is the caBundle as is
-print(f"wrote {private}, {public} and {keys / 'webhook'}/tls.crt, tls.key, ca.b64 for {service}")
+print(f"wrote {private}, {public} and {keys / 'webhook'}/tls.crt, tls.key, ca.crt, ca.b64, client.crt, client.key "
+      f"for {service}")
 PY

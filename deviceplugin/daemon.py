@@ -22,6 +22,7 @@ from deviceplugin.response import ResponseSettings
 from deviceplugin.rm import HealthTracker, NodeDevices
 from deviceplugin.server import ResourceServer
 from tessera.config import DevicePluginConfig
+from tessera.httpserve import ServeLimits
 from tessera.log import get_logger
 from tessera.nvml import Nvml
 
@@ -98,7 +99,7 @@ class DevicePluginDaemon:
         for worker in self.workers:
             worker.start()
         self.registrar.start()
-        self.http = metrics.serve(cfg.listen, self.ready)
+        self.http = metrics.serve(cfg.listen, self.ready, ServeLimits.from_config(cfg))
         log.info("device_plugin_started", node=self.node, resources=self.rm.resources(),
                  modes=self.rm.modes.active, api=self.api is not None)
 

@@ -18,6 +18,7 @@ from tessera import ANNOTATION_ASSIGNMENT
 from tessera.assignment import WRITTEN_BY_PLUGIN, AssignmentError, ResourceAssignment, read_assignment, verify_assignment
 from tessera.backoff import Backoff
 from tessera.log import get_logger
+from tessera.quantity import whole_units
 
 log = get_logger("deviceplugin")
 TESSERA_PREFIX = "nvidia.com/"
@@ -32,7 +33,7 @@ def container_requests(container: dict) -> dict[str, int]:
     for name, value in merged.items():
         if name.startswith(TESSERA_PREFIX):
             try:
-                out[name] = int(str(value))
+                out[name] = whole_units(value)  # bounded; '1k' is 1000
             except ValueError:
                 continue
     return out

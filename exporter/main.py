@@ -13,6 +13,7 @@ from exporter.podresources import PodResourcesClient
 from exporter.poller import Poller
 from exporter.records import RecordReader
 from exporter.server import MetricsPage, MetricsServer
+from tessera.httpserve import ServeLimits
 from exporter.settings import ExporterSettings
 from tessera.cli_parsers import daemon_parser
 from tessera.config import ExporterConfig, daemon_config
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         api = None
     page = MetricsPage(max_age_s=3 * settings.interval_s + 10, dcgm_compatible_labels=settings.dcgm_compatible_labels)
     try:
-        server = MetricsServer(page, settings.listen)
+        server = MetricsServer(page, settings.listen, ServeLimits.from_config(config.exporter))
     except (OSError, ValueError) as err:
         print(f"tessera-exporter: cannot listen on {settings.listen}: {err}", file=sys.stderr)
         nvml.close()

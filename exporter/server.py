@@ -9,25 +9,17 @@ from __future__ import annotations
 import gzip
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from exporter.collector import render
 from exporter.snapshot import Snapshot
+from tessera.httpserve import HttpService, RequestHandler, ServeLimits
 from tessera.log import get_logger
 
-__all__ = ["MetricsPage", "MetricsServer", "parse_listen"]
+__all__ = ["MetricsPage", "MetricsServer"]
 
 log = get_logger("exporter")
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """``host:port`` (``[::1]:9400`` for IPv6) -> (host, port); ValueError naming the bad part."""
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"listen address {listen!r} is not host:port")
-    return host.strip("[]") or "0.0.0.0", int(port)
 
 
 class MetricsPage:
@@ -63,17 +55,21 @@ class MetricsPage:
         return True, "ok"
 
 
-class _Handler(BaseHTTPRequestHandler):
-    page: MetricsPage
-    protocol_version = "HTTP/1.1"
+class _Handler(RequestHandler):
+    """``/metrics`` and ``/healthz`` of the page (``self.server.app``)."""
+
+    @classmethod
+    def runs_inline(cls, method: str, path: str) -> bool:
+        return True  # answered from memory
 
     def do_GET(self) -> None:  # noqa: N802
+        page: MetricsPage = self.server.app
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
             gz = "gzip" in (self.headers.get("Accept-Encoding") or "")
-            self._send(200, self.page.body(gz), CONTENT_TYPE_LATEST, {"Content-Encoding": "gzip"} if gz else {})
+            self._send(200, page.body(gz), CONTENT_TYPE_LATEST, {"Content-Encoding": "gzip"} if gz else {})
         elif path == "/healthz":
-            ok, why = self.page.healthy()
+            ok, why = page.healthy()
             self._send(200 if ok else 503, (why + "\n").encode(), "text/plain; charset=utf-8")
         else:
             self._send(404, b"not found: try /metrics or /healthz\n", "text/plain; charset=utf-8")
@@ -87,25 +83,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, *args) -> None:  # scrapes are not worth a log line each
-        pass
-
 
 class MetricsServer:
-    """A threaded HTTP server for one :class:`MetricsPage`."""
+    """The HTTP port of one :class:`MetricsPage` (``tessera.httpserve``)."""
 
-    def __init__(self, page: MetricsPage, listen: str) -> None:
-        handler = type("Handler", (_Handler,), {"page": page})
-        self._http = ThreadingHTTPServer(parse_listen(listen), handler)
-        self._http.daemon_threads = True
+    def __init__(self, page: MetricsPage, listen: str, limits: ServeLimits | None = None) -> None:
+        self._http = HttpService(listen, _Handler, app=page, name="exporter-metrics", limits=limits)
 
     @property
     def address(self) -> tuple[str, int]:
-        return self._http.server_address[:2]
+        return self._http.address
 
     def serve_forever(self) -> None:
-        self._http.serve_forever(poll_interval=0.5)
+        self._http.serve_forever()
 
     def shutdown(self) -> None:
         self._http.shutdown()
-        self._http.server_close()

@@ -1,5 +1,6 @@
 """The extender daemon assembled: API client, cache and its watches, the verbs, leader election, the
-extender listener and the webhook's TLS listener. ``ExtenderDaemon`` runs in-process (tests, ``tessera
+verb port (HTTPS with client certificates when ``client_ca_path`` is set), the webhook's TLS port and
+the optional plain port for probes and Prometheus. ``ExtenderDaemon`` runs in-process (tests, ``tessera
 demo``); ``extender.main`` runs it as ``tessera-extender``."""
 
 from __future__ import annotations
@@ -9,16 +10,18 @@ import socket
 import uuid
 
 from tessera.config import ExtenderConfig
+from tessera.httpserve import HttpService, ServeLimits, server_tls_context
 from tessera.inspect_shapes import shape_counts
 from tessera.log import get_logger
 
 from extender.cache import ClusterCache
 from extender.fragmentation import FragmentationModel, ShapeBook
-from extender.http import HttpApp, HttpServer
+from extender.http import ExtenderHandler, HttpApp
 from extender.informer import Informer
 from extender.kubeapi import KubeApi
 from extender.leader import LeaseElector
 from extender.metrics import ExtenderMetrics
+from extender.pendingpods import PendingPods
 from extender.policies import PolicyContext
 from extender.verbs import ExtenderVerbs
 from extender.warmer import ModelWarmer
@@ -51,25 +54,35 @@ class ExtenderDaemon:
         self.ctx = PolicyContext(shapes=typical_shapes(config) if shapes is None else shapes,
                                  default_policy=config.policy)
         self.metrics = ExtenderMetrics(self.cache, self.ctx)
-        self.informer = Informer(api, self.cache)
+        self.pending = PendingPods()
+        self.informer = Informer(api, self.cache, self.pending)
         self.elector = (LeaseElector(api, config.lease_namespace, config.lease_name, self.identity,
                                      lease_duration_s or config.lease_duration_s,
                                      lease_retry_s or config.lease_retry_s) if config.leader_election else None)
         self.warmer = ModelWarmer(self.cache, self.ctx)
         self.verbs = ExtenderVerbs(self.cache, api, signing_key, self.ctx, self.metrics, config.workload_label,
-                                   is_leader=self.is_leader, warmer=self.warmer)
+                                   is_leader=self.is_leader, warmer=self.warmer, pending=self.pending)
         routes = {"/filter": self.verbs.filter, "/prioritize": self.verbs.prioritize, "/bind": self.verbs.bind,
                   "/preempt": self.verbs.preempt}
         self.admission = PodAdmission(config.scheduler_name, self.cache.mps_cards,
                                       routed_schedulers=config.routed_schedulers, ledger_writers=config.ledger_writers)
-        self.http = HttpServer(config.listen, HttpApp(routes, config.max_body_bytes, self.metrics, self.ready))
+        limits = ServeLimits.from_config(config, max_body_bytes=config.max_body_bytes)
+        verb_tls = (server_tls_context(config.tls_cert_path, config.tls_key_path, config.client_ca_path)
+                    if config.client_ca_path else None)
+        self.http = HttpService(config.listen, ExtenderHandler, name="extender-verbs", limits=limits, tls=verb_tls,
+                                app=HttpApp(routes, config.max_body_bytes, self.metrics, self.ready))
+        self.probes = None
+        if config.metrics_listen:
+            self.probes = HttpService(config.metrics_listen, ExtenderHandler, name="extender-metrics", limits=limits,
+                                      app=HttpApp({}, config.max_body_bytes, self.metrics, self.ready))
         self.webhook = None
         if config.webhook_listen and config.tls_cert_path and os.path.exists(config.tls_cert_path):
-            self.webhook = HttpServer(config.webhook_listen,
-                                      HttpApp({"/mutate": self.admission}, config.max_body_bytes, None, self.ready),
-                                      config.tls_cert_path, config.tls_key_path)
+            self.webhook = HttpService(config.webhook_listen, ExtenderHandler, name="extender-webhook", limits=limits,
+                                       tls=server_tls_context(config.tls_cert_path, config.tls_key_path),
+                                       app=HttpApp({"/mutate": self.admission}, config.max_body_bytes, None, self.ready))
         else:
             log.warning("webhook_disabled", tls_cert_path=config.tls_cert_path, why="no TLS certificate")
+        self.ports = [p for p in (self.http, self.probes, self.webhook) if p is not None]
 
     def is_leader(self) -> bool:
         return self.elector is None or self.elector.is_leader()
@@ -84,8 +97,10 @@ class ExtenderDaemon:
 
     @property
     def url(self) -> str:
+        """The verb port's URL (https when it asks for client certificates)."""
         host, port = self.http.address
-        return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
+        scheme = "https" if self.http.tls is not None else "http"
+        return f"{scheme}://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
 
     @property
     def webhook_port(self) -> int | None:
@@ -96,9 +111,8 @@ class ExtenderDaemon:
         self.warmer.start()
         if self.elector is not None:
             self.elector.start()
-        self.http.start()
-        if self.webhook is not None:
-            self.webhook.start()
+        for port in self.ports:
+            port.start()
         log.info("extender_listening", url=self.url, webhook_port=self.webhook_port, identity=self.identity,
                  policy=self.config.policy)
         return self
@@ -109,9 +123,8 @@ class ExtenderDaemon:
     def stop(self) -> None:
         if self.elector is not None:
             self.elector.stop()
-        self.http.stop()
-        if self.webhook is not None:
-            self.webhook.stop()
+        for port in self.ports:
+            port.shutdown()
         self.informer.stop()
         self.warmer.stop()
         log.info("extender_stopped", identity=self.identity)

@@ -1,6 +1,7 @@
-"""The daemon's HTTP servers: the extender verbs (``POST /filter``, ``/prioritize``, ``/bind``,
+"""What the daemon's HTTP ports answer: the extender verbs (``POST /filter``, ``/prioritize``, ``/bind``,
 ``/preempt``), ``GET /healthz`` (200 only on the ready leader, so the Service routes to it) and
-``GET /metrics``; the admission webhook (``POST /mutate``) on its own TLS listener.
+``GET /metrics``; the admission webhook (``POST /mutate``) on its own TLS port. The ports themselves
+(connections, TLS, timeouts, limits) are ``tessera.httpserve``'s.
 
 Bodies are read up to ``max_body_bytes``; a larger one, a body that is not JSON, or one of the wrong
 shape gets an answer that says so (the ``Error`` field for filter and bind, HTTP 400 otherwise) and
@@ -12,15 +13,13 @@ the round trip's.
 from __future__ import annotations
 
 import json
-import ssl
-import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from tessera.httpserve import HttpService, RequestHandler
 from tessera.log import get_logger
 
 from extender import wire
@@ -31,18 +30,8 @@ log = get_logger("extender")
 Route = Callable[[bytes], Any]
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
-    def __init__(self, address: tuple[str, int], app: "HttpApp") -> None:
-        self.app = app
-        super().__init__(address, _Handler)
-
-
 class HttpApp:
-    """Routes and limits shared by both listeners."""
+    """Routes and limits of one port (the verbs, the webhook, or only /healthz and /metrics)."""
 
     def __init__(self, routes: dict[str, Route], max_body_bytes: int, metrics=None,
                  ready: Callable[[], tuple[bool, str]] = lambda: (True, "ok"),
@@ -54,14 +43,15 @@ class HttpApp:
         self.error_field = error_field
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # no 40 ms delayed-ACK stalls on keep-alive connections
-    wbufsize = 64 * 1024  # headers and body leave in one write (flushed after each request)
-    server: _Server
+class ExtenderHandler(RequestHandler):
+    """One request to one of the extender's ports; ``self.server.app`` is that port's ``HttpApp``."""
 
-    def log_message(self, *args: Any) -> None:
-        pass
+    server: HttpService
+
+    @classmethod
+    def runs_inline(cls, method: str, path: str) -> bool:
+        """Everything but ``/bind`` (which calls the API server) is answered from memory."""
+        return path != "/bind"
 
     def _send(self, code: int, body: bytes, content_type: str = "application/json",
               handled_s: float | None = None) -> None:
@@ -129,30 +119,3 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, answer, handled_s=time.perf_counter() - t0)
         if app.metrics is not None:
             app.metrics.latency.labels(path.strip("/")).observe(time.perf_counter() - t0)
-
-
-class HttpServer:
-    """One listener on its own thread; TLS when a cert and key are given."""
-
-    def __init__(self, listen: str, app: HttpApp, cert_path: str = "", key_path: str = "") -> None:
-        host, _, port = listen.rpartition(":")
-        self._server = _Server((host or "0.0.0.0", int(port)), app)
-        if cert_path:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.load_cert_chain(cert_path, key_path)
-            self._server.socket = ctx.wrap_socket(self._server.socket, server_side=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name=f"http-{listen}", daemon=True)
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return self._server.server_address[:2]
-
-    def start(self) -> "HttpServer":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)

@@ -11,16 +11,18 @@ from tessera.log import get_logger
 
 from extender.cache import ClusterCache
 from extender.kubeapi import Gone, KubeApi, error_text
+from extender.pendingpods import PendingPods
 
 log = get_logger("extender")
 
 
 class Informer:
-    """Two watch threads (nodes, pods) feeding one cache."""
+    """Two watch threads (nodes, pods) feeding one cache, and the pods still to be bound to ``pending``."""
 
-    def __init__(self, api: KubeApi, cache: ClusterCache) -> None:
+    def __init__(self, api: KubeApi, cache: ClusterCache, pending: PendingPods | None = None) -> None:
         self.api = api
         self.cache = cache
+        self.pending = pending
         self.synced = threading.Event()
         self._listed: set[str] = set()
         self._stop = threading.Event()
@@ -48,6 +50,8 @@ class Informer:
             self.cache.node_event(event_type, obj)
         else:
             self.cache.pod_event(event_type, obj)
+            if self.pending is not None:
+                self.pending.pod_event(event_type, obj)
 
     def _relist(self, kind: str) -> str:
         items, version = self.api.list(kind)

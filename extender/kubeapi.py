@@ -95,7 +95,7 @@ class _Direct:
             conn.close()
             self._local.conn = None
 
-    def request(self, method: str, path: str, data: bytes, content_type: str) -> tuple[int, str, bytes]:
+    def request(self, method: str, path: str, data: bytes | None, content_type: str) -> tuple[int, str, bytes]:
         """(status, reason, body) of one request; a keep-alive connection the server has closed is
         opened again once, as urllib3 retries connection errors."""
         headers = {**self.default_headers, "Content-Type": content_type, "Accept": "application/json"}
@@ -132,12 +132,12 @@ class KubeApi:
     def close(self) -> None:
         self.client.close()
 
-    def _send(self, method: str, path: str, path_params: dict, body: dict, content_type: str) -> dict:
+    def _send(self, method: str, path: str, path_params: dict, body: dict | None, content_type: str) -> dict:
         """One call on the bind path, without the generated methods' per-call model validation."""
         if self._direct is not None:
             status, reason, raw = self._direct.request(
                 method, path.format(**{k: quote(v, safe="") for k, v in path_params.items()}),
-                orjson.dumps(body), content_type)
+                orjson.dumps(body) if body is not None else None, content_type)
             if status >= 400:
                 exc = ApiException(status=status, reason=reason)
                 exc.body = raw
@@ -175,8 +175,9 @@ class KubeApi:
     # -- pods ------------------------------------------------------------------------------------
 
     def get_pod(self, namespace: str, name: str) -> dict:
-        return json.loads(self.core.read_namespaced_pod(name, namespace, _preload_content=False,
-                                                        _request_timeout=TIMEOUT_S).data)
+        """The pod as the API server has it now (bind reads what it signs from here)."""
+        return self._send("GET", "/api/v1/namespaces/{namespace}/pods/{name}", {"namespace": namespace, "name": name},
+                          None, "application/json")
 
     def bind(self, namespace: str, name: str, uid: str, node: str, annotations: dict[str, str] | None = None) -> None:
         """POST pods/binding; the API server merges the Binding's ``annotations`` into the pod in the same

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         daemon = ExtenderDaemon(settings, api, key, shapes=shapes)
     except (OSError, ValueError) as err:
-        print(f"tessera-extender: cannot listen: {err}", file=sys.stderr)
+        print(f"tessera-extender: cannot serve: {err}", file=sys.stderr)
         return 1
     done = threading.Event()
 

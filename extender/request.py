@@ -28,7 +28,7 @@ from tessera import (
     RESOURCE_MPS_MEMORY,
 )
 
-from extender.quantity import QuantityError, cpu_millis, memory_bytes, parse_quantity
+from tessera.quantity import QuantityError, cpu_millis, memory_bytes, parse_quantity
 
 LABEL_GPU_PRODUCT = "nvidia.com/gpu.product"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 
-from extender.quantity import QuantityError, parse_quantity
+from tessera.quantity import QuantityError, parse_quantity
 
 TERMINAL_PHASES = ("Succeeded", "Failed")
 

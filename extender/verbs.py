@@ -2,15 +2,17 @@
 request body (bytes) and answers kube-scheduler's JSON as a value (``wire`` spells both); bad input
 answers an error and changes nothing.
 
-``bind`` re-checks the fit against the cache, which holds the binds in flight, under the cache lock;
-chooses the GPUs; holds them at once (``ClusterCache.assume``); then, without the lock, writes the
-signed assignment and POSTs the Binding. A failure gives the hold back. The lock is held only for
-the check-choose-assume step, so two binds never take one share and no API call waits on it.
+``bind`` reads the pod as the API server has it (``pendingpods``, fed by the watch, else a GET), so
+what it signs is what the pod asks, never what a request body said. It re-checks the fit against the
+cache, which holds the binds in flight, under the cache lock; chooses the GPUs; holds them at once
+(``ClusterCache.assume``); then, without the lock, writes the signed assignment and POSTs the
+Binding. A failure gives the hold back. The lock is held only for the check-choose-assume step, so
+two binds never take one share and no API call waits on it.
 
-Hot paths: a pod's request is parsed once per UID and resourceVersion; node-name lists seen again are
-answered by position (``namelists``), and prioritize scores the positions its pod's filter passed;
-answers are encoded from kept JSON fragments; an assignment this replica signs is remembered as
-verified, so its watch events need no signature check.
+Hot paths: a pod's request in filter, prioritize and preempt is parsed once per UID and
+resourceVersion; node-name lists seen again are answered by position (``namelists``), and prioritize
+scores the positions its pod's filter passed; answers are encoded from kept JSON fragments; an
+assignment this replica signs is remembered as verified, so its watch events need no signature check.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from extender.kubeapi import KubeApi, error_text
 from extender.ledger import ask_amounts, assignment_of
 from extender.metrics import ExtenderMetrics
 from extender.namelists import NameLists, Spellings
+from extender.pendingpods import PendingPods
 from extender.scoring import scale_ids
 from extender.warmer import ModelWarmer
 from extender.policies import (
@@ -95,8 +98,10 @@ class ExtenderVerbs:
 
     def __init__(self, cache: ClusterCache, api: KubeApi | None, signing_key, ctx: PolicyContext,
                  metrics: ExtenderMetrics, workload_label: str = "",
-                 is_leader: Callable[[], bool] = lambda: True, warmer: ModelWarmer | None = None) -> None:
+                 is_leader: Callable[[], bool] = lambda: True, warmer: ModelWarmer | None = None,
+                 pending: PendingPods | None = None) -> None:
         self.cache = cache
+        self.pending = pending
         self.warmer = warmer
         self.api = api
         self.signing_key = signing_key
@@ -115,8 +120,9 @@ class ExtenderVerbs:
         self.metrics.decisions.labels(verb, outcome, reason).inc()
 
     def _request(self, pod: dict) -> PodRequest:
-        """The pod's request, parsed once per pod UID and resourceVersion (filter, prioritize and bind
-        of one scheduling cycle read the same pod) and kept for ``bind``."""
+        """The request of a pod in a filter, prioritize or preempt body, parsed once per pod UID and
+        resourceVersion (the verbs of one scheduling cycle read the same pod). ``bind`` never reads it:
+        a body says what its sender wants, not what the pod asks."""
         meta = pod.get("metadata") or {}
         uid, version = meta.get("uid"), meta.get("resourceVersion")
         if uid and version:
@@ -314,15 +320,19 @@ class ExtenderVerbs:
         return wire.binding_result()
 
     def _bind_request(self, args: wire.BindingArgs) -> PodRequest:
-        with self._recent_lock:
-            kept = self._recent.get(args.pod_uid)
-        request = kept[1] if kept is not None else None
-        if request is not None and request.name == f"{args.pod_namespace}/{args.pod_name}":
-            return request
-        pod = self.api.get_pod(args.pod_namespace, args.pod_name)
+        """The request of the pod being bound, as the API server has it: from the watch when it has
+        delivered the pod, else read now. Never from a filter, prioritize or preempt body (or the memo
+        they fill), which whoever reaches the verb port writes."""
+        pod = self.pending.get(args.pod_uid, args.pod_namespace, args.pod_name) if self.pending else None
+        if pod is None:
+            pod = self.api.get_pod(args.pod_namespace, args.pod_name)
         if (pod.get("metadata") or {}).get("uid") != args.pod_uid:
             raise PlacementError(f"pod UID is not {args.pod_uid} (deleted and created again?)")
-        return self._request(pod)
+        if (pod.get("spec") or {}).get("nodeName"):
+            raise PlacementError(f"the pod is already bound to {pod['spec']['nodeName']}")
+        request = pod_request(pod, self.workload_label)
+        resolve_policy(request, None, self.ctx)
+        return request
 
     # -- preempt ---------------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from extender.fragmentation import FragmentationModel, idle_cores
 from extender.ledger import LedgerError, placement_of
 from extender.nodestate import DEFAULT_TIMESLICE_REPLICAS, GpuState, NodeState, StateError
 from extender.placement import Placement
-from extender.quantity import QuantityError, cpu_millis, memory_bytes
+from tessera.quantity import QuantityError, cpu_millis, memory_bytes
 from extender.request import KIND_GPU, KIND_MIG, KIND_MPS_WHOLE, KIND_TIMESLICE, RequestError, pod_request
 from tessera import ANNOTATION_ALLOCATED, ANNOTATION_ASSIGNMENT, ANNOTATION_INVENTORY, RESOURCE_GPU_SHARED
 from tessera.assignment import WRITTEN_BY_PLUGIN, Assignment, AssignmentError, read_assignment

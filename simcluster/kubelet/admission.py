@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from simcluster.kubelet.devicemanager import is_extended_resource_name
+from tessera.quantity import whole_units
 
 
 class DeviceAllocator(Protocol):
@@ -43,7 +44,7 @@ def extended_resources(container: dict) -> dict[str, int]:
     limits = dict(resources.get("limits") or {})
     for name, value in (resources.get("requests") or {}).items():
         limits.setdefault(name, value)
-    return {name: int(str(value)) for name, value in limits.items() if is_extended_resource_name(name)}
+    return {name: whole_units(value) for name, value in limits.items() if is_extended_resource_name(name)}
 
 
 def admit_pod(pod: dict, devices: DeviceAllocator, rng: random.Random, admission_error: type[Exception]) -> AdmissionResult:

@@ -12,6 +12,7 @@ This file is a contract with the admin: a key is renamed only with a new version
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from tessera import (
@@ -21,7 +22,8 @@ from tessera import (
     SERVICE_ACCOUNT_EXTENDER,
     service_account_username,
 )
-from tessera.config.schema import setting
+from tessera.config.schema import ConfigError, setting
+from tessera.httpserve import parse_listen
 
 CONFIG_VERSION = "v1"
 DEFAULT_APPLICATION_XIDS = [13, 31, 43, 45, 68, 109]
@@ -43,7 +45,33 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
-class DevicePluginConfig:
+class HttpPortConfig:
+    """What a daemon's HTTP ports let clients take (``tessera.httpserve``): every section that serves
+    HTTP has these keys."""
+
+    http_max_connections: int = setting(512, "connections each HTTP port holds at once; one more is closed at "
+                                             "accept", minimum=1, maximum=65536)
+    http_request_timeout_s: float = setting(10.0, "seconds a client has for the TLS handshake and for each "
+                                                  "request's headers and body, and to take each answer; a slower "
+                                                  "client is disconnected", minimum=0.1)
+    http_idle_timeout_s: float = setting(60.0, "seconds a keep-alive connection may wait for its next request",
+                                         minimum=0.1)
+    http_workers: int = setting(8, "threads per HTTP port that answer complete requests", minimum=1, maximum=256)
+
+
+def is_loopback(listen: str) -> bool:
+    """Whether a ``host:port`` listen address is reachable from this host only."""
+    host, _ = parse_listen(listen)
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class DevicePluginConfig(HttpPortConfig):
     device_plugin_path: str = setting("/var/lib/kubelet/device-plugins",
                                       "the kubelet's device-plugin directory (kubelet.sock lives here)")
     pod_resources_socket: str = setting("/var/lib/kubelet/pod-resources/kubelet.sock",
@@ -82,11 +110,24 @@ class DevicePluginConfig:
 
 
 @dataclass(frozen=True)
-class ExtenderConfig:
-    listen: str = setting("0.0.0.0:8888", "address:port of the scheduler extender (HTTP)")
+class ExtenderConfig(HttpPortConfig):
+    listen: str = setting("127.0.0.1:8888", "address:port of the scheduler extender's verbs (and /healthz, /metrics): "
+                                            "plain HTTP on a loopback address for a kube-scheduler in the same pod; "
+                                            "any other address needs client_ca_path")
+    client_ca_path: str = setting("", "CA certificate(s) of kube-scheduler's client certificate: the verb port then "
+                                      "serves HTTPS with tls_cert_path and answers only clients that present a "
+                                      "certificate this CA signed (the extender's tlsConfig certFile/keyFile in the "
+                                      "KubeSchedulerConfiguration); empty: plain HTTP")
+    allow_unauthenticated_verbs: bool = setting(False, "serve the verbs without client certificates on a "
+                                                       "non-loopback address (only where something else, such as "
+                                                       "a service mesh, lets nobody but kube-scheduler reach it)")
+    metrics_listen: str = setting("", "address:port of a plain-HTTP port with only /healthz and /metrics, for "
+                                      "probes and Prometheus when the verb port asks for client certificates; "
+                                      "empty: none")
     webhook_listen: str = setting("0.0.0.0:8443", "address:port of the admission webhook (HTTPS)")
-    tls_cert_path: str = setting("/etc/tessera/webhook/tls.crt", "webhook TLS certificate")
-    tls_key_path: str = setting("/etc/tessera/webhook/tls.key", "webhook TLS private key")
+    tls_cert_path: str = setting("/etc/tessera/webhook/tls.crt", "TLS certificate of the webhook and, with "
+                                                                 "client_ca_path, of the verb port")
+    tls_key_path: str = setting("/etc/tessera/webhook/tls.key", "its private key")
     kubeconfig: str = setting("", "kubeconfig file for the API server; empty means in-cluster config")
     policy: str = setting("fragmentation", "cluster default placement policy", choices=POLICIES)
     scheduler_name: str = setting("tessera-scheduler", "schedulerName the webhook gives pods that ask for Tessera "
@@ -115,6 +156,19 @@ class ExtenderConfig:
     lease_duration_s: float = setting(15.0, "seconds a leader's Lease lasts without renewal", minimum=1)
     lease_retry_s: float = setting(2.0, "seconds between Lease renewals or acquisition attempts", minimum=0.1)
 
+    def __post_init__(self) -> None:
+        for key in ("listen", "webhook_listen", "metrics_listen"):
+            value = getattr(self, key)
+            if value or key != "metrics_listen":
+                try:
+                    parse_listen(value)
+                except ValueError as exc:
+                    raise ConfigError(f"extender.{key}: {exc}") from None
+        if not self.client_ca_path and not self.allow_unauthenticated_verbs and not is_loopback(self.listen):
+            raise ConfigError(f"extender.listen {self.listen} is reachable from other hosts and extender.client_ca_path "
+                              f"is empty, so anyone who reaches it could bind pods: set client_ca_path (the CA of "
+                              f"kube-scheduler's client certificate), or listen on 127.0.0.1 beside kube-scheduler")
+
 
 @dataclass(frozen=True)
 class HookConfig:
@@ -131,7 +185,7 @@ class HookConfig:
 
 
 @dataclass(frozen=True)
-class ExporterConfig:
+class ExporterConfig(HttpPortConfig):
     listen: str = setting("0.0.0.0:9400", "address:port of /metrics and /healthz")
     pod_resources_socket: str = setting("/var/lib/kubelet/pod-resources/kubelet.sock",
                                         "the kubelet's pod-resources API socket")

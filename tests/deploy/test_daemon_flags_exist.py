@@ -97,6 +97,9 @@ def other_value(value: object, field, tp: object) -> object:
         return value + 1.0
     if typing.get_origin(tp) is list:
         return [*value, 4242 if typing.get_args(tp) == (int,) else "from-the-file"]
+    host, _, port = str(value).rpartition(":")
+    if host and port.isdigit():  # a listen address: another port
+        return f"{host}:{int(port) + 1}"
     return f"{value}-from-the-file"
 
 

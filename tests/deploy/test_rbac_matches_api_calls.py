@@ -102,8 +102,9 @@ def exercise(cluster, recorder: RequestRecorder, extender_args: list[str]) -> No
             registry.create("pods", gpu_pod("scheduled", "tessera-scheduler"), namespace="default")
             cluster.wait_for(lambda: ANNOTATION_ALLOCATED in (registry.get("pods", "scheduled", "default")["metadata"]
                                                               .get("annotations") or {}), 30, what="allocation")
-            # A bind for a pod the extender never filtered: it reads the pod first.
+            # A bind for a pod the extender's watch has not delivered yet: it reads the pod first.
             manual = registry.create("pods", gpu_pod("bound-directly", "someone-else"), namespace="default")
+            extender.verbs.pending = None
             assert not post_bind(extender.url, manual, "gpu-0").get("Error")
             assert ANNOTATION_ASSIGNMENT in registry.get("pods", "bound-directly", "default")["metadata"]["annotations"]
             # The exporter's mark of a pod over its grant: the plugin evicts it.

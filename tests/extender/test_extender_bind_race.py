@@ -145,7 +145,9 @@ def test_a_restart_mid_race_gives_nothing_more_away(tmp_path, monkeypatch):
             errors = first_race.result(timeout=120)
             _settled(ext, srv)  # the bind that landed reaches the new instance by its watch
             errors += _race(ext.url, pods[6:], "gpu-0")
-            assert sum(1 for e in errors if e == "") == 1
+            # The winner's answer may die with the stopped extender (a stopped process answers nothing);
+            # its Binding landed all the same, and the ledger below holds exactly one racer.
+            assert sum(1 for e in errors if e == "") <= 1
             assert all(e for e in errors[6:])  # the new instance gave nothing more away
             ledger = _ledger(srv)
             assert len(ledger) == 2 and sum(core for _, core in ledger.values()) <= 100
@@ -199,7 +201,10 @@ def test_a_standby_takes_over_the_lease_mid_race_and_refuses_the_share_taken(tmp
             errors = first_race.result(timeout=120)
             _settled(two, srv)
             errors += _race(two.url, pods[6:], "gpu-0")
-            assert sum(1 for e in errors if e == "") == 1
+            # A stopped leader answers nothing: the winner's answer dies with it, its Binding lands.
+            wins = sum(1 for e in errors if e == "")
+            assert wins <= 1 if graceful else wins == 1
+            assert len(_ledger(srv)) == 2  # the 60 % pod and exactly one racer
             assert all(e for e in errors[6:])
             _settled(two, srv)
         finally:
