@@ -102,7 +102,7 @@ def make_device_nodes(folder: Path, gpus: int) -> bool:
 def running(description: ClusterDescription | str | Path | None = None, *, workdir: str | Path | None = None,
             runtime: str = "containerd", status_delay_s: float = 0.2, kubelets: bool = True,
             port: int = 0, seed: int | None = None, oci_runtime: str | None = None,
-            light: bool = False) -> Iterator[Cluster]:
+            light: bool = False, keep_workdir_on_error: bool = False) -> Iterator[Cluster]:
     """Start the embedded cluster; stop everything it started on exit.
 
     ``description`` is a ClusterDescription, a path to one, or ``None`` for the shipped default.
@@ -110,6 +110,7 @@ def running(description: ClusterDescription | str | Path | None = None, *, workd
     ``oci_runtime`` (``runc`` or ``crun``) runs pods' containers for real, with tessera-hook.
     ``light`` makes every node a light node (``simcluster.lightnodes``): its Node object with inventory and
     capacity, no kubelet, no node directory; for placement at the scale of the trace's 1,213 nodes.
+    ``keep_workdir_on_error`` keeps a temporary workdir (every daemon's log) when the body raised.
     """
     log = get_logger("simcluster")
     if not isinstance(description, ClusterDescription):
@@ -121,6 +122,7 @@ def running(description: ClusterDescription | str | Path | None = None, *, workd
     api = ApiServer(host="127.0.0.1", port=port)
     api.start()
     cluster = Cluster(api=api, workdir=root, kubeconfig=root / "kubeconfig")
+    failed = False
     try:
         api.write_kubeconfig(str(cluster.kubeconfig))
         if light:
@@ -141,11 +143,14 @@ def running(description: ClusterDescription | str | Path | None = None, *, workd
             cluster.nodes[spec.name] = node
         log.info("cluster_started", url=api.url, nodes=len(cluster.nodes), workdir=str(root))
         yield cluster
+    except Exception:
+        failed = True
+        raise
     finally:
         for node in cluster.nodes.values():
             if node.kubelet:
                 node.kubelet.stop()
         api.stop()
-        if own_workdir:
+        if own_workdir and not (failed and keep_workdir_on_error):
             shutil.rmtree(root, ignore_errors=True)
         log.info("cluster_stopped")

@@ -9,6 +9,8 @@ import urllib.request
 from tessera import ANNOTATION_ALLOCATED
 from tessera.demo_pods import NAMESPACE as DEMO_NAMESPACE
 
+HTTP_HANG_GUARD_S = 60.0  # one scrape; on a busy machine a daemon can take seconds to answer
+
 
 def node_rows(cluster, core) -> list[list[object]]:
     """One row per Node: mode, GPUs, Ready, the Tessera resources the kubelet reports allocatable."""
@@ -77,7 +79,7 @@ def exporter_rows(exporters) -> list[list[object]]:
 
     rows = []
     for name, exporter in exporters.items():
-        with urllib.request.urlopen(exporter.url + "/metrics", timeout=5) as resp:
+        with urllib.request.urlopen(exporter.url + "/metrics", timeout=HTTP_HANG_GUARD_S) as resp:
             text = resp.read().decode()
         families = {f.name: f for f in text_string_to_metric_families(text)}
         used = sum(s.value for s in families["DCGM_FI_DEV_FB_USED"].samples) if "DCGM_FI_DEV_FB_USED" in families else 0
