@@ -102,7 +102,8 @@ def make_device_nodes(folder: Path, gpus: int) -> bool:
 def running(description: ClusterDescription | str | Path | None = None, *, workdir: str | Path | None = None,
             runtime: str = "containerd", status_delay_s: float = 0.2, kubelets: bool = True,
             port: int = 0, seed: int | None = None, oci_runtime: str | None = None,
-            light: bool = False, keep_workdir_on_error: bool = False) -> Iterator[Cluster]:
+            light: bool = False, keep_workdir_on_error: bool = False,
+            restart_backoff_s: tuple[float, float] = (10.0, 300.0)) -> Iterator[Cluster]:
     """Start the embedded cluster; stop everything it started on exit.
 
     ``description`` is a ClusterDescription, a path to one, or ``None`` for the shipped default.
@@ -111,6 +112,8 @@ def running(description: ClusterDescription | str | Path | None = None, *, workd
     ``light`` makes every node a light node (``simcluster.lightnodes``): its Node object with inventory and
     capacity, no kubelet, no node directory; for placement at the scale of the trace's 1,213 nodes.
     ``keep_workdir_on_error`` keeps a temporary workdir (every daemon's log) when the body raised.
+    ``restart_backoff_s`` is the kubelets' container restart back-off (first delay, cap): 10 s and 5 min,
+    as the real kubelet's.
     """
     log = get_logger("simcluster")
     if not isinstance(description, ClusterDescription):
@@ -138,7 +141,8 @@ def running(description: ClusterDescription | str | Path | None = None, *, workd
             make_device_nodes(node_root / "dev", spec.gpus)
             if kubelets:
                 node.kubelet = SimKubelet(spec, api.url, node_root, runtime=runtime, status_delay_s=status_delay_s,
-                                          seed=None if seed is None else seed + index, oci_runtime=oci_runtime)
+                                          seed=None if seed is None else seed + index, oci_runtime=oci_runtime,
+                                          restart_backoff_s=restart_backoff_s, nvml_description=node.nvml_description)
                 node.kubelet.start()
             cluster.nodes[spec.name] = node
         log.info("cluster_started", url=api.url, nodes=len(cluster.nodes), workdir=str(root))

@@ -131,6 +131,7 @@ def _run(args: argparse.Namespace, description, workdir: list[Path]) -> int:
         print(f"\n{'Done' if ok else 'Done, but a reaction to the fault was not seen'} in "
               f"{progress.elapsed():.1f}s. GPU occupancy per node: {png}")
         if args.keep:
+            _free_the_faults_pod(core, fault)
             _keep_running(cluster, stop, exporters, prom)
     return 0 if ok else 1
 
@@ -167,7 +168,8 @@ def _print_report(cluster, core, gpus, pods: list[DemoPod], exporters, prom, fau
           "Nodes (from the API server)")
     table(["NODE", "GPUS", "MODEL", "MiB EACH", "SMs", "NUMA", "NVLINK", "MIG LAYOUT PER GPU"], gpus,
           "GPUs (read through Tessera's NVML layer on each fake node)")
-    table(["POD", "ASKS", "NODE", "PHASE", "GRANT (tessera.io/allocated)", "WHAT HAPPENED"], report.pod_rows(core),
+    table(["POD", "ASKS", "NODE", "PHASE", "READY", "GRANT (tessera.io/allocated)", "WHAT HAPPENED"],
+          report.pod_rows(core),
           "Pods (GPU pods placed by the extender, allocated by the plugins)")
     refused = [p for p in pods if p.refusal]
     if refused:
@@ -201,6 +203,16 @@ def render_inspect(view) -> str:
     from tessera.inspect_table import render_text
 
     return render_text(view)
+
+
+def _free_the_faults_pod(core, fault) -> None:
+    """The pod placed after the fault holds every healthy GPU left on its node; a cluster kept for kubectl
+    gets them back, so the pods of deploy/examples/ can run there."""
+    if fault is None or len(fault.pods_after) < 2:
+        return
+    name = fault.pods_after[1]
+    core.delete_namespaced_pod(name, DEMO_NAMESPACE, _preload_content=False)
+    print(f"\nDeleted pod {name}: the GPUs it held on {fault.node} are free for your pods (deploy/examples/).")
 
 
 def _keep_running(cluster, stop: threading.Event, exporters, prom) -> None:

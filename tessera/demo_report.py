@@ -41,7 +41,8 @@ def gpu_rows(cluster) -> list[list[object]]:
 
 
 def pod_rows(core) -> list[list[object]]:
-    """One row per demo pod: what it asks, where it runs, its grant, and its last Event."""
+    """One row per demo pod: what it asks, where it runs, its phase and ready containers, its grant, and its
+    last Event."""
     rows = []
     for pod in core.list_namespaced_pod(DEMO_NAMESPACE).items:
         events = core.list_namespaced_event(DEMO_NAMESPACE, field_selector=f"involvedObject.name={pod.metadata.name}")
@@ -49,7 +50,9 @@ def pod_rows(core) -> list[list[object]]:
         what = f"{last.reason}: {last.message}" if last else ""
         limits = pod.spec.containers[0].resources.limits or {}
         asks = ", ".join(f"{k.split('/')[-1]}={v}" for k, v in sorted(limits.items())) or "cpu only"
-        rows.append([pod.metadata.name, asks, pod.spec.node_name, pod.status.phase,
+        statuses = pod.status.container_statuses or []
+        ready = f"{sum(1 for c in statuses if c.ready)}/{len(pod.spec.containers)}"
+        rows.append([pod.metadata.name, asks, pod.spec.node_name, pod.status.phase, ready,
                      _grant_summary((pod.metadata.annotations or {}).get(ANNOTATION_ALLOCATED)), what[:160]])
     return rows
 
