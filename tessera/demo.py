@@ -18,6 +18,7 @@ import sys
 import threading
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import kubernetes
 
@@ -30,6 +31,9 @@ from tessera.log import configure_logging
 from tessera.occupancy_png import draw_occupancy
 from tessera.progress import Progress
 from tessera.table import render_table
+
+if TYPE_CHECKING:
+    from simcluster.cluster import ClusterDescription
 
 DEFAULT_PNG = "tessera-demo-occupancy.png"
 RULES = Path(__file__).resolve().parents[1] / "deploy" / "alerts" / "tessera-rules.yaml"
@@ -64,7 +68,8 @@ def run_demo(args: argparse.Namespace) -> int:
         return 1
 
 
-def _run(args: argparse.Namespace, description, workdir: list[Path]) -> int:
+def _run(args: argparse.Namespace, description: ClusterDescription, workdir: list[Path]) -> int:
+    """The demo's steps; ``workdir`` receives the cluster's working directory as soon as it exists."""
     import simcluster.running as simrunning
     from simcluster.exporters import start_exporters, stop_exporters
     from simcluster.kubelet.runtime import unavailable
