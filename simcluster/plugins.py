@@ -15,13 +15,14 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from deviceplugin.fakemps import CONTROL as FAKE_MPS_CONTROL
 from deviceplugin.mpsdaemon import MpsDaemon
+from simcluster.readiness import Awaited
 from tessera import NAMESPACE, SERVICE_ACCOUNT_DEVICE_PLUGIN
 from tessera.log import get_logger
 
@@ -41,6 +42,11 @@ class PluginProcesses:
         proc = self.procs[node]
         proc.send_signal(sig)
         proc.wait(timeout=10)
+
+    def awaited(self, node: str, ready: Callable[[], object], phase: Callable[[], object] | None = None,
+                task: str = "") -> Awaited:
+        """Something one node's plugin is to do (or take part in), as a wait sees it: its process and its log."""
+        return Awaited(f"the device plugin of node {node}", ready, self.procs[node], self.args[node][2], phase, task)
 
     def restart(self, node: str) -> subprocess.Popen:
         """Start one node's plugin again with the same flags (after :meth:`kill`)."""

@@ -17,11 +17,12 @@ import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from extender.launch import free_port
 from simcluster.processes import stop_process
-from simcluster.running import poll_until
+from simcluster.readiness import Awaited, http_ok, wait_ready
 
 
 def prometheus_missing() -> str:
@@ -30,10 +31,11 @@ def prometheus_missing() -> str:
 
 
 class Prometheus:
-    """A Prometheus process with its config and TSDB under ``root``; ``jobs`` maps job name to host:port targets."""
+    """A Prometheus process with its config and TSDB under ``root``; ``jobs`` maps job name to host:port targets.
+    It is ready once constructed: the wait lasts while the process lives and progresses (``report`` hears it)."""
 
     def __init__(self, root: Path, jobs: dict[str, list[str]], rule_files: list[Path] = (),
-                 timeout_s: float = 30.0) -> None:
+                 report: Callable[[str], None] | None = None) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         config = root / "prometheus.yml"
@@ -44,29 +46,26 @@ class Prometheus:
         for job, targets in jobs.items():
             lines.append(f"  - job_name: {job}\n    static_configs: [{{targets: {json.dumps(targets)}}}]")
         config.write_text("\n".join(lines) + "\n")
-        self._log = open(root / "prometheus.log", "wb")  # noqa: SIM115 - the process writes it until stop()
+        self.log = root / "prometheus.log"
+        self._log = open(self.log, "wb")  # noqa: SIM115 - the process writes it until stop()
         self.proc = subprocess.Popen(
             ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={root / 'tsdb'}",
              f"--web.listen-address=127.0.0.1:{self.port}"], stdout=subprocess.DEVNULL, stderr=self._log)
         self.url = f"http://127.0.0.1:{self.port}"
         try:
-            poll_until(self._ready, timeout_s, 0.2, "Prometheus ready")
+            wait_ready([self.awaited(lambda: http_ok(self.url + "/-/ready"))], "answering /-/ready", report=report)
         except BaseException:
             self.stop()
             raise
 
-    def _ready(self) -> bool:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"prometheus exited with {self.proc.returncode}")
-        try:
-            with urllib.request.urlopen(self.url + "/-/ready", timeout=1) as resp:
-                return resp.status == 200
-        except OSError:
-            return False
+    def awaited(self, ready: Callable[[], object], phase: Callable[[], object] | None = None,
+                task: str = "") -> Awaited:
+        """Something Prometheus is to do, as a wait sees it: its process and its log."""
+        return Awaited("Prometheus", ready, self.proc, self.log, phase, task)
 
     def _api(self, path: str) -> dict:
         try:
-            with urllib.request.urlopen(self.url + path, timeout=10) as resp:
+            with urllib.request.urlopen(self.url + path, timeout=60) as resp:  # a hang guard: busy machines are slow
                 doc = json.load(resp)
         except urllib.error.HTTPError as err:
             doc = json.load(err)
@@ -87,12 +86,12 @@ class Prometheus:
         active = self._api("/api/v1/targets")["activeTargets"]
         return sum(1 for t in active if t.get("health") == "up"), len(active)
 
-    def wait_for_targets(self, timeout_s: float = 20.0) -> None:
-        """Until every target has been scraped successfully once."""
+    def wait_for_targets(self, report: Callable[[str], None] | None = None) -> None:
+        """Until every target has been scraped successfully once, while Prometheus lives and progresses."""
         def all_up() -> bool:
             up, total = self.targets_up()
             return total > 0 and up == total
-        poll_until(all_up, timeout_s, 0.2, "every Prometheus target up")
+        wait_ready([self.awaited(all_up, self.targets_up)], "every target it scrapes is up", report=report)
 
     def stop(self) -> None:
         """Stop the process (SIGTERM, then SIGKILL after 10 s)."""

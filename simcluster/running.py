@@ -95,7 +95,8 @@ def poll_until(predicate: Callable[[], Any], timeout_s: float = 10.0, interval_s
 def running(description: ClusterDescription | str | Path | None = None, *, workdir: str | Path | None = None,
             runtime: str = "containerd", status_delay_s: float = 0.2, kubelets: bool = True,
             port: int = 0, seed: int | None = None, oci_runtime: str | None = None,
-            light: bool = False) -> Iterator[Cluster]:
+            light: bool = False, keep_workdir_on_error: bool = False,
+            restart_backoff_s: tuple[float, float] = (10.0, 300.0)) -> Iterator[Cluster]:
     """Start the embedded cluster; stop everything it started on exit.
 
     ``description`` is a ClusterDescription, a path to one, or ``None`` for the shipped default.
@@ -103,6 +104,9 @@ def running(description: ClusterDescription | str | Path | None = None, *, workd
     ``oci_runtime`` (``runc`` or ``crun``) runs pods' containers for real, with tessera-hook.
     ``light`` makes every node a light node (``simcluster.lightnodes``): its Node object with inventory and
     capacity, no kubelet, no node directory; for placement at the scale of the trace's 1,213 nodes.
+    ``keep_workdir_on_error`` keeps a temporary workdir (every daemon's log) when the body raised.
+    ``restart_backoff_s`` is the kubelets' container restart back-off (first delay, cap): 10 s and 5 min,
+    as the real kubelet's.
     """
     log = get_logger("simcluster")
     if not isinstance(description, ClusterDescription):
@@ -114,6 +118,7 @@ def running(description: ClusterDescription | str | Path | None = None, *, workd
     api = ApiServer(host="127.0.0.1", port=port)
     api.start()
     cluster = Cluster(api=api, workdir=root, kubeconfig=root / "kubeconfig")
+    failed = False
     try:
         api.write_kubeconfig(str(cluster.kubeconfig))
         if light:
@@ -129,16 +134,20 @@ def running(description: ClusterDescription | str | Path | None = None, *, workd
             make_device_nodes(node_root, node.nvml_description)
             if kubelets:
                 node.kubelet = SimKubelet(spec, api.url, node_root, runtime=runtime, status_delay_s=status_delay_s,
-                                          seed=None if seed is None else seed + index, oci_runtime=oci_runtime)
+                                          seed=None if seed is None else seed + index, oci_runtime=oci_runtime,
+                                          restart_backoff_s=restart_backoff_s, nvml_description=node.nvml_description)
                 node.kubelet.start()
             cluster.nodes[spec.name] = node
         log.info("cluster_started", url=api.url, nodes=len(cluster.nodes), workdir=str(root))
         yield cluster
+    except Exception:
+        failed = True
+        raise
     finally:
         for node in cluster.nodes.values():
             if node.kubelet:
                 node.kubelet.stop()
         api.stop()
-        if own_workdir:
+        if own_workdir and not (failed and keep_workdir_on_error):
             shutil.rmtree(root, ignore_errors=True)
         log.info("cluster_stopped")

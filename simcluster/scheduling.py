@@ -13,20 +13,20 @@ extender's filter, prioritize and bind with the JSON kube-scheduler sends.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+import subprocess
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import kubernetes
 
 from extender.kubeapi import KubeApi, api_client
-import subprocess
-
-from extender.launch import ensure_signing_key, free_port, spawn_extender, start_extender, wait_healthy
+from extender.launch import ensure_signing_key, free_port, spawn_extender, start_extender
 from extender.simscheduler import SimScheduler
 from simcluster.processes import stop_process
+from simcluster.readiness import Awaited, http_ok, wait_ready
 from simcluster.running import Cluster
 from tessera import NAMESPACE, SERVICE_ACCOUNT_EXTENDER
 from tessera.pki import write_webhook_pki
@@ -42,8 +42,15 @@ WEBHOOK_RULES = [{"operations": ["CREATE", "UPDATE"], "apiGroups": [""], "apiVer
 @dataclass
 class Scheduling:
     extender: Any   # extender.daemon.ExtenderDaemon, or the tessera-extender process (Popen)
-    scheduler: SimScheduler
+    scheduler: SimScheduler | None
     url: str        # the extender's HTTP address (filter, prioritize, bind, preempt, /metrics)
+    log: Path | None = None  # the extender process's log
+
+    def awaited(self, ready: Callable[[], object], phase: Callable[[], object] | None = None,
+                task: str = "") -> Awaited:
+        """Something the extender is to do, as a wait sees it: its process (where it has one) and its log."""
+        proc = self.extender if isinstance(self.extender, subprocess.Popen) else None
+        return Awaited("tessera-extender", ready, proc, self.log, phase, task)
 
 
 def prepare_keys(cluster: Cluster) -> None:
@@ -66,41 +73,36 @@ def register_webhook(api_url: str, client_config: dict) -> None:
         webhook_configuration(client_config), _preload_content=False)
 
 
-def _wait_spawned(proc: subprocess.Popen, url: str, log: Path, timeout_s: float = 60.0) -> None:
-    """Until the extender process answers /healthz (leader, synced); its log's tail in the error if not."""
-    try:
-        wait_healthy(url, timeout_s)
-    except TimeoutError as exc:
-        state = f"exited with {proc.returncode}" if proc.poll() is not None else "still running"
-        tail = log.read_text(errors="replace").splitlines()[-5:] if log.exists() else []
-        raise TimeoutError(f"{exc}; tessera-extender {state}; last log lines: {tail}") from None
-
-
 @contextmanager
-def scheduling(cluster: Cluster, policy: str = "fragmentation", own_process: bool = False) -> Iterator[Scheduling]:
+def scheduling(cluster: Cluster, policy: str = "fragmentation", own_process: bool = False,
+               report: Callable[[str], None] | None = None) -> Iterator[Scheduling]:
     """Run the extender, register its webhook, and schedule through it; stop on exit. ``own_process``
-    runs ``tessera-extender`` as a process of its own (as the demo does), else a daemon in this one."""
+    runs ``tessera-extender`` as a process of its own (as the demo does), else a daemon in this one;
+    its start is waited for while the process lives and progresses (``report`` hears what is awaited)."""
     prepare_keys(cluster)
     pki = cluster.workdir / "webhook-tls"
     ca_bundle = write_webhook_pki(pki, ["localhost"], ["127.0.0.1"])
     tls = {"tls_cert_path": str(pki / "tls.crt"), "tls_key_path": str(pki / "tls.key")}
     kubeconfig = cluster.service_account_kubeconfig(NAMESPACE, SERVICE_ACCOUNT_EXTENDER)
+    log = cluster.workdir / "extender.log" if own_process else None
     if own_process:
         webhook_port = free_port()
         url = f"http://127.0.0.1:{free_port()}"
         extender = spawn_extender(kubeconfig, cluster.workdir, url.removeprefix("http://"),
                                   webhook_listen=f"127.0.0.1:{webhook_port}", extra_args=["--policy", policy],
-                                  log_path=str(cluster.workdir / "extender.log"), **tls)
+                                  log_path=str(log), **tls)
     else:
         extender = start_extender(kubeconfig, cluster.workdir, leader_election=True, policy=policy, **tls)
         webhook_port, url = extender.webhook_port, extender.url
     scheduler = None
     try:
         if own_process:
-            _wait_spawned(extender, url, cluster.workdir / "extender.log")
+            started = Scheduling(extender, None, url, log)
+            wait_ready([started.awaited(lambda: http_ok(f"{url}/healthz"))], "answering /healthz (leader, synced)",
+                       report=report)
         register_webhook(cluster.url, {"url": f"https://127.0.0.1:{webhook_port}/mutate", "caBundle": ca_bundle})
         scheduler = SimScheduler(KubeApi(api_client(str(cluster.kubeconfig))), url).start()
-        yield Scheduling(extender, scheduler, url)
+        yield Scheduling(extender, scheduler, url, log)
     finally:
         if scheduler is not None:
             scheduler.stop()

@@ -18,17 +18,22 @@ import sys
 import threading
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import kubernetes
 
 from tessera import demo_fault
 from tessera import demo_report as report
+from tessera import demo_watch as watch
 from tessera.demo_pods import NAMESPACE as DEMO_NAMESPACE
 from tessera.demo_pods import DemoPod, demo_pods
 from tessera.log import configure_logging
 from tessera.occupancy_png import draw_occupancy
 from tessera.progress import Progress
 from tessera.table import render_table
+
+if TYPE_CHECKING:
+    from simcluster.cluster import ClusterDescription
 
 DEFAULT_PNG = "tessera-demo-occupancy.png"
 RULES = Path(__file__).resolve().parents[1] / "deploy" / "alerts" / "tessera-rules.yaml"
@@ -41,23 +46,38 @@ def _bind(core, name: str, node: str) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    """Entry of ``tessera demo``; 0 when every step did what it says."""
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # no GOAWAY notices as the plugins stop
-    import simcluster.running as simrunning
-    from simcluster.cluster import ClusterDescriptionError, load_cluster
-    from simcluster.exporters import start_exporters, stop_exporters
-    from simcluster.kubelet.runtime import unavailable
-    from simcluster.plugins import device_plugins
-    from simcluster.prometheus import prometheus_missing
-    from simcluster.scheduling import scheduling
+    """Entry of ``tessera demo``; 0 when every step did what it says. A daemon that cannot start ends the
+    demo with one line naming it, its node and the log to read (the working directory is kept)."""
+    from simcluster.readiness import NotReady
 
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # no GOAWAY notices as the plugins stop
     # The tables say what happened; the daemons' own logs would interleave with the progress lines.
     configure_logging("error", "console" if sys.stderr.isatty() else "json")
+    from simcluster.cluster import ClusterDescriptionError, load_cluster
     try:
         description = load_cluster(args.cluster)
     except ClusterDescriptionError as exc:
         print(f"tessera demo: {exc}", file=sys.stderr)
         return 1
+    workdir: list[Path] = []
+    try:
+        return _run(args, description, workdir)
+    except NotReady as exc:
+        kept = f" (every log is kept under {workdir[0]})" if workdir else ""
+        print(f"tessera demo: {exc}{kept}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace, description: ClusterDescription, workdir: list[Path]) -> int:
+    """The demo's steps; ``workdir`` receives the cluster's working directory as soon as it exists."""
+    import simcluster.running as simrunning
+    from simcluster.exporters import start_exporters, stop_exporters
+    from simcluster.kubelet.runtime import unavailable
+    from simcluster.plugins import device_plugins
+    from simcluster.prometheus import prometheus_missing
+    from simcluster.readiness import wait_ready
+    from simcluster.scheduling import scheduling
+
     runc_missing = unavailable("runc")
     oci_runtime = None if runc_missing else "runc"
     no_prometheus = prometheus_missing()
@@ -68,59 +88,67 @@ def run_demo(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     with ExitStack() as stack:
-        with progress.step(f"starting the API server and {len(description.nodes)} simulated kubelets"):
+        with progress.step(f"starting the API server and {len(description.nodes)} simulated kubelets") as step:
             cluster = stack.enter_context(simrunning.running(description, workdir=args.workdir,
-                                                             oci_runtime=oci_runtime, seed=7))
+                                                             oci_runtime=oci_runtime, seed=7,
+                                                             keep_workdir_on_error=True))
+            workdir.append(cluster.workdir)
             core = cluster.core_v1()
-            cluster.wait_for(lambda: len(core.list_node().items) == len(description.nodes), 10, what="nodes")
+            wait_ready([watch.node_registered(core, name) for name in cluster.nodes], "its Node was registered",
+                       report=step.note)
         with progress.step("reading each node's GPUs through the NVML layer (fake NVML per node)"):
             gpus = report.gpu_rows(cluster)
         with progress.step("starting tessera-extender (its own process), its admission webhook (TLS) "
-                           "and the scheduler loop"):
-            sched = stack.enter_context(scheduling(cluster, own_process=True))
-        with progress.step(f"starting {len(cluster.nodes)} device plugins; waiting for each node's resources"):
-            stack.enter_context(device_plugins(cluster))
-            cluster.wait_for(lambda: _all_advertised(core, cluster), 30, what="every node's Tessera resources")
-        with progress.step(f"starting {len(cluster.nodes)} exporters (one per node, as the DaemonSet runs them)"):
-            exporters = start_exporters(cluster)
+                           "and the scheduler loop; waiting for it to answer /healthz") as step:
+            sched = stack.enter_context(scheduling(cluster, own_process=True, report=step.note))
+        with progress.step(f"starting {len(cluster.nodes)} device plugins; waiting for each to register with its "
+                           "kubelet and its node to show the Tessera resources") as step:
+            plugins = stack.enter_context(device_plugins(cluster))
+            wait_ready([watch.resources_advertised(core, cluster, plugins, name) for name in cluster.nodes],
+                       "its node showed its Tessera resources", report=step.note, interval_s=0.25)
+        with progress.step(f"starting {len(cluster.nodes)} exporters (one per node, as the DaemonSet runs them); "
+                           "waiting for each to answer /healthz") as step:
+            exporters = start_exporters(cluster, report=step.note)
             stack.callback(stop_exporters, exporters)
-        with progress.step("starting Prometheus with Tessera's alert rules, scraping the exporters and the extender"
-                           if not no_prometheus else f"no Prometheus ({no_prometheus})"):
-            prom = None if no_prometheus else _start_prometheus(stack, cluster, exporters, sched.url)
+        with progress.step("starting Prometheus with Tessera's alert rules; waiting for it to scrape the exporters "
+                           "and the extender" if not no_prometheus else f"no Prometheus ({no_prometheus})") as step:
+            prom = None if no_prometheus else _start_prometheus(stack, cluster, exporters, sched.url, step.note)
         pods = demo_pods(description, cluster.workdir, real_runtime=oci_runtime is not None)
         with progress.step(f"creating {len(pods)} pods: GPU pods through the webhook and the extender"):
             for demo_pod in pods:
                 _create(core, demo_pod)
         admitted = [p for p in pods if not p.refusal]
-        with progress.step("waiting for the kubelets to admit them and the runtime to start them "
-                           + ("under runc with tessera-hook" if oci_runtime else f"(no runc: {runc_missing})")):
-            cluster.wait_for(lambda: _settled(core, len(admitted)), 60, what="demo pods to run or be refused")
+        with progress.step("waiting for the extender to place them, the kubelets to admit them through the device "
+                           "plugins, and the runtime to start them "
+                           + ("under runc with tessera-hook" if oci_runtime else f"(no runc: {runc_missing})")) as step:
+            wait_ready(watch.pods_settled(core, cluster, plugins, sched, admitted),
+                       "the demo pods ran or were refused", report=step.note, interval_s=0.25)
         occupancy_before = _occupancy(core)
         with progress.step(f"injecting Xid {demo_fault.XID} on a free GPU; watching the plugin, the extender, "
-                           "the exporter" + (" and Prometheus" if prom else "") + " react"):
-            fault = demo_fault.inject_and_watch(cluster, core, sched.url,
-                                                {n: e.url for n, e in exporters.items()}, prom)
+                           "the exporter" + (" and Prometheus" if prom else "") + " react") as step:
+            fault = demo_fault.inject_and_watch(cluster, core, sched, plugins, exporters, prom, report=step.note)
         png = Path(getattr(args, "png", None) or DEFAULT_PNG).resolve()
         with progress.step(f"drawing GPU occupancy per node to {png}"):
             occupancy = _occupancy(core)
             draw_occupancy(occupancy, png)
         _print_report(cluster, core, gpus, pods, exporters, prom, fault, occupancy_before, occupancy)
         ok = fault is None or fault.all_seen
-        print(f"\n{'Done' if ok else 'Done, but a reaction to the fault was not seen in time'} in "
+        print(f"\n{'Done' if ok else 'Done, but a reaction to the fault was not seen'} in "
               f"{progress.elapsed():.1f}s. GPU occupancy per node: {png}")
         if args.keep:
+            _free_the_faults_pod(core, fault)
             _keep_running(cluster, stop, exporters, prom)
     return 0 if ok else 1
 
 
-def _start_prometheus(stack: ExitStack, cluster, exporters, extender_url: str):
+def _start_prometheus(stack: ExitStack, cluster, exporters, extender_url: str, note):
     from simcluster.prometheus import Prometheus
 
     jobs = {"tessera-exporter": [e.url.removeprefix("http://") for e in exporters.values()],
             "tessera-extender": [extender_url.removeprefix("http://")]}
-    prom = Prometheus(cluster.workdir / "prometheus", jobs, rule_files=[RULES])
+    prom = Prometheus(cluster.workdir / "prometheus", jobs, rule_files=[RULES], report=note)
     stack.callback(prom.stop)
-    prom.wait_for_targets()
+    prom.wait_for_targets(report=note)
     return prom
 
 
@@ -145,7 +173,8 @@ def _print_report(cluster, core, gpus, pods: list[DemoPod], exporters, prom, fau
           "Nodes (from the API server)")
     table(["NODE", "GPUS", "MODEL", "MiB EACH", "SMs", "NUMA", "NVLINK", "MIG LAYOUT PER GPU"], gpus,
           "GPUs (read through Tessera's NVML layer on each fake node)")
-    table(["POD", "ASKS", "NODE", "PHASE", "GRANT (tessera.io/allocated)", "WHAT HAPPENED"], report.pod_rows(core),
+    table(["POD", "ASKS", "NODE", "PHASE", "READY", "GRANT (tessera.io/allocated)", "WHAT HAPPENED"],
+          report.pod_rows(core),
           "Pods (GPU pods placed by the extender, allocated by the plugins)")
     refused = [p for p in pods if p.refusal]
     if refused:
@@ -181,23 +210,14 @@ def render_inspect(view) -> str:
     return render_text(view)
 
 
-def _settled(core, count: int) -> bool:
-    """Every created pod bound and Running, Succeeded or Failed, or waiting with the runtime's refusal."""
-    pods = core.list_namespaced_pod(DEMO_NAMESPACE).items
-
-    def settled(p) -> bool:
-        if p.status.phase in ("Running", "Succeeded", "Failed"):
-            return True
-        return any(s.state and s.state.waiting for s in p.status.container_statuses or [])
-    return len(pods) == count and all(settled(p) for p in pods)
-
-
-def _all_advertised(core, cluster) -> bool:
-    """Every node shows its Tessera resources in allocatable (its plugin registered, the status caught up)."""
-    nodes = core.list_node().items
-    return len(nodes) == len(cluster.nodes) and all(
-        any(k.startswith("nvidia.com/") and v != "0" for k, v in (n.status.allocatable or {}).items())
-        for n in nodes)
+def _free_the_faults_pod(core, fault) -> None:
+    """The pod placed after the fault holds every healthy GPU left on its node; a cluster kept for kubectl
+    gets them back, so the pods of deploy/examples/ can run there."""
+    if fault is None or len(fault.pods_after) < 2:
+        return
+    name = fault.pods_after[1]
+    core.delete_namespaced_pod(name, DEMO_NAMESPACE, _preload_content=False)
+    print(f"\nDeleted pod {name}: the GPUs it held on {fault.node} are free for your pods (deploy/examples/).")
 
 
 def _keep_running(cluster, stop: threading.Event, exporters, prom) -> None:

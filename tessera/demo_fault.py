@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -23,8 +24,10 @@ from tessera import ANNOTATION_ALLOCATED, ANNOTATION_INVENTORY, RESOURCE_GPU
 from tessera.demo_pods import GPU_COMMAND, NAMESPACE, pod
 from tessera.fakenvml import FaultInjector
 from tessera.inventory import NodeInventory
+from simcluster.readiness import Awaited, NotReady, wait_ready
 
 XID = 79
+HTTP_HANG_GUARD_S = 60.0  # one scrape; on a busy machine a daemon can take seconds to answer
 
 
 @dataclass
@@ -53,7 +56,7 @@ class FaultReport:
 
 
 def _metric(url: str, name: str, labels: dict[str, str]) -> float | None:
-    with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:
+    with urllib.request.urlopen(url + "/metrics", timeout=HTTP_HANG_GUARD_S) as resp:
         text = resp.read().decode()
     for family in text_string_to_metric_families(text):
         for s in family.samples:
@@ -85,30 +88,50 @@ def choose_target(core, cluster) -> tuple[str, int, str, int] | None:
     return None
 
 
+Reacting = Callable[..., Awaited]   # (ready, phase, task=...) -> the reacting daemon, as a wait sees it
+
+
 class _Clock:
-    """Seconds since the Xid; ``until`` polls a probe for a changed value."""
+    """Seconds since the Xid; ``until`` waits for a probe's changed value while the reacting daemon lives."""
 
-    def __init__(self) -> None:
+    def __init__(self, report: Callable[[str], None] | None) -> None:
         self.start = time.monotonic()
+        self.report = report
 
-    def until(self, probe, changed, timeout_s: float = 20.0) -> tuple[object, float | None]:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            value = probe()
-            if changed(value):
-                return value, round(time.monotonic() - self.start, 2)
-            if time.monotonic() > deadline:
-                return value, None
-            time.sleep(0.05)
+    def until(self, probe, changed, by: Reacting, what: str) -> tuple[object, float | None]:
+        """The probe's value once ``changed`` and the seconds since the Xid; the value and None where the
+        reacting daemon (``by``) made no progress for minutes. A daemon that died ends the demo (NotReady)."""
+        seen: list[object] = [None]
+
+        def ready() -> bool:
+            try:
+                seen[0] = probe()
+            except OSError:  # a daemon too busy to answer this time: asked again
+                return False
+            return bool(changed(seen[0]))
+        awaited = by(ready, None, task=what)
+        try:
+            wait_ready([awaited], what, report=self.report, interval_s=0.05)
+        except NotReady:
+            if awaited.proc is not None and awaited.proc.poll() is not None:
+                raise
+            return seen[0], None
+        return seen[0], round(time.monotonic() - self.start, 2)
 
 
-def inject_and_watch(cluster, core, extender_url: str, exporter_urls: dict[str, str], prom=None) -> FaultReport | None:
-    """Inject the Xid and collect each part's reaction; None where the cluster has no whole-GPU node to break."""
+def inject_and_watch(cluster, core, sched, plugins, exporters, prom=None,
+                     report: Callable[[str], None] | None = None) -> FaultReport | None:
+    """Inject the Xid and collect each part's reaction, each awaited while the reacting daemon (plugin, extender,
+    exporter, Prometheus) lives and progresses; None where the cluster has no whole-GPU node to break."""
     target = choose_target(core, cluster)
     if target is None:
         return None
     node, index, uuid, free_before = target
-    report = FaultReport(node, index, uuid)
+    extender_url, exporter_url = sched.url, exporters[node].url
+    result = FaultReport(node, index, uuid)
+
+    def plugin(ready, phase, task: str) -> Awaited:
+        return plugins.awaited(node, ready, phase, task)
 
     def allocatable() -> int:
         return int((core.read_node(node).status.allocatable or {}).get(RESOURCE_GPU, "0"))
@@ -122,37 +145,42 @@ def inject_and_watch(cluster, core, extender_url: str, exporter_urls: dict[str, 
         return _metric(extender_url, "tessera_cluster_free_gpu_cores", {"mode": "exclusive"}) or 0.0
 
     def exporter_health() -> float | None:
-        return _metric(exporter_urls[node], "tessera_gpu_health", {"UUID": uuid})
+        return _metric(exporter_url, "tessera_gpu_health", {"UUID": uuid})
 
     alloc0, free0, health0 = allocatable(), extender_free(), exporter_health()
     FaultInjector(cluster.nodes[node].nvml_description).inject_xid(index, XID)
-    clock = _Clock()
+    clock = _Clock(report)
 
-    alloc1, t = clock.until(allocatable, lambda v: v < alloc0)
-    report.reactions.append(Reaction("device plugin", f"allocatable {RESOURCE_GPU} on {node} (kubelet, from ListAndWatch)",
+    alloc1, t = clock.until(allocatable, lambda v: v < alloc0, plugin, f"allocatable {RESOURCE_GPU} on {node} dropped")
+    result.reactions.append(Reaction("device plugin",
+                                     f"allocatable {RESOURCE_GPU} on {node} (kubelet, from ListAndWatch)",
                                      str(alloc0), str(alloc1), t))
-    (ok, reason), t = clock.until(inventory_health, lambda v: not v[0])
-    report.reactions.append(Reaction("device plugin", f"GPU {index} in the node inventory annotation",
+    (ok, reason), t = clock.until(inventory_health, lambda v: not v[0], plugin,
+                                  f"GPU {index} of {node} was marked unhealthy in the inventory")
+    result.reactions.append(Reaction("device plugin", f"GPU {index} in the node inventory annotation",
                                      "healthy", f"unhealthy: {reason}" if not ok else "healthy", t))
-    free1, t = clock.until(extender_free, lambda v: v < free0)
-    report.reactions.append(Reaction("extender", "cluster free exclusive GPU cores (/metrics, from its cache)",
+    free1, t = clock.until(extender_free, lambda v: v < free0, sched.awaited, "its free capacity dropped")
+    result.reactions.append(Reaction("extender", "cluster free exclusive GPU cores (/metrics, from its cache)",
                                      f"{free0:.0f}", f"{free1:.0f}", t))
-    health1, t = clock.until(exporter_health, lambda v: v == 0)
-    report.reactions.append(Reaction("exporter", f"tessera_gpu_health{{UUID={uuid[:12]}..}}",
+    health1, t = clock.until(exporter_health, lambda v: v == 0, exporters[node].awaited,
+                             f"tessera_gpu_health of GPU {index} went to 0")
+    result.reactions.append(Reaction("exporter", f"tessera_gpu_health{{UUID={uuid[:12]}..}}",
                                      _num(health0), _num(health1), t))
     if prom is not None:
-        rows, t = clock.until(lambda: prom.query(f'tessera_gpu_health{{UUID="{uuid}"}} == 0'), bool)
-        report.reactions.append(Reaction("prometheus", "query tessera_gpu_health == 0 for that GPU",
+        rows, t = clock.until(lambda: prom.query(f'tessera_gpu_health{{UUID="{uuid}"}} == 0'), bool, prom.awaited,
+                              "it scraped the GPU's health 0")
+        result.reactions.append(Reaction("prometheus", "query tessera_gpu_health == 0 for that GPU",
                                          "no series", f"{len(rows)} series" if rows else "no series", t))
         alerts, t = clock.until(lambda: [a for a in prom.alerts() if a["labels"].get("alertname") ==
-                                         "TesseraGPUUnhealthy" and a["labels"].get("UUID") == uuid], bool)
-        report.reactions.append(Reaction("prometheus", "alert TesseraGPUUnhealthy (for: 1m)", "inactive",
+                                         "TesseraGPUUnhealthy" and a["labels"].get("UUID") == uuid], bool,
+                                prom.awaited, "the TesseraGPUUnhealthy alert became pending")
+        result.reactions.append(Reaction("prometheus", "alert TesseraGPUUnhealthy (for: 1m)", "inactive",
                                          alerts[0]["state"] if alerts else "inactive", t))
-    _pods_after_fault(core, node, free_before, report, clock)
-    return report
+    _pods_after_fault(core, node, free_before, result, clock, sched.awaited)
+    return result
 
 
-def _pods_after_fault(core, node: str, free_before: int, report: FaultReport, clock: _Clock) -> None:
+def _pods_after_fault(core, node: str, free_before: int, report: FaultReport, clock: _Clock, by: Reacting) -> None:
     """A pod asking for every GPU that was free (now one fewer) waits with the scheduler's reason (its own
     fit of the node's allocatable, or the extender's); one asking for one fewer runs on the healthy GPUs only."""
     too_many, fits = f"gpus-{free_before}-after-xid", f"gpus-{free_before - 1}-after-xid"
@@ -164,7 +192,7 @@ def _pods_after_fault(core, node: str, free_before: int, report: FaultReport, cl
     def failed_scheduling() -> str:
         events = core.list_namespaced_event(NAMESPACE, field_selector=f"involvedObject.name={too_many}").items
         return next((e.message for e in events if e.reason == "FailedScheduling"), "")
-    message, t = clock.until(failed_scheduling, bool)
+    message, t = clock.until(failed_scheduling, bool, by, f"pod {too_many} was found not to fit")
     report.reactions.append(Reaction("scheduling", f"pod {too_many} ({free_before} GPUs, free before the Xid)",
                                      "would fit", "Pending, FailedScheduling (below)" if message else "no event", t))
     report.failed_scheduling = message
@@ -173,7 +201,7 @@ def _pods_after_fault(core, node: str, free_before: int, report: FaultReport, cl
         p = core.read_namespaced_pod(fits, NAMESPACE)
         doc = json.loads((p.metadata.annotations or {}).get(ANNOTATION_ALLOCATED) or "{}")
         return [g for r in doc.get("containers", {}).values() for grant in r.values() for g in grant.get("gpus", [])]
-    gpus, t = clock.until(placed, bool)
+    gpus, t = clock.until(placed, bool, by, f"pod {fits} was placed and allocated")
     avoided = bool(gpus) and report.uuid not in gpus
     report.reactions.append(Reaction("scheduling", f"pod {fits} ({free_before - 1} GPUs)", "",
                                      (f"placed on {len(gpus)} healthy GPUs, not the failed one" if avoided

@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 NAMESPACE = "default"
-GPU_COMMAND = ["sh", "-c", "ls /dev | grep nvidia; env | grep -E 'VISIBLE|MPS'; sleep 60"]
-CPU_COMMAND = ["sh", "-c", "ls /dev | grep -c nvidia || true; sleep 60"]
+# Long-running services (restartPolicy Always, the default): what they were given, then they stay up.
+# nvidia-smi is in a GPU container as NVIDIA's container toolkit puts it there (the simulated node's own).
+GPU_COMMAND = ["sh", "-c", "nvidia-smi -L; ls /dev | grep nvidia; env | grep -E 'VISIBLE|MPS'; exec sleep 86400"]
+CPU_COMMAND = ["sh", "-c", "ls /dev | grep -c nvidia || true; exec sleep 86400"]
 
 # (name, resource limits, the node mode it needs): one of each kind a user asks for.
 GPU_REQUESTS = [
@@ -64,6 +66,7 @@ def demo_pods(description, workdir: Path, real_runtime: bool) -> list[DemoPod]:
         if not device.exists():
             os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(195, 0))
         sneaky = pod("gpu-without-a-grant", CPU_COMMAND)
+        sneaky["spec"]["restartPolicy"] = "Never"   # refused once, not retried in a back-off loop
         sneaky["spec"]["volumes"] = [{"name": "gpu", "hostPath": {"path": str(device)}}]
         sneaky["spec"]["containers"][0]["volumeMounts"] = [{"name": "gpu", "mountPath": "/dev/nvidia0"}]
         pods.append(DemoPod(sneaky, node=first))

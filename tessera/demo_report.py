@@ -9,6 +9,8 @@ import urllib.request
 from tessera import ANNOTATION_ALLOCATED
 from tessera.demo_pods import NAMESPACE as DEMO_NAMESPACE
 
+HTTP_HANG_GUARD_S = 60.0  # one scrape; on a busy machine a daemon can take seconds to answer
+
 
 def node_rows(cluster, core) -> list[list[object]]:
     """One row per Node: mode, GPUs, Ready, the Tessera resources the kubelet reports allocatable."""
@@ -39,7 +41,8 @@ def gpu_rows(cluster) -> list[list[object]]:
 
 
 def pod_rows(core) -> list[list[object]]:
-    """One row per demo pod: what it asks, where it runs, its grant, and its last Event."""
+    """One row per demo pod: what it asks, where it runs, its phase and ready containers, its grant, and its
+    last Event."""
     rows = []
     for pod in core.list_namespaced_pod(DEMO_NAMESPACE).items:
         events = core.list_namespaced_event(DEMO_NAMESPACE, field_selector=f"involvedObject.name={pod.metadata.name}")
@@ -47,7 +50,9 @@ def pod_rows(core) -> list[list[object]]:
         what = f"{last.reason}: {last.message}" if last else ""
         limits = pod.spec.containers[0].resources.limits or {}
         asks = ", ".join(f"{k.split('/')[-1]}={v}" for k, v in sorted(limits.items())) or "cpu only"
-        rows.append([pod.metadata.name, asks, pod.spec.node_name, pod.status.phase,
+        statuses = pod.status.container_statuses or []
+        ready = f"{sum(1 for c in statuses if c.ready)}/{len(pod.spec.containers)}"
+        rows.append([pod.metadata.name, asks, pod.spec.node_name, pod.status.phase, ready,
                      _grant_summary((pod.metadata.annotations or {}).get(ANNOTATION_ALLOCATED)), what[:160]])
     return rows
 
@@ -77,7 +82,7 @@ def exporter_rows(exporters) -> list[list[object]]:
 
     rows = []
     for name, exporter in exporters.items():
-        with urllib.request.urlopen(exporter.url + "/metrics", timeout=5) as resp:
+        with urllib.request.urlopen(exporter.url + "/metrics", timeout=HTTP_HANG_GUARD_S) as resp:
             text = resp.read().decode()
         families = {f.name: f for f in text_string_to_metric_families(text)}
         used = sum(s.value for s in families["DCGM_FI_DEV_FB_USED"].samples) if "DCGM_FI_DEV_FB_USED" in families else 0

@@ -1,4 +1,8 @@
-"""Progress lines for long-running commands: one line per step, with how long it took."""
+"""Progress lines for long-running commands: one line per step, with how long it took.
+
+A step that waits long says, on lines of its own under it, what it is still waiting for
+(:meth:`Step.note`), so a slow step on a busy machine reads as slow, not as stuck.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,20 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
+
+
+class Step:
+    """The step being run: :meth:`note` adds an indented line under it."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.noted = False
+
+    def note(self, text: str) -> None:
+        """An indented line under the step's line (what it still waits for)."""
+        self._stream.write(f"\n    {text}")
+        self._stream.flush()
+        self.noted = True
 
 
 class Progress:
@@ -19,19 +37,20 @@ class Progress:
         self.started = time.monotonic()
 
     @contextmanager
-    def step(self, text: str) -> Iterator[None]:
+    def step(self, text: str) -> Iterator[Step]:
         self.done += 1
         prefix = f"[{self.done}/{self.total}] {text} ..."
         self.stream.write(prefix)
         self.stream.flush()
         began = time.monotonic()
+        step = Step(self.stream)
         try:
-            yield
+            yield step
         except BaseException:
-            self.stream.write(" failed\n")
+            self.stream.write(("\n   " if step.noted else "") + " failed\n")
             self.stream.flush()
             raise
-        self.stream.write(f" done ({time.monotonic() - began:.1f}s)\n")
+        self.stream.write(("\n   " if step.noted else "") + f" done ({time.monotonic() - began:.1f}s)\n")
         self.stream.flush()
 
     def elapsed(self) -> float:

@@ -23,6 +23,7 @@ from . import discovery, errors, openapi, protobuf_bodies
 from .authn import acting_as
 from .errors import ApiError, success_status
 from .patch import APPLY_PATCH, PATCH_TYPES
+from .podlogs import serve_pod_log
 from .resources import ResourceInfo
 from .routing import Route, route
 from .streaming import ChunkWriter, stream_watch
@@ -229,6 +230,8 @@ class ApiHandler(BaseHTTPRequestHandler):
                 raise errors.method_not_allowed()
             return self._watch(r)
         if method == "GET":
+            if r.subresource == "log":
+                return serve_pod_log(self, self.server.store, ns, r.name or "", self.query)
             if r.name is None:
                 return self._list(r)
             entry = self.server.store.require(info, ns, r.name)

@@ -57,7 +57,7 @@ class ResourceInfo:
 PODS = ResourceInfo(
     "", "v1", "pods", "pod", "Pod", True,
     short_names=("po",), categories=("all",),
-    subresources=("status", "binding", "eviction"),
+    subresources=("status", "binding", "eviction", "log"),
     field_labels=(
         "spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
         "spec.hostNetwork", "status.phase", "status.podIP", "status.podIPs", "status.nominatedNodeName",
@@ -110,6 +110,7 @@ SUBRESOURCE_DISCOVERY = {
     ("pods", "status"): {"kind": "Pod", "verbs": ["get", "patch", "update"]},
     ("pods", "binding"): {"kind": "Binding", "verbs": ["create"]},
     ("pods", "eviction"): {"group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]},
+    ("pods", "log"): {"kind": "Pod", "verbs": ["get"]},
     ("nodes", "status"): {"kind": "Node", "verbs": ["get", "patch", "update"]},
     ("namespaces", "status"): {"kind": "Namespace", "verbs": ["get", "patch", "update"]},
     ("resourcequotas", "status"): {"kind": "ResourceQuota", "verbs": ["get", "patch", "update"]},

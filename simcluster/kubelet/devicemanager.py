@@ -30,7 +30,7 @@ from simcluster.kubelet.checkpoint import (
     read_checkpoint,
     write_checkpoint,
 )
-from simcluster.kubelet.endpoint import PluginEndpoint, grpc_error_text
+from simcluster.kubelet.endpoint import DIAL_TIMEOUT_S, PluginEndpoint, grpc_error_text
 from simcluster.kubelet.plugins import PluginRegistry, is_extended_resource_name
 from simcluster.kubelet.podresources import ActivePods, PodResourcesServer
 from simcluster.kubelet.sockets import remove_socket, serve_unix, stop_server
@@ -80,7 +80,7 @@ class DeviceManager:
         pod_resources_socket: str | None = None,
         active_pods: ActivePods | None = None,
         removal_grace_s: float = 30.0,
-        dial_timeout_s: float = 5.0,
+        dial_timeout_s: float = DIAL_TIMEOUT_S,
         clean_plugin_dir: bool = True,
     ) -> None:
         self.plugin_dir = plugin_dir

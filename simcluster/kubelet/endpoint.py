@@ -11,6 +11,11 @@ from simcluster.kubelet.sockets import dial_unix
 from tessera.kubeletapi import deviceplugin_grpc, deviceplugin_pb2 as api
 from tessera.log import get_logger
 
+# As the real kubelet: 10 s to dial a plugin that registered, and no deadline on its RPCs
+# (pkg/kubelet/cm/devicemanager: dial() and endpointImpl.allocate use context.Background()), so a
+# plugin slowed by a busy machine is waited for, not failed.
+DIAL_TIMEOUT_S = 10.0
+
 log = get_logger("simkubelet")
 
 
@@ -29,8 +34,8 @@ class PluginEndpoint:
         socket_path: str,
         on_devices: Callable[[PluginEndpoint, list[api.Device]], None],
         on_stopped: Callable[[PluginEndpoint], None],
-        dial_timeout_s: float = 5.0,
-        rpc_timeout_s: float = 10.0,
+        dial_timeout_s: float = DIAL_TIMEOUT_S,
+        rpc_timeout_s: float | None = None,
     ) -> None:
         self.resource = resource
         self.socket_path = socket_path

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from simcluster.kubelet.endpoint import PluginEndpoint, grpc_error_text
+from simcluster.kubelet.endpoint import DIAL_TIMEOUT_S, PluginEndpoint, grpc_error_text
 from tessera.kubeletapi import API_VERSION, HEALTHY, UNHEALTHY
 from tessera.kubeletapi import deviceplugin_grpc, deviceplugin_pb2 as api
 from tessera.log import get_logger
@@ -65,7 +65,7 @@ class PluginRegistry:
         on_change: Callable[[], None],
         *,
         removal_grace_s: float = 30.0,
-        dial_timeout_s: float = 5.0,
+        dial_timeout_s: float = DIAL_TIMEOUT_S,
     ) -> None:
         self.plugin_dir = plugin_dir
         self.removal_grace_s = removal_grace_s

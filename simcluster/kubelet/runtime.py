@@ -129,16 +129,23 @@ class OciRuntime:
             argv = ["unshare", "-m", "--", "sh", "-c", script, "crun-hybrid", *argv]
         return argv
 
-    def start(self, bundle: str | os.PathLike, container_id: str) -> subprocess.Popen:
-        """Start running the bundle; the caller waits (``communicate``) for it.
+    def start(self, bundle: str | os.PathLike, container_id: str,
+              log: str | os.PathLike | None = None) -> subprocess.Popen:
+        """Start running the bundle; the caller waits (``communicate``) for it. With ``log``, the
+        container's stdout and stderr (and the runtime's own errors) are appended to that file instead
+        of piped, as a container runtime writes a container's log.
 
         crun discards a hook's output unless the ``run.oci.hooks.stderr`` annotation names a file,
         so for crun the bundle's config gets one (``<bundle>/hooks.stderr``) where it has none.
         """
         if self.runtime == "crun":
             _capture_hook_stderr(Path(bundle))
-        return subprocess.Popen(self.command(bundle, container_id), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if log is None:
+            return subprocess.Popen(self.command(bundle, container_id), stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        with open(log, "ab") as out:
+            return subprocess.Popen(self.command(bundle, container_id), stdin=subprocess.DEVNULL,
+                                    stdout=out, stderr=subprocess.STDOUT)
 
     def run(self, bundle: str | os.PathLike, container_id: str, timeout: float = 30) -> RunResult:
         """Run the bundle to completion; a container still running after ``timeout`` is killed."""

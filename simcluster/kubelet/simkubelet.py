@@ -1,8 +1,11 @@
-"""One simulated kubelet: registers its Node, keeps its device capacity, admits and "runs" its pods.
+"""One simulated kubelet: registers its Node, keeps its device capacity, admits and runs its pods.
 
 It reproduces what Tessera must survive: node status that lags the device plugin, pods admitted one
-at a time in the order they reach the node, device resources visited in random order, failures that
-are final, and restarts that drop device capacity to 0 until each plugin registers again.
+at a time in the order they reach the node, device resources visited in random order, admission
+failures that are final, and restarts that drop device capacity to 0 until each plugin registers
+again. Admitted pods are run by its pod workers (``podworkers``): containers restarted as their
+``restartPolicy`` says, the pod's devices kept until it finishes; their logs are served on the Node's
+kubelet endpoint for ``kubectl logs``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import queue
 import random
 import socket
 import threading
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,14 +26,18 @@ from simcluster.cluster import NodeSpec
 from simcluster.kubelet import oci
 from simcluster.kubelet.admission import AdmissionResult, admit_pod
 from simcluster.kubelet.apiclient import Gone, KubeletApi
-from tessera.kube import now_rfc3339
-from simcluster.kubelet.containers import ContainerExit, ContainerRunner, first_error_line
+from simcluster.kubelet.containerlogs import ContainerLogServer
+from simcluster.kubelet.containers import ContainerRunner, SimulatedRunner
 from simcluster.kubelet.devicemanager import AdmissionError, DeviceManager
+from simcluster.kubelet.nvidiasmi import PATH_IN_CONTAINER as NVIDIA_SMI_PATH
+from simcluster.kubelet.nvidiasmi import nvidia_smi_script
+from simcluster.kubelet.podworkers import PodWorkers
+from simcluster.kubelet.restarts import INITIAL_BACKOFF_S, MAX_BACKOFF_S, CrashLoopBackOff
 from tessera import LABEL_GPU_MODE
 from tessera.backoff import Backoff
+from tessera.kube import now_rfc3339
 from tessera.log import get_logger
 
-RUN_SECONDS_ANNOTATION = "simcluster.tessera.io/run-seconds"
 KUBELET_VERSION = "v1.31.0-tessera-sim"
 
 
@@ -79,7 +85,11 @@ class SimKubelet:
                  status_delay_s: float = 0.2, seed: int | None = None,
                  container_annotations: tuple[str, ...] = ("tessera.io/",),
                  plugin_removal_grace_s: float = 300.0, oci_runtime: str | None = None,
-                 hook_flags: list[str] | None = None) -> None:
+                 hook_flags: list[str] | None = None,
+                 restart_backoff_s: tuple[float, float] = (INITIAL_BACKOFF_S, MAX_BACKOFF_S),
+                 nvml_description: Path | None = None) -> None:
+        """``restart_backoff_s``: the container restart back-off (first delay, cap); ``nvml_description``:
+        the node's fake-NVML file, for the ``nvidia-smi`` its GPU containers get (else made from ``spec``)."""
         if runtime not in oci.RUNTIME_FLAVOURS:
             raise ValueError(f"runtime flavour {runtime!r} is not one of {', '.join(oci.RUNTIME_FLAVOURS)}")
         self.spec = spec
@@ -100,14 +110,16 @@ class SimKubelet:
         self._queue: queue.Queue[dict | None] = queue.Queue()
         self._seen: set[str] = set()          # pod UIDs queued or admitted
         self._finished: set[str] = set()      # pod UIDs whose devices were released
-        self._live_containers: dict[str, dict] = {}  # pod UID -> containers still running (real runtime)
         self._lock = threading.Lock()
         self._known_resources: set[str] = set()
         self._status_timer: threading.Timer | None = None
         self._pending_status: tuple[dict[str, int], dict[str, int]] | None = None
         self._watch_resp: Any = None
         self._threads: list[threading.Thread] = []
+        self.pods = PodWorkers(self._api, self.paths.root, runtime, CrashLoopBackOff(*restart_backoff_s),
+                               lambda pod: self._finish(pod, delete=False), self._stop)
         self.runner: ContainerRunner | None = None
+        self._nvidia_smi = ""
         if oci_runtime:
             # Containers run for real under runc or crun, with tessera-hook at createRuntime and poststop.
             self.paths.tessera_state.mkdir(parents=True, exist_ok=True)
@@ -116,11 +128,15 @@ class SimKubelet:
                 "--runtime", runtime, "--state-dir", str(self.paths.tessera_state),
                 "--grant-key-path", str(self.paths.grant_key), "--mps-user", str(os.getuid())]
             self.runner = ContainerRunner(oci_runtime, self.paths.root / "runtime-state", flags,
-                                          self._container_started, self._container_exited)
+                                          self.pods.started, self.pods.exited)
+            self._nvidia_smi = _node_nvidia_smi(spec, nvml_description)
+        self.pods.runner = self.runner or SimulatedRunner(self.pods.started, self.pods.exited)
+        self.logs = ContainerLogServer(self.pods.log_source)
 
     # lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> None:
+        self.logs.start()
         self._register_node()
         self.devices.start()
         for target, name in ((self._watch_loop, "watch"), (self._admit_loop, "admit")):
@@ -136,8 +152,9 @@ class SimKubelet:
         with self._lock:
             if self._status_timer:
                 self._status_timer.cancel()
-        if self.runner:
-            self.runner.stop()
+        self.pods.stop()
+        self.pods.runner.stop()
+        self.logs.stop()
         self.devices.stop()
         for thread in self._threads:
             thread.join(timeout=5)
@@ -176,6 +193,7 @@ class SimKubelet:
                             "lastTransitionTime": now_rfc3339()}],
             "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
                           {"type": "Hostname", "address": self.spec.name}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.logs.port}},
             "nodeInfo": {"kubeletVersion": KUBELET_VERSION, "kubeProxyVersion": KUBELET_VERSION,
                          "operatingSystem": "linux", "architecture": "amd64", "osImage": "Tessera simulated node",
                          "kernelVersion": platform.release(), "containerRuntimeVersion": f"{self.runtime}://sim",
@@ -267,9 +285,10 @@ class SimKubelet:
         with self._lock:
             first = meta["uid"] not in self._finished
             self._finished.add(meta["uid"])
+        if delete:
+            self.pods.forget(meta["uid"])
         if first:
-            if self.runner:
-                self.runner.kill_pod(meta["uid"])
+            self.pods.runner.kill_pod(meta["uid"])
             self.devices.release_pod(meta["uid"])
             self._log.info("pod_devices_released", pod=meta["name"], namespace=meta.get("namespace"))
         if delete:
@@ -297,19 +316,7 @@ class SimKubelet:
         bundles = {c["name"]: self._write_bundle(pod, c, result) for c in pod["spec"].get("containers", [])}
         self._log.info("pod_admitted", pod=meta["name"], namespace=namespace,
                        devices={c: len(r) for c, r in result.responses.items()})
-        if self.runner:
-            with self._lock:
-                self._live_containers[meta["uid"]] = {"pod": pod, "left": set(bundles), "unstarted": set(bundles),
-                                                      "failed": False}
-            for name, bundle in bundles.items():
-                self.runner.start(meta["uid"], name, bundle)
-            return  # Running once every container has started (_container_started)
-        self._mark_running(pod)
-        run_seconds = (meta.get("annotations") or {}).get(RUN_SECONDS_ANNOTATION)
-        if run_seconds:
-            timer = threading.Timer(float(run_seconds), self._succeed, args=(pod,))
-            timer.daemon = True
-            timer.start()
+        self.pods.run(pod, bundles)
 
     def _write_bundle(self, pod: dict, container: dict, result: AdmissionResult) -> Path:
         bundle = self.paths.containers / pod["metadata"]["uid"] / container["name"]
@@ -318,65 +325,11 @@ class SimKubelet:
                                   rootfs=str(bundle / "rootfs"), flavour=self.runtime,
                                   container_annotations=self.container_annotations)
         if self.runner:
-            config = self.runner.prepare(bundle, config)
+            # NVIDIA's container toolkit puts the driver's nvidia-smi into a container given GPUs.
+            given = bool(result.responses.get(container["name"])) and self._nvidia_smi
+            config = self.runner.prepare(bundle, config, {NVIDIA_SMI_PATH: self._nvidia_smi} if given else None)
         (bundle / "config.json").write_text(json.dumps(config, indent=2))
         return bundle
-
-    def _mark_running(self, pod: dict) -> None:
-        meta = pod["metadata"]
-        self._api.patch_pod_status(meta.get("namespace", "default"), meta["name"],
-                                   self._running_status(pod, now_rfc3339()))
-        for container in pod["spec"].get("containers", []):
-            self._api.post_event(pod, "Normal", "Started", f"Started container {container['name']}")
-        self._log.info("pod_started", pod=meta["name"], namespace=meta.get("namespace", "default"))
-
-    def _container_started(self, pod_uid: str, container: str) -> None:
-        with self._lock:
-            live = self._live_containers.get(pod_uid)
-            if live is None:
-                return
-            live["unstarted"].discard(container)
-            all_started = not live["unstarted"]
-            pod = live["pod"]
-        if all_started:
-            self._mark_running(pod)
-
-    def _container_exited(self, exit: ContainerExit) -> None:
-        """A container run under the real runtime ended, or never started (the hook refused it)."""
-        if self._stop.is_set():
-            return  # killed because the kubelet is stopping: nothing to report
-        with self._lock:
-            live = self._live_containers.get(exit.pod_uid)
-            if live is None:
-                return
-            live["left"].discard(exit.container)
-            pod, done = live["pod"], not live["left"]
-            if not exit.started or exit.result.returncode != 0:
-                live["failed"] = True
-            failed = live["failed"]
-            if done:
-                self._live_containers.pop(exit.pod_uid, None)
-        meta = pod["metadata"]
-        namespace = meta.get("namespace", "default")
-        if exit.started and exit.result.returncode != 0:
-            self._log.error("container_failed", pod=meta["name"], container=exit.container,
-                              returncode=exit.result.returncode, stderr=exit.result.stderr[-500:])
-        if not exit.started:
-            # As the real kubelet shows a runtime that refused to create the container: the pod stays
-            # Pending and keeps its devices, the container waits in RunContainerError with the
-            # runtime's message (the real kubelet would retry with back-off; the refusal would repeat).
-            message = first_error_line(exit.result.stderr)
-            self._api.post_event(pod, "Warning", "Failed", f"Error: {message}")
-            self._api.patch_pod_status(namespace, meta["name"], {
-                "phase": "Pending", "conditions": [],
-                "containerStatuses": [{"name": exit.container, "ready": False, "restartCount": 0, "image": "",
-                                       "imageID": "", "state": {"waiting": {"reason": "RunContainerError",
-                                                                            "message": message}}}]})
-            self._log.warning("container_refused", pod=meta["name"], container=exit.container, message=message)
-        elif done:
-            self._api.patch_pod_status(namespace, meta["name"], {"phase": "Failed" if failed else "Succeeded"})
-        if done and exit.started:
-            self._finish(pod, delete=False)
 
     def bundle_path(self, pod_uid: str, container: str) -> Path:
         """Where this kubelet wrote a container's OCI bundle."""
@@ -391,42 +344,18 @@ class SimKubelet:
                                     "message": result.failed_message})
         self._api.post_event(pod, "Warning", result.failed_reason, result.failed_message)
 
-    def _running_status(self, pod: dict, started: str) -> dict:
-        containers = pod["spec"].get("containers", [])
-        conditions = [{"type": t, "status": "True", "lastTransitionTime": started}
-                      for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")]
-        return {
-            "phase": "Running", "hostIP": "127.0.0.1", "podIP": "10.244.0.1", "startTime": started,
-            "conditions": conditions,
-            "containerStatuses": [{"name": c["name"], "ready": True, "restartCount": 0, "started": True,
-                                   "image": c.get("image", ""), "imageID": "", "containerID": f"sim://{c['name']}",
-                                   "state": {"running": {"startedAt": started}}} for c in containers],
-        }
 
-    def _succeed(self, pod: dict) -> None:
-        if self._stop.is_set():
-            return
-        meta = pod["metadata"]
-        finished = now_rfc3339()
-        try:
-            self._api.patch_pod_status(meta.get("namespace", "default"), meta["name"], {
-                "phase": "Succeeded",
-                "containerStatuses": [{"name": c["name"], "ready": False, "restartCount": 0, "image": c.get("image", ""),
-                                       "imageID": "", "state": {"terminated": {"exitCode": 0, "reason": "Completed",
-                                                                               "finishedAt": finished}}}
-                                      for c in pod["spec"].get("containers", [])]})
-        except Exception as exc:  # noqa: BLE001 - pod may be gone
-            self._log.warning("pod_completion_failed", pod=meta["name"], error=str(exc))
-        self._finish(pod, delete=False)
+def _node_nvidia_smi(spec: NodeSpec, nvml_description: Path | None) -> str:
+    """The node's nvidia-smi script, from its fake-NVML file or its spec; '' where neither describes GPUs."""
+    from simcluster.fakenodes import node_description
+    from tessera.fakenvml.description import load_description, parse_description
 
-    def wait_idle(self, timeout_s: float = 10.0) -> bool:
-        """Wait until every queued pod has been admitted or refused (for tests and the demo)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._queue.unfinished_tasks == 0:
-                return True
-            time.sleep(0.02)
-        return False
+    try:
+        described = (load_description(nvml_description) if nvml_description
+                     else parse_description(node_description(spec), source=f"node {spec.name}"))
+    except ValueError:
+        return ""
+    return nvidia_smi_script(described)
 
 
 def _interrupt_response(resp: Any) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 TESSERA = [sys.executable, "-m", "tessera.cli"]
+HANG_GUARD_S = 900  # the demo waits on its daemons while they progress; this only stops a hung test
 
 
 def _table(out: str, title: str) -> list[str]:
@@ -41,8 +42,8 @@ def test_demo_runs_twice_with_the_same_result(tmp_path):
     runs = []
     for i in range(2):
         png = tmp_path / f"occupancy-{i}.png"
-        result = subprocess.run([*TESSERA, "demo", "--png", str(png)], capture_output=True, text=True, timeout=120,
-                                cwd=tmp_path)
+        result = subprocess.run([*TESSERA, "demo", "--png", str(png)], capture_output=True, text=True,
+                                timeout=HANG_GUARD_S, cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-2000:]
         assert png.stat().st_size > 10_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         runs.append(result)
@@ -73,12 +74,39 @@ def _check_demo_output(result) -> None:
     pods = ("two-whole-gpus", "mig-3g", "mig-1g", "mps-50-8", "mps-30-20", "mps-25-auto", "mps-200", "timesliced",
             "cpu-a100-mps",
             "cpu-a100-whole", "cpu-h100-mig", "cpu-t4-timeslice", "cuda-image-cpu-pod")
-    assert all(" Running " in rows[p] for p in pods), (out, failures)
+    assert all(" Running " in rows[p] and " 1/1 " in rows[p] for p in pods), (out, failures)
     assert not failures
     if shutil.which("runc") and os.geteuid() == 0:
         # The pod that mounts a GPU device node without a grant is stopped by tessera-hook.
+        # restartPolicy Never: failed at start (containerd's StartError), READY 0/1, the hook's line as the event
         line = next(line for line in out.splitlines() if line.startswith("gpu-without-a-grant"))
-        assert "Pending" in line and "tessera-hook" in line
+        assert " Failed " in line and " 0/1 " in line and "tessera-hook" in line
+
+
+def _example_pods_run(kubeconfig: str) -> None:
+    """deploy/examples' whole-GPU and MIG pods (nvidia-smi -L, restartPolicy Never) complete on the kept
+    cluster, and kubectl shows what happened: Completed, READY 0/1, the granted GPU in their logs."""
+    def kubectl(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(["kubectl", "--kubeconfig", kubeconfig, *args], input=stdin, capture_output=True,
+                              text=True, timeout=HANG_GUARD_S)
+
+    examples = Path(__file__).resolve().parents[2] / "deploy" / "examples"
+    for name in ("pod-gpu-whole.yaml", "pod-mig.yaml"):
+        body = (examples / name).read_text().replace("namespace: team-a", "namespace: default")
+        created = kubectl("create", "--validate=false", "-f", "-", stdin=body)
+        assert created.returncode == 0, created.stderr
+    deadline = time.monotonic() + HANG_GUARD_S
+    while time.monotonic() < deadline:
+        rows = {r.split()[0]: r.split()[1:3] for r in kubectl("get", "pods", "--no-headers").stdout.splitlines()}
+        if all(rows.get(p, ["", ""])[1] in ("Completed", "Error", "StartError") for p in ("gpu-whole", "mig-1g10gb")):
+            break
+        time.sleep(0.5)
+    assert rows["gpu-whole"] == ["0/1", "Completed"] and rows["mig-1g10gb"] == ["0/1", "Completed"], rows
+    whole = kubectl("logs", "gpu-whole").stdout
+    assert re.fullmatch(r"GPU 0: NVIDIA A100-SXM4-80GB \(UUID: GPU-[0-9a-f-]+\)\n", whole), whole
+    mig = kubectl("logs", "mig-1g10gb").stdout.splitlines()
+    assert mig[0].startswith("GPU 0: NVIDIA H100 80GB HBM3"), mig
+    assert re.match(r"\s+MIG 1g\.10gb\s+Device\s+0: \(UUID: MIG-", mig[1]), mig
 
 
 @pytest.mark.skipif(not shutil.which("kubectl"), reason="kubectl is not installed")
@@ -87,7 +115,7 @@ def test_demo_keep_serves_kubectl_until_sigterm():
                             text=True)
     try:
         kubeconfig = None
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + HANG_GUARD_S
         while time.monotonic() < deadline:
             line = proc.stdout.readline()
             if line.startswith("export KUBECONFIG="):
@@ -96,12 +124,14 @@ def test_demo_keep_serves_kubectl_until_sigterm():
             assert line, "the demo ended before printing the kubeconfig"
         assert kubeconfig and Path(kubeconfig).exists()
         got = subprocess.run(["kubectl", "--kubeconfig", kubeconfig, "get", "nodes", "-o", "name"],
-                             capture_output=True, text=True, timeout=30)
+                             capture_output=True, text=True, timeout=HANG_GUARD_S)
         assert got.returncode == 0, got.stderr
         assert sorted(got.stdout.split()) == ["node/a100-mps", "node/a100-whole", "node/h100-mig",
                                               "node/t4-timeslice"]
+        if shutil.which("runc") and os.geteuid() == 0:
+            _example_pods_run(kubeconfig)
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
+        assert proc.wait(timeout=HANG_GUARD_S) == 0
         assert not Path(kubeconfig).exists(), "the demo left its working directory behind"
     finally:
         if proc.poll() is None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from simcluster.apiserver import ApiServer
 from simcluster.running import poll_until
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -25,6 +26,15 @@ def wait_until(predicate: Callable[[], object], timeout: float = 5.0, what: str 
         return poll_until(predicate, timeout, 0.02, what)
     except TimeoutError as exc:
         pytest.fail(str(exc))
+
+
+@pytest.fixture
+def api():
+    """The embedded API server on a free port."""
+    server = ApiServer(host="127.0.0.1", port=0)
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -56,10 +56,12 @@ class Devices:
 
 
 class FakePlugin(deviceplugin_grpc.DevicePluginServicer):
-    def __init__(self, devices: Devices, preferred: list[str], fail_allocate: str) -> None:
+    def __init__(self, devices: Devices, preferred: list[str], fail_allocate: str,
+                 allocate_delay_s: float = 0.0) -> None:
         self.devices = devices
         self.preferred = preferred
         self.fail_allocate = fail_allocate
+        self.allocate_delay_s = allocate_delay_s
 
     def GetDevicePluginOptions(self, request, context):  # noqa: N802
         return api.DevicePluginOptions(get_preferred_allocation_available=bool(self.preferred))
@@ -84,6 +86,7 @@ class FakePlugin(deviceplugin_grpc.DevicePluginServicer):
         return api.PreferredAllocationResponse(container_responses=responses)
 
     def Allocate(self, request, context):  # noqa: N802
+        time.sleep(self.allocate_delay_s)   # a plugin slowed by a busy machine
         if self.fail_allocate:
             context.abort(grpc.StatusCode.UNKNOWN, self.fail_allocate)
         responses = []
@@ -136,10 +139,12 @@ def main() -> int:
     parser.add_argument("--fail-allocate", default="")
     parser.add_argument("--control", default="")
     parser.add_argument("--version", default=API_VERSION)
+    parser.add_argument("--allocate-delay-s", type=float, default=0.0)
     args = parser.parse_args()
 
     devices = Devices(args.devices)
-    plugin = FakePlugin(devices, [d for d in args.preferred.split(",") if d], args.fail_allocate)
+    plugin = FakePlugin(devices, [d for d in args.preferred.split(",") if d], args.fail_allocate,
+                        args.allocate_delay_s)
     endpoint = args.endpoint or f"fake-{os.getpid()}.sock"
     kubelet_socket = os.path.join(args.plugin_dir, KUBELET_SOCKET_NAME)
     server = None

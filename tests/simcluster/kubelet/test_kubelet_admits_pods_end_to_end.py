@@ -24,14 +24,6 @@ from simcluster.kubelet.simkubelet import SimKubelet
 RESOURCE = "example.com/gpu"
 
 
-@pytest.fixture
-def api():
-    server = ApiServer(host="127.0.0.1", port=0)
-    server.start()
-    yield server
-    server.stop()
-
-
 def core(api: ApiServer) -> kubernetes.client.CoreV1Api:
     configuration = kubernetes.client.Configuration()
     configuration.host = api.url
@@ -148,6 +140,7 @@ def test_pod_asked_to_run_for_a_while_succeeds_and_frees_its_devices(api, node_d
         eventually(lambda: node_resource(v1, "capacity") == 3, what="capacity 3")
         short = pod_asking("short-job", 3)
         short["metadata"]["annotations"]["simcluster.tessera.io/run-seconds"] = "0.3"
+        short["spec"]["restartPolicy"] = "Never"   # a job: under Always the kubelet would restart it
         v1.create_namespaced_pod("default", short)
         eventually(lambda: v1.read_namespaced_pod("short-job", "default").status.phase == "Succeeded",
                    what="the pod to succeed after its run time")
