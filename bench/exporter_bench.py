@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from exporter.launch import start_exporter, wait_ready  # noqa: E402
+from simcluster.exporter_launch import start_exporter, wait_ready  # noqa: E402
 from hook.container import OciState, PodIdentity  # noqa: E402
 from hook.records import remove_record, write_record  # noqa: E402
 from simcluster.kubelet.checkpoint import ContainerAllocation  # noqa: E402

@@ -13,7 +13,7 @@ instead, whose threads and garbage collection then count in the client's timings
    placement bench's mix of MPS shares and whole GPUs; fragmentation policy (the Fleet path). The
    round trip includes this client's JSON decode of the answers (Python's; kube-scheduler's is Go);
    the extender's own time per verb comes from each answer's ``Server-Timing`` header.
-2. Throughput: ``bind-pods`` pending pods scheduled end to end by ``extender.simscheduler`` (watch,
+2. Throughput: ``bind-pods`` pending pods scheduled end to end by ``simcluster.simscheduler`` (watch,
    filter, prioritize, bind: one Binding POST carrying the signed assignment): pods bound per second.
    A separate process stands in for the device plugins and writes the ``tessera.io/allocated`` mark on
    each pod bound (there is no kubelet behind a light node), so the per-shape rule holds a node only
@@ -41,8 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from deviceplugin.apiclient import NodeApi  # noqa: E402
 from extender.kubeapi import KubeApi, api_client  # noqa: E402
-from extender.launch import free_port, spawn_extender, wait_healthy  # noqa: E402
-from extender.simscheduler import SimScheduler  # noqa: E402
+from simcluster.extenders import free_port, spawn_extender, wait_healthy  # noqa: E402
+from simcluster.simscheduler import SimScheduler  # noqa: E402
 from simcluster.apiserver import ApiServer  # noqa: E402
 from simcluster.apiserver.serve import light_cluster, spawn  # noqa: E402
 from simcluster.lightnodes import add_light_nodes  # noqa: E402
@@ -138,7 +138,7 @@ def latency(size: int, pods: int, workdir: Path, in_process: bool) -> list:
         coded[0] += time.perf_counter() - t
         return value
 
-    # As extender.simscheduler (and kube-scheduler, in Go) does: the node names encoded once per list,
+    # As simcluster.simscheduler (and kube-scheduler, in Go) does: the node names encoded once per list,
     # the pod once per cycle; orjson, the nearest Python gets to Go's decoder.
     names_json = orjson.dumps(names)
     rng = random.Random(7)

@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from deviceplugin.fakemps import CONTROL, running_daemons  # noqa: E402
+from simcluster.fakemps import CONTROL, running_daemons  # noqa: E402
 from deviceplugin.mpsd import MpsSupervisor  # noqa: E402
 from deviceplugin.mpsdaemon import MpsDaemon  # noqa: E402
 from deviceplugin.rm import HealthTracker, NodeDevices  # noqa: E402

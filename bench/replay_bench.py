@@ -1,5 +1,5 @@
 """Replay benchmark: the Alibaba trace's four pod lists, three seeds each, every replay policy, through
-the extender's own filter -> prioritize -> choose calls (see ``extender/replay.py``).
+the extender's own filter -> prioritize -> choose calls (see ``simcluster/replay.py``).
 
     .venv/bin/python bench/replay_bench.py [--seeds 42,43,44] [--pod-lists default,...] [--draw shuffle] [--ignore-host-memory]
 
@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from extender.replay import REPLAY_POLICIES, ReplayResult, run_replays  # noqa: E402
-from extender.trace import POD_LISTS, default_trace_dir  # noqa: E402
+from simcluster.replay import REPLAY_POLICIES, ReplayResult, run_replays  # noqa: E402
+from simcluster.trace import POD_LISTS, default_trace_dir  # noqa: E402
 from tessera.table import render_table  # noqa: E402
 
 

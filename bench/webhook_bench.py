@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from extender.launch import free_port, spawn_extender, wait_healthy  # noqa: E402
+from simcluster.extenders import free_port, spawn_extender, wait_healthy  # noqa: E402
 from simcluster.apiserver import ApiServer  # noqa: E402
 from simcluster.cluster import NodeSpec  # noqa: E402
 from simcluster.lightnodes import light_node_object  # noqa: E402

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Make the per-cluster keys deploy/ needs, with Tessera's own code (no hand-written crypto):
-#   deploy/keys/extender.key, extender.pub      the extender's Ed25519 pair (extender/launch.py ensure_signing_key)
+#   deploy/keys/extender.key, extender.pub      the extender's Ed25519 pair (simcluster/extenders.py ensure_signing_key)
 #   deploy/keys/webhook/tls.crt, tls.key         the extender's serving certificate: the webhook and the verb port
 #   deploy/keys/webhook/ca.crt, ca.b64           the CA that signed it and kube-scheduler's (tessera/pki.py)
 #   deploy/keys/webhook/client.crt, client.key   kube-scheduler's client certificate for the verb port
@@ -19,7 +19,7 @@ python=${PYTHON:-python3}
 import sys
 from pathlib import Path
 
-from extender.launch import ensure_signing_key
+from simcluster.extenders import ensure_signing_key
 from tessera.pki import write_webhook_pki
 
 keys, namespace = Path(sys.argv[1]), sys.argv[2]

@@ -7,7 +7,3 @@ device), :mod:`exporter.records` (the hook's container records), :mod:`exporter.
 :mod:`exporter.metrics` (the catalogue, and what cannot be read), :mod:`exporter.collector`
 (snapshot -> metric families), :mod:`exporter.server` (``/metrics``, ``/healthz``).
 """
-
-from exporter.launch import start_exporter, wait_ready
-
-__all__ = ["start_exporter", "wait_ready"]

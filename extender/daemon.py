@@ -11,7 +11,7 @@ import uuid
 
 from tessera.config import ExtenderConfig
 from tessera.httpserve import HttpService, ServeLimits, server_tls_context
-from tessera.inspect_shapes import shape_counts
+from extender.shapes import shape_counts
 from tessera.log import get_logger
 
 from extender.cache import ClusterCache

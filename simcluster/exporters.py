@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from exporter.launch import start_exporter
+from simcluster.exporter_launch import start_exporter
 from simcluster.readiness import Awaited, http_ok, wait_ready
 from simcluster.running import Cluster
 

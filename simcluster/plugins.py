@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deviceplugin.fakemps import CONTROL as FAKE_MPS_CONTROL
+from simcluster.fakemps import CONTROL as FAKE_MPS_CONTROL
 from deviceplugin.mpsdaemon import MpsDaemon
 from simcluster.readiness import Awaited
 from tessera import NAMESPACE, SERVICE_ACCOUNT_DEVICE_PLUGIN

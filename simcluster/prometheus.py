@@ -20,7 +20,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from extender.launch import free_port
+from simcluster.extenders import free_port
 from simcluster.processes import stop_process
 from simcluster.readiness import Awaited, http_ok, wait_ready
 

@@ -23,8 +23,8 @@ from typing import Any
 import kubernetes
 
 from extender.kubeapi import KubeApi, api_client
-from extender.launch import ensure_signing_key, free_port, spawn_extender, start_extender
-from extender.simscheduler import SimScheduler
+from simcluster.extenders import ensure_signing_key, free_port, spawn_extender, start_extender
+from simcluster.simscheduler import SimScheduler
 from simcluster.processes import stop_process
 from simcluster.readiness import Awaited, http_ok, wait_ready
 from simcluster.running import Cluster

@@ -99,7 +99,7 @@ class DevicePluginConfig(HttpPortConfig):
     mps_user: int = setting(1000, "uid the MPS daemon and its clients run as", minimum=0)
     mps_control_binary: str = setting("nvidia-cuda-mps-control",
                                       "the MPS control program the plugin talks to the MPS daemon through; on fake "
-                                      "nodes deviceplugin/fakemps/control.py")
+                                      "nodes simcluster/fakemps/control.py")
     evict_on_overuse: bool = setting(False, "evict a pod whose process uses more GPU memory than its grant")
     overuse_dir: str = setting("/run/tessera/overuse", "where the exporter marks containers over their GPU memory "
                                                        "grant (read when evict_on_overuse is on)")

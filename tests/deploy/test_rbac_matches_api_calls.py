@@ -16,10 +16,10 @@ import yaml
 from manifests import containers, flag
 from rbac import Attributes, attributes, grants
 
-from exporter.launch import start_exporter, wait_ready
+from simcluster.exporter_launch import start_exporter, wait_ready
 from extender.kubeapi import KubeApi, api_client
-from extender.launch import start_extender
-from extender.simscheduler import SimScheduler
+from simcluster.extenders import start_extender
+from simcluster.simscheduler import SimScheduler
 from simcluster.apiserver import ApiError
 from simcluster.apiserver.authn import service_account_user
 from simcluster.apiserver.recording import RequestRecorder

@@ -12,7 +12,7 @@ import pytest
 
 from manifests import containers, flag, scheduler_configuration
 
-from extender.launch import start_extender
+from simcluster.extenders import start_extender
 from extender.request import pod_request
 from simcluster.apiserver import ApiServer
 from simcluster.cluster import NodeSpec

@@ -19,7 +19,7 @@ import pytest
 
 from manifests import find, flag, pod_templates, scheduler_configuration
 
-from extender.launch import start_extender
+from simcluster.extenders import start_extender
 from simcluster.apiserver import ApiServer
 from simcluster.cluster import NodeSpec
 from simcluster.lightnodes import light_node_object

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from simcluster.running import poll_until
+from simcluster.fakemps import CONTROL as FAKE_MPS_CONTROL
 from simcluster.plugins import stop_mps_daemon
+from simcluster.running import poll_until
 from simcluster.processes import stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NODES = REPO_ROOT / "tessera" / "nodes"
-FAKE_MPS_CONTROL = str(REPO_ROOT / "deviceplugin" / "fakemps" / "control.py")
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition",

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 
-from deviceplugin.fakemps import CONTROL, running_daemons
+from simcluster.fakemps import CONTROL, running_daemons
 from deviceplugin.mpsdaemon import MpsDaemon
 from dpharness import wait_until
 from simcluster.plugins import stop_mps_daemon

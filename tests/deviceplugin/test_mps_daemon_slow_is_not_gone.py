@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from deviceplugin.fakemps import CONTROL, running_daemons
+from simcluster.fakemps import CONTROL, running_daemons
 from deviceplugin.mpsd import MpsSupervisor
 from deviceplugin.mpsdaemon import DaemonState, MpsDaemon
 from deviceplugin.rm import HealthTracker, NodeDevices

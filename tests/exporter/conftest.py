@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.launch import start_exporter, wait_ready
+from simcluster.exporter_launch import start_exporter, wait_ready
 from fakenode import FakeNode, RecordingApi
 
 from simcluster.prometheus import Prometheus, prometheus_missing

@@ -16,7 +16,7 @@ from simcluster.cluster import NodeSpec
 from tessera import ANNOTATION_ASSIGNMENT
 from tessera.assignment import load_public_key, verify_assignment
 
-from extender.launch import start_extender
+from simcluster.extenders import start_extender
 
 NODES = [NodeSpec("mps-a", "T4", 1, mode="mps"), NodeSpec("mps-b", "T4", 1, mode="mps")]
 NAMES = [n.name for n in NODES]

@@ -17,7 +17,7 @@ from extender_cluster import api_server, bind_args, create, gpu_pod, mps_nodes, 
 from tessera import ANNOTATION_ASSIGNMENT
 from tessera.assignment import read_assignment
 
-from extender.launch import start_extender
+from simcluster.extenders import start_extender
 
 RACERS = 12
 

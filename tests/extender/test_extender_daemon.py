@@ -12,8 +12,8 @@ import time
 from extender_cluster import api_server, create, gpu_pod, mps_nodes
 
 from extender.kubeapi import KubeApi, api_client
-from extender.launch import free_port, spawn_extender, wait_healthy
-from extender.simscheduler import SimScheduler
+from simcluster.extenders import free_port, spawn_extender, wait_healthy
+from simcluster.simscheduler import SimScheduler
 
 
 def test_help_names_the_flags():

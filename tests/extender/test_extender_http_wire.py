@@ -16,7 +16,7 @@ from simcluster.cluster import NodeSpec
 from tessera import ANNOTATION_ALLOCATED, ANNOTATION_ASSIGNMENT
 from tessera.assignment import load_public_key, verify_assignment
 
-from extender.launch import start_extender
+from simcluster.extenders import start_extender
 
 NODES = [NodeSpec("mps-a", "T4", 1, mode="mps"), NodeSpec("mps-b", "T4", 1, mode="mps"),
          NodeSpec("excl", "T4", 2, mode="exclusive"), NodeSpec("tiny", "T4", 1, mode="mps", cpu_milli=1000)]

@@ -21,7 +21,7 @@ from tessera import ANNOTATION_ASSIGNMENT
 from tessera.pki import write_webhook_pki
 from tessera.assignment import Assignment, AssignmentError, ResourceAssignment, load_public_key, verify_assignment
 
-from extender.launch import start_extender
+from simcluster.extenders import start_extender
 from extender.webhook import PodAdmission
 from tessera.config import ExtenderConfig, parse_config
 

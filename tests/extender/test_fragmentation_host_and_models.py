@@ -11,9 +11,9 @@ from test_policies_choose import top
 
 from extender.fragmentation import FragmentationModel, TaskShape
 from extender.policies import PolicyContext, prioritize
-from extender.replay import replay
+from simcluster.replay import replay
 from extender.request import KIND_MPS, GpuAsk, ModelConstraint, pod_request
-from extender.trace import NODE_LIST, default_trace_dir, load_nodes, load_tasks, workload_model
+from simcluster.trace import NODE_LIST, default_trace_dir, load_nodes, load_tasks, workload_model
 
 GIB = 1 << 30
 WHOLE = GpuAsk(KIND_MPS, core=100)

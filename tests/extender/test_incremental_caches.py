@@ -21,7 +21,7 @@ from extender import fit, wire
 from extender.cache import ClusterCache
 from extender.fleet import Fleet
 from extender.fragmentation import FragmentationModel
-from extender.launch import start_extender
+from simcluster.extenders import start_extender
 from extender.ledger import assignment_of
 from extender.metrics import ExtenderMetrics
 from extender.namelists import NameLists

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from extender.replay import replay, replay_main, sample_levels
-from extender.trace import NODE_LIST, default_trace_dir, load_nodes, load_tasks, task_request, workload_model
+from simcluster.replay import replay, replay_main, sample_levels
+from simcluster.trace import NODE_LIST, default_trace_dir, load_nodes, load_tasks, task_request, workload_model
 
 TRACE = default_trace_dir()
 pytestmark = pytest.mark.skipif(not (TRACE / NODE_LIST).is_file(), reason="the trace is not checked out beside")

@@ -10,9 +10,9 @@ import time
 from extender_cluster import api_server, create, gpu_pod, mps_nodes
 
 from extender.kubeapi import KubeApi, api_client
-from extender.launch import start_extender
-from extender.simfit import ExtendedFit, extended_requests
-from extender.simscheduler import SimScheduler
+from simcluster.extenders import start_extender
+from simcluster.simfit import ExtendedFit, extended_requests
+from simcluster.simscheduler import SimScheduler
 
 
 def node(name: str, **allocatable: str) -> dict:

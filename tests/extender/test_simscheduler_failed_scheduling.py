@@ -3,7 +3,7 @@ counts the nodes per reason the extender gave."""
 
 from __future__ import annotations
 
-from extender.simscheduler import unschedulable_message
+from simcluster.simscheduler import unschedulable_message
 
 
 def test_message_counts_nodes_per_reason_like_kube_scheduler():
@@ -23,7 +23,7 @@ def test_a_reason_without_the_node_prefix_is_still_counted():
 def test_ties_at_the_top_score_are_broken_at_random_like_kube_scheduler():
     import random
 
-    from extender.simscheduler import select_host
+    from simcluster.simscheduler import select_host
 
     scores = [{"Host": "a", "Score": 10}, {"Host": "b", "Score": 10}, {"Host": "c", "Score": 9}]
     rng = random.Random(1)

@@ -18,7 +18,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from extender.kubeapi import api_client
-from extender.launch import start_extender
+from simcluster.extenders import start_extender
 from extender_cluster import api_server, bind_args, gpu_pod, post
 from simcluster.apiserver.authn import UserInfo
 from simcluster.cluster import NodeSpec

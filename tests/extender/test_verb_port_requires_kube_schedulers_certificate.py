@@ -21,7 +21,7 @@ from simcluster.cluster import NodeSpec
 from tessera.config import ExtenderConfig
 from tessera.pki import write_webhook_pki
 
-from extender.launch import start_extender
+from simcluster.extenders import start_extender
 
 NODES = [NodeSpec("mps-a", "T4", 1, mode="mps")]
 SERVICE = "tessera-extender.tessera-system.svc"

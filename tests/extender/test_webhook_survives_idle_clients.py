@@ -22,7 +22,7 @@ from simcluster.cluster import NodeSpec
 from tessera.pki import write_webhook_pki
 from tessera.slowclients import SlowClients, client_hello
 
-from extender.launch import start_extender
+from simcluster.extenders import start_extender
 
 NODES = [NodeSpec("t4", "T4", 1, mode="mps")]
 SERVICE = "tessera-extender.tessera-system.svc"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-TESSERA = [sys.executable, "-m", "tessera.cli"]
+TESSERA = [sys.executable, "-m", "tessera_cli.main"]
 HANG_GUARD_S = 900  # the demo waits on its daemons while they progress; this only stops a hung test
 
 

@@ -13,9 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from deviceplugin.fakemps import running_daemons
+from simcluster.fakemps import running_daemons
 
-TESSERA = [sys.executable, "-m", "tessera.cli"]
+TESSERA = [sys.executable, "-m", "tessera_cli.main"]
 FROZEN_S = 5.0  # the plugin asks every second and waits 3 s for an answer: a few rounds unanswered
 
 

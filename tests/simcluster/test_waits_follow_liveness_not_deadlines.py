@@ -121,7 +121,7 @@ FAILING_PLUGIN = textwrap.dedent("""
             argv = [sys.executable, "-c", "import sys; print('plugin start failed here'); sys.exit(3)"]
         return argv, env
     plugins.plugin_command = failing
-    from tessera.cli import main
+    from tessera_cli.main import main
     sys.exit(main(sys.argv[1:]))
 """)
 

@@ -124,12 +124,12 @@ def test_a_bad_flag_value_is_named():
 
 def test_config_check_command(tmp_path):
     good = write(tmp_path, "deviceplugin: {default_mode: mig}\n")
-    ok = subprocess.run([sys.executable, "-m", "tessera.cli", "config", "check", str(good)],
+    ok = subprocess.run([sys.executable, "-m", "tessera_cli.main", "config", "check", str(good)],
                         capture_output=True, text=True)
     assert ok.returncode == 0 and "valid" in ok.stdout
     bad = tmp_path / "bad.yaml"
     bad.write_text("deviceplugin: {default_mode: mixed}\n")
-    refused = subprocess.run([sys.executable, "-m", "tessera.cli", "config", "check", str(bad)],
+    refused = subprocess.run([sys.executable, "-m", "tessera_cli.main", "config", "check", str(bad)],
                              capture_output=True, text=True)
     assert refused.returncode == 1
     assert "deviceplugin.default_mode: 'mixed' is not one of" in refused.stderr
@@ -138,12 +138,12 @@ def test_config_check_command(tmp_path):
 
 def test_config_check_reads_the_typical_shapes(tmp_path):
     good = write(tmp_path, "extender:\n  typical_shapes: ['mps-core=50,cpu=4', 'gpu=2,models=T4']\n")
-    ok = subprocess.run([sys.executable, "-m", "tessera.cli", "config", "check", str(good)],
+    ok = subprocess.run([sys.executable, "-m", "tessera_cli.main", "config", "check", str(good)],
                         capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     bad = tmp_path / "bad.yaml"
     bad.write_text("extender:\n  typical_shapes: ['mps-core=50', 'mig-1g.10gb=1']\n")
-    refused = subprocess.run([sys.executable, "-m", "tessera.cli", "config", "check", str(bad)],
+    refused = subprocess.run([sys.executable, "-m", "tessera_cli.main", "config", "check", str(bad)],
                              capture_output=True, text=True)
     assert refused.returncode == 1
     assert "extender.typical_shapes[1]: shape 'mig-1g.10gb=1'" in refused.stderr and "Traceback" not in refused.stderr

@@ -17,7 +17,7 @@ import pytest
 
 from deviceplugin import metrics as deviceplugin_metrics
 from exporter.server import MetricsPage, MetricsServer
-from extender.launch import start_extender
+from simcluster.extenders import start_extender
 from simcluster.apiserver import ApiServer
 from tessera.config import DevicePluginConfig, ExporterConfig
 from tessera.httpserve import ServeLimits

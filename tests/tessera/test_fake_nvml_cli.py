@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tessera.fakenvml.cli import fake_nvml_main
+from tessera_cli.fake_nvml import fake_nvml_main
 
 from fakegpu import one_model
 

@@ -29,10 +29,10 @@ from tessera import (
     SERVICE_ACCOUNT_EXTENDER,
 )
 from tessera.assignment import Assignment, ResourceAssignment
-from tessera.demo_pods import GPU_COMMAND, GPU_REQUESTS, pod
+from tessera_cli.demo_pods import GPU_COMMAND, GPU_REQUESTS, pod
 
 VENV_BIN = Path(sys.executable).parent
-TESSERA = [str(VENV_BIN / "tessera")] if (VENV_BIN / "tessera").exists() else [sys.executable, "-m", "tessera.cli"]
+TESSERA = [str(VENV_BIN / "tessera")] if (VENV_BIN / "tessera").exists() else [sys.executable, "-m", "tessera_cli.main"]
 XID_NODE, XID_GPU = "a100-whole", 7
 WAITING_POD = "between-assignment-and-binding"
 SHAPES = ["--shape", "mps-core=50,mps-memory=8", "--shape", "gpu=1"]
@@ -255,8 +255,8 @@ def test_text_output_has_the_tables_and_every_pod(cluster):
 
 def test_in_process_call_gives_the_command_s_view(cluster, view):
     """What ``tessera demo`` calls: the same view from a CoreV1Api, and the same text."""
-    from tessera.inspect import inspect_cluster
-    from tessera.inspect_table import render_json, render_text
+    from tessera_cli.inspect import inspect_cluster
+    from tessera_cli.inspect_table import render_json, render_text
 
     here = inspect_cluster(cluster[1], shapes=SHAPES[1::2])
     assert render_json(here) == view

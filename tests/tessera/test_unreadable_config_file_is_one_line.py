@@ -26,7 +26,7 @@ PROGRAMS = {
     "exporter": ["-m", "exporter.main"],
     "extender": ["-m", "extender.main"],
     "hook": ["-m", "hook.main", "createRuntime"],
-    "config check": ["-m", "tessera.cli", "config", "check"],
+    "config check": ["-m", "tessera_cli.main", "config", "check"],
 }
 
 

@@ -88,7 +88,7 @@ def test_explain_reads_the_served_schema(server, tmp_path):
 def webhook_server(tmp_path):
     """An API server calling Tessera's own webhook (the extender), configured by kubectl from
     deploy/base/webhook.yaml."""
-    from extender.launch import start_extender
+    from simcluster.extenders import start_extender
 
     ca = write_webhook_pki(tmp_path, ["tessera-extender.tessera-system.svc"], ["127.0.0.1"], days=1)
     port = {}

@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING
 
 import kubernetes
 
-from tessera import demo_fault
-from tessera import demo_report as report
-from tessera import demo_watch as watch
-from tessera.demo_pods import NAMESPACE as DEMO_NAMESPACE
-from tessera.demo_pods import DemoPod, demo_pods
+from tessera_cli import demo_fault
+from tessera_cli import demo_report as report
+from tessera_cli import demo_watch as watch
+from tessera_cli.demo_pods import NAMESPACE as DEMO_NAMESPACE
+from tessera_cli.demo_pods import DemoPod, demo_pods
 from tessera.log import configure_logging
-from tessera.occupancy_png import draw_occupancy
-from tessera.progress import Progress
+from tessera_cli.occupancy_png import draw_occupancy
+from tessera_cli.progress import Progress
 from tessera.table import render_table
 
 if TYPE_CHECKING:
@@ -199,13 +199,13 @@ def _print_report(cluster, core, gpus, pods: list[DemoPod], exporters, prom, fau
 
 def _occupancy(core):
     """``tessera inspect``'s view of the cluster (nodes, GPUs, holders, free, fragmentation)."""
-    from tessera.inspect import gather
+    from tessera_cli.inspect import gather
 
     return gather(core)
 
 
 def render_inspect(view) -> str:
-    from tessera.inspect_table import render_text
+    from tessera_cli.inspect_table import render_text
 
     return render_text(view)
 

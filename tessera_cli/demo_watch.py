@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from simcluster.readiness import Awaited
-from tessera.demo_pods import NAMESPACE, DemoPod
+from tessera_cli.demo_pods import NAMESPACE, DemoPod
 
 
 def _raw(response) -> dict:

@@ -96,6 +96,6 @@ def _inject(injector: FaultInjector, args: argparse.Namespace) -> None:
 
 
 def _show(path: Path, as_json: bool) -> int:
-    from tessera.inventory_table import print_inventory
+    from tessera_cli.inventory_table import print_inventory
 
     return print_inventory(str(path), as_json=as_json)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from prometheus_client.parser import text_string_to_metric_families
 
 from tessera import ANNOTATION_ALLOCATED, ANNOTATION_INVENTORY, RESOURCE_GPU
-from tessera.demo_pods import GPU_COMMAND, NAMESPACE, pod
+from tessera_cli.demo_pods import GPU_COMMAND, NAMESPACE, pod
 from tessera.fakenvml import FaultInjector
 from tessera.inventory import NodeInventory
 from simcluster.readiness import Awaited, NotReady, wait_ready

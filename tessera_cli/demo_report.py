@@ -7,7 +7,7 @@ import json
 import urllib.request
 
 from tessera import ANNOTATION_ALLOCATED
-from tessera.demo_pods import NAMESPACE as DEMO_NAMESPACE
+from tessera_cli.demo_pods import NAMESPACE as DEMO_NAMESPACE
 
 HTTP_HANG_GUARD_S = 60.0  # one scrape; on a busy machine a daemon can take seconds to answer
 
@@ -26,7 +26,7 @@ def node_rows(cluster, core) -> list[list[object]]:
 
 def gpu_rows(cluster) -> list[list[object]]:
     """One row per node: what the NVML layer read of its GPUs."""
-    from tessera.inventory_table import read_node
+    from tessera_cli.inventory_table import read_node
 
     rows = []
     for name, node in cluster.nodes.items():

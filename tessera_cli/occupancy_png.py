@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tessera.clusterview import ClusterView, GpuView
+from tessera_cli.clusterview import ClusterView, GpuView
 
 _KIND_COLOURS = {"gpu": "#4e79a7", "mig": "#59a14f", "mps": "#f28e2b", "mps-whole": "#e15759",
                  "timeslice": "#b07aa1"}

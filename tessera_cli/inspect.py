@@ -8,7 +8,7 @@ device plugin's record ``tessera.io/allocated`` (what the kubelet gave), else th
 computed by the code the extender schedules with (``extender.fragmentation``).
 
     view = inspect_cluster("/path/to/kubeconfig")         # or a CoreV1Api, or None for the default
-    print(render_text(view))                              # tessera.inspect_table
+    print(render_text(view))                              # tessera_cli.inspect_table
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from tessera.quantity import QuantityError, cpu_millis, memory_bytes
 from extender.request import KIND_GPU, KIND_MIG, KIND_MPS_WHOLE, KIND_TIMESLICE, RequestError, pod_request
 from tessera import ANNOTATION_ALLOCATED, ANNOTATION_ASSIGNMENT, ANNOTATION_INVENTORY, RESOURCE_GPU_SHARED
 from tessera.assignment import WRITTEN_BY_PLUGIN, Assignment, AssignmentError, read_assignment
-from tessera.clusterview import (STATE_ALLOCATED, STATE_ASSIGNED, ClusterView, GpuFree, GpuView, Holder,
-                                 NodeView)
-from tessera.inspect_shapes import choose_model
+from extender.shapes import DEFAULT_SHAPES, describe, learned_shapes, shape_counts
+from tessera_cli.clusterview import (STATE_ALLOCATED, STATE_ASSIGNED, ClusterView, GpuFree, GpuView, Holder,
+                                     NodeView, ShapeWeight)
 from tessera.inventory import InventoryError, NodeInventory
 from tessera.log import get_logger
 
@@ -45,6 +45,22 @@ class InspectError(Exception):
 
 
 # -- reaching the API server ------------------------------------------------------------------------
+
+
+def choose_model(pods: Sequence[dict], given: Sequence[str] = ()) -> tuple[FragmentationModel, str, tuple[ShapeWeight, ...]]:
+    """The model to measure with, where its shapes came from, and the shapes as written."""
+    if given:
+        counts = shape_counts(given)
+        source = "given with --shape"
+    else:
+        counts = learned_shapes(pods)
+        source = f"learned from {sum(counts.values())} pod(s) holding GPU shares, as the extender learns them"
+        if not counts:
+            counts = shape_counts(DEFAULT_SHAPES)
+            source = "defaults (no pod in the cluster asks for whole GPUs or MPS shares)"
+    model = FragmentationModel(counts.items())
+    shapes = tuple(ShapeWeight(describe(s), w) for s, w in model.shapes)
+    return model, source, shapes
 
 def connect(kubeconfig: str | os.PathLike | None = None, context: str | None = None) -> kubernetes.client.CoreV1Api:
     """A client from ``kubeconfig``, else ``$KUBECONFIG``, else ``~/.kube/config``, else the in-cluster

@@ -4,7 +4,7 @@ kube-scheduler does with ``nodeCacheCapable: true``: ``filter`` with ``{Pod, Nod
 ``prioritize`` with the nodes that passed, then ``bind`` (``{PodName, PodNamespace, PodUID, Node}``) to
 the top-scored node. Before the extender it checks what kube-scheduler checks itself of extended
 resources (``ignoredByScheduler: false``): allocatable less what the node's pods request
-(``extender.simfit``). Binds run on a few worker threads, as kube-scheduler's binding cycle runs
+(``simcluster.simfit``). Binds run on a few worker threads, as kube-scheduler's binding cycle runs
 apart from its scheduling cycle. A pod that cannot be placed is tried again after ``retry_s``.
 """
 
@@ -24,7 +24,7 @@ from tessera.kube import pod_event
 from tessera.log import get_logger
 
 from extender.kubeapi import Gone, KubeApi, error_text
-from extender.simfit import ExtendedFit, extended_requests, insufficient_message
+from simcluster.simfit import ExtendedFit, extended_requests, insufficient_message
 
 log = get_logger("simscheduler")
 

@@ -1,4 +1,6 @@
-"""The task shapes ``tessera inspect`` measures fragmentation with, and how they are written.
+"""Typical task shapes as written (``mps-core=50,mps-memory=8``, ``gpu=1,models=T4|A10``): the syntax of
+``tessera inspect --shape`` and of the config's ``extender.typical_shapes``, read by the extender's own
+request parser.
 
 Fragmentation (FGD) is always relative to typical task shapes. The extender learns them from the pods
 it binds (``extender.fragmentation.ShapeBook``); inspect learns them the same way from the pods that
@@ -10,12 +12,11 @@ such pod it falls back to ``DEFAULT_SHAPES``; ``--shape`` replaces both.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
-from extender.fragmentation import FragmentationModel, TaskShape, shape_of
+from extender.fragmentation import TaskShape, shape_of
 from extender.request import KIND_GPU, KIND_MPS, KIND_MPS_WHOLE, LABEL_GPU_PRODUCT, RequestError, pod_request
 
-from tessera.clusterview import ShapeWeight
 
 # Used when the cluster holds no pod of a shape the capacity model knows: one whole GPU, and MPS shares
 # of a quarter and a half of a GPU with their proportional memory.
@@ -84,22 +85,6 @@ def learned_shapes(pods: Iterable[dict], window: int = DEFAULT_WINDOW) -> Counte
         if shape is not None and shape.ask is not None:
             counts[shape] += 1
     return counts
-
-
-def choose_model(pods: Sequence[dict], given: Sequence[str] = ()) -> tuple[FragmentationModel, str, tuple[ShapeWeight, ...]]:
-    """The model to measure with, where its shapes came from, and the shapes as written."""
-    if given:
-        counts = shape_counts(given)
-        source = "given with --shape"
-    else:
-        counts = learned_shapes(pods)
-        source = f"learned from {sum(counts.values())} pod(s) holding GPU shares, as the extender learns them"
-        if not counts:
-            counts = shape_counts(DEFAULT_SHAPES)
-            source = "defaults (no pod in the cluster asks for whole GPUs or MPS shares)"
-    model = FragmentationModel(counts.items())
-    shapes = tuple(ShapeWeight(describe(s), w) for s, w in model.shapes)
-    return model, source, shapes
 
 
 def describe(shape: TaskShape) -> str:

@@ -23,7 +23,7 @@ from extender.fleet import Fleet
 from extender.fragmentation import FragmentationModel
 from extender.nodestate import NodeState
 from extender.policies import PolicyContext, choose_gpus, filter_nodes, prioritize
-from extender.trace import POD_LISTS, TraceTask, default_trace_dir, load_nodes, load_tasks, workload_model
+from simcluster.trace import POD_LISTS, TraceTask, default_trace_dir, load_nodes, load_tasks, workload_model
 
 REPLAY_POLICIES = ("random", "binpack", "spread", "best-fit", "fgd", "fragmentation")
 

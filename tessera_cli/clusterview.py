@@ -1,7 +1,7 @@
 """What ``tessera inspect`` shows of a cluster: per node and GPU the mode, health, who holds which
 share, what is free, and the fragmentation the extender would measure.
 
-Plain frozen dataclasses, filled by :mod:`tessera.inspect` and drawn by :mod:`tessera.inspect_table`;
+Plain frozen dataclasses, filled by :mod:`tessera_cli.inspect` and drawn by :mod:`tessera_cli.inspect_table`;
 ``to_dict`` is the ``-o json`` document (keys in snake_case, stable for scripts).
 """
 

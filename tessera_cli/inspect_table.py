@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from tessera.clusterview import STATE_ASSIGNED, ClusterView, GpuView, Holder, NodeView
+from tessera_cli.clusterview import STATE_ASSIGNED, ClusterView, GpuView, Holder, NodeView
 from tessera.table import render_table
 
 JSON_VERSION = 1
@@ -110,8 +110,8 @@ def render_text(view: ClusterView) -> str:
 
 def run_inspect(args: argparse.Namespace) -> int:
     """Entry of ``tessera inspect``: print the view; 1 with one line on stderr when it cannot."""
-    from tessera.inspect import InspectError, inspect_cluster
-    from tessera.inspect_shapes import ShapeError
+    from tessera_cli.inspect import InspectError, inspect_cluster
+    from extender.shapes import ShapeError
     from tessera.log import configure_logging
 
     configure_logging("error", stream=sys.stderr)  # stdout is for the view

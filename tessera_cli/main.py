@@ -13,26 +13,26 @@ from tessera.config import ConfigError, ConfigFileError
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from tessera.demo import run_demo
+    from tessera_cli.demo import run_demo
 
     return run_demo(args)
 
 
 def _cmd_inventory(args: argparse.Namespace) -> int:
-    from tessera.inventory_table import print_inventory
+    from tessera_cli.inventory_table import print_inventory
 
     return print_inventory(args.node, as_json=args.output == "json")
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from tessera.inspect_table import run_inspect
+    from tessera_cli.inspect_table import run_inspect
 
     return run_inspect(args)
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
     from tessera.config import load_config
-    from tessera.inspect_shapes import ShapeError, shape_counts
+    from extender.shapes import ShapeError, shape_counts
 
     try:
         config = load_config(args.file)
@@ -45,13 +45,13 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def _replay(argv: list[str]) -> int:
-    from extender.replay import replay_main
+    from simcluster.replay import replay_main
 
     return replay_main(argv)
 
 
 def _fake_nvml(argv: list[str]) -> int:
-    from tessera.fakenvml.cli import fake_nvml_main
+    from tessera_cli.fake_nvml import fake_nvml_main
 
     return fake_nvml_main(argv)
 
