@@ -18,6 +18,7 @@ COPY extender ./extender
 COPY hook ./hook
 COPY exporter ./exporter
 COPY simcluster ./simcluster
+COPY tessera_cli ./tessera_cli
 COPY proto ./proto
 RUN pip install . && python -m compileall -q /usr/local/lib/python3.12/site-packages \
     && rm -rf /src
