@@ -99,7 +99,7 @@ class DevicePluginDaemon:
         for worker in self.workers:
             worker.start()
         self.registrar.start()
-        self.http = metrics.serve(cfg.listen, self.ready, ServeLimits.from_config(cfg))
+        self.http = metrics.serve(cfg.listen, self.ready, ServeLimits.from_config(cfg, max_body_bytes=64 * 1024))  # GET only
         log.info("device_plugin_started", node=self.node, resources=self.rm.resources(),
                  modes=self.rm.modes.active, api=self.api is not None)
 

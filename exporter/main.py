@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         api = None
     page = MetricsPage(max_age_s=3 * settings.interval_s + 10, dcgm_compatible_labels=settings.dcgm_compatible_labels)
     try:
-        server = MetricsServer(page, settings.listen, ServeLimits.from_config(config.exporter))
+        server = MetricsServer(page, settings.listen, ServeLimits.from_config(config.exporter, max_body_bytes=64 * 1024))  # GET only
     except (OSError, ValueError) as err:
         print(f"tessera-exporter: cannot listen on {settings.listen}: {err}", file=sys.stderr)
         nvml.close()

@@ -5,6 +5,7 @@ demo``); ``extender.main`` runs it as ``tessera-extender``."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import uuid
@@ -28,6 +29,10 @@ from extender.warmer import ModelWarmer
 from extender.webhook import PodAdmission
 
 log = get_logger("extender")
+# etcd keeps no object over 1.5 MiB, and an UPDATE's review carries it twice (object and oldObject): a
+# larger AdmissionReview is no API server's, and decoding one costs a worker a second.
+WEBHOOK_MAX_BODY_BYTES = 4 * 1024 * 1024
+PROBE_MAX_BODY_BYTES = 64 * 1024
 
 
 def typical_shapes(config: ExtenderConfig) -> ShapeBook | FragmentationModel:
@@ -72,14 +77,17 @@ class ExtenderDaemon:
         self.http = HttpService(config.listen, ExtenderHandler, name="extender-verbs", limits=limits, tls=verb_tls,
                                 app=HttpApp(routes, config.max_body_bytes, self.metrics, self.ready))
         self.probes = None
-        if config.metrics_listen:
-            self.probes = HttpService(config.metrics_listen, ExtenderHandler, name="extender-metrics", limits=limits,
-                                      app=HttpApp({}, config.max_body_bytes, self.metrics, self.ready))
+        if config.metrics_listen:  # GET only: no request body worth reading
+            probe_limits = dataclasses.replace(limits, max_body_bytes=PROBE_MAX_BODY_BYTES)
+            self.probes = HttpService(config.metrics_listen, ExtenderHandler, name="extender-metrics",
+                                      limits=probe_limits, app=HttpApp({}, PROBE_MAX_BODY_BYTES, self.metrics, self.ready))
         self.webhook = None
         if config.webhook_listen and config.tls_cert_path and os.path.exists(config.tls_cert_path):
-            self.webhook = HttpService(config.webhook_listen, ExtenderHandler, name="extender-webhook", limits=limits,
+            review_bytes = min(config.max_body_bytes, WEBHOOK_MAX_BODY_BYTES)
+            self.webhook = HttpService(config.webhook_listen, ExtenderHandler, name="extender-webhook",
+                                       limits=dataclasses.replace(limits, max_body_bytes=review_bytes),
                                        tls=server_tls_context(config.tls_cert_path, config.tls_key_path),
-                                       app=HttpApp({"/mutate": self.admission}, config.max_body_bytes, None, self.ready))
+                                       app=HttpApp({"/mutate": self.admission}, review_bytes, None, self.ready))
         else:
             log.warning("webhook_disabled", tls_cert_path=config.tls_cert_path, why="no TLS certificate")
         self.ports = [p for p in (self.http, self.probes, self.webhook) if p is not None]

@@ -68,7 +68,10 @@ class PodAdmission:
     def review(self, request: dict) -> dict:
         """The AdmissionResponse (without uid) for one request."""
         pod = request.get("object")
-        if (request.get("kind") or {}).get("kind") != "Pod" or not isinstance(pod, dict):
+        kind = (request.get("kind") or {}).get("kind")
+        if kind == "Binding" and request.get("operation") == "CREATE":
+            return self._review_binding(request)
+        if kind != "Pod" or not isinstance(pod, dict):
             return {"allowed": True}
         meta = pod.get("metadata") or {}
         name = f"{request.get('namespace') or meta.get('namespace', '')}/{meta.get('name') or meta.get('generateName', '')}"
@@ -126,6 +129,20 @@ class PodAdmission:
                   f"only; {user or 'an anonymous user'} may not add, change or remove them")
         log.warning("annotation_change_refused", pod=name, user=user, keys=changed)
         return _deny(reason)
+
+    def _review_binding(self, request: dict) -> dict:
+        """A Binding copies its annotations onto the pod: only Tessera may bind with ``tessera.io/*`` ones
+        (the extender's signed assignment), or anyone who may create bindings could write the ledger."""
+        binding = _mapping(request.get("object"))
+        keys = sorted(k for k in _mapping(_mapping(binding.get("metadata")).get("annotations"))
+                      if str(k).startswith(TESSERA_PREFIX))
+        user = str(_mapping(request.get("userInfo")).get("username") or "")
+        if not keys or user in self.ledger_writers:
+            return {"allowed": True}
+        name = f"{request.get('namespace', '')}/{request.get('name') or _mapping(binding.get('metadata')).get('name', '')}"
+        log.warning("annotation_change_refused", pod=name, user=user, keys=keys, via="binding")
+        return _deny(f"{', '.join(keys)}: a Binding that writes tessera.io/* annotations is Tessera's alone; "
+                     f"{user or 'an anonymous user'} may not bind with them")
 
     def _complete(self, pod: dict, preq, cards: tuple[int, int] | None) -> list[dict]:
         patch = []

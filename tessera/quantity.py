@@ -22,7 +22,8 @@ _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei"
 _DECIMAL = {"n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "m": Fraction(1, 1000), "": Fraction(1),
             "k": Fraction(10**3), "M": Fraction(10**6), "G": Fraction(10**9), "T": Fraction(10**12),
             "P": Fraction(10**15), "E": Fraction(10**18)}
-_QUANTITY = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))(?:([eE][+-]?\d+)|(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?)$")
+# ASCII digits only, the whole text (no surrounding space, no trailing newline), as ParseQuantity.
+_QUANTITY = re.compile(r"([+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+))(?:([eE][+-]?[0-9]+)|(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?)")
 
 
 MAX_QUANTITY = 2**63 - 1  # resource.Quantity: "no quantity may represent a number greater than 2^63-1"
@@ -69,10 +70,9 @@ def parse_quantity(value: object) -> Fraction:
 def _parse_text(value: str) -> Fraction:
     """A quantity string's exact value. Pods repeat a few strings ("4", "500m", "16Gi") in every watch
     event and request, and a Fraction is immutable: each distinct string is parsed once."""
-    text = value.strip()
-    if len(text) > MAX_TEXT:
-        raise QuantityError(f"{text[:24]!r}... ({len(text)} characters) is longer than any Kubernetes quantity")
-    match = _QUANTITY.match(text)
+    if len(value) > MAX_TEXT:
+        raise QuantityError(f"{value[:24]!r}... ({len(value)} characters) is longer than any Kubernetes quantity")
+    match = _QUANTITY.fullmatch(value)
     if not match:
         raise QuantityError(f"{value!r} is not a quantity (expected e.g. 2, 500m, 1.5, 1Gi, 512Mi, 1e3)")
     number, exponent, suffix = match.groups()

@@ -38,8 +38,11 @@ class SlowClients:
     """Connections to ``address`` that never finish a request. ``tls`` (a client context) makes the
     tricklers finish the TLS handshake first and trickle inside it. Use as a context manager."""
 
-    def __init__(self, address: tuple[str, int], tls: ssl.SSLContext | None = None, every_s: float = 0.5) -> None:
-        self.address, self.tls, self.every_s = address, tls, every_s
+    def __init__(self, address: tuple[str, int], tls: ssl.SSLContext | None = None, every_s: float = 0.5,
+                 source: str = "") -> None:
+        """``source``: the local address to connect from (another loopback address, 127.0.0.2, is another
+        client to the server); the system's choice when empty."""
+        self.address, self.tls, self.every_s, self.source = address, tls, every_s, source
         self._idle: list[socket.socket] = []
         self._tricklers: list[socket.socket] = []
         self._sent: dict[socket.socket, int] = {}
@@ -50,7 +53,8 @@ class SlowClients:
         self._thread = threading.Thread(target=self._run, name="slow-clients", daemon=True)
 
     def _connect(self) -> socket.socket:
-        return socket.create_connection(self.address, timeout=30)
+        return socket.create_connection(self.address, timeout=30,
+                                        source_address=(self.source, 0) if self.source else None)
 
     def idle(self, n: int = 1) -> "SlowClients":
         """``n`` connections that send nothing."""
@@ -98,12 +102,13 @@ class SlowClients:
         with self._lock:
             return len(self._idle) + len(self._tricklers) - len(self._closed)
 
-    def wait_closed(self, guard_s: float) -> bool:
-        """Whether the server closes every one of them within ``guard_s`` (a hang guard, not a goal)."""
+    def wait_closed(self, guard_s: float, at_most: int = 0) -> bool:
+        """Whether the server closes them until at most ``at_most`` are left (all, by default) within
+        ``guard_s`` (a hang guard, not a goal)."""
         deadline = time.monotonic() + guard_s
-        while self.connected and time.monotonic() < deadline:
+        while self.connected > at_most and time.monotonic() < deadline:
             time.sleep(0.05)
-        return not self.connected
+        return self.connected <= at_most
 
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):

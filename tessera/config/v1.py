@@ -56,6 +56,9 @@ class HttpPortConfig:
                                                   "client is disconnected", minimum=0.1)
     http_idle_timeout_s: float = setting(60.0, "seconds a keep-alive connection may wait for its next request",
                                          minimum=0.1)
+    http_max_connections_per_client: int = setting(64, "connections one client address holds at once on each "
+                                                       "HTTP port; one more from it is closed at accept, so one "
+                                                       "tenant cannot take every slot", minimum=1, maximum=65536)
     http_workers: int = setting(8, "threads per HTTP port that answer complete requests", minimum=1, maximum=256)
 
 

@@ -12,6 +12,7 @@ class ServeLimits:
     """What one port lets its clients take. The defaults suit every Tessera port."""
 
     max_connections: int = 512
+    max_connections_per_client: int = 64  # per client address: one tenant cannot take every slot
     request_timeout_s: float = 10.0
     idle_timeout_s: float = 60.0
     workers: int = 8  # threads for handlers that may wait (an API call), started as needed
@@ -22,7 +23,9 @@ class ServeLimits:
     @classmethod
     def from_config(cls, section: Any, **more: Any) -> "ServeLimits":
         """The limits a daemon's config section sets (its ``http_*`` keys), plus ``more``."""
-        return cls(max_connections=section.http_max_connections, request_timeout_s=section.http_request_timeout_s,
+        return cls(max_connections=section.http_max_connections,
+                   max_connections_per_client=section.http_max_connections_per_client,
+                   request_timeout_s=section.http_request_timeout_s,
                    idle_timeout_s=section.http_idle_timeout_s, workers=section.http_workers, **more)
 
 

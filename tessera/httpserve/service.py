@@ -32,10 +32,13 @@ _READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 class _Conn:
     """One client connection and where it stands: handshake, read, handling, write."""
 
-    __slots__ = ("sock", "peer", "state", "buf", "searched", "frame", "deadline", "idle", "out", "keep", "events")
+    __slots__ = ("sock", "peer", "client", "state", "buf", "searched", "frame", "deadline", "idle", "out", "keep",
+                 "events", "since")
 
     def __init__(self, sock: socket.socket, peer: Any, state: str, deadline: float) -> None:
         self.sock, self.peer, self.state, self.deadline = sock, peer, state, deadline
+        self.client = peer[0] if isinstance(peer, tuple) else str(peer)  # the address, without the port
+        self.since = time.monotonic()  # since it last started waiting for a request (accept or keep-alive)
         self.buf = bytearray()
         self.searched = 0  # how much of buf was searched for the end of a head
         self.frame: Frame | None = None  # the current request's, once its head is in
@@ -68,6 +71,7 @@ class HttpService:
         self._selector.register(self._listener, _READ, "accept")
         self._selector.register(self._wake_r, _READ, "wake")
         self._conns: set[_Conn] = set()
+        self._per_client: collections.Counter = collections.Counter()  # client address -> open connections
         self._ready: collections.deque[_Conn] = collections.deque()  # requests already buffered
         self._answers: collections.deque = collections.deque()  # (conn, unsent answer, keep) from workers
         self._buffered = 0
@@ -170,7 +174,11 @@ class HttpService:
         self._unwatch(conn)
         self._buffered -= len(conn.buf)
         conn.buf = bytearray()
-        self._conns.discard(conn)
+        if conn in self._conns:
+            self._conns.discard(conn)
+            self._per_client[conn.client] -= 1
+            if not self._per_client[conn.client]:
+                del self._per_client[conn.client]
         try:
             conn.sock.close()
         except OSError:
@@ -188,14 +196,20 @@ class HttpService:
                     self._refused(now, why=exc.strerror or "no file descriptors")
                 return
             sock.setblocking(False)
-            if len(self._conns) >= self.limits.max_connections:
+            client = peer[0] if isinstance(peer, tuple) else str(peer)
+            why = ""
+            if self._per_client[client] >= self.limits.max_connections_per_client:
+                why = "max_connections_per_client"
+            elif len(self._conns) >= self.limits.max_connections and not self._evict_waiting():
+                why = "max_connections"
+            if why:
                 if self.tls is None:
                     try:
                         sock.send(_BUSY)
                     except OSError:
                         pass
                 sock.close()
-                self._refused(now, why="max_connections")
+                self._refused(now, why=why, client=client)
                 continue
             self.counts["accepted"] += 1
             if sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -208,14 +222,29 @@ class HttpService:
                     continue
             conn = _Conn(sock, peer, "handshake" if self.tls is not None else "read", now + self.limits.request_timeout_s)
             self._conns.add(conn)
+            self._per_client[client] += 1
             self._watch(conn, _READ)
 
-    def _refused(self, now: float, why: str) -> None:
+    def _evict_waiting(self) -> bool:
+        """Make room for a new connection at the limit: close the one that has waited longest without
+        sending a byte of a request (still in its handshake, or idle between keep-alive requests), so
+        clients that hold connections open cannot keep out one that comes to ask something. False
+        when every connection is busy with a request."""
+        waiting = [c for c in self._conns if c.state == "handshake" or (c.state == "read" and not c.buf)]
+        if not waiting:
+            return False
+        oldest = min(waiting, key=lambda c: c.since)
+        log.debug("http_connection_evicted", port=self.name, peer=str(oldest.peer), state=oldest.state)
+        self._close(oldest, "evicted")
+        return True
+
+    def _refused(self, now: float, why: str, client: str = "") -> None:
         self.counts["refused"] += 1
         self._refused_since_warning += 1
         if now - self._warned_at >= _WARN_EVERY_S:
             log.warning("http_connections_refused", port=self.name, refused=self._refused_since_warning,
-                        open=len(self._conns), limit=self.limits.max_connections, reason=why)
+                        open=len(self._conns), limit=self.limits.max_connections,
+                        per_client_limit=self.limits.max_connections_per_client, reason=why, client=client)
             self._refused_since_warning, self._warned_at = 0, now
 
     def _sweep(self, now: float) -> None:
@@ -278,10 +307,29 @@ class HttpService:
                 return self._close(conn)
             if conn.idle:  # a keep-alive request began: it has request_timeout_s from now
                 conn.idle, conn.deadline = False, time.monotonic() + self.limits.request_timeout_s
-            if self._buffered + len(data) > self.limits.max_buffered_bytes:
-                return self._answer_now(conn, _BUSY, "over_budget")
+            if self._buffered + len(data) > self.limits.max_buffered_bytes and self._shed_largest(conn, len(data)):
+                return  # this connection held the most: it was answered 503 and closed
             conn.buf += data
             self._buffered += len(data)
+
+    def _shed_largest(self, reading: _Conn, incoming: int) -> bool:
+        """Over the buffered-bytes budget: answer 503 to the connections holding the most buffered
+        request bytes (counting what ``reading`` just received) until the rest fits, so the clients
+        that hog the budget lose their requests, not whoever reads next. True when ``reading`` was shed."""
+        shed_reading = False
+        while self._buffered + (0 if shed_reading else incoming) > self.limits.max_buffered_bytes:
+            held = [(len(c.buf) + (incoming if c is reading else 0), c) for c in self._conns
+                    if c.state == "read" and (c.buf or c is reading)]
+            if not held:
+                break
+            _, hog = max(held, key=lambda pair: pair[0])
+            log.warning("http_request_shed", port=self.name, peer=str(hog.peer), buffered=len(hog.buf),
+                        budget=self.limits.max_buffered_bytes)
+            self._buffered -= len(hog.buf)  # its request is dropped now, whenever the 503 leaves
+            hog.buf, hog.frame, hog.searched = bytearray(), None, 0
+            self._answer_now(hog, _BUSY, "over_budget")
+            shed_reading = shed_reading or hog is reading
+        return shed_reading
 
     def _dispatch(self, conn: _Conn) -> None:
         frame = conn.frame
@@ -371,7 +419,7 @@ class HttpService:
                 return self._close(conn)
         if not conn.keep:
             return self._close(conn)
-        conn.state, conn.idle = "read", not conn.buf
+        conn.state, conn.idle, conn.since = "read", not conn.buf, time.monotonic()
         conn.deadline = time.monotonic() + (self.limits.idle_timeout_s if conn.idle else self.limits.request_timeout_s)
         self._watch(conn, _READ)
         if conn.buf or (self.tls is not None and conn.sock.pending()):

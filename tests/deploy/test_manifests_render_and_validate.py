@@ -125,10 +125,14 @@ def test_webhook_reaches_the_extender_service_and_skips_system_namespaces(render
     target = [p for p in extender["ports"] if p["name"] == port["targetPort"]][0]
     assert listen.endswith(f":{target['containerPort']}")
     assert hook["clientConfig"]["service"]["path"] == "/mutate"
-    # Pod creations and updates of the pod itself (where a user could rewrite tessera.io/* annotations),
-    # as the embedded cluster registers it; not pods/status nor pods/binding.
-    assert hook["rules"] == [{"operations": ["CREATE", "UPDATE"], "apiGroups": [""], "apiVersions": ["v1"],
-                              "resources": ["pods"], "scope": "Namespaced"}] == WEBHOOK_RULES
+    # Pod creations and updates of the pod itself, as the embedded cluster registers it; then status
+    # updates and Bindings, which can carry tessera.io/* annotations too (matchConditions send only those:
+    # the embedded API server evaluates no CEL, so it registers the first rule alone).
+    core = {"apiGroups": [""], "apiVersions": ["v1"], "scope": "Namespaced"}
+    assert hook["rules"] == [{"operations": ["CREATE", "UPDATE"], "resources": ["pods"], **core},
+                             {"operations": ["UPDATE"], "resources": ["pods/status"], **core},
+                             {"operations": ["CREATE"], "resources": ["pods/binding"], **core}]
+    assert hook["rules"][:1] == WEBHOOK_RULES
     excluded = hook["namespaceSelector"]["matchExpressions"][0]
     assert excluded["operator"] == "NotIn" and set(excluded["values"]) == {"kube-system", "tessera-system"}
 

@@ -86,8 +86,9 @@ def webhook(tmp_path):
 
 
 def test_pods_are_admitted_while_an_idle_client_a_half_hello_and_200_slow_clients_hang_on(webhook):
-    # A long request timeout keeps every slow client connected for the whole test.
-    core, port, ca_file, ext = webhook(http_request_timeout_s=600)
+    # A long request timeout keeps every slow client connected for the whole test; they all come from
+    # 127.0.0.1 here, as 200 tenants' pods would from 200 addresses, so the per-client bound is lifted.
+    core, port, ca_file, ext = webhook(http_request_timeout_s=600, http_max_connections_per_client=1000)
     threads_before = threading.active_count()
     address = ("127.0.0.1", port)
     with SlowClients(address, tls=client_context(ca_file)) as slow, SlowClients(address) as raw:
@@ -118,16 +119,39 @@ def test_idle_half_hello_and_trickling_clients_are_cut_off_and_the_webhook_still
     assert answer["status"] == 200 and answer["response"]["allowed"] is True
 
 
-def test_connections_beyond_the_limit_are_closed_at_once_and_the_port_keeps_accepting(webhook):
+def test_at_the_limit_the_connection_waiting_longest_makes_room_for_a_request(webhook):
     _, port, ca_file, ext = webhook(http_max_connections=20, http_request_timeout_s=600)
-    with SlowClients(("127.0.0.1", port)) as held:
-        held.idle(20).start()
-        with SlowClients(("127.0.0.1", port)) as excess:
-            excess.idle(10).start()
-            # Closed by the limit, not by a timeout (600 s here): the guard is far shorter.
-            assert excess.wait_closed(GUARD_S), f"{excess.connected} connections over the limit still open"
-        assert held.connected == 20
-    # The held ones are gone; the port accepts and answers again.
-    answer = mutate(port, ca_file, "after-the-limit")
-    assert answer["status"] == 200 and answer["response"]["allowed"] is True
-    assert ext.webhook.counts["refused"] >= 10
+    with SlowClients(("127.0.0.1", port), source="127.0.0.2") as held:
+        held.idle(20).start()  # every slot taken by connections that send nothing
+        answer = mutate(port, ca_file, "at-the-limit")  # from 127.0.0.1
+        assert answer["status"] == 200 and answer["response"]["allowed"] is True
+        assert held.wait_closed(GUARD_S, at_most=19), "no idle connection made room"
+    assert ext.webhook.counts["evicted"] >= 1
+
+
+def test_one_client_cannot_hold_more_than_its_share_of_connections(webhook):
+    _, port, ca_file, ext = webhook(http_max_connections_per_client=8, http_request_timeout_s=600)
+    with SlowClients(("127.0.0.1", port), source="127.0.0.2") as held:
+        held.idle(8).start()
+        with SlowClients(("127.0.0.1", port), source="127.0.0.2") as excess:
+            excess.idle(4).start()
+            # Closed by the per-client bound, not by a timeout (600 s here): the guard is far shorter.
+            assert excess.wait_closed(GUARD_S), f"{excess.connected} connections over the client's share still open"
+        assert held.connected == 8
+        answer = mutate(port, ca_file, "another-client")  # 127.0.0.1 is another client: served
+        assert answer["status"] == 200 and answer["response"]["allowed"] is True
+    assert ext.webhook.counts["refused"] >= 4
+
+
+def test_a_review_larger_than_any_api_server_sends_is_refused_before_it_is_read(webhook):
+    _, port, ca_file, _ = webhook()
+    ctx = ssl.create_default_context(cafile=ca_file)
+    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=GUARD_S, context=ctx)
+    try:
+        conn.putrequest("POST", "/mutate")
+        conn.putheader("Content-Length", str(5 * 1024 * 1024))
+        conn.endheaders()  # no body sent: the answer comes from the head alone
+        resp = conn.getresponse()
+        assert resp.status == 400 and b"over the limit" in resp.read()
+    finally:
+        conn.close()

@@ -67,3 +67,10 @@ def test_a_pod_asking_a_huge_quantity_is_refused_at_creation_and_by_filter():
     answer = PodAdmission("tessera-scheduler", lambda: (15, 15)).review(
         {"kind": {"kind": "Pod"}, "operation": "CREATE", "namespace": "default", "object": pod})
     assert answer["allowed"] is False and TOO_LARGE in answer["status"]["message"]
+
+
+@pytest.mark.parametrize("text", ["١٢", "１２", "٣e٣", " 1", "1 ", "1\n", "\t2Gi"])
+def test_only_what_the_api_server_parses_is_a_quantity(text):
+    """ParseQuantity takes ASCII digits and the whole text: no other script's digits, no spaces."""
+    with pytest.raises(QuantityError):
+        parse_quantity(text)

@@ -1,0 +1,90 @@
+"""deploy/'s webhook matchConditions (CEL) decide what ever reaches the webhook: with failurePolicy Fail,
+an expression that errors on some object refuses it cluster-wide, and one that lets a write through
+unsent leaves the ledger open. Evaluated here with a pure-Python CEL (cel-python) on the objects the
+API server would pass."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import celpy
+import pytest
+import yaml
+
+from extender.webhook import PodAdmission
+
+REPO = Path(__file__).resolve().parents[2]
+ASSIGNMENT = {"tessera.io/assignment": '{"version": 1}'}
+EXTENDER = "system:serviceaccount:tessera-system:tessera-extender"
+
+
+def _webhook() -> dict:
+    return yaml.safe_load((REPO / "deploy/base/webhook.yaml").read_text())["webhooks"][0]
+
+
+def sent(operation: str, obj: dict, old: dict | None = None, sub_resource: str = "") -> bool:
+    """Whether the API server sends this request to Tessera's webhook, by the deploy file's matchConditions."""
+    env = celpy.Environment()
+    for condition in _webhook()["matchConditions"]:
+        program = env.program(env.compile(condition["expression"]))
+        activation = {"request": celpy.json_to_cel({"operation": operation, "subResource": sub_resource}),
+                      "object": celpy.json_to_cel(obj), "oldObject": celpy.json_to_cel(old)}
+        if not program.evaluate(activation):
+            return False
+    return True
+
+
+def pod(annotations: dict | None = None, limits: dict | None = None) -> dict:
+    meta = {"name": "p", "namespace": "team-a"} | ({"annotations": annotations} if annotations is not None else {})
+    container = {"name": "main"} | ({"resources": {"limits": limits}} if limits else {})
+    return {"kind": "Pod", "metadata": meta, "spec": {"containers": [container]}}
+
+
+def binding(annotations: dict | None = None) -> dict:
+    meta = {"name": "p", "namespace": "team-a"} | ({"annotations": annotations} if annotations is not None else {})
+    return {"kind": "Binding", "metadata": meta, "target": {"kind": "Node", "name": "gpu-0"}}
+
+
+def test_the_rules_cover_pods_their_status_and_their_bindings():
+    resources = {r for rule in _webhook()["rules"] for r in rule["resources"]}
+    assert resources == {"pods", "pods/status", "pods/binding"}
+
+
+@pytest.mark.parametrize(("operation", "obj", "old", "sub", "expected"), [
+    ("CREATE", pod(limits={"nvidia.com/gpu": "1"}), None, "", True),
+    ("CREATE", pod(), None, "", False),  # a CPU pod never waits on Tessera
+    ("CREATE", pod(annotations=ASSIGNMENT), None, "", True),  # stripped at creation
+    ("UPDATE", pod(annotations=ASSIGNMENT), pod(), "", True),  # added
+    ("UPDATE", pod(), pod(annotations=ASSIGNMENT), "", True),  # every annotation removed
+    ("UPDATE", pod(annotations=ASSIGNMENT), pod(annotations=ASSIGNMENT), "", False),  # unchanged
+    ("UPDATE", pod(annotations=ASSIGNMENT), pod(), "status", True),  # through pods/status
+    ("UPDATE", pod(annotations={"a": "b"}), pod(), "status", False),  # the kubelet's status writes
+    ("CREATE", binding(), None, "binding", False),  # kube-scheduler binding any pod
+    ("CREATE", binding(ASSIGNMENT), None, "binding", True),  # a Binding writing the ledger
+    ("CREATE", binding({"other": "x"}), None, "binding", False),
+], ids=["gpu-pod", "cpu-pod", "create-with-ledger", "update-adds", "update-removes-all", "update-keeps",
+        "status-adds", "status-other", "binding-plain", "binding-ledger", "binding-other"])
+def test_what_reaches_the_webhook(operation, obj, old, sub, expected):
+    assert sent(operation, obj, old, sub) is expected
+
+
+def test_the_webhook_refuses_a_binding_with_ledger_annotations_from_anyone_but_tessera():
+    admission = PodAdmission("tessera-scheduler", lambda: None, ledger_writers=[EXTENDER])
+
+    def review(user: str, annotations: dict | None) -> dict:
+        return admission.review({"kind": {"kind": "Binding"}, "operation": "CREATE", "namespace": "team-a",
+                                 "name": "p", "subResource": "binding", "object": binding(annotations),
+                                 "userInfo": {"username": user}})
+
+    refused = review("alice", ASSIGNMENT)
+    assert refused["allowed"] is False and "tessera.io/assignment" in refused["status"]["message"]
+    assert review(EXTENDER, ASSIGNMENT)["allowed"] is True
+    assert review("system:kube-scheduler", None)["allowed"] is True
+
+
+def test_the_webhook_refuses_a_status_update_that_writes_the_ledger():
+    admission = PodAdmission("tessera-scheduler", lambda: None, ledger_writers=[EXTENDER])
+    answer = admission.review({"kind": {"kind": "Pod"}, "operation": "UPDATE", "subResource": "status",
+                               "object": pod(annotations=ASSIGNMENT), "oldObject": pod(),
+                               "userInfo": {"username": "alice"}})
+    assert answer["allowed"] is False
