@@ -21,11 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from extender.fleet import Fleet  # noqa: E402
-from extender.fragmentation import FragmentationModel, shape_of  # noqa: E402
-from extender.nodestate import NodeState  # noqa: E402
-from extender.placement import ContainerPlacement, Placement  # noqa: E402
-from extender.policies import PolicyContext, choose_gpus, filter_nodes, prioritize  # noqa: E402
+from extender.placement.fleet import Fleet  # noqa: E402
+from extender.placement.fragmentation import FragmentationModel, shape_of  # noqa: E402
+from extender.placement.nodestate import NodeState  # noqa: E402
+from extender.placement.grants import ContainerPlacement, Placement  # noqa: E402
+from extender.placement import PolicyContext, choose_gpus, filter_nodes, prioritize  # noqa: E402
 from extender.request import KIND_MPS, KIND_MPS_WHOLE, GpuAsk, simple_request  # noqa: E402
 from tessera.inventory import GpuInventory, NodeInventory  # noqa: E402
 from tessera.table import render_table  # noqa: E402

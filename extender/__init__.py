@@ -1,29 +1,9 @@
 """The Tessera scheduler extender and admission webhook: places pods on nodes and GPUs, writes the ledger.
 
-The placement core, in the order a pod meets it: ``pod_request`` reads the pod, ``filter_nodes`` keeps
-the nodes it fits on (with reasons for the others), ``prioritize`` scores them 0..10 by policy,
-``choose_gpus`` picks the GPUs on the chosen node, and ``NodeState.assume`` holds them.
+Two rooms: ``extender.placement`` is the placement model (pure: what fits where, scores, GPU choice;
+its public names are listed there), and the rest of this package is the server around it (HTTP verbs
+and their JSON, the cluster cache fed by the watches, leader election, the webhook, the daemon;
+``python -m extender.main`` runs it). Nothing is re-exported here: import from the room you mean.
 """
 
-from extender.fit import Misfit, node_fit
-from extender.fleet import Fleet
-from extender.fragmentation import FragmentationModel, ShapeBook, TaskShape
-from extender.nodestate import NodeState, StateError
-from extender.placement import ContainerPlacement, GpuGrant, Placement
-from extender.policies import (
-    POLICIES,
-    FilterResult,
-    PlacementError,
-    PolicyContext,
-    choose_gpus,
-    filter_nodes,
-    prioritize,
-)
-from extender.request import GpuAsk, ModelConstraint, PodRequest, RequestError, pod_request
-
-__all__ = [
-    "POLICIES", "ContainerPlacement", "FilterResult", "Fleet", "FragmentationModel", "GpuAsk", "GpuGrant",
-    "Misfit", "ModelConstraint", "NodeState", "Placement", "PlacementError", "PodRequest", "PolicyContext",
-    "RequestError", "ShapeBook", "StateError", "TaskShape", "choose_gpus", "filter_nodes", "node_fit",
-    "pod_request", "prioritize",
-]
+__all__: list[str] = []

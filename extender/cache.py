@@ -36,10 +36,10 @@ from tessera.assignment import (
 from tessera.inventory import NodeInventory
 from tessera.log import get_logger
 
-from extender.fleet import Fleet
+from extender.placement.fleet import Fleet
 from extender.ledger import LedgerError, ask_amounts, holding_mismatch, placement_of
-from extender.nodestate import DEFAULT_TIMESLICE_REPLICAS, NodeState, StateError
-from extender.placement import Placement
+from extender.placement.nodestate import DEFAULT_TIMESLICE_REPLICAS, NodeState, StateError
+from extender.placement.grants import Placement
 from extender.quantity import QuantityError, cpu_millis, memory_bytes
 from extender.request import PodRequest, RequestError, pod_request
 

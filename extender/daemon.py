@@ -12,18 +12,18 @@ import uuid
 
 from tessera.config import ExtenderConfig
 from tessera.httpserve import HttpService, ServeLimits, server_tls_context
-from extender.shapes import shape_counts
+from extender.placement.shapes import shape_counts
 from tessera.log import get_logger
 
 from extender.cache import ClusterCache
-from extender.fragmentation import FragmentationModel, ShapeBook
+from extender.placement.fragmentation import FragmentationModel, ShapeBook
 from extender.http import ExtenderHandler, HttpApp
 from extender.informer import Informer
 from extender.kubeapi import KubeApi
 from extender.leader import LeaseElector
 from extender.metrics import ExtenderMetrics
 from extender.pendingpods import PendingPods
-from extender.policies import PolicyContext
+from extender.placement import PolicyContext
 from extender.verbs import ExtenderVerbs
 from extender.warmer import ModelWarmer
 from extender.webhook import PodAdmission

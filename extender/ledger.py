@@ -25,8 +25,8 @@ from tessera import (
 )
 from tessera.assignment import Assignment, ResourceAssignment
 
-from extender.nodestate import NodeState
-from extender.placement import ContainerPlacement, GpuGrant, Placement
+from extender.placement.nodestate import NodeState
+from extender.placement.grants import ContainerPlacement, GpuGrant, Placement
 from extender.request import KIND_GPU, KIND_MIG, KIND_MPS, KIND_MPS_WHOLE, KIND_TIMESLICE, GpuAsk, PodRequest
 
 

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(config.logging.level, config.logging.format)
     settings = config.extender
     from extender.daemon import typical_shapes
-    from extender.shapes import ShapeError
+    from extender.placement.shapes import ShapeError
 
     try:
         shapes = typical_shapes(settings)

@@ -29,23 +29,22 @@ from tessera.log import get_logger
 
 from extender import wire
 from extender.cache import ClusterCache
-from extender.fit import node_fit
 from extender.kubeapi import KubeApi, error_text
 from extender.ledger import ask_amounts, assignment_of
 from extender.metrics import ExtenderMetrics
-from extender.namelists import NameLists, Spellings
 from extender.pendingpods import PendingPods
-from extender.scoring import scale_ids
-from extender.warmer import ModelWarmer
-from extender.policies import (
+from extender.placement import (
+    NameLists,
     PlacementError,
     PolicyContext,
     choose_gpus,
     filter_view,
-    raw_score_ids,
+    node_fit,
+    node_scores,
     resolve_policy,
-    score_table,
 )
+from extender.spellings import Spellings
+from extender.warmer import ModelWarmer
 from extender.request import PodRequest, RequestError, pod_request
 
 log = get_logger("extender")
@@ -225,24 +224,22 @@ class ExtenderVerbs:
                 self.warmer.seen(request)
             passed = self._passed.get(request.uid) if request.uid else None
             if passed is not None and passed[2] == names:
-                # The nodes this pod's filter passed, as it answered them: score the whole kept list by
-                # position (only changed nodes again) and take the passed positions, in C.
+                # The nodes this pod's filter passed, as it answered them: the whole kept list is scored
+                # by position (only changed nodes again) and the passed positions taken, in C.
                 kept, mask, _ = passed
-                _, every, distinct = raw_score_ids(request, fleet, None, self.ctx, kept.names, kept)
-                ids = list(compress(every, mask))
+                scores = node_scores(request, fleet, self.ctx, names, kept, mask)
                 if kept.prefixes is None:
                     kept.prefixes = wire.host_prefixes(kept.names)
                 prefixes = list(compress(kept.prefixes, mask))
             else:
                 kept = self._lists.find(names)
-                names, ids, distinct = raw_score_ids(request, fleet, None, self.ctx, names, kept)
+                scores = node_scores(request, fleet, self.ctx, names, kept)
                 prefixes = None
                 if kept is not None:
                     if kept.prefixes is None:
                         kept.prefixes = wire.host_prefixes(kept.names)
                     prefixes = kept.prefixes
-            score_of_id = scale_ids(ids, distinct, score_table)
-            body = wire.priority_list_ids(names, ids, score_of_id, prefixes)
+            body = wire.priority_list_ids(scores.names, scores.ids, scores.score_of_id, prefixes)
         self._decide("prioritize", "scored", "")
         return body
 

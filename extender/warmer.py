@@ -15,7 +15,7 @@ from collections import OrderedDict
 from tessera.log import get_logger
 
 from extender.cache import ClusterCache
-from extender.policies import MODEL_POLICIES, PolicyContext, raw_score_ids, resolve_policy
+from extender.placement import MODEL_POLICIES, PolicyContext, node_scores, resolve_policy
 from extender.request import PodRequest
 
 log = get_logger("extender")
@@ -78,6 +78,6 @@ class ModelWarmer:
             self._warm_version = model.version
             for request in list(self._requests.values()):
                 if resolve_policy(request, None, self.ctx) in MODEL_POLICIES:
-                    raw_score_ids(request, self.cache.fleet, None, self.ctx)
+                    node_scores(request, self.cache.fleet, self.ctx)
         self.warmed += 1
         return True

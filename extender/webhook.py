@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from tessera import ANNOTATION_POLICY, RESOURCE_MPS_CORE, RESOURCE_MPS_MEMORY
 from tessera.log import get_logger
 
-from extender.policies import POLICIES
+from extender.placement import POLICIES
 from extender.request import KIND_MPS, KIND_MPS_WHOLE, RequestError, pod_request
 from extender.verbs import BadRequest
 

@@ -99,7 +99,7 @@ def split_node_names(body: bytes) -> tuple[bytes, bytes] | None:
     """(the body without its ``NodeNames`` member, that member's array as sent) when ``NodeNames`` is
     the body's last member, as kube-scheduler writes ``ExtenderArgs`` (Pod, Nodes, NodeNames); else
     None. Nothing is decoded: the array's bytes can be recognised from an earlier request (kept
-    ``namelists.Spellings``) and the rest decoded alone. The rest is a JSON object only when the key
+    ``spellings.Spellings``) and the rest decoded alone. The rest is a JSON object only when the key
     stands at the top level outside any string, which ``extender_args_known`` checks by decoding it."""
     at = body.rfind(_NAMES_KEY)
     if at < 0:

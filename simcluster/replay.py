@@ -19,10 +19,10 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from extender.fleet import Fleet
-from extender.fragmentation import FragmentationModel
-from extender.nodestate import NodeState
-from extender.policies import PolicyContext, choose_gpus, filter_nodes, prioritize
+from extender.placement.fleet import Fleet
+from extender.placement.fragmentation import FragmentationModel
+from extender.placement.nodestate import NodeState
+from extender.placement import PolicyContext, choose_gpus, filter_nodes, prioritize
 from simcluster.trace import POD_LISTS, TraceTask, default_trace_dir, load_nodes, load_tasks, workload_model
 
 REPLAY_POLICIES = ("random", "binpack", "spread", "best-fit", "fgd", "fragmentation")
@@ -211,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def replay_main(argv: list[str] | None = None) -> int:
     """Entry point of ``tessera replay``; returns the exit status."""
-    from extender.policies import POLICIES
+    from extender.placement import POLICIES
 
     args = build_parser().parse_args(argv)
     trace_dir = args.trace_dir or default_trace_dir()

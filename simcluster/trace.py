@@ -17,8 +17,8 @@ from pathlib import Path
 from simcluster.cluster import load_trace_nodes
 from tessera.inventory import GpuInventory, NodeInventory
 
-from extender.fragmentation import FragmentationModel, shape_of
-from extender.nodestate import NodeState
+from extender.placement.fragmentation import FragmentationModel, shape_of
+from extender.placement.nodestate import NodeState
 from extender.request import KIND_MPS, KIND_MPS_WHOLE, GpuAsk, ModelConstraint, PodRequest, simple_request
 
 NODE_LIST = "openb_node_list_gpu_node.csv"

@@ -5,7 +5,7 @@ Sources (ARCHITECTURE.md, "The ledger"): the node inventory ``tessera.io/gpu-inv
 device plugin's record ``tessera.io/allocated`` (what the kubelet gave), else the extender's
 ``tessera.io/assignment`` (placed, not yet allocated). Both are read into the extender's own
 ``NodeState`` through ``extender.ledger.placement_of``, so free capacity and fragmentation are
-computed by the code the extender schedules with (``extender.fragmentation``).
+computed by the code the extender schedules with (``extender.placement.fragmentation``).
 
     view = inspect_cluster("/path/to/kubeconfig")         # or a CoreV1Api, or None for the default
     print(render_text(view))                              # tessera_cli.inspect_table
@@ -21,15 +21,15 @@ from pathlib import Path
 
 import kubernetes
 
-from extender.fragmentation import FragmentationModel, idle_cores
+from extender.placement.fragmentation import FragmentationModel, idle_cores
 from extender.ledger import LedgerError, placement_of
-from extender.nodestate import DEFAULT_TIMESLICE_REPLICAS, GpuState, NodeState, StateError
-from extender.placement import Placement
+from extender.placement.nodestate import DEFAULT_TIMESLICE_REPLICAS, GpuState, NodeState, StateError
+from extender.placement.grants import Placement
 from tessera.quantity import QuantityError, cpu_millis, memory_bytes
 from extender.request import KIND_GPU, KIND_MIG, KIND_MPS_WHOLE, KIND_TIMESLICE, RequestError, pod_request
 from tessera import ANNOTATION_ALLOCATED, ANNOTATION_ASSIGNMENT, ANNOTATION_INVENTORY, RESOURCE_GPU_SHARED
 from tessera.assignment import WRITTEN_BY_PLUGIN, Assignment, AssignmentError, read_assignment
-from extender.shapes import DEFAULT_SHAPES, describe, learned_shapes, shape_counts
+from extender.placement.shapes import DEFAULT_SHAPES, describe, learned_shapes, shape_counts
 from tessera_cli.clusterview import (STATE_ALLOCATED, STATE_ASSIGNED, ClusterView, GpuFree, GpuView, Holder,
                                      NodeView, ShapeWeight)
 from tessera.inventory import InventoryError, NodeInventory

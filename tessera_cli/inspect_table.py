@@ -111,7 +111,7 @@ def render_text(view: ClusterView) -> str:
 def run_inspect(args: argparse.Namespace) -> int:
     """Entry of ``tessera inspect``: print the view; 1 with one line on stderr when it cannot."""
     from tessera_cli.inspect import InspectError, inspect_cluster
-    from extender.shapes import ShapeError
+    from extender.placement.shapes import ShapeError
     from tessera.log import configure_logging
 
     configure_logging("error", stream=sys.stderr)  # stdout is for the view

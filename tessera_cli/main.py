@@ -32,7 +32,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
     from tessera.config import load_config
-    from extender.shapes import ShapeError, shape_counts
+    from extender.placement.shapes import ShapeError, shape_counts
 
     try:
         config = load_config(args.file)

@@ -24,12 +24,11 @@ from tessera import (
 )
 from tessera.config.schema import ConfigError, setting
 from tessera.httpserve import parse_listen
+from tessera.policy_names import DEFAULT_POLICY, POLICIES
 
 CONFIG_VERSION = "v1"
 DEFAULT_APPLICATION_XIDS = [13, 31, 43, 45, 68, 109]
 DEFAULT_FATAL_XIDS = [48, 63, 64, 79, 94, 95]
-POLICIES = ("fragmentation", "binpack", "spread", "binpack-gpu", "spread-gpu", "spread-workload", "best-fit",
-            "random", "fgd")
 RUNTIMES = ("containerd", "crio")
 DEVICE_LIST_STRATEGIES = ("device-nodes", "cdi")
 # Who may add, change or remove tessera.io/* annotations on a pod after its creation: deploy/'s ServiceAccounts.
@@ -132,7 +131,7 @@ class ExtenderConfig(HttpPortConfig):
                                                                  "client_ca_path, of the verb port")
     tls_key_path: str = setting("/etc/tessera/webhook/tls.key", "its private key")
     kubeconfig: str = setting("", "kubeconfig file for the API server; empty means in-cluster config")
-    policy: str = setting("fragmentation", "cluster default placement policy", choices=POLICIES)
+    policy: str = setting(DEFAULT_POLICY, "cluster default placement policy", choices=POLICIES)
     scheduler_name: str = setting("tessera-scheduler", "schedulerName the webhook gives pods that ask for Tessera "
                                                        "resources (the kube-scheduler profile with this extender)")
     routed_schedulers: list[str] = setting(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from tessera.inventory import GpuHealth, GpuInventory, MigSlot, NodeInventory
 
-from extender.nodestate import NodeState
-from extender.placement import ContainerPlacement, Placement
+from extender.placement.nodestate import NodeState
+from extender.placement.grants import ContainerPlacement, Placement
 
 GIB = 1 << 30
 

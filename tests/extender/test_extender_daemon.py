@@ -60,7 +60,7 @@ def test_given_typical_shapes_fix_the_model_and_a_bad_one_stops_the_start(tmp_pa
     from tessera.config import ExtenderConfig
 
     from extender.daemon import typical_shapes
-    from extender.fragmentation import FragmentationModel
+    from extender.placement.fragmentation import FragmentationModel
 
     given = typical_shapes(ExtenderConfig(typical_shapes=["mps-core=50,cpu=4,memory=16Gi"] * 3 +
                                           ["gpu=1,cpu=8,models=T4|A10"]))

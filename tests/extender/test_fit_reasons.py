@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from extender_builders import hold, make_node, pod
 
-from extender.fit import gpu_options, node_fit
-from extender.policies import filter_nodes
+from extender.placement.fit import gpu_options, node_fit
+from extender.placement import filter_nodes
 from extender.request import pod_request
 
 
@@ -60,7 +60,7 @@ def test_occupied_is_resolvable():
     assert node_fit(req({"nvidia.com/mps-core": "100"}), node) is None  # GPU 1 is still whole
     other = make_node("busy", gpus=1, cpu=8000)
     hold(other, 0, 1)
-    from extender.placement import Placement
+    from extender.placement.grants import Placement
     other.assume(Placement("cpu-hog", "busy", (), cpu_milli=6000))
     misfit = node_fit(req({"cpu": "4"}), other)
     assert misfit.reason == "Insufficient cpu" and not misfit.unresolvable

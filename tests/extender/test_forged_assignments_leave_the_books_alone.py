@@ -17,9 +17,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from structlog.testing import capture_logs
 
 from extender.cache import ClusterCache
-from extender.fit import node_fit
+from extender.placement.fit import node_fit
 from extender.ledger import assignment_of
-from extender.policies import choose_gpus
+from extender.placement import choose_gpus
 from extender.request import pod_request
 from simcluster.cluster import NodeSpec
 from simcluster.lightnodes import light_inventory, light_node_object

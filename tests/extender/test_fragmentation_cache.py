@@ -7,11 +7,11 @@ import random
 
 from extender_builders import make_node
 
-from extender.fit import gpu_options, make_ask_grants, node_fit
-from extender.fleet import Fleet
-from extender.fragmentation import FragmentationModel, TaskShape
-from extender.placement import ContainerPlacement, Placement
-from extender.policies import PolicyContext, filter_nodes, prioritize
+from extender.placement.fit import gpu_options, make_ask_grants, node_fit
+from extender.placement.fleet import Fleet
+from extender.placement.fragmentation import FragmentationModel, TaskShape
+from extender.placement.grants import ContainerPlacement, Placement
+from extender.placement import PolicyContext, filter_nodes, prioritize
 from extender.request import KIND_MPS, KIND_MPS_WHOLE, GpuAsk, ModelConstraint, simple_request
 
 SHAPES = [
@@ -131,7 +131,7 @@ def test_fleet_views_equal_a_full_pass_after_changes():
 
 
 def test_shapes_are_learned_from_a_sliding_window():
-    from extender.fragmentation import ShapeBook
+    from extender.placement.fragmentation import ShapeBook
 
     book = ShapeBook(window=4, refresh=2)
     assert book.model().total_weight == 0  # nothing seen: every delta is 0, binpack breaks the tie
@@ -151,7 +151,7 @@ def test_shapes_are_learned_from_a_sliding_window():
 def test_a_model_asked_for_before_any_pod_is_replaced_at_the_first_pod():
     """The extender scores before it has seen a pod (and its metrics are scraped): the first pod seen
     must give the model a shape at once, not ``refresh`` pods later."""
-    from extender.fragmentation import ShapeBook
+    from extender.placement.fragmentation import ShapeBook
 
     book = ShapeBook(window=1000)          # refresh every 100 pods
     assert book.model().total_weight == 0

@@ -9,8 +9,8 @@ import pytest
 from extender_builders import make_node, pod
 from test_policies_choose import top
 
-from extender.fragmentation import FragmentationModel, TaskShape
-from extender.policies import PolicyContext, prioritize
+from extender.placement.fragmentation import FragmentationModel, TaskShape
+from extender.placement import PolicyContext, prioritize
 from simcluster.replay import replay
 from extender.request import KIND_MPS, GpuAsk, ModelConstraint, pod_request
 from simcluster.trace import NODE_LIST, default_trace_dir, load_nodes, load_tasks, workload_model

@@ -17,26 +17,25 @@ from extender_cluster import api_server, bind_args, create, gpu_pod, mps_nodes, 
 from test_fragmentation_cache import SHAPES, churn, random_request
 
 import extender.cache
-from extender import fit, wire
+from extender import wire
 from extender.cache import ClusterCache
-from extender.fleet import Fleet
-from extender.fragmentation import FragmentationModel
 from simcluster.extenders import start_extender
 from extender.ledger import assignment_of
 from extender.metrics import ExtenderMetrics
-from extender.namelists import NameLists
-from extender.policies import (
-    _RAW,
+from extender.placement import (
+    Fleet,
+    FragmentationModel,
+    NameLists,
     PolicyContext,
     choose_gpus,
     filter_nodes,
     filter_view,
+    fit,
+    node_scores,
     prioritize,
-    raw_score_ids,
-    score_table,
 )
+from extender.placement.policies import SCORERS
 from extender.request import pod_request, simple_request
-from extender.scoring import scale_ids
 from extender.verbs import ExtenderVerbs
 from simcluster.running import poll_until
 from tessera import ANNOTATION_ALLOCATED, ANNOTATION_ASSIGNMENT
@@ -74,8 +73,8 @@ def test_state_shared_answers_equal_fresh_computation():
                 if misfit is None:
                     for policy in POLICIES:  # a model each: b's answer is not read back from a's memo
                         fresh_a, fresh_b = (PolicyContext(shapes=FragmentationModel(SHAPES)) for _ in "ab")
-                        assert _RAW[policy](req, a, fresh_a, fresh_a.shapes) == \
-                            _RAW[policy](req, b, fresh_b, fresh_b.shapes)
+                        assert SCORERS[policy](req, a, fresh_a, fresh_a.shapes) == \
+                            SCORERS[policy](req, b, fresh_b, fresh_b.shapes)
     assert ctx.fragmentation_model() is model
 
 
@@ -103,10 +102,9 @@ def test_positional_scores_equal_a_full_pass_after_random_changes(policy):
         req = requests[step % len(requests)]
         asked = json.loads(json.dumps(names))  # a fresh list, as each request body decodes to
         kept = lists.find(asked)
-        got_names, ids, distinct = raw_score_ids(req, fleet, policy, ctx, asked, kept)
-        assert got_names == names
-        scale = scale_ids(ids, distinct, score_table)
-        assert [scale[i] for i in ids] == _fresh_scores(req, nodes, names, policy)
+        scores = node_scores(req, fleet, ctx, asked, kept, policy=policy)
+        assert scores.names == names
+        assert scores.scores() == _fresh_scores(req, nodes, names, policy)
         fits, _, _ = filter_view(req, fleet)
         plain = filter_nodes(req, [n.copy() for n in nodes])
         assert set(fits) == set(plain.fits)
@@ -114,11 +112,9 @@ def test_positional_scores_equal_a_full_pass_after_random_changes(policy):
             mask = kept.answers("filter|" + req.key, fleet, fits, fits.__contains__)
             assert [n for n, m in zip(names, mask) if m] == [n for n in names if n in set(plain.fits)]
             # prioritize on the passed subsequence, by position
-            _, every, distinct = raw_score_ids(req, fleet, policy, ctx, kept.names, kept)
-            sub = [i for i, m in zip(every, mask) if m]
             passed = [n for n, m in zip(names, mask) if m]
-            scale = scale_ids(sub, distinct, score_table)
-            assert [scale[i] for i in sub] == _fresh_scores(req, nodes, passed, policy)
+            scores = node_scores(req, fleet, ctx, passed, kept, list(mask), policy=policy)
+            assert scores.scores() == _fresh_scores(req, nodes, passed, policy)
 
 
 def test_name_lists_are_recognised_from_the_second_sighting_and_never_with_duplicates():

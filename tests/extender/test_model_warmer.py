@@ -10,10 +10,8 @@ import time
 import pytest
 from extender_builders import hold, make_node
 
-from extender import policies
 from extender.cache import ClusterCache
-from extender.fragmentation import ShapeBook
-from extender.policies import PolicyContext, raw_score_ids
+from extender.placement import PolicyContext, ShapeBook, node_scores, policies
 from extender.request import KIND_MPS, GpuAsk, simple_request
 from extender.warmer import ModelWarmer
 
@@ -31,12 +29,12 @@ def _cache(rng: random.Random) -> ClusterCache:
 @pytest.fixture
 def counted(monkeypatch):
     calls = []
-    raw = policies._RAW["fragmentation"]
+    raw = policies.SCORERS["fragmentation"]
 
     def counting(*args):
         calls.append(1)
         return raw(*args)
-    monkeypatch.setitem(policies._RAW, "fragmentation", counting)
+    monkeypatch.setitem(policies.SCORERS, "fragmentation", counting)
     return calls
 
 
@@ -50,20 +48,20 @@ def test_after_a_rebuild_prioritize_scores_no_node_once_warmed(counted, warm):
     half, quarter = simple_request(GpuAsk(KIND_MPS, core=50)), simple_request(GpuAsk(KIND_MPS, core=25))
     for r in (half, quarter):
         warmer.seen(r)
-        raw_score_ids(r, cache.fleet, None, ctx)
+        node_scores(r, cache.fleet, ctx)
     for r in (half, quarter, quarter):  # binds: the model is due again
         book.observe(r)
     if warm:
         assert warmer.warm() is True
         assert warmer.warm() is False        # the same model: nothing to do
     counted.clear()
-    names, ids, distinct = raw_score_ids(half, cache.fleet, None, ctx)
+    names, ids, distinct, _ = node_scores(half, cache.fleet, ctx)
     assert (len(counted) == 0) == warm
     # The same answer a cold context with the same learned shapes gives.
     cold = PolicyContext(shapes=ShapeBook(window=10, refresh=2))
     for r in (half, quarter, quarter):
         cold.shapes.observe(r)
-    cold_names, cold_ids, cold_distinct = raw_score_ids(half, cache.fleet, None, cold)
+    cold_names, cold_ids, cold_distinct, _ = node_scores(half, cache.fleet, cold)
     assert names == cold_names
     assert [distinct[i] for i in ids] == [cold_distinct[i] for i in cold_ids]
 

@@ -7,9 +7,9 @@ import random
 import pytest
 from extender_builders import hold, make_node, pod
 
-from extender.fragmentation import FragmentationModel, TaskShape
-from extender.placement import ContainerPlacement, Placement
-from extender.policies import POLICIES, PlacementError, PolicyContext, choose_gpus, prioritize
+from extender.placement.fragmentation import FragmentationModel, TaskShape
+from extender.placement.grants import ContainerPlacement, Placement
+from extender.placement import POLICIES, PlacementError, PolicyContext, choose_gpus, prioritize
 from extender.request import KIND_MPS, GpuAsk, pod_request
 
 
@@ -214,7 +214,7 @@ def test_held_units_are_never_granted_twice():
     node.assume(a)
     b = choose_gpus(share(40, 4, name="b"), node)
     assert not set(a.containers[0].device_ids) & set(b.containers[0].device_ids)
-    from extender.nodestate import StateError
+    from extender.placement.nodestate import StateError
     with pytest.raises(StateError):
         node.assume(Placement("c", "n", (ContainerPlacement("c", a.grants),)))
     assert node.gpus[0].core_free == 60  # the refused grant changed nothing

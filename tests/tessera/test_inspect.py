@@ -218,9 +218,9 @@ def test_numbers_match_the_extenders_metrics_for_the_same_shapes(cluster, view):
     """The extender's own cache (fed the API server's nodes and pods, reading assignments) and its metrics
     collector, with the same two shapes, report what inspect read from the ledger."""
     from extender.cache import ClusterCache
-    from extender.fragmentation import FragmentationModel, TaskShape
+    from extender.placement.fragmentation import FragmentationModel, TaskShape
     from extender.metrics import ExtenderMetrics
-    from extender.policies import PolicyContext
+    from extender.placement import PolicyContext
     from extender.request import GpuAsk
 
     _, core, _ = cluster

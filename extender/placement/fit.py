@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from extender.nodestate import NodeState
-from extender.placement import ContainerPlacement, Placement
+from extender.placement.nodestate import NodeState
+from extender.placement.grants import ContainerPlacement, Placement
 from extender.request import (
     KIND_GPU,
     KIND_MIG,

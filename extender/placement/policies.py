@@ -1,5 +1,5 @@
-"""Placement policies, and the three calls the extender's HTTP handlers make: ``filter_nodes``,
-``prioritize`` and ``choose_gpus``.
+"""Placement policies, and two of the calls the extender's verbs make: ``filter_view`` (``filter_nodes``
+for a list of nodes) and ``choose_gpus``; scores come from ``scoring.node_scores``.
 
 Policies (config ``extender.policy``, per pod the annotation ``tessera.io/policy``):
 
@@ -20,34 +20,27 @@ Policies (config ``extender.policy``, per pod the annotation ``tessera.io/policy
 - ``best-fit``: the node with the least CPU, memory and GPU left after the pod lands, on its tightest
   GPU. ``random``: any node that fits, any GPU. These two are baselines for the replay.
 
-Scores: kube-scheduler takes extender scores 0..10 (integers) and picks among the top at random. Each
-policy computes a raw score per node (a tuple, higher is better). Nodes whose raw score equals the
-best get 10, so the scheduler's random pick is among truly equal nodes; the others get the first
-component min-max normalised onto 0..9 (rounded down). A node where the pod does not fit gets 0.
+Each policy computes a raw score per node (a tuple, higher is better; ``SCORERS``); ``scoring`` turns
+raw scores into kube-scheduler's 0..10. The policy names are the core's (``tessera.policy_names``),
+which the config checks against: the scorers here cover exactly those names.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from extender.fleet import Fleet
-from extender.fit import Misfit, gpu_options, make_ask_grants, node_fit
-from extender.fragmentation import FragmentationModel, ShapeBook, idle_cores
-from extender.namelists import NameList
-from extender.nodestate import NodeState
-from extender.placement import ContainerPlacement, Placement
+from extender.placement.fleet import Fleet
+from extender.placement.fit import Misfit, gpu_options, make_ask_grants, node_fit
+from extender.placement.fragmentation import FragmentationModel, ShapeBook, idle_cores
+from extender.placement.nodestate import NodeState
+from extender.placement.grants import ContainerPlacement, Placement
 from extender.request import GpuAsk, PodRequest
-from extender.scoring import intern_all
-from extender.scoring import score_ids as fleet_score_ids
+from tessera.policy_names import DEFAULT_POLICY, POLICIES
 
-POLICIES = ("fragmentation", "binpack", "spread", "binpack-gpu", "spread-gpu", "spread-workload",
-            "best-fit", "random", "fgd")
-DEFAULT_POLICY = "fragmentation"
 MODEL_POLICIES = ("fragmentation", "fgd")  # the policies that read the fragmentation model
-MAX_SCORE = 10
 
 
 # The fragmentation policy's pull toward packing, in cores of cost per unit of what a node has left
@@ -168,135 +161,6 @@ def resolve_policy(request: PodRequest, policy: str | None, ctx: PolicyContext) 
     if name not in POLICIES:
         raise PlacementError(f"policy {name!r} is not one of {', '.join(POLICIES)}")
     return name
-
-
-def prioritize(request: PodRequest, nodes: Fleet | Iterable[NodeState], policy: str | None = None,
-               ctx: PolicyContext | None = None, names: Sequence[str] | None = None) -> list[tuple[str, int]]:
-    """(node, score 0..10) for each node, in the order given; see the module docstring for the scale.
-
-    With a ``Fleet``, ``names`` says which of its nodes to score (all by default), and raw scores are
-    kept per policy and request shape, recomputed only for nodes changed since the last call.
-    """
-    names, raws = raw_scores(request, nodes, policy, ctx, names)
-    table = score_table(raws)
-    return list(zip(names, map(table.__getitem__, raws)))
-
-
-def raw_scores(request: PodRequest, nodes: Fleet | Iterable[NodeState], policy: str | None = None,
-               ctx: PolicyContext | None = None, names: Sequence[str] | None = None) -> tuple[list[str], list]:
-    """(node names, raw score or None where the pod does not fit), in the order given (``prioritize``
-    before the 0..10 scale). Raw scores are shared between nodes in the same state (``state_id``)."""
-    ctx = ctx or PolicyContext()
-    policy = resolve_policy(request, policy, ctx)
-    raw_of = _RAW[policy]
-    model = ctx.fragmentation_model() if policy in MODEL_POLICIES else None
-    cacheable = policy != "random"
-    key = f"{policy}|{model.version if model else 0}|{request.key}|" + \
-        (request.workload if policy == "spread-workload" else "")
-    memo = _shared_memo(policy, model, request)
-    if isinstance(nodes, Fleet):
-        names, ids, distinct = _fleet_ids(request, nodes, policy, ctx, names, raw_of, model, key, memo)
-        return names, list(map(distinct.__getitem__, ids))
-    node_names: list[str] = []
-    raws = []
-    for node in nodes:
-        cache = node.cache
-        raw = cache.get(key, _MISSING) if cacheable else _MISSING
-        if raw is _MISSING:
-            raw = _raw(request, node, raw_of, ctx, model, memo if cacheable else None)
-            if cacheable:
-                cache[key] = raw
-        node_names.append(node.name)
-        raws.append(raw)
-    return node_names, raws
-
-
-def raw_score_ids(request: PodRequest, fleet: Fleet, policy: str | None = None, ctx: PolicyContext | None = None,
-                  names: Sequence[str] | None = None,
-                  kept: NameList | None = None) -> tuple[list[str], list[int], list]:
-    """``prioritize`` on a fleet as (names, raw score id per name, distinct raw scores by id): with
-    ``scoring.scale_ids`` the same scores, in the form ``wire.priority_list_ids`` encodes without a
-    Python step per node. ``kept``: the same names, recognised (answers by position)."""
-    ctx = ctx or PolicyContext()
-    policy = resolve_policy(request, policy, ctx)
-    model = ctx.fragmentation_model() if policy in MODEL_POLICIES else None
-    key = f"{policy}|{model.version if model else 0}|{request.key}|" + \
-        (request.workload if policy == "spread-workload" else "")
-    return _fleet_ids(request, fleet, policy, ctx, names, _RAW[policy], model, key, _shared_memo(policy, model, request),
-                      kept)
-
-
-def _fleet_ids(request, fleet: Fleet, policy: str, ctx: PolicyContext, names, raw_of, model, key: str,
-               memo, kept: NameList | None = None) -> tuple[list[str], list[int], list]:
-    names = fleet.names() if names is None else (kept.names if kept is not None else list(names))
-    if policy == "random":
-        return (names, *intern_all([_raw(request, fleet.get(n), raw_of, ctx, model) for n in names]))
-    ids, distinct = fleet_score_ids(fleet, key, names,
-                                    lambda node: _raw(request, node, raw_of, ctx, model, memo), kept,
-                                    by_state=memo is not None)
-    return names, ids, distinct
-
-
-_SHARED: dict[str, dict] = {}  # "policy|request key" -> node state id -> raw score (state-only policies)
-
-
-def _shared_memo(policy: str, model: FragmentationModel | None, request: PodRequest) -> dict | None:
-    """Raw scores by node state id for this policy and request shape (None where a score reads more
-    than the node's state). Keyed by strings and ints: no tuple per lookup for the collector to track."""
-    if policy in MODEL_POLICIES:
-        outer = model.memo() if model is not None else None
-    elif policy in ("random", "spread-workload"):  # random draws; spread-workload reads workloads too
-        return None
-    else:
-        outer = _SHARED
-    if outer is None:
-        return None
-    key = f"{policy}|{request.key}"
-    inner = outer.get(key)
-    if inner is None:
-        if len(outer) > 4096:
-            outer.clear()
-        inner = outer[key] = {}
-    return inner
-
-
-def _raw(request: PodRequest, node: NodeState | None, raw_of, ctx: PolicyContext, model,
-         memo: dict | None = None) -> tuple | None:
-    if node is None:
-        return None
-    if memo is not None:
-        sid = node.state_id()
-        raw = memo.get(sid, _MISSING)
-        if raw is not _MISSING:
-            return raw
-    raw = None if node_fit(request, node) is not None else raw_of(request, node, ctx, model)
-    if memo is not None:
-        if len(memo) > 200_000:
-            memo.clear()
-        memo[sid] = raw
-    return raw
-
-
-def score_table(raws: Iterable) -> dict:
-    """Score 0..10 for each distinct raw score (None: 0); see the module docstring for the scale."""
-    distinct = set(raws)
-    distinct.discard(None)
-    table: dict = {None: 0}
-    if not distinct:
-        return table
-    best = max(distinct)
-    top = best[0]
-    lo = min([r[0] for r in distinct])
-    span = top - lo
-    scale = (MAX_SCORE - 1) / span if span > 0 else 0.0
-    below = MAX_SCORE - 1
-    for raw in distinct:
-        if raw == best:
-            table[raw] = MAX_SCORE
-        else:
-            score = int((raw[0] - lo) * scale) if span > 0 else below
-            table[raw] = score if score < below else below
-    return table
 
 
 def choose_gpus(request: PodRequest, node: NodeState, policy: str | None = None,
@@ -443,6 +307,9 @@ def _stranding_growth(request: PodRequest, node: NodeState, model: Fragmentation
             - model.stranded(idle, node.cpu_free, node.mem_free))
 
 
-_RAW = {"binpack": _raw_binpack, "spread": _raw_spread, "binpack-gpu": _raw_binpack_gpu,
-        "spread-gpu": _raw_spread_gpu, "spread-workload": _raw_spread_workload, "best-fit": _raw_best_fit,
-        "random": _raw_random, "fragmentation": _raw_fragmentation, "fgd": _raw_fgd}
+# The raw score of each policy: (request, node, context, fragmentation model or None) -> tuple.
+SCORERS = {"binpack": _raw_binpack, "spread": _raw_spread, "binpack-gpu": _raw_binpack_gpu,
+           "spread-gpu": _raw_spread_gpu, "spread-workload": _raw_spread_workload, "best-fit": _raw_best_fit,
+           "random": _raw_random, "fragmentation": _raw_fragmentation, "fgd": _raw_fgd}
+if set(SCORERS) != set(POLICIES):  # one list of names: the core's, which the config and webhook check
+    raise ImportError(f"placement scores {sorted(SCORERS)} but the core names {sorted(POLICIES)}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from extender.nodestate import NodeState
+from extender.placement.nodestate import NodeState
 
 MAX_VIEWS = 4096
 

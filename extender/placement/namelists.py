@@ -13,10 +13,9 @@ Call everything with the lock that guards the fleet.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
-from extender.fleet import Fleet
+from extender.placement.fleet import Fleet
 
 MAX_LISTS = 16
 MAX_STATES = 64
@@ -91,27 +90,3 @@ class NameLists:
         kept.insert(0, names)
         del kept[self.size:]
         return None
-
-
-class Spellings:
-    """The last few node-name arrays as they were sent (bytes) with the names they decoded to, so a
-    request repeating one is read without decoding thousands of names again (``wire.split_node_names``).
-    Thread-safe on its own lock; the names lists returned are shared: read them, never change them."""
-
-    def __init__(self, size: int = MAX_LISTS) -> None:
-        self.size = size
-        self._kept: list[tuple[bytes, list[str]]] = []
-        self._lock = threading.Lock()
-
-    def names(self, raw: bytes) -> list[str] | None:
-        n = len(raw)
-        with self._lock:
-            for spelled, names in self._kept:
-                if len(spelled) == n and spelled == raw:
-                    return names
-        return None
-
-    def remember(self, raw: bytes, names: list[str]) -> None:
-        with self._lock:
-            self._kept.insert(0, (raw, names))
-            del self._kept[self.size:]

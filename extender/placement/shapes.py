@@ -3,7 +3,7 @@
 request parser.
 
 Fragmentation (FGD) is always relative to typical task shapes. The extender learns them from the pods
-it binds (``extender.fragmentation.ShapeBook``); inspect learns them the same way from the pods that
+it binds (``extender.placement.fragmentation.ShapeBook``); inspect learns them the same way from the pods that
 hold shares now (the last ``window`` by creation time, each read by the extender's own
 ``pod_request`` and ``shape_of``), so its numbers are the extender's for the same shapes. With no
 such pod it falls back to ``DEFAULT_SHAPES``; ``--shape`` replaces both.
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from extender.fragmentation import TaskShape, shape_of
+from extender.placement.fragmentation import TaskShape, shape_of
 from extender.request import KIND_GPU, KIND_MPS, KIND_MPS_WHOLE, LABEL_GPU_PRODUCT, RequestError, pod_request
 
 

@@ -28,8 +28,8 @@ from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from extender.fit import node_fit
-from extender.nodestate import NodeState
+from extender.placement.fit import node_fit
+from extender.placement.nodestate import NodeState
 from extender.request import KIND_GPU, KIND_MPS, KIND_MPS_WHOLE, GpuAsk, ModelConstraint, PodRequest
 
 _CPU_ONLY, _SHARE, _WHOLE, _EXCL = 0, 1, 2, 3
