@@ -12,9 +12,15 @@ it as any client does: the control program with commands on stdin
 - not answered in time, but the daemon process is alive (slow: a CPU-starved node) or starting:
   nothing changes; the next questions wait twice as long (up to ``SLOW_PATIENCE_CAP_S``) until it
   answers quickly again. No second daemon, no unhealthy device.
-- gone (no daemon process, nothing on the socket): started again, once, under the supervisor lock.
-  Only when it cannot be started are the MPS resources reported unhealthy (they cannot serve); the
-  next start is tried after a jittered backoff (:mod:`tessera.backoff`).
+- gone (no daemon process, or one that no client can reach: its socket unlinked or another listener
+  on ``control``, as a client container holding the pipe directory can do): started again, once,
+  under the supervisor lock, after stopping the unreachable one (``quit``, SIGTERM, SIGKILL) and
+  removing a socket that is not the daemon's; a daemon that refuses to start because another holds
+  the instance lock unseen has that one found by its lock and stopped, then is started again. Only
+  when it cannot be started are the MPS resources reported unhealthy (they cannot serve); the next
+  start is tried after a jittered backoff (:mod:`tessera.backoff`).
+- an answer through a control socket that is not the daemon's (socket not the MPS user's, or the
+  connection's peer not the daemon's pid) is no answer.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import os
 import subprocess
 import time
 
-from deviceplugin.mpsdaemon import ALREADY_RUNNING, DaemonState, MpsDaemon
+from deviceplugin.mpsdaemon import ALREADY_RUNNING, DaemonState, Listener, MpsDaemon, lock_holders
 from deviceplugin.rm import NodeDevices
 from tessera.backoff import Backoff
 from tessera.config import DevicePluginConfig
@@ -71,6 +77,8 @@ class MpsSupervisor(PeriodicWorker):
             self.daemon.control("get_server_list", timeout_s=self._patience.ceiling())
         except (OSError, RuntimeError, subprocess.TimeoutExpired) as err:
             return self._not_answered(str(err))
+        if self.daemon.listener() not in (Listener.DAEMON, Listener.BUSY):
+            return self._not_answered("the control socket is not the daemon's")
         self._answered(time.monotonic() - asked)
         return None
 
@@ -109,10 +117,12 @@ class MpsSupervisor(PeriodicWorker):
                 return  # it came back while we took the lock
             log.warning("mps_daemon_gone", reason=problem, pipe=self.config.mps_pipe_directory)
             self._sent.clear()
-            failure = self.daemon.launch()
-            if failure is None:
-                self.starts += 1
-                log.info("mps_daemon_started", binary=self.daemon.binary, user=self.daemon.user)
+            self._stop_unreachable(self.daemon.daemons())
+            failure = self._launch()
+            if failure == ALREADY_RUNNING and self.daemon.state() is DaemonState.GONE:
+                # another daemon holds the instance lock, but no client can reach it: stop it, start ours
+                self._stop_unreachable(lock_holders(self.daemon.pipe_dir, self.daemon.binary))
+                failure = self._launch()
             if failure in (None, ALREADY_RUNNING):  # ours, or one just starting that we did not see
                 failure = self._wait_started()
         if failure is None:
@@ -124,6 +134,22 @@ class MpsSupervisor(PeriodicWorker):
         if self.rm.set_mps_down(f"MPS control daemon gone and not restarted: {failure}"):
             log.error("mps_daemon_down", reason=failure, retry_in_s=round(delay, 1),
                       pipe=self.config.mps_pipe_directory)
+
+    def _stop_unreachable(self, pids: list[int]) -> None:
+        """Stop the daemons ``pids`` that no client can reach (one pipe directory, one daemon), and
+        remove a control socket that is not a daemon's, so the next daemon binds its own."""
+        if pids:
+            log.warning("mps_daemon_unreachable_stopped", pids=pids, pipe=self.config.mps_pipe_directory)
+            if not self.daemon.stop(pids=pids):
+                log.error("mps_daemon_not_stopped", pids=pids, pipe=self.config.mps_pipe_directory)
+        self.daemon.clear_socket()
+
+    def _launch(self) -> str | None:
+        failure = self.daemon.launch()
+        if failure is None:
+            self.starts += 1
+            log.info("mps_daemon_started", binary=self.daemon.binary, user=self.daemon.user)
+        return failure
 
     def _wait_started(self) -> str | None:
         """None once the started daemon is alive (pid file) or listening; else why not."""

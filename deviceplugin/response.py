@@ -49,6 +49,10 @@ def container_response(request: Request, settings: ResponseSettings,
         env = {MEMORY_ENV: env[MEMORY_ENV]}  # the visible devices come with mps-core's response
     response = api.ContainerAllocateResponse(envs=env, annotations=encode(grant, settings.grant_key))
     if request.resource == RESOURCE_MPS_CORE:
+        # Read-write, as NVIDIA's k8s-device-plugin mounts it (internal/plugin/mps.go: no ReadOnly): the
+        # MPS client's use of the directory beyond connecting to ``control`` is not documented, so a
+        # read-only mount is not known to work with real clients. What a tenant can do there (unlink or
+        # replace ``control``, forge the pid file) the supervisor recovers from (deviceplugin/mpsdaemon.py).
         response.mounts.add(container_path=settings.mps_pipe_directory, host_path=settings.mps_pipe_directory,
                             read_only=False)
         response.mounts.add(container_path=CONTAINER_SHM, host_path=settings.mps_shm_directory, read_only=False)
