@@ -21,9 +21,10 @@ import os
 import re
 from dataclasses import dataclass
 
-from exporter.podresources import ContainerRef, PodDevices, device_uuid
+from exporter.podresources import ContainerRef, PodDevices
 from exporter.records import ContainerRecord
 from tessera import RESOURCE_GPU, RESOURCE_MIG_PREFIX, RESOURCE_MPS_CORE, RESOURCE_MPS_MEMORY
+from tessera.deviceids import gpu_of
 from tessera.gpu import GpuInfo, GpuSample
 
 __all__ = ["ContainerUsage", "ProcessOwners", "attribute"]
@@ -132,7 +133,7 @@ def _grant_from_devices(ref: ContainerRef, devices: tuple[tuple[str, str], ...],
                         migs: dict[str, tuple[GpuInfo, int]], out: dict[tuple[ContainerRef, str], _Holding]) -> None:
     counts: dict[tuple[str, str], int] = {}
     for resource, device_id in devices:
-        key = (resource, device_uuid(device_id))
+        key = (resource, gpu_of(device_id))
         counts[key] = counts.get(key, 0) + 1
     cores = {uuid: n for (resource, uuid), n in counts.items() if resource == RESOURCE_MPS_CORE}
     for (resource, uuid), n in counts.items():

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from exporter.attribution import ProcessOwners, attribute
-from exporter.ledger import InventoryReader, gpu_ledgers
+from exporter.gpuledger import InventoryReader, gpu_ledgers
 from exporter.overuse import OveruseTracker
 from exporter.podresources import ContainerRef, PodDevices, PodResourcesClient, PodResourcesUnavailable
 from exporter.records import RecordReader

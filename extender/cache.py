@@ -37,7 +37,7 @@ from tessera.inventory import NodeInventory
 from tessera.log import get_logger
 
 from extender.fleet import Fleet
-from extender.ledger import LedgerError, ask_amounts, holding_mismatch, placement_of
+from extender.assignments import LedgerError, ask_amounts, holding_mismatch, placement_of
 from extender.nodestate import DEFAULT_TIMESLICE_REPLICAS, NodeState, StateError
 from extender.placement import Placement
 from extender.quantity import QuantityError, cpu_millis, memory_bytes

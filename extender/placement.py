@@ -1,28 +1,14 @@
 """Where a pod goes: per container the GPU grants (GPU UUID or MIG UUID; core percent and GiB for MPS)
 and the device IDs the kubelet should be steered to. The assignment annotation is written from this.
 
-Device IDs are those of ARCHITECTURE.md: a GPU's UUID, a MIG instance's UUID, or
-``<GPU-UUID>::core::<n>``, ``<GPU-UUID>::mem::<n>``, ``<GPU-UUID>::ts::<n>`` for shares.
+Device IDs are spelled by ``tessera.deviceids`` (a GPU's UUID, a MIG instance's UUID, or a share's ID).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-
-def core_id(uuid: str, n: int) -> str:
-    """The device ID of core unit ``n`` of an MPS GPU."""
-    return f"{uuid}::core::{n}"
-
-
-def mem_id(uuid: str, n: int) -> str:
-    """The device ID of GiB ``n`` of an MPS GPU."""
-    return f"{uuid}::mem::{n}"
-
-
-def ts_id(uuid: str, n: int) -> str:
-    """The device ID of time-slice replica ``n`` of a GPU."""
-    return f"{uuid}::ts::{n}"
+from tessera.deviceids import core_id, mem_id, ts_id
 
 
 @dataclass(frozen=True)

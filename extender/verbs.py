@@ -31,7 +31,7 @@ from extender import wire
 from extender.cache import ClusterCache
 from extender.fit import node_fit
 from extender.kubeapi import KubeApi, error_text
-from extender.ledger import ask_amounts, assignment_of
+from extender.assignments import ask_amounts, assignment_of
 from extender.metrics import ExtenderMetrics
 from extender.namelists import NameLists, Spellings
 from extender.pendingpods import PendingPods

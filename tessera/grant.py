@@ -48,6 +48,8 @@ import os
 import stat
 import time
 
+from tessera.deviceids import MEM, parse_share
+
 GRANT_ANNOTATION_PREFIX = "tessera.io/grant."
 GRANT_VERSION = "v1"
 RESOURCE_PREFIX = "nvidia.com/"
@@ -229,10 +231,11 @@ def grant_env(grant: Grant) -> dict[str, str]:
 
 def _pinned_memory_limit(grant: Grant) -> str:
     """MPS's per-device limit list, ``0=8G`` or ``0=80G,1=80G``: device ordinals follow the order of
-    ``CUDA_VISIBLE_DEVICES`` (the grant's UUIDs); each device's GiB are its ``<uuid>::mem::<n>`` IDs."""
+    ``CUDA_VISIBLE_DEVICES`` (the grant's UUIDs); each device's GiB are its memory share IDs."""
     if len(grant.uuids) <= 1:
         return f"0={grant.mem_gib}G"
-    per_gpu = [sum(1 for i in grant.ids if i.startswith(f"{uuid}::mem::")) for uuid in grant.uuids]
+    mem_units = [share.gpu_uuid for share in map(parse_share, grant.ids) if share and share.kind == MEM]
+    per_gpu = [mem_units.count(uuid) for uuid in grant.uuids]
     if sum(per_gpu) != grant.mem_gib:
         per_gpu = [(grant.mem_gib or 0) // len(grant.uuids)] * len(grant.uuids)
     return ",".join(f"{ordinal}={gib}G" for ordinal, gib in enumerate(per_gpu))

@@ -4,7 +4,7 @@ the mode, health, who holds which share, what is free, and the fragmentation.
 Sources (ARCHITECTURE.md, "The ledger"): the node inventory ``tessera.io/gpu-inventory``; per pod the
 device plugin's record ``tessera.io/allocated`` (what the kubelet gave), else the extender's
 ``tessera.io/assignment`` (placed, not yet allocated). Both are read into the extender's own
-``NodeState`` through ``extender.ledger.placement_of``, so free capacity and fragmentation are
+``NodeState`` through ``extender.assignments.placement_of``, so free capacity and fragmentation are
 computed by the code the extender schedules with (``extender.fragmentation``).
 
     view = inspect_cluster("/path/to/kubeconfig")         # or a CoreV1Api, or None for the default
@@ -22,7 +22,7 @@ from pathlib import Path
 import kubernetes
 
 from extender.fragmentation import FragmentationModel, idle_cores
-from extender.ledger import LedgerError, placement_of
+from extender.assignments import LedgerError, placement_of
 from extender.nodestate import DEFAULT_TIMESLICE_REPLICAS, GpuState, NodeState, StateError
 from extender.placement import Placement
 from tessera.quantity import QuantityError, cpu_millis, memory_bytes

@@ -18,7 +18,7 @@ from structlog.testing import capture_logs
 
 from extender.cache import ClusterCache
 from extender.fit import node_fit
-from extender.ledger import assignment_of
+from extender.assignments import assignment_of
 from extender.policies import choose_gpus
 from extender.request import pod_request
 from simcluster.cluster import NodeSpec

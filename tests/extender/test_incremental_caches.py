@@ -22,7 +22,7 @@ from extender.cache import ClusterCache
 from extender.fleet import Fleet
 from extender.fragmentation import FragmentationModel
 from simcluster.extenders import start_extender
-from extender.ledger import assignment_of
+from extender.assignments import assignment_of
 from extender.metrics import ExtenderMetrics
 from extender.namelists import NameLists
 from extender.policies import (

@@ -24,6 +24,7 @@ from tessera import (
     mig_resource_name,
 )
 from tessera.assignment import Assignment, ResourceAssignment
+from tessera.deviceids import CORE, MEM, gpu_of, is_share, unit_of
 
 from extender.nodestate import NodeState
 from extender.placement import ContainerPlacement, GpuGrant, Placement
@@ -76,7 +77,7 @@ def holding_mismatch(containers: dict[str, dict[str, ResourceAssignment]], reque
             ids = set(grant.device_ids)
             if len(ids) != count or len(grant.device_ids) != count:
                 return f"container {cname!r} holds {len(grant.device_ids)} {resource} device IDs and asks for {count}"
-            on = {i.split("::", 1)[0] for i in ids}
+            on = {gpu_of(i) for i in ids}
             if set(grant.gpus) != on or len(grant.gpus) != len(on) or (gpus and on != gpus):
                 return f"container {cname!r}: {resource} names GPUs its device IDs are not on"
             gpus = on
@@ -99,8 +100,8 @@ def assignment_of(placement: Placement, request: PodRequest, pod_uid: str) -> As
         uuids = tuple(g.gpu_uuid for g in cp.grants)
         if kind == KIND_MPS:
             g = cp.grants[0]
-            core_ids = tuple(i for i in g.device_ids if "::core::" in i)
-            mem_ids = tuple(i for i in g.device_ids if "::mem::" in i)
+            core_ids = tuple(i for i in g.device_ids if is_share(i, CORE))
+            mem_ids = tuple(i for i in g.device_ids if is_share(i, MEM))
             res[RESOURCE_MPS_CORE] = ResourceAssignment(uuids, core_ids, core=g.core)
             res[RESOURCE_MPS_MEMORY] = ResourceAssignment(uuids, mem_ids, mem_gib=g.memory_gib)
         elif kind == KIND_MPS_WHOLE:
@@ -115,10 +116,6 @@ def assignment_of(placement: Placement, request: PodRequest, pod_uid: str) -> As
             res[RESOURCE_GPU_SHARED] = ResourceAssignment(uuids, tuple(i for g in cp.grants for i in g.device_ids))
         containers[cp.container] = res
     return Assignment(node=placement.node, pod_uid=pod_uid, containers=containers)
-
-
-def _unit(device_id: str) -> int:
-    return int(device_id.rsplit("::", 1)[1])
 
 
 def placement_of(doc: Assignment, node: NodeState, pod: str, request: PodRequest | None) -> Placement:
@@ -139,8 +136,8 @@ def placement_of(doc: Assignment, node: NodeState, pod: str, request: PodRequest
                     else:
                         u = ra.gpus[0]
                         mem = res.get(RESOURCE_MPS_MEMORY)
-                        mem_ids = tuple(_unit(i) for i in mem.device_ids) if mem else ()
-                        core_ids = tuple(_unit(i) for i in ra.device_ids)
+                        mem_ids = tuple(unit_of(i) for i in mem.device_ids) if mem else ()
+                        core_ids = tuple(unit_of(i) for i in ra.device_ids)
                         grants.append(GpuGrant(KIND_MPS, by_uuid[u], u, ra.core or len(core_ids),
                                                mem.mem_gib or len(mem_ids) if mem else 0,
                                                core_ids=core_ids, mem_ids=mem_ids))
@@ -151,7 +148,7 @@ def placement_of(doc: Assignment, node: NodeState, pod: str, request: PodRequest
                 elif rname == RESOURCE_GPU_SHARED:
                     per: dict[str, list[int]] = {}
                     for i in ra.device_ids:
-                        per.setdefault(i.split("::", 1)[0], []).append(_unit(i))
+                        per.setdefault(gpu_of(i), []).append(unit_of(i))
                     grants += [GpuGrant(KIND_TIMESLICE, by_uuid[u], u, ts_ids=(n,))
                                for u, ns in per.items() for n in ns]
         except (KeyError, IndexError, ValueError) as exc:

@@ -27,7 +27,7 @@ log = get_logger("deviceplugin")
 ALLOCATED_VERSION = 1
 
 
-class Ledger:
+class LedgerWriter:
     """Records allocations on Pods from a worker thread; never on the kubelet's path."""
 
     def __init__(self, api: NodeApi, rm: NodeDevices, node: str, pods: PodWatch, sync=None) -> None:
