@@ -29,10 +29,10 @@ from tessera.assignment import (
     WRITTEN_BY_PLUGIN,
     Assignment,
     AssignmentError,
-    read_allocated,
     read_assignment,
     verify_assignment,
 )
+from tessera.allocated import decode_allocated
 from tessera.inventory import NodeInventory
 from tessera.log import get_logger
 
@@ -245,13 +245,13 @@ class ClusterCache:
         AssignmentError unless the record is for its node and holds exactly what the pod asks for."""
         if allocated is None:
             raise AssignmentError("no tessera.io/allocated record")
-        node, containers = read_allocated(allocated)
-        if node != bound:
-            raise AssignmentError(f"tessera.io/allocated is for node {node!r}, the pod is bound to {bound!r}")
-        problem = holding_mismatch(containers, request)
+        record = decode_allocated(allocated)
+        if record.node != bound:
+            raise AssignmentError(f"tessera.io/allocated is for node {record.node!r}, the pod is bound to {bound!r}")
+        problem = holding_mismatch(record.containers, request)
         if problem:
             raise AssignmentError(f"tessera.io/allocated does not match the pod's request: {problem}")
-        return Assignment(node=node, pod_uid=uid, containers=containers, written_by=WRITTEN_BY_PLUGIN)
+        return record.as_assignment(uid)
 
     def _keep_trusted_view(self, record: PodRecord, old: PodRecord | None) -> None:
         """A pod whose assignment was rejected keeps what it was last seen holding on the same node, else

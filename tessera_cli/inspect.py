@@ -28,7 +28,8 @@ from extender.placement import Placement
 from tessera.quantity import QuantityError, cpu_millis, memory_bytes
 from extender.request import KIND_GPU, KIND_MIG, KIND_MPS_WHOLE, KIND_TIMESLICE, RequestError, pod_request
 from tessera import ANNOTATION_ALLOCATED, ANNOTATION_ASSIGNMENT, ANNOTATION_INVENTORY, RESOURCE_GPU_SHARED
-from tessera.assignment import WRITTEN_BY_PLUGIN, Assignment, AssignmentError, read_assignment
+from tessera.allocated import decode_allocated
+from tessera.assignment import Assignment, AssignmentError, read_assignment
 from extender.shapes import DEFAULT_SHAPES, describe, learned_shapes, shape_counts
 from tessera_cli.clusterview import (STATE_ALLOCATED, STATE_ASSIGNED, ClusterView, GpuFree, GpuView, Holder,
                                      NodeView, ShapeWeight)
@@ -118,12 +119,7 @@ def _grant_doc(pod: dict) -> tuple[Assignment | None, str, str]:
     allocated = annotations.get(ANNOTATION_ALLOCATED)
     try:
         if allocated is not None:
-            raw = json.loads(allocated) if isinstance(allocated, str) else None
-            if not isinstance(raw, dict):
-                raise AssignmentError("not a JSON object")
-            # The record has the assignment's shape without the pod UID and the writer: read it as one.
-            raw = {**raw, "podUID": meta.get("uid") or "-", "writtenBy": WRITTEN_BY_PLUGIN}
-            return read_assignment(json.dumps(raw))[0], STATE_ALLOCATED, ""
+            return decode_allocated(allocated).as_assignment(meta.get("uid") or ""), STATE_ALLOCATED, ""
         if ANNOTATION_ASSIGNMENT in annotations:
             return read_assignment(annotations[ANNOTATION_ASSIGNMENT])[0], STATE_ASSIGNED, ""
     except (AssignmentError, ValueError) as exc:
