@@ -19,7 +19,7 @@ from extender.policies import (
     filter_nodes,
     prioritize,
 )
-from extender.request import GpuAsk, ModelConstraint, PodRequest, RequestError, pod_request
+from tessera.podrequest import GpuAsk, ModelConstraint, PodRequest, RequestError, pod_request
 
 __all__ = [
     "POLICIES", "ContainerPlacement", "FilterResult", "Fleet", "FragmentationModel", "GpuAsk", "GpuGrant",

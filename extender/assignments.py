@@ -25,30 +25,22 @@ from tessera import (
 )
 from tessera.assignment import Assignment, ResourceAssignment
 from tessera.deviceids import CORE, MEM, gpu_of, is_share, unit_of
+from tessera.podrequest import (
+    KIND_GPU,
+    KIND_MIG,
+    KIND_MPS,
+    KIND_MPS_WHOLE,
+    KIND_TIMESLICE,
+    PodRequest,
+    requested_devices,
+)
 
 from extender.nodestate import NodeState
 from extender.placement import ContainerPlacement, GpuGrant, Placement
-from extender.request import KIND_GPU, KIND_MIG, KIND_MPS, KIND_MPS_WHOLE, KIND_TIMESLICE, GpuAsk, PodRequest
 
 
 class LedgerError(ValueError):
     """An assignment that does not match the node it names."""
-
-
-def requested_devices(ask: GpuAsk | None) -> dict[str, int]:
-    """How many device IDs of each Tessera resource a container with ``ask`` requests of the kubelet."""
-    if ask is None:
-        return {}
-    if ask.kind in (KIND_MPS, KIND_MPS_WHOLE):
-        out = {RESOURCE_MPS_CORE: ask.core if ask.kind == KIND_MPS else 100 * ask.count}
-        if ask.memory_gib is not None:
-            out[RESOURCE_MPS_MEMORY] = ask.memory_gib
-        return out
-    if ask.kind == KIND_GPU:
-        return {RESOURCE_GPU: ask.count}
-    if ask.kind == KIND_MIG:
-        return {mig_resource_name(ask.profile): ask.count}
-    return {RESOURCE_GPU_SHARED: ask.count}
 
 
 def ask_amounts(request: PodRequest) -> frozenset[tuple[str, int]]:

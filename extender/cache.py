@@ -41,7 +41,7 @@ from extender.assignments import LedgerError, ask_amounts, holding_mismatch, pla
 from extender.nodestate import DEFAULT_TIMESLICE_REPLICAS, NodeState, StateError
 from extender.placement import Placement
 from extender.quantity import QuantityError, cpu_millis, memory_bytes
-from extender.request import PodRequest, RequestError, pod_request
+from tessera.podrequest import PodRequest, RequestError, pod_request
 
 log = get_logger("extender")
 MAX_VERIFIED = 65536

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from tessera.inventory import NodeInventory
 
 from extender.placement import GpuGrant, Placement
-from extender.request import KIND_GPU, KIND_MIG, KIND_MPS, KIND_MPS_WHOLE, KIND_TIMESLICE, LABEL_GPU_PRODUCT
+from tessera.podrequest import KIND_GPU, KIND_MIG, KIND_MPS, KIND_MPS_WHOLE, KIND_TIMESLICE, LABEL_GPU_PRODUCT
 
 DEFAULT_TIMESLICE_REPLICAS = 4
 

@@ -39,7 +39,7 @@ from extender.fragmentation import FragmentationModel, ShapeBook, idle_cores
 from extender.namelists import NameList
 from extender.nodestate import NodeState
 from extender.placement import ContainerPlacement, Placement
-from extender.request import GpuAsk, PodRequest
+from tessera.podrequest import GpuAsk, PodRequest
 from extender.scoring import intern_all
 from extender.scoring import score_ids as fleet_score_ids
 

@@ -46,7 +46,7 @@ from extender.policies import (
     resolve_policy,
     score_table,
 )
-from extender.request import PodRequest, RequestError, pod_request
+from tessera.podrequest import PodRequest, RequestError, pod_request
 
 log = get_logger("extender")
 RECENT_REQUESTS = 8192

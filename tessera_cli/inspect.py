@@ -26,7 +26,7 @@ from extender.assignments import LedgerError, placement_of
 from extender.nodestate import DEFAULT_TIMESLICE_REPLICAS, GpuState, NodeState, StateError
 from extender.placement import Placement
 from tessera.quantity import QuantityError, cpu_millis, memory_bytes
-from extender.request import KIND_GPU, KIND_MIG, KIND_MPS_WHOLE, KIND_TIMESLICE, RequestError, pod_request
+from tessera.podrequest import KIND_GPU, KIND_MIG, KIND_MPS_WHOLE, KIND_TIMESLICE, RequestError, pod_request
 from tessera import ANNOTATION_ALLOCATED, ANNOTATION_ASSIGNMENT, ANNOTATION_INVENTORY, RESOURCE_GPU_SHARED
 from tessera.allocated import decode_allocated
 from tessera.assignment import Assignment, AssignmentError, read_assignment

@@ -11,7 +11,7 @@ from tessera.assignment import read_assignment, sign_assignment
 
 from extender.assignments import ask_amounts, assignment_of, placement_of
 from extender.policies import choose_gpus
-from extender.request import pod_request
+from tessera.podrequest import pod_request
 
 
 @pytest.mark.parametrize("mode, limits, resources", [

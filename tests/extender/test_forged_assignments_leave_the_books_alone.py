@@ -20,7 +20,7 @@ from extender.cache import ClusterCache
 from extender.fit import node_fit
 from extender.assignments import assignment_of
 from extender.policies import choose_gpus
-from extender.request import pod_request
+from tessera.podrequest import pod_request
 from simcluster.cluster import NodeSpec
 from simcluster.lightnodes import light_inventory, light_node_object
 from tessera import ANNOTATION_ALLOCATED, ANNOTATION_ASSIGNMENT, RESOURCE_GPU

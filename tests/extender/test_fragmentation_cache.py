@@ -12,7 +12,7 @@ from extender.fleet import Fleet
 from extender.fragmentation import FragmentationModel, TaskShape
 from extender.placement import ContainerPlacement, Placement
 from extender.policies import PolicyContext, filter_nodes, prioritize
-from extender.request import KIND_MPS, KIND_MPS_WHOLE, GpuAsk, ModelConstraint, simple_request
+from tessera.podrequest import KIND_MPS, KIND_MPS_WHOLE, GpuAsk, ModelConstraint, simple_request
 
 SHAPES = [
     (TaskShape(4000, 8 << 30, GpuAsk(KIND_MPS, core=50)), 5),

@@ -35,7 +35,7 @@ from extender.policies import (
     raw_score_ids,
     score_table,
 )
-from extender.request import pod_request, simple_request
+from tessera.podrequest import pod_request, simple_request
 from extender.scoring import scale_ids
 from extender.verbs import ExtenderVerbs
 from simcluster.running import poll_until

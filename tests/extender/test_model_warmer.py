@@ -14,7 +14,7 @@ from extender import policies
 from extender.cache import ClusterCache
 from extender.fragmentation import ShapeBook
 from extender.policies import PolicyContext, raw_score_ids
-from extender.request import KIND_MPS, GpuAsk, simple_request
+from tessera.podrequest import KIND_MPS, GpuAsk, simple_request
 from extender.warmer import ModelWarmer
 
 
