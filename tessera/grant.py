@@ -167,6 +167,21 @@ def verify(ann_key: str, value: object, key: bytes) -> Grant:
     except (ValueError, UnicodeDecodeError):
         raise GrantError(f"annotation {ann_key}: payload is not base64url JSON") from None
     _check(doc, ann_key)
+    return _from_payload(doc)
+
+
+def grant_from_payload(doc: object) -> Grant:
+    """A grant from its payload document as ``Grant.to_dict`` writes it (no signature implied: for
+    documents that travel where only root writes, such as the hook's container records); GrantError
+    when it is not a well-formed payload."""
+    resource = doc.get("resource") if isinstance(doc, dict) else None
+    if not isinstance(resource, str):
+        raise GrantError("grant payload names no resource")
+    _check(doc, annotation_key(resource))
+    return _from_payload(doc)
+
+
+def _from_payload(doc: dict) -> Grant:
     return Grant(doc["resource"], doc["node"], doc["nonce"], doc["issued"], doc["ids"], doc["uuids"],
                  doc["paths"], doc.get("core"), doc.get("mem_gib"), doc.get("pipe"))
 
