@@ -24,7 +24,7 @@ from tessera import (
     mig_resource_name,
 )
 from tessera.assignment import Assignment, ResourceAssignment
-from tessera.deviceids import CORE, MEM, gpu_of, is_share, unit_of
+from tessera.deviceids import core_id, gpu_of, mem_id, unit_of
 from tessera.podrequest import (
     KIND_GPU,
     KIND_MIG,
@@ -92,8 +92,8 @@ def assignment_of(placement: Placement, request: PodRequest, pod_uid: str) -> As
         uuids = tuple(g.gpu_uuid for g in cp.grants)
         if kind == KIND_MPS:
             g = cp.grants[0]
-            core_ids = tuple(i for i in g.device_ids if is_share(i, CORE))
-            mem_ids = tuple(i for i in g.device_ids if is_share(i, MEM))
+            core_ids = tuple(core_id(g.gpu_uuid, n) for n in g.core_ids)
+            mem_ids = tuple(mem_id(g.gpu_uuid, n) for n in g.mem_ids)
             res[RESOURCE_MPS_CORE] = ResourceAssignment(uuids, core_ids, core=g.core)
             res[RESOURCE_MPS_MEMORY] = ResourceAssignment(uuids, mem_ids, mem_gib=g.memory_gib)
         elif kind == KIND_MPS_WHOLE:

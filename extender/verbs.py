@@ -301,7 +301,7 @@ class ExtenderVerbs:
             doc = assignment_of(placement, request, args.pod_uid)
             value = sign_assignment(doc, self.signing_key)
             if self._own_key:  # its watch events need no signature check: this replica just signed it
-                cache.trust(value, args.pod_uid, doc)
+                cache.trust(value, args.pod_uid, doc, placement)
             # One write: the API server sets nodeName and the assignment together, so no pod is ever
             # bound without its assignment, nor carries one for a bind that failed.
             self.api.bind(args.pod_namespace, args.pod_name, args.pod_uid, args.node,
