@@ -9,7 +9,7 @@ from extender.fit import Misfit, node_fit
 from extender.fleet import Fleet
 from extender.fragmentation import FragmentationModel, ShapeBook, TaskShape
 from extender.nodestate import NodeState, StateError
-from extender.placement import ContainerPlacement, GpuGrant, Placement
+from extender.placement import ContainerPlacement, GpuAllotment, Placement
 from extender.policies import (
     POLICIES,
     FilterResult,
@@ -22,7 +22,7 @@ from extender.policies import (
 from tessera.podrequest import GpuAsk, ModelConstraint, PodRequest, RequestError, pod_request
 
 __all__ = [
-    "POLICIES", "ContainerPlacement", "FilterResult", "Fleet", "FragmentationModel", "GpuAsk", "GpuGrant",
+    "POLICIES", "ContainerPlacement", "FilterResult", "Fleet", "FragmentationModel", "GpuAsk", "GpuAllotment",
     "Misfit", "ModelConstraint", "NodeState", "Placement", "PlacementError", "PodRequest", "PolicyContext",
     "RequestError", "ShapeBook", "StateError", "TaskShape", "choose_gpus", "filter_nodes", "node_fit",
     "pod_request", "prioritize",

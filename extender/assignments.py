@@ -36,7 +36,7 @@ from tessera.podrequest import (
 )
 
 from extender.nodestate import NodeState
-from extender.placement import ContainerPlacement, GpuGrant, Placement
+from extender.placement import ContainerPlacement, GpuAllotment, Placement
 
 
 class LedgerError(ValueError):
@@ -118,30 +118,30 @@ def placement_of(doc: Assignment, node: NodeState, pod: str, request: PodRequest
     containers = []
     for cname in names:
         res = doc.containers.get(cname, {})
-        grants: list[GpuGrant] = []
+        grants: list[GpuAllotment] = []
         try:
             for rname, ra in res.items():
                 if rname == RESOURCE_MPS_CORE:
                     if (ra.core or 0) > 100:
-                        grants += [GpuGrant(KIND_MPS_WHOLE, by_uuid[u], u, 100, node.gpus[by_uuid[u]].memory_gib,
+                        grants += [GpuAllotment(KIND_MPS_WHOLE, by_uuid[u], u, 100, node.gpus[by_uuid[u]].memory_gib,
                                             core_ids=tuple(range(100))) for u in ra.gpus]
                     else:
                         u = ra.gpus[0]
                         mem = res.get(RESOURCE_MPS_MEMORY)
                         mem_ids = tuple(unit_of(i) for i in mem.device_ids) if mem else ()
                         core_ids = tuple(unit_of(i) for i in ra.device_ids)
-                        grants.append(GpuGrant(KIND_MPS, by_uuid[u], u, ra.core or len(core_ids),
+                        grants.append(GpuAllotment(KIND_MPS, by_uuid[u], u, ra.core or len(core_ids),
                                                mem.mem_gib or len(mem_ids) if mem else 0,
                                                core_ids=core_ids, mem_ids=mem_ids))
                 elif rname == RESOURCE_GPU:
-                    grants += [GpuGrant(KIND_GPU, by_uuid[u], u) for u in ra.gpus]
+                    grants += [GpuAllotment(KIND_GPU, by_uuid[u], u) for u in ra.gpus]
                 elif rname.startswith(RESOURCE_MIG_PREFIX):
-                    grants += [GpuGrant(KIND_MIG, by_mig[u], node.gpus[by_mig[u]].uuid, mig_uuid=u) for u in ra.gpus]
+                    grants += [GpuAllotment(KIND_MIG, by_mig[u], node.gpus[by_mig[u]].uuid, mig_uuid=u) for u in ra.gpus]
                 elif rname == RESOURCE_GPU_SHARED:
                     per: dict[str, list[int]] = {}
                     for i in ra.device_ids:
                         per.setdefault(gpu_of(i), []).append(unit_of(i))
-                    grants += [GpuGrant(KIND_TIMESLICE, by_uuid[u], u, ts_ids=(n,))
+                    grants += [GpuAllotment(KIND_TIMESLICE, by_uuid[u], u, ts_ids=(n,))
                                for u, ns in per.items() for n in ns]
         except (KeyError, IndexError, ValueError) as exc:
             raise LedgerError(f"assignment of {pod} names {exc} which {node.name} does not have") from None

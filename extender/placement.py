@@ -12,8 +12,9 @@ from tessera.deviceids import core_id, mem_id, ts_id
 
 
 @dataclass(frozen=True)
-class GpuGrant:
-    """What one container holds on one GPU.
+class GpuAllotment:
+    """What a placement allots one container on one GPU (not ``tessera.grant.Grant``, the plugin's signed
+    grant of one resource to a container, which the hook checks).
 
     ``kind`` is the ask's kind (gpu, mig, mps, mps-whole, timeslice); ``core`` and ``memory_gib`` are
     the MPS share (100 and the whole card for mps-whole); ``core_ids``/``mem_ids``/``ts_ids`` are the
@@ -48,7 +49,7 @@ class ContainerPlacement:
     """The grants of one container (empty for a container that uses no GPU)."""
 
     container: str
-    grants: tuple[GpuGrant, ...]
+    grants: tuple[GpuAllotment, ...]
 
     @property
     def device_ids(self) -> tuple[str, ...]:
@@ -67,7 +68,7 @@ class Placement:
     workload: str = ""
 
     @property
-    def grants(self) -> tuple[GpuGrant, ...]:
+    def grants(self) -> tuple[GpuAllotment, ...]:
         return tuple(g for c in self.containers for g in c.grants)
 
     @property
