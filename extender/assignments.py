@@ -15,14 +15,8 @@ exactly the device IDs it requests, so a record that names more (or other) is no
 
 from __future__ import annotations
 
-from tessera import (
-    RESOURCE_GPU,
-    RESOURCE_GPU_SHARED,
-    RESOURCE_MIG_PREFIX,
-    RESOURCE_MPS_CORE,
-    RESOURCE_MPS_MEMORY,
-    mig_resource_name,
-)
+from tessera import RESOURCE_GPU, RESOURCE_GPU_SHARED, RESOURCE_MIG_PREFIX, RESOURCE_MPS_CORE, RESOURCE_MPS_MEMORY
+from tessera import mig_resource_name
 from tessera.assignment import Assignment, ResourceAssignment
 from tessera.deviceids import core_id, gpu_of, mem_id, unit_of
 from tessera.podrequest import (

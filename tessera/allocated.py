@@ -17,7 +17,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from tessera.assignment import WRITTEN_BY_PLUGIN, Assignment, AssignmentError, ResourceAssignment, read_containers
+from tessera.assignment import (
+    WRITTEN_BY_PLUGIN,
+    Assignment,
+    AssignmentError,
+    ResourceAssignment,
+    read_containers,
+    read_json_object,
+)
 
 ALLOCATED_VERSION = 1
 
@@ -50,13 +57,8 @@ def encode_allocated(record: AllocatedRecord) -> str:
 
 def decode_allocated(value: object) -> AllocatedRecord:
     """Read an annotation value (no trust implied); AllocatedError when it is not a version 1 record."""
-    if not isinstance(value, str):
-        raise AllocatedError("allocated record is not a string")
-    try:
-        raw = json.loads(value)
-    except ValueError:
-        raise AllocatedError("allocated record is not JSON") from None
-    if not isinstance(raw, dict) or raw.get("version") != ALLOCATED_VERSION:
+    raw = read_json_object(value, "allocated record", AllocatedError)
+    if raw.get("version") != ALLOCATED_VERSION:
         raise AllocatedError(f"allocated record is not a version {ALLOCATED_VERSION} JSON object")
     node = raw.get("node")
     if not isinstance(node, str) or not node:

@@ -105,16 +105,22 @@ def plugin_assignment(doc: Assignment) -> str:
     return json.dumps(doc.to_dict(), sort_keys=True, separators=(",", ":"))
 
 
+def read_json_object(value: object, what: str, error: type[AssignmentError] = AssignmentError) -> dict:
+    """An annotation value read as a JSON object; ``error`` saying that ``what`` is not one."""
+    if not isinstance(value, str):
+        raise error(f"{what} is not a string")
+    try:
+        raw = json.loads(value)
+    except ValueError:
+        raise error(f"{what} is not JSON") from None
+    if not isinstance(raw, dict):
+        raise error(f"{what} is not a JSON object")
+    return raw
+
+
 def read_assignment(annotation: object) -> tuple[Assignment, str | None]:
     """Parse an annotation value (no trust implied): the document and its signature, if any."""
-    if not isinstance(annotation, str):
-        raise AssignmentError("assignment is not a string")
-    try:
-        raw = json.loads(annotation)
-    except ValueError:
-        raise AssignmentError("assignment is not JSON") from None
-    if not isinstance(raw, dict):
-        raise AssignmentError("assignment is not a JSON object")
+    raw = read_json_object(annotation, "assignment")
     if raw.get("version") != ASSIGNMENT_VERSION:
         raise AssignmentError(f"assignment version {raw.get('version')!r} is not {ASSIGNMENT_VERSION}")
     node, uid, by = raw.get("node"), raw.get("podUID"), raw.get("writtenBy")

@@ -34,7 +34,7 @@ def test_a_record_reads_as_the_plugins_unsigned_assignment():
 @pytest.mark.parametrize("value,reason", [
     (None, "not a string"),
     ("main", "not JSON"),
-    ("[1]", "not a version 1"),
+    ("[1]", "not a JSON object"),
     ('{"version": 2, "node": "n", "containers": {}}', "not a version 1"),
     ('{"version": 1, "containers": {}}', "node string"),
     ('{"version": 1, "node": "n", "containers": []}', "containers must be an object"),
