@@ -33,7 +33,7 @@ from extender.nodestate import NodeState
 from extender.placement import ContainerPlacement, GpuAllotment, Placement
 
 
-class LedgerError(ValueError):
+class NodeMismatchError(ValueError):
     """An assignment that does not match the node it names."""
 
 
@@ -105,7 +105,7 @@ def assignment_of(placement: Placement, request: PodRequest, pod_uid: str) -> As
 
 
 def placement_of(doc: Assignment, node: NodeState, pod: str, request: PodRequest | None) -> Placement:
-    """The grants an assignment holds on ``node`` (raises LedgerError when it names unknown GPUs)."""
+    """The grants an assignment holds on ``node`` (raises NodeMismatchError when it names unknown GPUs)."""
     by_uuid = {g.uuid: g.index for g in node.gpus}
     by_mig = {m.uuid: g.index for g in node.gpus for m in g.mig}
     names = [c.name for c in request.containers] if request else list(doc.containers)
@@ -138,7 +138,7 @@ def placement_of(doc: Assignment, node: NodeState, pod: str, request: PodRequest
                     grants += [GpuAllotment(KIND_TIMESLICE, by_uuid[u], u, ts_ids=(n,))
                                for u, ns in per.items() for n in ns]
         except (KeyError, IndexError, ValueError) as exc:
-            raise LedgerError(f"assignment of {pod} names {exc} which {node.name} does not have") from None
+            raise NodeMismatchError(f"assignment of {pod} names {exc} which {node.name} does not have") from None
         containers.append(ContainerPlacement(cname, tuple(grants)))
     return Placement(pod=pod, node=node.name, containers=tuple(containers),
                      cpu_milli=request.cpu_milli if request else 0,

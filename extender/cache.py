@@ -37,7 +37,7 @@ from tessera.inventory import NodeInventory
 from tessera.log import get_logger
 
 from extender.fleet import Fleet
-from extender.assignments import LedgerError, ask_amounts, holding_mismatch, placement_of
+from extender.assignments import NodeMismatchError, ask_amounts, holding_mismatch, placement_of
 from extender.nodestate import DEFAULT_TIMESLICE_REPLICAS, NodeState, StateError
 from extender.placement import Placement
 from extender.quantity import QuantityError, cpu_millis, memory_bytes
@@ -295,7 +295,7 @@ class ClusterCache:
         if record.doc is not None:
             try:
                 return placement_of(record.doc, node, record.key, record.request)
-            except LedgerError as exc:
+            except NodeMismatchError as exc:
                 log.error("ledger_unreadable", pod=record.key, reason=str(exc))
         req = record.request
         if req is None:

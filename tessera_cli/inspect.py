@@ -22,7 +22,7 @@ from pathlib import Path
 import kubernetes
 
 from extender.fragmentation import FragmentationModel, idle_cores
-from extender.assignments import LedgerError, placement_of
+from extender.assignments import NodeMismatchError, placement_of
 from extender.nodestate import DEFAULT_TIMESLICE_REPLICAS, GpuState, NodeState, StateError
 from extender.placement import Placement
 from tessera.quantity import QuantityError, cpu_millis, memory_bytes
@@ -226,7 +226,7 @@ def _node_view(node: dict, pods: list[tuple[dict, Assignment | None, str]], mode
                 placement = Placement(key, name, (), request.cpu_milli if request else 0,
                                       request.memory_bytes if request else 0)
             state.assume(placement)
-        except (LedgerError, StateError) as exc:
+        except (NodeMismatchError, StateError) as exc:
             notes.append(f"{key}: {exc}")
             continue
         if doc is not None:
