@@ -14,7 +14,7 @@ from extender_builders import pod as make_pod
 import extender.cache
 from extender.cache import ClusterCache
 from extender.metrics import ExtenderMetrics
-from extender.policies import PolicyContext
+from extender.placement.policies import PolicyContext
 from extender.verbs import ExtenderVerbs
 from tessera import ANNOTATION_ALLOCATED, ANNOTATION_ASSIGNMENT
 from tessera.assignment import read_assignment
