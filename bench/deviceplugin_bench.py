@@ -27,6 +27,7 @@ sys.path.insert(0, str(REPO))
 from simcluster.kubelet.devicemanager import DeviceManager  # noqa: E402
 from simcluster.plugins import stop_mps_daemon  # noqa: E402
 from simcluster.processes import stop_process  # noqa: E402
+from tessera.deviceids import gpu_of  # noqa: E402
 from tessera.fakenvml import FaultInjector  # noqa: E402
 from tessera.kubeletapi import deviceplugin_grpc, deviceplugin_pb2 as api  # noqa: E402
 from tessera.log import configure_logging  # noqa: E402
@@ -91,7 +92,7 @@ def main() -> int:
             t1 = time.perf_counter()
             stub.Allocate(api.AllocateRequest(container_requests=[api.ContainerAllocateRequest(devices_ids=ids)]))
             t2 = time.perf_counter()
-            gpu = ids[0].split("::")[0]
+            gpu = gpu_of(ids[0])
             mem_stub.Allocate(api.AllocateRequest(container_requests=[api.ContainerAllocateRequest(
                 devices_ids=[i for i in mem_ids if i.startswith(gpu)][:8])]))
             if k >= 20:  # warm-up excluded

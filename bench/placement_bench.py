@@ -26,7 +26,7 @@ from extender.placement.fragmentation import FragmentationModel, shape_of  # noq
 from extender.placement.nodestate import NodeState  # noqa: E402
 from extender.placement.grants import ContainerPlacement, Placement  # noqa: E402
 from extender.placement import PolicyContext, choose_gpus, filter_nodes, prioritize  # noqa: E402
-from extender.request import KIND_MPS, KIND_MPS_WHOLE, GpuAsk, simple_request  # noqa: E402
+from tessera.podrequest import KIND_MPS, KIND_MPS_WHOLE, GpuAsk, simple_request  # noqa: E402
 from tessera.inventory import GpuInventory, NodeInventory  # noqa: E402
 from tessera.table import render_table  # noqa: E402
 

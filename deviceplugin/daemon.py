@@ -69,11 +69,11 @@ class DevicePluginDaemon:
                                     mps_shm_directory=cfg.mps_shm_directory, device_root=cfg.device_root)
         pods = recorder = None
         if self.api is not None:
-            from deviceplugin.ledger import Ledger
+            from deviceplugin.ledgerwriter import LedgerWriter
             from deviceplugin.podwatch import PodWatch
 
             pods = PodWatch(self.api, self.node, extender_public_key(cfg.assignment_public_key_path))
-            recorder = Ledger(self.api, self.rm, self.node, pods)
+            recorder = LedgerWriter(self.api, self.rm, self.node, pods)
             self.workers += [pods, recorder]
         self.admission = Admission(self.rm, settings, pods, recorder)
         self.registrar = Registrar(cfg.device_plugin_path, self._make_server, self.rm.resources)

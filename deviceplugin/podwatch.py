@@ -1,6 +1,8 @@
 """The pods bound to this node, kept in memory from an API server watch (field selector spec.nodeName).
 
-For each pod not yet admitted it keeps each container's Tessera requests and, where the pod carries
+For each pod not yet admitted it keeps each container's Tessera requests, read by the one request parser
+(``tessera.podrequest``, the webhook's and the extender's rules; a pod they refuse is logged and kept
+with none, so no admission matches it by size) and, where the pod carries
 an assignment the extender signed for this very pod and node, the assigned IDs. A forged or copied
 assignment (bad signature, another pod's UID, another node) is logged and ignored: the pod is then
 treated like one that came without the extender. GetPreferredAllocation finds the pod being
@@ -18,25 +20,16 @@ from tessera import ANNOTATION_ASSIGNMENT
 from tessera.assignment import WRITTEN_BY_PLUGIN, AssignmentError, ResourceAssignment, read_assignment, verify_assignment
 from tessera.backoff import Backoff
 from tessera.log import get_logger
-from tessera.quantity import whole_units
+from tessera.podrequest import RequestError, pod_request, requested_devices
 
 log = get_logger("deviceplugin")
-TESSERA_PREFIX = "nvidia.com/"
 
 
-def container_requests(container: dict) -> dict[str, int]:
-    """The ``nvidia.com/*`` resources a container asks for (limits, else requests)."""
-    resources = container.get("resources") or {}
-    merged = dict(resources.get("requests") or {})
-    merged.update(resources.get("limits") or {})
-    out = {}
-    for name, value in merged.items():
-        if name.startswith(TESSERA_PREFIX):
-            try:
-                out[name] = whole_units(value)  # bounded; '1k' is 1000
-            except ValueError:
-                continue
-    return out
+def device_requests(pod: dict) -> dict[str, dict[str, int]]:
+    """Per container, how many device IDs of each Tessera resource it requests of the kubelet, read by the
+    one request parser (``tessera.podrequest``); containers that use no GPU are left out. RequestError
+    for a pod the webhook and the extender would refuse."""
+    return {c.name: devices for c in pod_request(pod).containers if (devices := requested_devices(c.ask))}
 
 
 @dataclass
@@ -74,6 +67,7 @@ class PodWatch:
         self._stop = threading.Event()
         self._resp = None
         self._rejected: dict[str, str] = {}
+        self._refused: dict[str, str] = {}  # pod uid -> why its request was refused, said once
         self._thread = threading.Thread(target=self._run, name="dp-podwatch", daemon=True)
         self.synced = threading.Event()
 
@@ -166,6 +160,7 @@ class PodWatch:
         uid = meta.get("uid", "")
         if kind == "DELETED" or meta.get("deletionTimestamp"):
             self.pods.pop(uid, None)
+            self._refused.pop(uid, None)
             self.allocated = {a for a in self.allocated if a[0] != uid}
             return
         annotations = meta.get("annotations") or {}
@@ -174,14 +169,23 @@ class PodWatch:
         seen = {c.container: c.seen for c in previous.containers} if previous else {}
         now = time.monotonic()
         containers = []
-        for c in (pod.get("spec") or {}).get("containers") or []:
-            requests = container_requests(c)
-            if requests:
-                containers.append(PendingContainer(uid, meta.get("namespace", "default"), meta.get("name", ""),
-                                                   c["name"], requests, assigned.get(c["name"], {}),
-                                                   seen.get(c["name"], now)))
+        for cname, requests in self._device_requests(uid, meta, pod).items():
+            containers.append(PendingContainer(uid, meta.get("namespace", "default"), meta.get("name", ""),
+                                               cname, requests, assigned.get(cname, {}), seen.get(cname, now)))
         self.pods[uid] = PodEntry(uid, meta.get("namespace", "default"), meta.get("name", ""),
                                   (pod.get("status") or {}).get("phase", ""), containers, annotations, trusted)
+
+    def _device_requests(self, uid: str, meta: dict, pod: dict) -> dict[str, dict[str, int]]:
+        """The pod's device requests; a pod the request rules refuse is watched with none (so no admission
+        matches it by size), said once per reason."""
+        try:
+            return device_requests(pod)
+        except RequestError as err:
+            if self._refused.get(uid) != str(err):
+                self._refused[uid] = str(err)
+                log.warning("pod_request_refused", pod=f"{meta.get('namespace', 'default')}/{meta.get('name')}",
+                            pod_uid=uid, reason=str(err))
+            return {}
 
     def _assignment(self, uid: str, meta: dict, annotations: dict) -> tuple[dict, bool]:
         value = annotations.get(ANNOTATION_ASSIGNMENT)

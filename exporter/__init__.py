@@ -2,7 +2,7 @@
 
 The path of one collection, one module each: :mod:`exporter.podresources` (who holds which
 device), :mod:`exporter.records` (the hook's container records), :mod:`exporter.attribution`
-(process -> container, use against grant), :mod:`exporter.ledger` (mode, health, free capacity),
+(process -> container, use against grant), :mod:`exporter.gpuledger` (mode, health, free capacity),
 :mod:`exporter.overuse` (Events and the eviction switch), :mod:`exporter.poller` (the loop),
 :mod:`exporter.metrics` (the catalogue, and what cannot be read), :mod:`exporter.collector`
 (snapshot -> metric families), :mod:`exporter.server` (``/metrics``, ``/healthz``).

@@ -21,9 +21,10 @@ import os
 import re
 from dataclasses import dataclass
 
-from exporter.podresources import ContainerRef, PodDevices, device_uuid
-from exporter.records import ContainerRecord
+from exporter.podresources import ContainerRef, PodDevices
+from exporter.records import ContainerRecord, ref_of
 from tessera import RESOURCE_GPU, RESOURCE_MIG_PREFIX, RESOURCE_MPS_CORE, RESOURCE_MPS_MEMORY
+from tessera.deviceids import gpu_of
 from tessera.gpu import GpuInfo, GpuSample
 
 __all__ = ["ContainerUsage", "ProcessOwners", "attribute"]
@@ -60,7 +61,7 @@ class ProcessOwners:
     def __init__(self, records: list[ContainerRecord], proc_root: str = "/proc") -> None:
         self.proc_root = proc_root
         self._by_pid = {r.pid: r for r in records if r.pid}
-        self._by_cgroup = {path: r for r in records for path in r.cgroups}
+        self._by_cgroup = {path: r for r in records for path in r.cgroup_paths}
         self._by_id = {r.container_id: r for r in records}
 
     def cgroup_paths(self, pid: int) -> list[str]:
@@ -109,7 +110,7 @@ def _grant_from_record(record: ContainerRecord, gpus: dict[str, GpuInfo], migs: 
         # as the plugin's CUDA_MPS_PINNED_DEVICE_MEM_LIMIT says per ordinal.
         mem_gib = grant.mem_gib / len(grant.uuids) if grant.mem_gib and grant.uuids else grant.mem_gib
         for uuid in grant.uuids:
-            h = out.setdefault((record.ref, uuid), _Holding(record.pod_uid))
+            h = out.setdefault((ref_of(record), uuid), _Holding(record.pod_uid))
             _apply(grant.resource, uuid, grant.core, mem_gib, gpus, migs, h)
 
 
@@ -132,7 +133,7 @@ def _grant_from_devices(ref: ContainerRef, devices: tuple[tuple[str, str], ...],
                         migs: dict[str, tuple[GpuInfo, int]], out: dict[tuple[ContainerRef, str], _Holding]) -> None:
     counts: dict[tuple[str, str], int] = {}
     for resource, device_id in devices:
-        key = (resource, device_uuid(device_id))
+        key = (resource, gpu_of(device_id))
         counts[key] = counts.get(key, 0) + 1
     cores = {uuid: n for (resource, uuid), n in counts.items() if resource == RESOURCE_MPS_CORE}
     for (resource, uuid), n in counts.items():
@@ -158,7 +159,7 @@ def attribute(infos: list[GpuInfo], samples: list[GpuSample], records: list[Cont
     holdings: dict[tuple[ContainerRef, str], _Holding] = {}
     recorded = set()
     for record in records:
-        recorded.add(record.ref)
+        recorded.add(ref_of(record))
         _grant_from_record(record, gpus, migs, holdings)
     if devices is not None:
         for ref, held in devices.by_container.items():
@@ -174,7 +175,7 @@ def attribute(infos: list[GpuInfo], samples: list[GpuSample], records: list[Cont
             if record is None:
                 unattributed[sample.uuid] = unattributed.get(sample.uuid, 0) + used
                 continue
-            h = holdings.setdefault((record.ref, proc.mig_uuid or sample.uuid), _Holding(record.pod_uid))
+            h = holdings.setdefault((ref_of(record), proc.mig_uuid or sample.uuid), _Holding(record.pod_uid))
             h.used += used
             h.processes += 1
             if proc.sm_util_pct is not None:

@@ -7,7 +7,7 @@ import sys
 import threading
 
 from exporter.events import event_sink, kube_client
-from exporter.ledger import InventoryReader
+from exporter.gpuledger import InventoryReader
 from exporter.overuse import OveruseTracker
 from exporter.podresources import PodResourcesClient
 from exporter.poller import Poller

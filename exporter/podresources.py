@@ -2,8 +2,7 @@
 
 The kubelet's answer is the truth of who holds what: each container's device IDs per resource.
 Tessera's device IDs name their GPU: a GPU UUID, a MIG instance UUID, or
-``<GPU-UUID>::core::<n>`` / ``::mem::<n>`` / ``::ts::<n>`` for shares, so every ID maps to the
-GPU (or MIG instance) it lives on. A socket that is missing or does not answer raises
+a share ID (``tessera.deviceids``), so every ID maps to the GPU (or MIG instance) it lives on. A socket that is missing or does not answer raises
 :class:`PodResourcesUnavailable`; the exporter then serves metrics without pod labels.
 """
 
@@ -14,9 +13,10 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from tessera.deviceids import gpu_of
 from tessera.kubeletapi import podresources_grpc, podresources_pb2 as api
 
-__all__ = ["ContainerRef", "PodDevices", "PodResourcesClient", "PodResourcesUnavailable", "device_uuid"]
+__all__ = ["ContainerRef", "PodDevices", "PodResourcesClient", "PodResourcesUnavailable"]
 
 
 class PodResourcesUnavailable(RuntimeError):
@@ -30,11 +30,6 @@ class ContainerRef:
     namespace: str
     pod: str
     container: str
-
-
-def device_uuid(device_id: str) -> str:
-    """The GPU or MIG UUID a device ID lives on: ``GPU-x::core::3`` -> ``GPU-x``; ``MIG-y`` -> ``MIG-y``."""
-    return device_id.split("::", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -51,7 +46,7 @@ class PodDevices:
         found: dict[str, set[ContainerRef]] = {}
         for ref, devices in self.by_container.items():
             for _, device_id in devices:
-                found.setdefault(device_uuid(device_id), set()).add(ref)
+                found.setdefault(gpu_of(device_id), set()).add(ref)
         return found
 
 

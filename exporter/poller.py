@@ -15,10 +15,10 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from exporter.attribution import ProcessOwners, attribute
-from exporter.ledger import InventoryReader, gpu_ledgers
+from exporter.gpuledger import InventoryReader, gpu_ledgers
 from exporter.overuse import OveruseTracker
 from exporter.podresources import ContainerRef, PodDevices, PodResourcesClient, PodResourcesUnavailable
-from exporter.records import RecordReader
+from exporter.records import RecordReader, ref_of
 from exporter.snapshot import ExporterCounts, GpuReading, Snapshot
 from tessera.backoff import Backoff
 from tessera.gpu import GpuInfo, GpuSample
@@ -161,7 +161,7 @@ class Poller:
         for record in records:
             for grant in record.grants:
                 for uuid in grant.uuids:
-                    found.setdefault(uuid, set()).add(record.ref)
+                    found.setdefault(uuid, set()).add(ref_of(record))
         return found
 
     def _readings(self, samples: list[GpuSample], now: float, ledgers, holders) -> list[GpuReading]:

@@ -1,60 +1,27 @@
 """The hook's container records, read back: which container a pid or cgroup belongs to, and its grants.
 
 The hook (``hook/records.py``) writes ``<state_dir>/<container-id>.json`` at container start and
-removes it at poststop: pod, namespace, pod UID, container, the container's init pid, its cgroup
-paths and the grants it started with. Files are re-parsed only when they change.
+removes it at poststop; both sides read and write it with one codec, ``tessera.containerrecord``
+(pod, namespace, pod UID, container, the container's init pid, its cgroup paths and the signed grants
+it started with, as ``tessera.grant.Grant``). Files are re-parsed only when they change.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass
 
 from exporter.podresources import ContainerRef
+from tessera.containerrecord import ContainerRecord, decode_record
 from tessera.log import get_logger
 
-__all__ = ["ContainerRecord", "GrantTerms", "RecordReader"]
+__all__ = ["ContainerRecord", "RecordReader", "ref_of"]
 
 log = get_logger("exporter")
 
 
-@dataclass(frozen=True)
-class GrantTerms:
-    """What one signed grant gave: the resource, the GPU or MIG UUIDs, and MPS amounts."""
-
-    resource: str
-    uuids: tuple[str, ...]
-    core: int | None = None  # mps-core percent (200, 300 .. = whole GPUs)
-    mem_gib: int | None = None  # mps-memory GiB
-
-
-@dataclass(frozen=True)
-class ContainerRecord:
-    """One running container that the hook let start with a grant."""
-
-    container_id: str
-    ref: ContainerRef
-    pod_uid: str
-    pid: int
-    cgroups: tuple[str, ...]  # every cgroup path of the container's init process
-    grants: tuple[GrantTerms, ...]
-
-
-def _record(doc: dict) -> ContainerRecord:
-    grants = tuple(
-        GrantTerms(str(g["resource"]), tuple(str(u) for u in g.get("uuids") or ()), g.get("core"), g.get("mem_gib"))
-        for g in doc.get("grants") or ()
-    )
-    paths = {p for p in (doc.get("cgroups") or {}).values() if isinstance(p, str) and p not in ("", "/")}
-    if isinstance(doc.get("cgroup"), str) and doc["cgroup"] not in ("", "/"):
-        paths.add(doc["cgroup"])
-    return ContainerRecord(
-        container_id=str(doc["container_id"]),
-        ref=ContainerRef(str(doc["namespace"]), str(doc["pod"]), str(doc["container"])),
-        pod_uid=str(doc.get("pod_uid") or ""), pid=int(doc.get("pid") or 0),
-        cgroups=tuple(sorted(paths)), grants=grants,
-    )
+def ref_of(record: ContainerRecord) -> ContainerRef:
+    """The container a record names, as Kubernetes names it."""
+    return ContainerRef(record.namespace, record.pod, record.container)
 
 
 class RecordReader:
@@ -95,8 +62,8 @@ class RecordReader:
     @staticmethod
     def _parse(path: str) -> ContainerRecord | None:
         try:
-            with open(path, encoding="utf-8") as fh:
-                return _record(json.load(fh))
-        except (OSError, ValueError, KeyError, TypeError) as err:
+            with open(path, "rb") as fh:
+                return decode_record(fh.read())
+        except (OSError, ValueError) as err:
             log.warning("container_record_skipped", path=path, reason=str(err))
             return None

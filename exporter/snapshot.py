@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from exporter.attribution import ContainerUsage
-from exporter.ledger import GpuLedger
+from exporter.gpuledger import GpuLedger
 from exporter.podresources import ContainerRef
 from tessera.gpu import GpuInfo, GpuSample
 

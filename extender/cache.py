@@ -29,19 +29,19 @@ from tessera.assignment import (
     WRITTEN_BY_PLUGIN,
     Assignment,
     AssignmentError,
-    read_allocated,
     read_assignment,
     verify_assignment,
 )
+from tessera.allocated import decode_allocated
 from tessera.inventory import NodeInventory
 from tessera.log import get_logger
 
 from extender.placement.fleet import Fleet
-from extender.ledger import LedgerError, ask_amounts, holding_mismatch, placement_of
+from extender.assignments import NodeMismatchError, ask_amounts, holding_mismatch, placement_of
 from extender.placement.nodestate import DEFAULT_TIMESLICE_REPLICAS, NodeState, StateError
 from extender.placement.grants import Placement
-from extender.quantity import QuantityError, cpu_millis, memory_bytes
-from extender.request import PodRequest, RequestError, pod_request
+from tessera.quantity import QuantityError, cpu_millis, memory_bytes
+from tessera.podrequest import PodRequest, RequestError, pod_request
 
 log = get_logger("extender")
 MAX_VERIFIED = 65536
@@ -62,6 +62,7 @@ class PodRecord:
     rejected: str = ""  # why its assignment annotation is not trusted ("" when it is, or there is none)
     rejected_value: object = None  # that annotation
     fallback: Assignment | None = None  # what its allocated record says, where that matches its request
+    placement: Placement | None = None  # the placement ``doc`` was written from, where this extender bound it
 
 
 class ClusterCache:
@@ -75,7 +76,9 @@ class ClusterCache:
         self.public_key = public_key
         self.timeslice_replicas = timeslice_replicas
         self._node_facts: dict[str, tuple] = {}
-        self._verified_docs: dict[tuple[str, str], Assignment] = {}  # (annotation, pod UID) -> checked doc
+        # (annotation, pod UID) -> the checked doc, and the placement it was written from where this
+        # replica bound the pod (so its watch events re-read no device IDs)
+        self._verified_docs: dict[tuple[str, str], tuple[Assignment, Placement | None]] = {}
         self._verified_lock = threading.Lock()
         self._records: dict[str, PodRecord] = {}
         self._inflight: set[str] = set()
@@ -199,6 +202,10 @@ class ClusterCache:
             rejected = ""
         except AssignmentError as exc:
             doc, rejected = None, str(exc)
+        placement = None
+        if doc is not None:
+            kept = self._verified_docs.get((value, uid))
+            placement = kept[1] if kept is not None and kept[0] is doc else None
         fallback = None
         if rejected and bound and request is not None:
             try:
@@ -210,7 +217,7 @@ class ClusterCache:
             return None
         amounts = ask_amounts(request) if request is not None else frozenset()
         return PodRecord(key, uid, node, request, doc, allocated is not None, amounts, bool(bound), rejected,
-                         value if rejected else None, fallback)
+                         value if rejected else None, fallback, placement)
 
     def _assignment(self, uid: str, value, bound: str, request: PodRequest | None, allocated) -> Assignment | None:
         """The assignment to count for a pod (None without one); AssignmentError when the annotation is
@@ -221,7 +228,7 @@ class ClusterCache:
                 raise AssignmentError("assignment removed from a pod the device plugin has allocated")
             return None
         kept = self._verified_docs.get((value, uid)) if isinstance(value, str) else None
-        doc = kept if kept is not None else read_assignment(value)[0]  # kept: checked before
+        doc = kept[0] if kept is not None else read_assignment(value)[0]  # kept: checked before
         if doc.written_by == WRITTEN_BY_EXTENDER:
             if self.public_key is not None and kept is None:
                 doc = verify_assignment(value, uid, self.public_key)
@@ -245,13 +252,13 @@ class ClusterCache:
         AssignmentError unless the record is for its node and holds exactly what the pod asks for."""
         if allocated is None:
             raise AssignmentError("no tessera.io/allocated record")
-        node, containers = read_allocated(allocated)
-        if node != bound:
-            raise AssignmentError(f"tessera.io/allocated is for node {node!r}, the pod is bound to {bound!r}")
-        problem = holding_mismatch(containers, request)
+        record = decode_allocated(allocated)
+        if record.node != bound:
+            raise AssignmentError(f"tessera.io/allocated is for node {record.node!r}, the pod is bound to {bound!r}")
+        problem = holding_mismatch(record.containers, request)
         if problem:
             raise AssignmentError(f"tessera.io/allocated does not match the pod's request: {problem}")
-        return Assignment(node=node, pod_uid=uid, containers=containers, written_by=WRITTEN_BY_PLUGIN)
+        return record.as_assignment(uid)
 
     def _keep_trusted_view(self, record: PodRecord, old: PodRecord | None) -> None:
         """A pod whose assignment was rejected keeps what it was last seen holding on the same node, else
@@ -267,22 +274,28 @@ class ClusterCache:
             log.warning("assignment_rejected", pod=record.key, node=record.node, reason=record.rejected,
                         counted=counted)
 
-    def trust(self, value: str, uid: str, doc: Assignment) -> None:
+    def trust(self, value: str, uid: str, doc: Assignment, placement: Placement | None = None) -> None:
         """Remember an assignment annotation as verified for a pod: one this extender just signed
-        (``bind``), or one whose signature was checked. Kept once per (annotation, pod UID): a pod's
-        later events (Binding, the plugin's allocated mark) carry the same annotation, and a
-        signature check costs far more than the lookup. Only successes are kept."""
+        (``bind``, with the ``placement`` it was written from), or one whose signature was checked.
+        Kept once per (annotation, pod UID): a pod's later events (Binding, the plugin's allocated
+        mark) carry the same annotation, and a signature check costs far more than the lookup; the
+        placement spares reading the document's device IDs back into the grants bind already held.
+        Only successes are kept."""
         memo = self._verified_docs
         with self._verified_lock:  # bind threads and the informer thread both write here
             if len(memo) > MAX_VERIFIED:
                 memo.pop(next(iter(memo)))  # oldest first: dicts keep insertion order
-            memo[(value, uid)] = doc
+            memo[(value, uid)] = (doc, placement)
 
     def _placement(self, record: PodRecord, node: NodeState) -> Placement | None:
+        held, req = record.placement, record.request
+        if (held is not None and held.node == node.name and req is not None
+                and (held.cpu_milli, held.memory_bytes, held.workload) == (req.cpu_milli, req.memory_bytes, req.workload)):
+            return held  # the grants bind chose and its assignment says: nothing to read back
         if record.doc is not None:
             try:
                 return placement_of(record.doc, node, record.key, record.request)
-            except LedgerError as exc:
+            except NodeMismatchError as exc:
                 log.error("ledger_unreadable", pod=record.key, reason=str(exc))
         req = record.request
         if req is None:

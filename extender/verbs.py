@@ -30,7 +30,7 @@ from tessera.log import get_logger
 from extender import wire
 from extender.cache import ClusterCache
 from extender.kubeapi import KubeApi, error_text
-from extender.ledger import ask_amounts, assignment_of
+from extender.assignments import ask_amounts, assignment_of
 from extender.metrics import ExtenderMetrics
 from extender.pendingpods import PendingPods
 from extender.placement import (
@@ -45,7 +45,7 @@ from extender.placement import (
 )
 from extender.spellings import Spellings
 from extender.warmer import ModelWarmer
-from extender.request import PodRequest, RequestError, pod_request
+from tessera.podrequest import PodRequest, RequestError, pod_request
 
 log = get_logger("extender")
 RECENT_REQUESTS = 8192
@@ -298,7 +298,7 @@ class ExtenderVerbs:
             doc = assignment_of(placement, request, args.pod_uid)
             value = sign_assignment(doc, self.signing_key)
             if self._own_key:  # its watch events need no signature check: this replica just signed it
-                cache.trust(value, args.pod_uid, doc)
+                cache.trust(value, args.pod_uid, doc, placement)
             # One write: the API server sets nodeName and the assignment together, so no pod is ever
             # bound without its assignment, nor carries one for a bind that failed.
             self.api.bind(args.pod_namespace, args.pod_name, args.pod_uid, args.node,

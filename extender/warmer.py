@@ -16,7 +16,7 @@ from tessera.log import get_logger
 
 from extender.cache import ClusterCache
 from extender.placement import MODEL_POLICIES, PolicyContext, node_scores, resolve_policy
-from extender.request import PodRequest
+from tessera.podrequest import PodRequest
 
 log = get_logger("extender")
 RECENT_SHAPES = 16

@@ -29,7 +29,7 @@ from tessera import ANNOTATION_POLICY, RESOURCE_MPS_CORE, RESOURCE_MPS_MEMORY
 from tessera.log import get_logger
 
 from extender.placement import POLICIES
-from extender.request import KIND_MPS, KIND_MPS_WHOLE, RequestError, pod_request
+from tessera.podrequest import KIND_MPS, KIND_MPS_WHOLE, RequestError, pod_request
 from extender.verbs import BadRequest
 
 log = get_logger("extender")

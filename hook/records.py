@@ -1,7 +1,8 @@
 """The hook's files in the node's state directory: grant bindings and container records.
 
 ``<state_dir>/<container-id>.json``: one record per running granted container, for the exporter
-(pod, namespace, container, grants, pid, cgroups); written at start, removed at poststop.
+(pod, namespace, container, grants, pid, cgroups; ``tessera.containerrecord``); written at start,
+removed at poststop.
 
 ``<state_dir>/bindings/<nonce>``: the pod UID a grant's nonce was first started by. Created with
 an atomic ``link`` (it exists with its content or not at all), never removed by the hook: a
@@ -11,11 +12,11 @@ directory lives on ``/run`` (tmpfs), so it starts empty after a reboot, as do th
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
 from hook.errors import HookFailure, Refused
+from tessera.containerrecord import ContainerRecord, encode_record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the hook's hot path
 if TYPE_CHECKING:
@@ -71,17 +72,13 @@ def write_record(state_dir: str, state: OciState, pod: PodIdentity, grants: list
                  cgroups: dict[str, str], env: dict[str, str]) -> str:
     """Write the container's record atomically; return its path."""
     _ensure_dir(state_dir, 0o755)
-    doc = {
-        "container_id": state.id, "pid": state.pid, "pod": pod.name, "namespace": pod.namespace,
-        "pod_uid": pod.uid, "container": pod.container, "started": int(time.time()),
-        "cgroup": cgroups.get("devices") or cgroups.get("", ""), "cgroups": cgroups,
-        "grants": [g.to_dict() for g in grants], "env": env,
-    }
+    record = ContainerRecord(state.id, state.pid, pod.name, pod.namespace, pod.uid, pod.container,
+                             int(time.time()), cgroups, grants, env)
     path = record_path(state_dir, state.id)
     tmp = f"{path}.tmp{os.getpid()}"
     try:
         with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, sort_keys=True)
+            fh.write(encode_record(record))
         os.replace(tmp, path)
     except OSError as err:
         raise HookFailure(f"cannot write container record {path}: {err.strerror}") from None

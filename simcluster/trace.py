@@ -19,7 +19,7 @@ from tessera.inventory import GpuInventory, NodeInventory
 
 from extender.placement.fragmentation import FragmentationModel, shape_of
 from extender.placement.nodestate import NodeState
-from extender.request import KIND_MPS, KIND_MPS_WHOLE, GpuAsk, ModelConstraint, PodRequest, simple_request
+from tessera.podrequest import KIND_MPS, KIND_MPS_WHOLE, GpuAsk, ModelConstraint, PodRequest, simple_request
 
 NODE_LIST = "openb_node_list_gpu_node.csv"
 POD_LISTS = ("default", "gpushare40", "multigpu20", "gpuspec10")

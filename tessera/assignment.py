@@ -19,8 +19,7 @@ forge a grant for another, and a document copied onto another pod fails (the UID
 checked against the pod it sits on). A pod that reached a node without the extender gets an
 assignment written by the device plugin itself (``writtenBy: device-plugin``, no signature): it
 completes the ledger and is never trusted as an instruction. The plugin also records what the kubelet
-gave each pod in ``tessera.io/allocated`` (``{"version": 1, "node": ..., "containers": ...}``, the
-containers as above; ``read_allocated``).
+gave each pod in ``tessera.io/allocated`` (``tessera.allocated``, containers as above).
 """
 
 from __future__ import annotations
@@ -31,7 +30,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ASSIGNMENT_VERSION = 1
-ALLOCATED_VERSION = 1  # of the plugin's tessera.io/allocated record
 WRITTEN_BY_EXTENDER = "extender"
 WRITTEN_BY_PLUGIN = "device-plugin"
 _CONTEXT = b"tessera.io/assignment/v1\n"
@@ -107,47 +105,37 @@ def plugin_assignment(doc: Assignment) -> str:
     return json.dumps(doc.to_dict(), sort_keys=True, separators=(",", ":"))
 
 
+def read_json_object(value: object, what: str, error: type[AssignmentError] = AssignmentError) -> dict:
+    """An annotation value read as a JSON object; ``error`` saying that ``what`` is not one."""
+    if not isinstance(value, str):
+        raise error(f"{what} is not a string")
+    try:
+        raw = json.loads(value)
+    except ValueError:
+        raise error(f"{what} is not JSON") from None
+    if not isinstance(raw, dict):
+        raise error(f"{what} is not a JSON object")
+    return raw
+
+
 def read_assignment(annotation: object) -> tuple[Assignment, str | None]:
     """Parse an annotation value (no trust implied): the document and its signature, if any."""
-    if not isinstance(annotation, str):
-        raise AssignmentError("assignment is not a string")
-    try:
-        raw = json.loads(annotation)
-    except ValueError:
-        raise AssignmentError("assignment is not JSON") from None
-    if not isinstance(raw, dict):
-        raise AssignmentError("assignment is not a JSON object")
+    raw = read_json_object(annotation, "assignment")
     if raw.get("version") != ASSIGNMENT_VERSION:
         raise AssignmentError(f"assignment version {raw.get('version')!r} is not {ASSIGNMENT_VERSION}")
     node, uid, by = raw.get("node"), raw.get("podUID"), raw.get("writtenBy")
     if not all(isinstance(v, str) and v for v in (node, uid, by)):
         raise AssignmentError("assignment needs node, podUID and writtenBy strings")
-    containers = _containers(raw.get("containers"), "assignment")
+    containers = read_containers(raw.get("containers"), "assignment")
     signature = raw.get("signature")
     if signature is not None and not isinstance(signature, str):
         raise AssignmentError("assignment.signature must be a string")
     return Assignment(node=node, pod_uid=uid, containers=containers, written_by=by), signature
 
 
-def read_allocated(annotation: object) -> tuple[str, dict[str, dict[str, ResourceAssignment]]]:
-    """Parse a ``tessera.io/allocated`` value, the device plugin's record of what the kubelet gave
-    (``{"version": 1, "node": ..., "containers": ...}``, containers as in an assignment): (node, containers).
-    No trust implied; AssignmentError when it is not such a record."""
-    if not isinstance(annotation, str):
-        raise AssignmentError("allocated record is not a string")
-    try:
-        raw = json.loads(annotation)
-    except ValueError:
-        raise AssignmentError("allocated record is not JSON") from None
-    if not isinstance(raw, dict) or raw.get("version") != ALLOCATED_VERSION:
-        raise AssignmentError(f"allocated record is not a version {ALLOCATED_VERSION} JSON object")
-    node = raw.get("node")
-    if not isinstance(node, str) or not node:
-        raise AssignmentError("allocated record needs a node string")
-    return node, _containers(raw.get("containers"), "allocated")
-
-
-def _containers(doc: object, where: str) -> dict[str, dict[str, ResourceAssignment]]:
+def read_containers(doc: object, where: str) -> dict[str, dict[str, ResourceAssignment]]:
+    """Per container, per resource, what a document's ``containers`` object holds; AssignmentError naming
+    ``where`` in the document when it is malformed."""
     if not isinstance(doc, dict):
         raise AssignmentError(f"{where}.containers must be an object")
     containers: dict[str, dict[str, ResourceAssignment]] = {}

@@ -48,6 +48,8 @@ import os
 import stat
 import time
 
+from tessera.deviceids import MEM, parse_share
+
 GRANT_ANNOTATION_PREFIX = "tessera.io/grant."
 GRANT_VERSION = "v1"
 RESOURCE_PREFIX = "nvidia.com/"
@@ -165,6 +167,21 @@ def verify(ann_key: str, value: object, key: bytes) -> Grant:
     except (ValueError, UnicodeDecodeError):
         raise GrantError(f"annotation {ann_key}: payload is not base64url JSON") from None
     _check(doc, ann_key)
+    return _from_payload(doc)
+
+
+def grant_from_payload(doc: object) -> Grant:
+    """A grant from its payload document as ``Grant.to_dict`` writes it (no signature implied: for
+    documents that travel where only root writes, such as the hook's container records); GrantError
+    when it is not a well-formed payload."""
+    resource = doc.get("resource") if isinstance(doc, dict) else None
+    if not isinstance(resource, str):
+        raise GrantError("grant payload names no resource")
+    _check(doc, annotation_key(resource))
+    return _from_payload(doc)
+
+
+def _from_payload(doc: dict) -> Grant:
     return Grant(doc["resource"], doc["node"], doc["nonce"], doc["issued"], doc["ids"], doc["uuids"],
                  doc["paths"], doc.get("core"), doc.get("mem_gib"), doc.get("pipe"))
 
@@ -229,10 +246,11 @@ def grant_env(grant: Grant) -> dict[str, str]:
 
 def _pinned_memory_limit(grant: Grant) -> str:
     """MPS's per-device limit list, ``0=8G`` or ``0=80G,1=80G``: device ordinals follow the order of
-    ``CUDA_VISIBLE_DEVICES`` (the grant's UUIDs); each device's GiB are its ``<uuid>::mem::<n>`` IDs."""
+    ``CUDA_VISIBLE_DEVICES`` (the grant's UUIDs); each device's GiB are its memory share IDs."""
     if len(grant.uuids) <= 1:
         return f"0={grant.mem_gib}G"
-    per_gpu = [sum(1 for i in grant.ids if i.startswith(f"{uuid}::mem::")) for uuid in grant.uuids]
+    mem_units = [share.gpu_uuid for share in map(parse_share, grant.ids) if share and share.kind == MEM]
+    per_gpu = [mem_units.count(uuid) for uuid in grant.uuids]
     if sum(per_gpu) != grant.mem_gib:
         per_gpu = [(grant.mem_gib or 0) // len(grant.uuids)] * len(grant.uuids)
     return ",".join(f"{ordinal}={gib}G" for ordinal, gib in enumerate(per_gpu))

@@ -12,7 +12,6 @@ part of Tessera reacts to it, timed from the moment the fake driver reports it.
 
 from __future__ import annotations
 
-import json
 import time
 import urllib.request
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tessera import ANNOTATION_ALLOCATED, ANNOTATION_INVENTORY, RESOURCE_GPU
 from tessera_cli.demo_pods import GPU_COMMAND, NAMESPACE, pod
+from tessera.allocated import decode_allocated
 from tessera.fakenvml import FaultInjector
 from tessera.inventory import NodeInventory
 from simcluster.readiness import Awaited, NotReady, wait_ready
@@ -65,13 +65,19 @@ def _metric(url: str, name: str, labels: dict[str, str]) -> float | None:
     return None
 
 
+def _allocated_gpus(pod) -> list[str]:
+    """The GPUs a pod's ``tessera.io/allocated`` record names (none while it has no record)."""
+    value = (pod.metadata.annotations or {}).get(ANNOTATION_ALLOCATED)
+    if value is None:
+        return []
+    record = decode_allocated(value)
+    return [g for resources in record.containers.values() for grant in resources.values() for g in grant.gpus]
+
+
 def _held_uuids(core, node: str) -> set[str]:
     held: set[str] = set()
     for p in core.list_namespaced_pod(NAMESPACE, field_selector=f"spec.nodeName={node}").items:
-        doc = json.loads((p.metadata.annotations or {}).get(ANNOTATION_ALLOCATED) or "{}")
-        for resources in doc.get("containers", {}).values():
-            for grant in resources.values():
-                held.update(grant.get("gpus", []))
+        held.update(_allocated_gpus(p))
     return held
 
 
@@ -199,8 +205,7 @@ def _pods_after_fault(core, node: str, free_before: int, report: FaultReport, cl
 
     def placed() -> list[str]:
         p = core.read_namespaced_pod(fits, NAMESPACE)
-        doc = json.loads((p.metadata.annotations or {}).get(ANNOTATION_ALLOCATED) or "{}")
-        return [g for r in doc.get("containers", {}).values() for grant in r.values() for g in grant.get("gpus", [])]
+        return _allocated_gpus(p)
     gpus, t = clock.until(placed, bool, by, f"pod {fits} was placed and allocated")
     avoided = bool(gpus) and report.uuid not in gpus
     report.reactions.append(Reaction("scheduling", f"pod {fits} ({free_before - 1} GPUs)", "",

@@ -3,10 +3,10 @@ and what each exporter serves. Each function reads the running cluster; none cha
 
 from __future__ import annotations
 
-import json
 import urllib.request
 
 from tessera import ANNOTATION_ALLOCATED
+from tessera.allocated import decode_allocated
 from tessera_cli.demo_pods import NAMESPACE as DEMO_NAMESPACE
 
 HTTP_HANG_GUARD_S = 60.0  # one scrape; on a busy machine a daemon can take seconds to answer
@@ -61,17 +61,16 @@ def _grant_summary(allocated: str | None) -> str:
     """``GPU-3d1c.. core 50% 8GiB`` from the plugin's ``tessera.io/allocated`` record."""
     if not allocated:
         return ""
-    doc = json.loads(allocated)
     parts = []
-    for resources in doc.get("containers", {}).values():
+    for resources in decode_allocated(allocated).containers.values():
         gpus: list[str] = []
         extra = []
         for name, grant in sorted(resources.items()):
-            gpus += [g for g in grant.get("gpus", []) if g not in gpus]
-            if "core" in grant:
-                extra.append(f"core {grant['core']}%")
-            if "memGiB" in grant:
-                extra.append(f"{grant['memGiB']} GiB")
+            gpus += [g for g in grant.gpus if g not in gpus]
+            if grant.core is not None:
+                extra.append(f"core {grant.core}%")
+            if grant.mem_gib is not None:
+                extra.append(f"{grant.mem_gib} GiB")
         parts.append(" ".join([",".join(g[:12] for g in gpus)] + extra))
     return "; ".join(parts)
 

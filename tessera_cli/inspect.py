@@ -4,7 +4,7 @@ the mode, health, who holds which share, what is free, and the fragmentation.
 Sources (ARCHITECTURE.md, "The ledger"): the node inventory ``tessera.io/gpu-inventory``; per pod the
 device plugin's record ``tessera.io/allocated`` (what the kubelet gave), else the extender's
 ``tessera.io/assignment`` (placed, not yet allocated). Both are read into the extender's own
-``NodeState`` through ``extender.ledger.placement_of``, so free capacity and fragmentation are
+``NodeState`` through ``extender.assignments.placement_of``, so free capacity and fragmentation are
 computed by the code the extender schedules with (``extender.placement.fragmentation``).
 
     view = inspect_cluster("/path/to/kubeconfig")         # or a CoreV1Api, or None for the default
@@ -22,13 +22,14 @@ from pathlib import Path
 import kubernetes
 
 from extender.placement.fragmentation import FragmentationModel, idle_cores
-from extender.ledger import LedgerError, placement_of
+from extender.assignments import NodeMismatchError, placement_of
 from extender.placement.nodestate import DEFAULT_TIMESLICE_REPLICAS, GpuState, NodeState, StateError
 from extender.placement.grants import Placement
 from tessera.quantity import QuantityError, cpu_millis, memory_bytes
-from extender.request import KIND_GPU, KIND_MIG, KIND_MPS_WHOLE, KIND_TIMESLICE, RequestError, pod_request
+from tessera.podrequest import KIND_GPU, KIND_MIG, KIND_MPS_WHOLE, KIND_TIMESLICE, RequestError, pod_request
 from tessera import ANNOTATION_ALLOCATED, ANNOTATION_ASSIGNMENT, ANNOTATION_INVENTORY, RESOURCE_GPU_SHARED
-from tessera.assignment import WRITTEN_BY_PLUGIN, Assignment, AssignmentError, read_assignment
+from tessera.allocated import decode_allocated
+from tessera.assignment import Assignment, AssignmentError, read_assignment
 from extender.placement.shapes import DEFAULT_SHAPES, describe, learned_shapes, shape_counts
 from tessera_cli.clusterview import (STATE_ALLOCATED, STATE_ASSIGNED, ClusterView, GpuFree, GpuView, Holder,
                                      NodeView, ShapeWeight)
@@ -118,12 +119,7 @@ def _grant_doc(pod: dict) -> tuple[Assignment | None, str, str]:
     allocated = annotations.get(ANNOTATION_ALLOCATED)
     try:
         if allocated is not None:
-            raw = json.loads(allocated) if isinstance(allocated, str) else None
-            if not isinstance(raw, dict):
-                raise AssignmentError("not a JSON object")
-            # The record has the assignment's shape without the pod UID and the writer: read it as one.
-            raw = {**raw, "podUID": meta.get("uid") or "-", "writtenBy": WRITTEN_BY_PLUGIN}
-            return read_assignment(json.dumps(raw))[0], STATE_ALLOCATED, ""
+            return decode_allocated(allocated).as_assignment(meta.get("uid") or ""), STATE_ALLOCATED, ""
         if ANNOTATION_ASSIGNMENT in annotations:
             return read_assignment(annotations[ANNOTATION_ASSIGNMENT])[0], STATE_ASSIGNED, ""
     except (AssignmentError, ValueError) as exc:
@@ -230,7 +226,7 @@ def _node_view(node: dict, pods: list[tuple[dict, Assignment | None, str]], mode
                 placement = Placement(key, name, (), request.cpu_milli if request else 0,
                                       request.memory_bytes if request else 0)
             state.assume(placement)
-        except (LedgerError, StateError) as exc:
+        except (NodeMismatchError, StateError) as exc:
             notes.append(f"{key}: {exc}")
             continue
         if doc is not None:

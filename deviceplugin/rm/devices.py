@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from deviceplugin.rm.ids import CORE, MAX_ID_LENGTH, MEM, TS, share_id
+from tessera.deviceids import CORE, MAX_ID_LENGTH, MEM, TS, share_id
 from tessera import RESOURCE_GPU, RESOURCE_GPU_SHARED, RESOURCE_MPS_CORE, RESOURCE_MPS_MEMORY, mig_resource_name
 from tessera.gpu import GpuInfo, MigInstance
 

@@ -12,7 +12,7 @@ them. A ``Fleet`` keeps each answer per request shape and recomputes only the no
 from extender.placement.fit import Misfit, node_fit
 from extender.placement.fleet import Fleet
 from extender.placement.fragmentation import FragmentationModel, ShapeBook, TaskShape, idle_cores, shape_of
-from extender.placement.grants import ContainerPlacement, GpuGrant, Placement
+from extender.placement.grants import ContainerPlacement, GpuAllotment, Placement
 from extender.placement.namelists import NameList, NameLists
 from extender.placement.nodestate import DEFAULT_TIMESLICE_REPLICAS, GpuState, NodeState, StateError
 from extender.placement.policies import (
@@ -32,7 +32,7 @@ from extender.placement.shapes import DEFAULT_SHAPES, ShapeError, describe, lear
 
 __all__ = [
     "DEFAULT_POLICY", "DEFAULT_SHAPES", "DEFAULT_TIMESLICE_REPLICAS", "MODEL_POLICIES", "POLICIES",
-    "ContainerPlacement", "FilterResult", "Fleet", "FragmentationModel", "GpuGrant", "GpuState", "Misfit",
+    "ContainerPlacement", "FilterResult", "Fleet", "FragmentationModel", "GpuAllotment", "GpuState", "Misfit",
     "NameList", "NameLists", "NodeScores", "NodeState", "Placement", "PlacementError", "PolicyContext",
     "ShapeBook", "ShapeError", "StateError", "TaskShape", "choose_gpus", "describe", "filter_nodes",
     "filter_view", "idle_cores", "learned_shapes", "node_fit", "node_scores", "prioritize", "resolve_policy",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from extender.placement.nodestate import NodeState
 from extender.placement.grants import ContainerPlacement, Placement
-from extender.request import (
+from tessera.podrequest import (
     KIND_GPU,
     KIND_MIG,
     KIND_MPS,

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from extender.placement.fit import node_fit
 from extender.placement.nodestate import NodeState
-from extender.request import KIND_GPU, KIND_MPS, KIND_MPS_WHOLE, GpuAsk, ModelConstraint, PodRequest
+from tessera.podrequest import KIND_GPU, KIND_MPS, KIND_MPS_WHOLE, GpuAsk, ModelConstraint, PodRequest
 
 _CPU_ONLY, _SHARE, _WHOLE, _EXCL = 0, 1, 2, 3
 _KIND_CODE = {KIND_MPS: _SHARE, KIND_MPS_WHOLE: _WHOLE, KIND_GPU: _EXCL}

@@ -1,33 +1,20 @@
 """Where a pod goes: per container the GPU grants (GPU UUID or MIG UUID; core percent and GiB for MPS)
 and the device IDs the kubelet should be steered to. The assignment annotation is written from this.
 
-Device IDs are those of ARCHITECTURE.md: a GPU's UUID, a MIG instance's UUID, or
-``<GPU-UUID>::core::<n>``, ``<GPU-UUID>::mem::<n>``, ``<GPU-UUID>::ts::<n>`` for shares.
+Device IDs are spelled by ``tessera.deviceids`` (a GPU's UUID, a MIG instance's UUID, or a share's ID).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-
-def core_id(uuid: str, n: int) -> str:
-    """The device ID of core unit ``n`` of an MPS GPU."""
-    return f"{uuid}::core::{n}"
-
-
-def mem_id(uuid: str, n: int) -> str:
-    """The device ID of GiB ``n`` of an MPS GPU."""
-    return f"{uuid}::mem::{n}"
-
-
-def ts_id(uuid: str, n: int) -> str:
-    """The device ID of time-slice replica ``n`` of a GPU."""
-    return f"{uuid}::ts::{n}"
+from tessera.deviceids import core_id, mem_id, ts_id
 
 
 @dataclass(frozen=True)
-class GpuGrant:
-    """What one container holds on one GPU.
+class GpuAllotment:
+    """What a placement allots one container on one GPU (not ``tessera.grant.Grant``, the plugin's signed
+    grant of one resource to a container, which the hook checks).
 
     ``kind`` is the ask's kind (gpu, mig, mps, mps-whole, timeslice); ``core`` and ``memory_gib`` are
     the MPS share (100 and the whole card for mps-whole); ``core_ids``/``mem_ids``/``ts_ids`` are the
@@ -62,7 +49,7 @@ class ContainerPlacement:
     """The grants of one container (empty for a container that uses no GPU)."""
 
     container: str
-    grants: tuple[GpuGrant, ...]
+    grants: tuple[GpuAllotment, ...]
 
     @property
     def device_ids(self) -> tuple[str, ...]:
@@ -81,7 +68,7 @@ class Placement:
     workload: str = ""
 
     @property
-    def grants(self) -> tuple[GpuGrant, ...]:
+    def grants(self) -> tuple[GpuAllotment, ...]:
         return tuple(g for c in self.containers for g in c.grants)
 
     @property

@@ -15,8 +15,8 @@ from collections.abc import Iterable
 
 from tessera.inventory import NodeInventory
 
-from extender.placement.grants import GpuGrant, Placement
-from extender.request import KIND_GPU, KIND_MIG, KIND_MPS, KIND_MPS_WHOLE, KIND_TIMESLICE, LABEL_GPU_PRODUCT
+from extender.placement.grants import GpuAllotment, Placement
+from tessera.podrequest import KIND_GPU, KIND_MIG, KIND_MPS, KIND_MPS_WHOLE, KIND_TIMESLICE, LABEL_GPU_PRODUCT
 
 DEFAULT_TIMESLICE_REPLICAS = 4
 
@@ -223,27 +223,27 @@ class NodeState:
     # -- grants --------------------------------------------------------------------------------------
 
     def make_grants(self, kind: str, indices: tuple[int, ...], core: int = 0, memory_gib: int = 0,
-                    profile: str = "", count: int = 1) -> tuple[GpuGrant, ...]:
+                    profile: str = "", count: int = 1) -> tuple[GpuAllotment, ...]:
         """Grants for one ask on the given GPUs, with the lowest free unit IDs; does not apply them."""
         out = []
         for i in indices:
             g = self.gpus[i]
             if kind == KIND_MPS:
-                out.append(GpuGrant(kind, i, g.uuid, core, memory_gib,
+                out.append(GpuAllotment(kind, i, g.uuid, core, memory_gib,
                                     core_ids=_lowest_free(g.core_held, core, 100),
                                     mem_ids=_lowest_free(g.mem_held, memory_gib, g.memory_gib)))
             elif kind == KIND_MPS_WHOLE:
-                out.append(GpuGrant(kind, i, g.uuid, 100, g.memory_gib, core_ids=tuple(range(100))))
+                out.append(GpuAllotment(kind, i, g.uuid, 100, g.memory_gib, core_ids=tuple(range(100))))
             elif kind == KIND_GPU:
-                out.append(GpuGrant(kind, i, g.uuid))
+                out.append(GpuAllotment(kind, i, g.uuid))
             elif kind == KIND_MIG:
                 free = [m for m in g.mig if m.profile == profile and m.healthy and not m.holder]
                 taken = {gr.mig_uuid for gr in out}
                 inst = next(m for m in free if m.uuid not in taken)
-                out.append(GpuGrant(kind, i, g.uuid, mig_uuid=inst.uuid))
+                out.append(GpuAllotment(kind, i, g.uuid, mig_uuid=inst.uuid))
             elif kind == KIND_TIMESLICE:
                 held = g.ts_held | _mask(n for gr in out if gr.gpu_index == i for n in gr.ts_ids)
-                out.append(GpuGrant(kind, i, g.uuid, ts_ids=_lowest_free(held, 1, g.ts_total)))
+                out.append(GpuAllotment(kind, i, g.uuid, ts_ids=_lowest_free(held, 1, g.ts_total)))
         return tuple(out)
 
     def assume(self, placement: Placement) -> None:
@@ -285,7 +285,7 @@ class NodeState:
         self._changed()
         return placement
 
-    def _apply(self, grant: GpuGrant, pod: str, workload: str, sign: int) -> None:
+    def _apply(self, grant: GpuAllotment, pod: str, workload: str, sign: int) -> None:
         g = self.gpus[grant.gpu_index]
         kind = grant.kind
         if kind in (KIND_MPS, KIND_MPS_WHOLE):

@@ -37,7 +37,7 @@ from extender.placement.fit import Misfit, gpu_options, make_ask_grants, node_fi
 from extender.placement.fragmentation import FragmentationModel, ShapeBook, idle_cores
 from extender.placement.nodestate import NodeState
 from extender.placement.grants import ContainerPlacement, Placement
-from extender.request import GpuAsk, PodRequest
+from tessera.podrequest import GpuAsk, PodRequest
 from tessera.policy_names import DEFAULT_POLICY, POLICIES
 
 MODEL_POLICIES = ("fragmentation", "fgd")  # the policies that read the fragmentation model

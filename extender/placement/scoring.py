@@ -28,7 +28,7 @@ from extender.placement.fragmentation import FragmentationModel
 from extender.placement.namelists import NameList
 from extender.placement.nodestate import NodeState
 from extender.placement.policies import MODEL_POLICIES, SCORERS, PolicyContext, resolve_policy
-from extender.request import PodRequest
+from tessera.podrequest import PodRequest
 
 MAX_SCORE = 10
 _MISSING = object()

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from extender.placement.fragmentation import TaskShape, shape_of
-from extender.request import KIND_GPU, KIND_MPS, KIND_MPS_WHOLE, LABEL_GPU_PRODUCT, RequestError, pod_request
+from tessera.podrequest import KIND_GPU, KIND_MPS, KIND_MPS_WHOLE, LABEL_GPU_PRODUCT, RequestError, pod_request
 
 
 # Used when the cluster holds no pod of a shape the capacity model knows: one whole GPU, and MPS shares

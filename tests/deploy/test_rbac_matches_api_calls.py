@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import time
 from urllib.parse import urlsplit
 
 import yaml

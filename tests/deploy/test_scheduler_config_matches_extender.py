@@ -13,7 +13,7 @@ import pytest
 from manifests import containers, flag, scheduler_configuration
 
 from simcluster.extenders import start_extender
-from extender.request import pod_request
+from tessera.podrequest import pod_request
 from simcluster.apiserver import ApiServer
 from simcluster.cluster import NodeSpec
 from simcluster.lightnodes import light_node_object

@@ -9,9 +9,9 @@ from extender_builders import make_node, pod
 
 from tessera.assignment import read_assignment, sign_assignment
 
-from extender.ledger import ask_amounts, assignment_of, placement_of
+from extender.assignments import ask_amounts, assignment_of, placement_of
 from extender.placement import choose_gpus
-from extender.request import pod_request
+from tessera.podrequest import pod_request
 
 
 @pytest.mark.parametrize("mode, limits, resources", [

@@ -6,7 +6,7 @@ from extender_builders import hold, make_node, pod
 
 from extender.placement.fit import gpu_options, node_fit
 from extender.placement import filter_nodes
-from extender.request import pod_request
+from tessera.podrequest import pod_request
 
 
 def req(limits, **kw):

@@ -18,9 +18,9 @@ from structlog.testing import capture_logs
 
 from extender.cache import ClusterCache
 from extender.placement.fit import node_fit
-from extender.ledger import assignment_of
+from extender.assignments import assignment_of
 from extender.placement import choose_gpus
-from extender.request import pod_request
+from tessera.podrequest import pod_request
 from simcluster.cluster import NodeSpec
 from simcluster.lightnodes import light_inventory, light_node_object
 from tessera import ANNOTATION_ALLOCATED, ANNOTATION_ASSIGNMENT, RESOURCE_GPU

@@ -12,7 +12,7 @@ from extender.placement.fleet import Fleet
 from extender.placement.fragmentation import FragmentationModel, TaskShape
 from extender.placement.grants import ContainerPlacement, Placement
 from extender.placement import PolicyContext, filter_nodes, prioritize
-from extender.request import KIND_MPS, KIND_MPS_WHOLE, GpuAsk, ModelConstraint, simple_request
+from tessera.podrequest import KIND_MPS, KIND_MPS_WHOLE, GpuAsk, ModelConstraint, simple_request
 
 SHAPES = [
     (TaskShape(4000, 8 << 30, GpuAsk(KIND_MPS, core=50)), 5),

@@ -12,7 +12,7 @@ from test_policies_choose import top
 from extender.placement.fragmentation import FragmentationModel, TaskShape
 from extender.placement import PolicyContext, prioritize
 from simcluster.replay import replay
-from extender.request import KIND_MPS, GpuAsk, ModelConstraint, pod_request
+from tessera.podrequest import KIND_MPS, GpuAsk, ModelConstraint, pod_request
 from simcluster.trace import NODE_LIST, default_trace_dir, load_nodes, load_tasks, workload_model
 
 GIB = 1 << 30

@@ -20,7 +20,7 @@ import extender.cache
 from extender import wire
 from extender.cache import ClusterCache
 from simcluster.extenders import start_extender
-from extender.ledger import assignment_of
+from extender.assignments import assignment_of
 from extender.metrics import ExtenderMetrics
 from extender.placement import (
     Fleet,
@@ -35,7 +35,7 @@ from extender.placement import (
     prioritize,
 )
 from extender.placement.policies import SCORERS
-from extender.request import pod_request, simple_request
+from tessera.podrequest import pod_request, simple_request
 from extender.verbs import ExtenderVerbs
 from simcluster.running import poll_until
 from tessera import ANNOTATION_ALLOCATED, ANNOTATION_ASSIGNMENT

@@ -12,7 +12,7 @@ from extender_builders import hold, make_node
 
 from extender.cache import ClusterCache
 from extender.placement import PolicyContext, ShapeBook, node_scores, policies
-from extender.request import KIND_MPS, GpuAsk, simple_request
+from tessera.podrequest import KIND_MPS, GpuAsk, simple_request
 from extender.warmer import ModelWarmer
 
 

@@ -10,7 +10,7 @@ from extender_builders import hold, make_node, pod
 from extender.placement.fragmentation import FragmentationModel, TaskShape
 from extender.placement.grants import ContainerPlacement, Placement
 from extender.placement import POLICIES, PlacementError, PolicyContext, choose_gpus, prioritize
-from extender.request import KIND_MPS, GpuAsk, pod_request
+from tessera.podrequest import KIND_MPS, GpuAsk, pod_request
 
 
 def share(core: int, gib: int | None = None, **kw):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from extender_builders import GIB, pod
 
-from extender.quantity import QuantityError, cpu_millis, memory_bytes
-from extender.request import KIND_GPU, KIND_MIG, KIND_MPS, KIND_MPS_WHOLE, KIND_TIMESLICE, RequestError, pod_request
+from tessera.quantity import QuantityError, cpu_millis, memory_bytes
+from tessera.podrequest import KIND_GPU, KIND_MIG, KIND_MPS, KIND_MPS_WHOLE, KIND_TIMESLICE, RequestError, pod_request
 
 
 @pytest.mark.parametrize("text, millis", [("500m", 500), ("2", 2000), ("0.1", 100), ("1e3", 1_000_000),

@@ -221,7 +221,7 @@ def test_numbers_match_the_extenders_metrics_for_the_same_shapes(cluster, view):
     from extender.placement.fragmentation import FragmentationModel, TaskShape
     from extender.metrics import ExtenderMetrics
     from extender.placement import PolicyContext
-    from extender.request import GpuAsk
+    from tessera.podrequest import GpuAsk
 
     _, core, _ = cluster
     cache = ClusterCache()

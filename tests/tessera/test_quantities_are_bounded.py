@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from extender.request import RequestError, pod_request
+from tessera.podrequest import RequestError, pod_request
 from extender.webhook import PodAdmission
 from tessera.quantity import MAX_QUANTITY, QuantityError, cpu_millis, memory_bytes, parse_quantity, whole_units
 

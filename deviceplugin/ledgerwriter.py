@@ -10,7 +10,6 @@ a plugin restart the same pass rebuilds it: nothing is written twice, nothing is
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 
@@ -19,15 +18,15 @@ from deviceplugin.podresources import Holding
 from deviceplugin.podwatch import PodWatch
 from deviceplugin.rm import NodeDevices, Request, RequestError
 from tessera import ANNOTATION_ALLOCATED, ANNOTATION_ASSIGNMENT
+from tessera.allocated import AllocatedRecord, encode_allocated
 from tessera.assignment import WRITTEN_BY_PLUGIN, Assignment, ResourceAssignment, plugin_assignment
 from tessera.backoff import Backoff
 from tessera.log import get_logger
 
 log = get_logger("deviceplugin")
-ALLOCATED_VERSION = 1
 
 
-class Ledger:
+class LedgerWriter:
     """Records allocations on Pods from a worker thread; never on the kubelet's path."""
 
     def __init__(self, api: NodeApi, rm: NodeDevices, node: str, pods: PodWatch, sync=None) -> None:
@@ -100,10 +99,7 @@ class Ledger:
             held = containers.get(pending.container, {})
             if any(resource not in held for resource in pending.requests):
                 return
-        allocated = json.dumps({"version": ALLOCATED_VERSION, "node": self.node,
-                                "containers": {c: {r: g.to_dict() for r, g in sorted(res.items())}
-                                               for c, res in sorted(containers.items())}},
-                               sort_keys=True, separators=(",", ":"))
+        allocated = encode_allocated(AllocatedRecord(self.node, containers))
         assignment = None
         if not entry.trusted_assignment:
             assignment = plugin_assignment(Assignment(self.node, uid, containers, written_by=WRITTEN_BY_PLUGIN))

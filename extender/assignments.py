@@ -15,39 +15,26 @@ exactly the device IDs it requests, so a record that names more (or other) is no
 
 from __future__ import annotations
 
-from tessera import (
-    RESOURCE_GPU,
-    RESOURCE_GPU_SHARED,
-    RESOURCE_MIG_PREFIX,
-    RESOURCE_MPS_CORE,
-    RESOURCE_MPS_MEMORY,
-    mig_resource_name,
-)
+from tessera import RESOURCE_GPU, RESOURCE_GPU_SHARED, RESOURCE_MIG_PREFIX, RESOURCE_MPS_CORE, RESOURCE_MPS_MEMORY
+from tessera import mig_resource_name
 from tessera.assignment import Assignment, ResourceAssignment
+from tessera.deviceids import core_id, gpu_of, mem_id, unit_of
+from tessera.podrequest import (
+    KIND_GPU,
+    KIND_MIG,
+    KIND_MPS,
+    KIND_MPS_WHOLE,
+    KIND_TIMESLICE,
+    PodRequest,
+    requested_devices,
+)
 
 from extender.placement.nodestate import NodeState
-from extender.placement.grants import ContainerPlacement, GpuGrant, Placement
-from extender.request import KIND_GPU, KIND_MIG, KIND_MPS, KIND_MPS_WHOLE, KIND_TIMESLICE, GpuAsk, PodRequest
+from extender.placement.grants import ContainerPlacement, GpuAllotment, Placement
 
 
-class LedgerError(ValueError):
+class NodeMismatchError(ValueError):
     """An assignment that does not match the node it names."""
-
-
-def requested_devices(ask: GpuAsk | None) -> dict[str, int]:
-    """How many device IDs of each Tessera resource a container with ``ask`` requests of the kubelet."""
-    if ask is None:
-        return {}
-    if ask.kind in (KIND_MPS, KIND_MPS_WHOLE):
-        out = {RESOURCE_MPS_CORE: ask.core if ask.kind == KIND_MPS else 100 * ask.count}
-        if ask.memory_gib is not None:
-            out[RESOURCE_MPS_MEMORY] = ask.memory_gib
-        return out
-    if ask.kind == KIND_GPU:
-        return {RESOURCE_GPU: ask.count}
-    if ask.kind == KIND_MIG:
-        return {mig_resource_name(ask.profile): ask.count}
-    return {RESOURCE_GPU_SHARED: ask.count}
 
 
 def ask_amounts(request: PodRequest) -> frozenset[tuple[str, int]]:
@@ -76,7 +63,7 @@ def holding_mismatch(containers: dict[str, dict[str, ResourceAssignment]], reque
             ids = set(grant.device_ids)
             if len(ids) != count or len(grant.device_ids) != count:
                 return f"container {cname!r} holds {len(grant.device_ids)} {resource} device IDs and asks for {count}"
-            on = {i.split("::", 1)[0] for i in ids}
+            on = {gpu_of(i) for i in ids}
             if set(grant.gpus) != on or len(grant.gpus) != len(on) or (gpus and on != gpus):
                 return f"container {cname!r}: {resource} names GPUs its device IDs are not on"
             gpus = on
@@ -99,8 +86,8 @@ def assignment_of(placement: Placement, request: PodRequest, pod_uid: str) -> As
         uuids = tuple(g.gpu_uuid for g in cp.grants)
         if kind == KIND_MPS:
             g = cp.grants[0]
-            core_ids = tuple(i for i in g.device_ids if "::core::" in i)
-            mem_ids = tuple(i for i in g.device_ids if "::mem::" in i)
+            core_ids = tuple(core_id(g.gpu_uuid, n) for n in g.core_ids)
+            mem_ids = tuple(mem_id(g.gpu_uuid, n) for n in g.mem_ids)
             res[RESOURCE_MPS_CORE] = ResourceAssignment(uuids, core_ids, core=g.core)
             res[RESOURCE_MPS_MEMORY] = ResourceAssignment(uuids, mem_ids, mem_gib=g.memory_gib)
         elif kind == KIND_MPS_WHOLE:
@@ -117,45 +104,41 @@ def assignment_of(placement: Placement, request: PodRequest, pod_uid: str) -> As
     return Assignment(node=placement.node, pod_uid=pod_uid, containers=containers)
 
 
-def _unit(device_id: str) -> int:
-    return int(device_id.rsplit("::", 1)[1])
-
-
 def placement_of(doc: Assignment, node: NodeState, pod: str, request: PodRequest | None) -> Placement:
-    """The grants an assignment holds on ``node`` (raises LedgerError when it names unknown GPUs)."""
+    """The grants an assignment holds on ``node`` (raises NodeMismatchError when it names unknown GPUs)."""
     by_uuid = {g.uuid: g.index for g in node.gpus}
     by_mig = {m.uuid: g.index for g in node.gpus for m in g.mig}
     names = [c.name for c in request.containers] if request else list(doc.containers)
     containers = []
     for cname in names:
         res = doc.containers.get(cname, {})
-        grants: list[GpuGrant] = []
+        grants: list[GpuAllotment] = []
         try:
             for rname, ra in res.items():
                 if rname == RESOURCE_MPS_CORE:
                     if (ra.core or 0) > 100:
-                        grants += [GpuGrant(KIND_MPS_WHOLE, by_uuid[u], u, 100, node.gpus[by_uuid[u]].memory_gib,
+                        grants += [GpuAllotment(KIND_MPS_WHOLE, by_uuid[u], u, 100, node.gpus[by_uuid[u]].memory_gib,
                                             core_ids=tuple(range(100))) for u in ra.gpus]
                     else:
                         u = ra.gpus[0]
                         mem = res.get(RESOURCE_MPS_MEMORY)
-                        mem_ids = tuple(_unit(i) for i in mem.device_ids) if mem else ()
-                        core_ids = tuple(_unit(i) for i in ra.device_ids)
-                        grants.append(GpuGrant(KIND_MPS, by_uuid[u], u, ra.core or len(core_ids),
+                        mem_ids = tuple(unit_of(i) for i in mem.device_ids) if mem else ()
+                        core_ids = tuple(unit_of(i) for i in ra.device_ids)
+                        grants.append(GpuAllotment(KIND_MPS, by_uuid[u], u, ra.core or len(core_ids),
                                                mem.mem_gib or len(mem_ids) if mem else 0,
                                                core_ids=core_ids, mem_ids=mem_ids))
                 elif rname == RESOURCE_GPU:
-                    grants += [GpuGrant(KIND_GPU, by_uuid[u], u) for u in ra.gpus]
+                    grants += [GpuAllotment(KIND_GPU, by_uuid[u], u) for u in ra.gpus]
                 elif rname.startswith(RESOURCE_MIG_PREFIX):
-                    grants += [GpuGrant(KIND_MIG, by_mig[u], node.gpus[by_mig[u]].uuid, mig_uuid=u) for u in ra.gpus]
+                    grants += [GpuAllotment(KIND_MIG, by_mig[u], node.gpus[by_mig[u]].uuid, mig_uuid=u) for u in ra.gpus]
                 elif rname == RESOURCE_GPU_SHARED:
                     per: dict[str, list[int]] = {}
                     for i in ra.device_ids:
-                        per.setdefault(i.split("::", 1)[0], []).append(_unit(i))
-                    grants += [GpuGrant(KIND_TIMESLICE, by_uuid[u], u, ts_ids=(n,))
+                        per.setdefault(gpu_of(i), []).append(unit_of(i))
+                    grants += [GpuAllotment(KIND_TIMESLICE, by_uuid[u], u, ts_ids=(n,))
                                for u, ns in per.items() for n in ns]
         except (KeyError, IndexError, ValueError) as exc:
-            raise LedgerError(f"assignment of {pod} names {exc} which {node.name} does not have") from None
+            raise NodeMismatchError(f"assignment of {pod} names {exc} which {node.name} does not have") from None
         containers.append(ContainerPlacement(cname, tuple(grants)))
     return Placement(pod=pod, node=node.name, containers=tuple(containers),
                      cpu_milli=request.cpu_milli if request else 0,

@@ -1,5 +1,6 @@
 """A pod's Tessera request, read from its spec: what each container asks of a GPU, and the pod's CPU,
-memory and GPU-model constraint.
+memory and GPU-model constraint. The one parser of a pod's request, with one set of rules, for the
+admission webhook, the extender's verbs and cache, ``tessera inspect`` and the device plugin's pod watch.
 
 Units and rules are those of ARCHITECTURE.md ("Resources and units"):
 
@@ -26,8 +27,8 @@ from tessera import (
     RESOURCE_MIG_PREFIX,
     RESOURCE_MPS_CORE,
     RESOURCE_MPS_MEMORY,
+    mig_resource_name,
 )
-
 from tessera.quantity import QuantityError, cpu_millis, memory_bytes, parse_quantity
 
 LABEL_GPU_PRODUCT = "nvidia.com/gpu.product"
@@ -163,6 +164,22 @@ class PodRequest:
     def gpu_cores(self) -> int:
         """GPU capacity asked in cores (100 per GPU), summed over containers."""
         return sum(a.cores for a in self.asks)
+
+
+def requested_devices(ask: GpuAsk | None) -> dict[str, int]:
+    """How many device IDs of each Tessera resource a container with ``ask`` requests of the kubelet."""
+    if ask is None:
+        return {}
+    if ask.kind in (KIND_MPS, KIND_MPS_WHOLE):
+        out = {RESOURCE_MPS_CORE: ask.core if ask.kind == KIND_MPS else 100 * ask.count}
+        if ask.memory_gib is not None:
+            out[RESOURCE_MPS_MEMORY] = ask.memory_gib
+        return out
+    if ask.kind == KIND_GPU:
+        return {RESOURCE_GPU: ask.count}
+    if ask.kind == KIND_MIG:
+        return {mig_resource_name(ask.profile): ask.count}
+    return {RESOURCE_GPU_SHARED: ask.count}
 
 
 def simple_request(ask: GpuAsk | None, cpu_milli: int = 0, memory_bytes: int = 0,

@@ -15,12 +15,13 @@ import json
 import time
 from dataclasses import dataclass, field
 
-from exporter.podresources import PodDevices, device_uuid
+from exporter.podresources import PodDevices
 from tessera import (
     ANNOTATION_INVENTORY, RESOURCE_GPU, RESOURCE_GPU_SHARED, RESOURCE_MIG_PREFIX, RESOURCE_MPS_CORE,
     RESOURCE_MPS_MEMORY,
 )
 from tessera.backoff import Backoff
+from tessera.deviceids import gpu_of
 from tessera.gpu import GpuInfo
 from tessera.inventory import InventoryError, NodeInventory
 from tessera.log import get_logger
@@ -60,14 +61,14 @@ def gpu_ledgers(infos: list[GpuInfo], errors: dict[str, str], devices: PodDevice
     if devices is not None:
         for resource, ids in devices.allocatable.items():
             for device_id in ids:
-                gpu = parent.get(device_uuid(device_id), device_uuid(device_id))
+                gpu = parent.get(gpu_of(device_id), gpu_of(device_id))
                 units = allocatable.setdefault(gpu, {})
                 units[resource] = units.get(resource, 0) + 1
                 if _mode_of(resource):
                     modes.setdefault(gpu, _mode_of(resource))
         for ref, owned in devices.by_container.items():
             for resource, device_id in owned:
-                gpu = parent.get(device_uuid(device_id), device_uuid(device_id))
+                gpu = parent.get(gpu_of(device_id), gpu_of(device_id))
                 units = held.setdefault(gpu, {})
                 units[resource] = units.get(resource, 0) + 1
                 holders.setdefault(gpu, {}).setdefault(resource, set()).add(ref)
