@@ -38,7 +38,7 @@ from extender.policies import (
 from extender.request import pod_request, simple_request
 from extender.scoring import scale_ids
 from extender.verbs import ExtenderVerbs
-from simcluster.running import poll_until
+from simcluster import poll_until
 from tessera import ANNOTATION_ALLOCATED, ANNOTATION_ASSIGNMENT
 from tessera.assignment import sign_assignment
 
