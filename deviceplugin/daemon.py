@@ -12,7 +12,7 @@ import os
 import threading
 
 from deviceplugin import metrics
-from deviceplugin.admission import Admission
+from deviceplugin.allocator import Allocator
 from deviceplugin.apiclient import mode_label_of
 from deviceplugin.healthrecord import carry_over
 from deviceplugin.healthwatch import HealthWatch
@@ -75,7 +75,7 @@ class DevicePluginDaemon:
             pods = PodWatch(self.api, self.node, extender_public_key(cfg.assignment_public_key_path))
             recorder = Ledger(self.api, self.rm, self.node, pods)
             self.workers += [pods, recorder]
-        self.admission = Admission(self.rm, settings, pods, recorder)
+        self.allocator = Allocator(self.rm, settings, pods, recorder)
         self.registrar = Registrar(cfg.device_plugin_path, self._make_server, self.rm.resources)
         self.workers.insert(0, HealthWatch(self.nvml, self.rm))
         sync = PodResourcesSync(self.pod_resources, self.rm, uid_of=pods.uid_of if pods else None)
@@ -104,7 +104,7 @@ class DevicePluginDaemon:
                  modes=self.rm.modes.active, api=self.api is not None)
 
     def _make_server(self, resource: str) -> ResourceServer:
-        return ResourceServer(resource, self.rm, self.admission, self.config.device_plugin_path)
+        return ResourceServer(resource, self.rm, self.allocator, self.config.device_plugin_path)
 
     def ready(self) -> tuple[bool, str]:
         if self.registrar is None:

@@ -12,6 +12,9 @@ RESOURCE_MPS_MEMORY = "nvidia.com/mps-memory"
 RESOURCE_GPU_SHARED = "nvidia.com/gpu.shared"
 RESOURCE_MIG_PREFIX = "nvidia.com/mig-"
 
+RESOURCE_PREFIX = "nvidia.com/"          # every resource name above begins so
+ANNOTATION_PREFIX = "tessera.io/"        # every annotation and label key below begins so
+
 ANNOTATION_INVENTORY = "tessera.io/gpu-inventory"
 ANNOTATION_ASSIGNMENT = "tessera.io/assignment"
 ANNOTATION_ALLOCATED = "tessera.io/allocated"

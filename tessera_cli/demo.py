@@ -25,7 +25,7 @@ import kubernetes
 from tessera_cli import demo_fault
 from tessera_cli import demo_report as report
 from tessera_cli import demo_watch as watch
-from tessera_cli.demo_pods import NAMESPACE as DEMO_NAMESPACE
+from tessera_cli.demo_pods import DEMO_NAMESPACE
 from tessera_cli.demo_pods import DemoPod, demo_pods
 from tessera.log import configure_logging
 from tessera_cli.occupancy_png import draw_occupancy

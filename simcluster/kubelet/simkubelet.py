@@ -24,7 +24,7 @@ from typing import Any
 
 from simcluster.cluster import NodeSpec
 from simcluster.kubelet import oci
-from simcluster.kubelet.admission import AdmissionResult, admit_pod
+from simcluster.kubelet.device_admission import AdmissionResult, admit_pod
 from simcluster.kubelet.apiclient import KubeletApi
 from simcluster.kubelet.containerlogs import ContainerLogServer
 from simcluster.kubelet.containers import ContainerRunner, SimulatedRunner
@@ -83,7 +83,7 @@ class SimKubelet:
 
     def __init__(self, spec: NodeSpec, api_url: str, root: Path, *, runtime: str = "containerd",
                  status_delay_s: float = 0.2, seed: int | None = None,
-                 container_annotations: tuple[str, ...] = ("tessera.io/",),
+                 container_annotations: tuple[str, ...] = oci.DEFAULT_CONTAINER_ANNOTATIONS,
                  plugin_removal_grace_s: float = 300.0, oci_runtime: str | None = None,
                  hook_flags: list[str] | None = None,
                  restart_backoff_s: tuple[float, float] = (INITIAL_BACKOFF_S, MAX_BACKOFF_S),
