@@ -49,7 +49,7 @@ class Allocator:
         self.recorder = recorder
         self.match_wait_s = match_wait_s
         self._mig_index: dict[str, int] = {}
-        for gpu in rm.gpus.values():
+        for gpu in rm.gpu_infos():
             for k, mig in enumerate(gpu.mig_instances):
                 self._mig_index[mig.uuid] = k
 

@@ -92,7 +92,7 @@ class DevicePluginDaemon:
                 from deviceplugin.eviction import OveruseEvictor
 
                 self.workers.append(OveruseEvictor(self.api, cfg.overuse_dir))
-        if self.mps_control_binary and any(m == "mps" for m in self.rm.modes.active.values()):
+        if self.mps_control_binary and any(m == "mps" for m in self.rm.active_modes().values()):
             from deviceplugin.mpsd import MpsSupervisor
 
             self.workers.insert(0, MpsSupervisor(self.mps_control_binary, cfg, self.rm))
@@ -101,7 +101,7 @@ class DevicePluginDaemon:
         self.registrar.start()
         self.http = metrics.serve(cfg.listen, self.ready, ServeLimits.from_config(cfg))
         log.info("device_plugin_started", node=self.node, resources=self.rm.resources(),
-                 modes=self.rm.modes.active, api=self.api is not None)
+                 modes=self.rm.active_modes(), api=self.api is not None)
 
     def _make_server(self, resource: str) -> ResourceServer:
         return ResourceServer(resource, self.rm, self.allocator, self.config.device_plugin_path)

@@ -83,7 +83,7 @@ class NodeInfoWriter:
         text = self.rm.inventory(self.node).to_json()
         labels = gfd_labels(self.rm, self.node)
         if self._mode_label_present is False:
-            modes = Counter(self.rm.modes.active.values()).most_common(1)
+            modes = Counter(self.rm.active_modes().values()).most_common(1)
             if modes:
                 labels[LABEL_GPU_MODE] = modes[0][0]
         if self._written == (text, labels):
@@ -131,4 +131,5 @@ class NodeInfoWriter:
         label = labels.get(LABEL_GPU_MODE)
         self._mode_label_present = label is not None
         if self.rm.set_label_mode(label):
-            log.info("gpu_mode_label_applied", label=label, modes=self.rm.modes.active, pending=self.rm.modes.pending)
+            log.info("gpu_mode_label_applied", label=label, modes=self.rm.active_modes(),
+                     pending=self.rm.pending_modes())
