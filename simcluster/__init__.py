@@ -19,22 +19,10 @@ kube-scheduler), :mod:`~simcluster.fakemps` (MPS control daemon), :mod:`~simclus
 daemons on it), :mod:`~simcluster.replay` and :mod:`~simcluster.trace` (the Alibaba trace).
 """
 
-from __future__ import annotations
+from tessera.exports import public_names
 
-import importlib
-from typing import Any
-
-_HOMES = {"running": "simcluster.embedded", "Cluster": "simcluster.embedded", "SimNode": "simcluster.embedded",
-          "poll_until": "simcluster.embedded", "ClusterDescription": "simcluster.cluster",
-          "NodeSpec": "simcluster.cluster", "load_cluster": "simcluster.cluster",
-          "load_trace_nodes": "simcluster.cluster"}
-
-__all__ = sorted(_HOMES)
-
-
-def __getattr__(name: str) -> Any:
-    """A public name, imported from its module at first use."""
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'simcluster' has no attribute {name!r}")
-    return getattr(importlib.import_module(home), name)
+__getattr__, __all__ = public_names(__name__, {
+    "running": "simcluster.embedded", "Cluster": "simcluster.embedded", "SimNode": "simcluster.embedded",
+    "poll_until": "simcluster.embedded", "ClusterDescription": "simcluster.cluster", "NodeSpec": "simcluster.cluster",
+    "load_cluster": "simcluster.cluster", "load_trace_nodes": "simcluster.cluster",
+})
