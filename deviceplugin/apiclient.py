@@ -14,15 +14,12 @@ from typing import Any
 import kubernetes
 
 from tessera import LABEL_GPU_MODE
-from tessera.kube import WatchExpired, watch_events
+from tessera.kube import watch_events
 from tessera.log import get_logger
 
 log = get_logger("deviceplugin")
 MERGE_PATCH = "application/merge-patch+json"
 TIMEOUT_S = 5
-
-
-Gone = WatchExpired  # a watch's resourceVersion is too old: list again
 
 
 class NodeApi:

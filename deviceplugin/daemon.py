@@ -12,7 +12,7 @@ import os
 import threading
 
 from deviceplugin import metrics
-from deviceplugin.admission import Admission
+from deviceplugin.allocator import Allocator
 from deviceplugin.apiclient import mode_label_of
 from deviceplugin.healthrecord import carry_over
 from deviceplugin.healthwatch import HealthWatch
@@ -75,7 +75,7 @@ class DevicePluginDaemon:
             pods = PodWatch(self.api, self.node, extender_public_key(cfg.assignment_public_key_path))
             recorder = LedgerWriter(self.api, self.rm, self.node, pods)
             self.workers += [pods, recorder]
-        self.admission = Admission(self.rm, settings, pods, recorder)
+        self.allocator = Allocator(self.rm, settings, pods, recorder)
         self.registrar = Registrar(cfg.device_plugin_path, self._make_server, self.rm.resources)
         self.workers.insert(0, HealthWatch(self.nvml, self.rm))
         sync = PodResourcesSync(self.pod_resources, self.rm, uid_of=pods.uid_of if pods else None)
@@ -92,7 +92,7 @@ class DevicePluginDaemon:
                 from deviceplugin.eviction import OveruseEvictor
 
                 self.workers.append(OveruseEvictor(self.api, cfg.overuse_dir))
-        if self.mps_control_binary and any(m == "mps" for m in self.rm.modes.active.values()):
+        if self.mps_control_binary and any(m == "mps" for m in self.rm.active_modes().values()):
             from deviceplugin.mpsd import MpsSupervisor
 
             self.workers.insert(0, MpsSupervisor(self.mps_control_binary, cfg, self.rm))
@@ -101,10 +101,10 @@ class DevicePluginDaemon:
         self.registrar.start()
         self.http = metrics.serve(cfg.listen, self.ready, ServeLimits.from_config(cfg, max_body_bytes=64 * 1024))  # GET only
         log.info("device_plugin_started", node=self.node, resources=self.rm.resources(),
-                 modes=self.rm.modes.active, api=self.api is not None)
+                 modes=self.rm.active_modes(), api=self.api is not None)
 
     def _make_server(self, resource: str) -> ResourceServer:
-        return ResourceServer(resource, self.rm, self.admission, self.config.device_plugin_path)
+        return ResourceServer(resource, self.rm, self.allocator, self.config.device_plugin_path)
 
     def ready(self) -> tuple[bool, str]:
         if self.registrar is None:

@@ -74,7 +74,7 @@ def carry_over(rm, node: dict | None, fatal_xids: Iterable[int]) -> list[int]:
 
 def apply_clear(rm, requested: list[str]) -> list[int]:
     """Bring back the GPUs the admin cleared (``rm``: a NodeDevices); their indexes."""
-    mine = {g.uuid for g in rm.gpus.values()}
+    mine = {g.uuid for g in rm.gpu_infos()}
     uuids = sorted(mine) if CLEAR_ALL in requested else requested
     unknown = sorted(set(requested) - mine - {CLEAR_ALL})
     back = rm.clear_health(uuids)

@@ -36,7 +36,7 @@ class HealthWatch:
         self._thread.join(timeout=5)
 
     def _snapshot(self) -> dict[int, bool]:
-        return {i: self.rm.health.healthy(i) for i in self.rm.gpus}
+        return self.rm.gpu_health()
 
     def _run(self) -> None:
         next_read = time.monotonic() + self.read_interval_s

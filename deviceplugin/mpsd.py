@@ -165,8 +165,9 @@ class MpsSupervisor(PeriodicWorker):
         wanted: dict[str, str] = {}
         cores = [c for c, _ in largest.values() if c]
         wanted["set_default_active_thread_percentage"] = str(max(cores) if cores else 100)
+        gpus = {g.index: g for g in self.rm.gpu_infos()}
         for index, (_, mem) in sorted(largest.items()):
-            gpu = self.rm.gpus[index]
+            gpu = gpus[index]
             gib = mem or gpu.memory_total_mib // 1024
             wanted[f"set_default_device_pinned_mem_limit {index}"] = f"{gib}G"
         commands = [f"{k} {v}" for k, v in wanted.items() if self._sent.get(k) != v]

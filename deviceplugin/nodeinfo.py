@@ -14,11 +14,12 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
-from deviceplugin.apiclient import Gone, NodeApi
+from deviceplugin.apiclient import NodeApi
 from deviceplugin.healthrecord import ANNOTATION_CLEAR_HEALTH, apply_clear, carry_over, clear_request
 from deviceplugin.rm import NodeDevices
 from tessera import ANNOTATION_INVENTORY, LABEL_GPU_MODE
 from tessera.backoff import Backoff
+from tessera.follow import follow
 from tessera.log import get_logger
 
 log = get_logger("deviceplugin")
@@ -82,7 +83,7 @@ class NodeInfoWriter:
         text = self.rm.inventory(self.node).to_json()
         labels = gfd_labels(self.rm, self.node)
         if self._mode_label_present is False:
-            modes = Counter(self.rm.modes.active.values()).most_common(1)
+            modes = Counter(self.rm.active_modes().values()).most_common(1)
             if modes:
                 labels[LABEL_GPU_MODE] = modes[0][0]
         if self._written == (text, labels):
@@ -98,31 +99,19 @@ class NodeInfoWriter:
         return True
 
     def _watch_loop(self) -> None:
-        version = None
-        retry = Backoff()
-        while not self._stop.is_set():
-            try:
-                if version is None:
-                    node = self.api.get_node() or {}
-                    self._on_node(node)
-                    version = (node.get("metadata") or {}).get("resourceVersion") or "0"
-                    retry.reset()
-                for event in self.api.watch("node", version, self._set_resp):
-                    retry.reset()
-                    obj = event["object"]
-                    version = (obj.get("metadata") or {}).get("resourceVersion", version)
-                    if event["type"] in ("ADDED", "MODIFIED"):
-                        self._on_node(obj)
-                    if self._stop.is_set():
-                        return
-            except Gone:
-                version = None
-            except Exception as exc:  # noqa: BLE001
-                if self._stop.is_set():
-                    return
-                log.warning("node_watch_failed", reason=str(exc))
-                version = None
-                retry.wait(self._stop)
+        """Follow this Node (read, then watch; read again after any failure): its mode label and requests."""
+        follow("node", self._read_node, lambda version: self.api.watch("node", version, self._set_resp),
+               on_list=lambda nodes: self._on_node(nodes[0] if nodes else {}), on_event=self._on_node_event,
+               stop=self._stop, log=log, relist_after_error=True)
+
+    def _read_node(self) -> tuple[list[dict], str]:
+        """The Node as a list of one (none when it does not exist yet) and the version to watch from."""
+        node = self.api.get_node()
+        return ([node] if node else []), ((node or {}).get("metadata") or {}).get("resourceVersion") or "0"
+
+    def _on_node_event(self, kind: str, node: dict) -> None:
+        if kind in ("ADDED", "MODIFIED"):
+            self._on_node(node)
 
     def _set_resp(self, resp) -> None:
         self._resp = resp
@@ -142,4 +131,5 @@ class NodeInfoWriter:
         label = labels.get(LABEL_GPU_MODE)
         self._mode_label_present = label is not None
         if self.rm.set_label_mode(label):
-            log.info("gpu_mode_label_applied", label=label, modes=self.rm.modes.active, pending=self.rm.modes.pending)
+            log.info("gpu_mode_label_applied", label=label, modes=self.rm.active_modes(),
+                     pending=self.rm.pending_modes())

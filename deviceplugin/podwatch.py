@@ -15,10 +15,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from deviceplugin.apiclient import Gone, NodeApi
+from deviceplugin.apiclient import NodeApi
 from tessera import ANNOTATION_ASSIGNMENT
 from tessera.assignment import WRITTEN_BY_PLUGIN, AssignmentError, ResourceAssignment, read_assignment, verify_assignment
-from tessera.backoff import Backoff
+from tessera.follow import follow
 from tessera.log import get_logger
 from tessera.podrequest import RequestError, pod_request, requested_devices
 
@@ -121,36 +121,21 @@ class PodWatch:
 
     # ---- the watch ----------------------------------------------------------------------------
     def _run(self) -> None:
-        version = None
-        retry = Backoff()
-        while not self._stop.is_set():
-            try:
-                if version is None:
-                    items, version = self.api.list_pods()
-                    with self._cond:
-                        self.pods = {}
-                        for pod in items:
-                            self._apply("ADDED", pod)
-                        self._cond.notify_all()
-                    self.synced.set()
-                    retry.reset()
-                for event in self.api.watch("pods", version, self._set_resp):
-                    retry.reset()
-                    obj = event["object"]
-                    version = obj.get("metadata", {}).get("resourceVersion", version)
-                    if event["type"] != "BOOKMARK":
-                        with self._cond:
-                            self._apply(event["type"], obj)
-                            self._cond.notify_all()
-                    if self._stop.is_set():
-                        return
-            except Gone:
-                version = None
-            except Exception as exc:  # noqa: BLE001 - the API server is away: retry
-                if self._stop.is_set():
-                    return
-                log.warning("pod_watch_failed", reason=str(exc))
-                retry.wait(self._stop)
+        follow("pods", self.api.list_pods, lambda version: self.api.watch("pods", version, self._set_resp),
+               on_list=self._replace_all, on_event=self._on_event, stop=self._stop, log=log)
+
+    def _replace_all(self, items: list[dict]) -> None:
+        with self._cond:
+            self.pods = {}
+            for pod in items:
+                self._apply("ADDED", pod)
+            self._cond.notify_all()
+        self.synced.set()
+
+    def _on_event(self, kind: str, pod: dict) -> None:
+        with self._cond:
+            self._apply(kind, pod)
+            self._cond.notify_all()
 
     def _set_resp(self, resp) -> None:
         self._resp = resp

@@ -2,7 +2,7 @@
 
 ``start`` serves the socket, ``register`` tells the kubelet about it (serve first, then register),
 then one method per RPC: ListAndWatch streams the resource manager's listing whenever it changes,
-GetPreferredAllocation and Allocate go to :class:`deviceplugin.admission.Admission`.
+GetPreferredAllocation and Allocate go to :class:`deviceplugin.allocator.Allocator`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
-from deviceplugin.admission import Admission
+from deviceplugin.allocator import Allocator
 from deviceplugin.rm import NodeDevices, RequestError
 from tessera.kubeletapi import API_VERSION, HEALTHY, UNHEALTHY
 from tessera.kubeletapi import deviceplugin_grpc, deviceplugin_pb2 as api
@@ -31,10 +31,10 @@ def socket_name(resource: str) -> str:
 class ResourceServer(deviceplugin_grpc.DevicePluginServicer):
     """The kubelet's view of one resource."""
 
-    def __init__(self, resource: str, rm: NodeDevices, admission: Admission, plugin_dir: str) -> None:
+    def __init__(self, resource: str, rm: NodeDevices, allocator: Allocator, plugin_dir: str) -> None:
         self.resource = resource
         self.rm = rm
-        self.admission = admission
+        self.allocator = allocator
         self.plugin_dir = plugin_dir
         self.socket_path = os.path.join(plugin_dir, socket_name(resource))
         self._server: grpc.Server | None = None
@@ -108,7 +108,7 @@ class ResourceServer(deviceplugin_grpc.DevicePluginServicer):
     def GetPreferredAllocation(self, request, context):  # noqa: N802
         response = api.PreferredAllocationResponse()
         for req in request.container_requests:
-            ids = self.admission.preferred(self.resource, list(req.available_deviceIDs),
+            ids = self.allocator.preferred(self.resource, list(req.available_deviceIDs),
                                            list(req.must_include_deviceIDs), req.allocation_size)
             response.container_responses.add(deviceIDs=ids)
         return response
@@ -117,7 +117,7 @@ class ResourceServer(deviceplugin_grpc.DevicePluginServicer):
         response = api.AllocateResponse()
         for req in request.container_requests:
             try:
-                response.container_responses.append(self.admission.allocate(self.resource, list(req.devices_ids)))
+                response.container_responses.append(self.allocator.allocate(self.resource, list(req.devices_ids)))
             except RequestError as err:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         return response

@@ -1,16 +1,16 @@
-"""List, then watch, nodes and pods into the ``ClusterCache``: from the list's resourceVersion, again
-after each watch timeout, and from a fresh list when the API server says 410 Gone. ``synced`` is set
-once both first lists are in."""
+"""List, then watch, nodes and pods into the ``ClusterCache`` (:func:`tessera.follow.follow`): from the
+list's resourceVersion, again after each watch timeout, and from a fresh list when the API server says
+410 Gone. ``synced`` is set once both first lists are in."""
 
 from __future__ import annotations
 
 import threading
 
-from tessera.backoff import Backoff
+from tessera.follow import follow, vanished
 from tessera.log import get_logger
 
 from extender.cache import ClusterCache
-from extender.kubeapi import Gone, KubeApi, error_text
+from extender.kubeapi import KubeApi
 from extender.pendingpods import PendingPods
 
 log = get_logger("extender")
@@ -53,55 +53,29 @@ class Informer:
             if self.pending is not None:
                 self.pending.pod_event(event_type, obj)
 
-    def _relist(self, kind: str) -> str:
-        items, version = self.api.list(kind)
-        seen = set()
+    def _relist(self, kind: str, items: list[dict]) -> None:
         for obj in items:
-            meta = obj.get("metadata") or {}
-            seen.add(f"{meta.get('namespace', '')}/{meta.get('name', '')}" if kind == "pods" else meta.get("name"))
             self._apply(kind, "ADDED", obj)
-        self._forget_missing(kind, seen)
+        self._forget_missing(kind, items)
         if kind not in self._listed:
             self._listed.add(kind)
             if len(self._listed) == 2:
                 self.synced.set()
-        log.info("cache_listed", kind=kind, items=len(items), resource_version=version)
-        return version
+        log.info("cache_listed", kind=kind, items=len(items))
 
-    def _forget_missing(self, kind: str, seen: set) -> None:
+    def _forget_missing(self, kind: str, items: list[dict]) -> None:
         cache = self.cache
         with cache.lock:
             if kind == "nodes":
-                gone = [n for n in cache.fleet.names() if n not in seen]
-                for name in gone:
+                for name in vanished(cache.fleet.names(), items):
                     cache.node_event("DELETED", {"metadata": {"name": name}})
             else:
-                gone = [k for k in cache.pod_keys() if k not in seen and not cache.inflight(k)]
-                for key in gone:
+                for key in [k for k in vanished(cache.pod_keys(), items) if not cache.inflight(k)]:
                     ns, _, name = key.partition("/")
                     cache.pod_event("DELETED", {"metadata": {"namespace": ns, "name": name}})
 
     def _run(self, kind: str) -> None:
-        version = None
-        retry = Backoff()
-        while not self._stop.is_set():
-            try:
-                if version is None:
-                    version = self._relist(kind)
-                    retry.reset()
-                for event in self.api.watch(kind, version, lambda r: self._responses.__setitem__(kind, r)):
-                    retry.reset()
-                    obj = event.get("object") or {}
-                    version = (obj.get("metadata") or {}).get("resourceVersion", version)
-                    if event.get("type") != "BOOKMARK":
-                        self._apply(kind, event["type"], obj)
-                    if self._stop.is_set():
-                        return
-            except Gone:
-                log.info("watch_expired", kind=kind)
-                version = None
-            except Exception as exc:  # noqa: BLE001 - the API server is away: retry
-                if self._stop.is_set():
-                    return
-                log.warning("watch_failed", kind=kind, reason=error_text(exc)[:300])
-                retry.wait(self._stop)
+        follow(kind, lambda: self.api.list(kind),
+               lambda version: self.api.watch(kind, version, lambda r: self._responses.__setitem__(kind, r)),
+               on_list=lambda items: self._relist(kind, items),
+               on_event=lambda event_type, obj: self._apply(kind, event_type, obj), stop=self._stop, log=log)

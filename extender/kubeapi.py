@@ -17,12 +17,9 @@ import kubernetes
 import orjson
 from kubernetes.client.rest import ApiException
 
-from tessera.kube import WatchExpired, watch_events
+from tessera.kube import watch_events
 
 TIMEOUT_S = 10
-
-
-Gone = WatchExpired  # a watch's resourceVersion is too old: list again
 
 
 def api_client(kubeconfig: str) -> kubernetes.client.ApiClient:
@@ -36,16 +33,6 @@ def api_client(kubeconfig: str) -> kubernetes.client.ApiClient:
         raise kubernetes.config.ConfigException("no kubeconfig given and not running in a cluster")
     configuration.connection_pool_maxsize = 32
     return kubernetes.client.ApiClient(configuration)
-
-
-def error_text(exc: BaseException) -> str:
-    """One line saying why an API call failed (the Status message when there is one)."""
-    if isinstance(exc, ApiException):
-        try:
-            return f"{exc.status}: {json.loads(exc.body)['message']}"
-        except (TypeError, ValueError, KeyError):
-            return f"{exc.status}: {exc.reason}"
-    return str(exc) or type(exc).__name__
 
 
 class _Direct:
@@ -165,7 +152,7 @@ class KubeApi:
 
     def watch(self, kind: str, resource_version: str, on_response: Callable[[Any], None],
               timeout_s: int = 300) -> Iterator[dict]:
-        """Events of ``nodes`` or ``pods`` since ``resource_version``; raises Gone on 410."""
+        """Events of ``nodes`` or ``pods`` since ``resource_version``; raises WatchExpired on 410 Gone."""
         call = self.core.list_node if kind == "nodes" else self.core.list_pod_for_all_namespaces
         resp = call(watch=True, resource_version=resource_version, allow_watch_bookmarks=True,
                     timeout_seconds=timeout_s, _preload_content=False)

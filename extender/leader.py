@@ -13,7 +13,8 @@ from collections.abc import Callable
 
 from tessera.log import get_logger
 
-from extender.kubeapi import KubeApi, error_text
+from extender.kubeapi import KubeApi
+from tessera.kube import error_text
 
 log = get_logger("extender")
 

@@ -29,7 +29,8 @@ from tessera.log import get_logger
 
 from extender import wire
 from extender.cache import ClusterCache
-from extender.kubeapi import KubeApi, error_text
+from extender.kubeapi import KubeApi
+from tessera.kube import error_text
 from extender.assignments import ask_amounts, assignment_of
 from extender.metrics import ExtenderMetrics
 from extender.pendingpods import PendingPods

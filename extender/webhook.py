@@ -25,7 +25,7 @@ import base64
 import json
 from collections.abc import Callable, Iterable
 
-from tessera import ANNOTATION_POLICY, RESOURCE_MPS_CORE, RESOURCE_MPS_MEMORY
+from tessera import ANNOTATION_POLICY, ANNOTATION_PREFIX, RESOURCE_MPS_CORE, RESOURCE_MPS_MEMORY
 from tessera.log import get_logger
 
 from extender.placement import POLICIES
@@ -33,7 +33,6 @@ from tessera.podrequest import KIND_MPS, KIND_MPS_WHOLE, RequestError, pod_reque
 from extender.verbs import BadRequest
 
 log = get_logger("extender")
-TESSERA_PREFIX = "tessera.io/"
 DEFAULT_SCHEDULER = "default-scheduler"  # what the API server writes where a pod names no scheduler
 
 
@@ -85,7 +84,7 @@ class PodAdmission:
         """Strip the user's tessera.io/* annotations, route and complete the pod, or refuse it."""
         patch: list[dict] = []
         annotations = meta.get("annotations") or {}
-        stripped = [k for k in annotations if k.startswith(TESSERA_PREFIX) and k != ANNOTATION_POLICY]
+        stripped = [k for k in annotations if k.startswith(ANNOTATION_PREFIX) and k != ANNOTATION_POLICY]
         policy = annotations.get(ANNOTATION_POLICY)
         if policy is not None and policy not in POLICIES:
             reason = f"annotation {ANNOTATION_POLICY}: {policy!r} is not one of {', '.join(POLICIES)}"
@@ -121,7 +120,7 @@ class PodAdmission:
         new = _mapping(_mapping(meta).get("annotations"))
         before = _mapping(_mapping(_mapping(request.get("oldObject")).get("metadata")).get("annotations"))
         changed = sorted(k for k in set(new) | set(before)
-                         if str(k).startswith(TESSERA_PREFIX) and new.get(k) != before.get(k))
+                         if str(k).startswith(ANNOTATION_PREFIX) and new.get(k) != before.get(k))
         user = str(_mapping(request.get("userInfo")).get("username") or "")
         if not changed or user in self.ledger_writers:
             return {"allowed": True}
@@ -135,7 +134,7 @@ class PodAdmission:
         (the extender's signed assignment), or anyone who may create bindings could write the ledger."""
         binding = _mapping(request.get("object"))
         keys = sorted(k for k in _mapping(_mapping(binding.get("metadata")).get("annotations"))
-                      if str(k).startswith(TESSERA_PREFIX))
+                      if str(k).startswith(ANNOTATION_PREFIX))
         user = str(_mapping(request.get("userInfo")).get("username") or "")
         if not keys or user in self.ledger_writers:
             return {"allowed": True}

@@ -68,7 +68,7 @@ def run_stage(stage: str, settings: HookSettings, stdin) -> int:
 
         remove_record(settings.state_dir, state.id)
     else:
-        from hook.admission import start
+        from hook.container_start import start
 
         start(state, settings)
     return 0

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from simcluster.exporter_launch import start_exporter
 from simcluster.readiness import Awaited, http_ok, wait_ready
-from simcluster.running import Cluster
+from simcluster.embedded import Cluster
 
 
 @dataclass

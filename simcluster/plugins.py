@@ -1,6 +1,6 @@
 """Device plugins for the embedded cluster: one ``tessera-device-plugin`` process per simulated node.
 
-    with simcluster.running.running(desc) as cluster, device_plugins(cluster) as plugins:
+    with simcluster.running(desc) as cluster, device_plugins(cluster) as plugins:
         ...
 
 Each process runs on its node's fake NVML (``TESSERA_FAKE_NVML``), with that node's plugin

@@ -27,7 +27,7 @@ from simcluster.extenders import ensure_signing_key, free_port, spawn_extender, 
 from simcluster.simscheduler import SimScheduler
 from simcluster.processes import stop_process
 from simcluster.readiness import Awaited, http_ok, wait_ready
-from simcluster.running import Cluster
+from simcluster.embedded import Cluster
 from tessera import NAMESPACE, SERVICE_ACCOUNT_EXTENDER
 from tessera.pki import write_webhook_pki
 

@@ -19,11 +19,11 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from tessera.backoff import Backoff
-from tessera.kube import pod_event
+from tessera.follow import follow
+from tessera.kube import error_text, pod_event
 from tessera.log import get_logger
 
-from extender.kubeapi import Gone, KubeApi, error_text
+from extender.kubeapi import KubeApi
 from simcluster.simfit import ExtendedFit, extended_requests, insufficient_message
 
 log = get_logger("simscheduler")
@@ -165,30 +165,10 @@ class SimScheduler:
     def _follow(self, kind: str, on_event: Callable[[str, dict], None],
                 on_list: Callable[[list[dict]], None]) -> None:
         """List ``kind``, then watch it from there until stopped; list again after 410 Gone."""
-        version = None
-        retry = Backoff()
-        while not self._stop.is_set():
-            try:
-                if version is None:
-                    items, version = self.api.list(kind)
-                    on_list(items)
-                    retry.reset()
-                for event in self.api.watch(kind, version, lambda r: self._responses.__setitem__(kind, r),
-                                            timeout_s=30):
-                    retry.reset()
-                    obj = event.get("object") or {}
-                    version = (obj.get("metadata") or {}).get("resourceVersion", version)
-                    if event.get("type") != "BOOKMARK":
-                        on_event(event["type"], obj)
-                    if self._stop.is_set():
-                        return
-            except Gone:
-                version = None
-            except Exception as exc:  # noqa: BLE001 - API server away: retry
-                if self._stop.is_set():
-                    return
-                log.warning("simscheduler_watch_failed", kind=kind, reason=error_text(exc)[:200])
-                retry.wait(self._stop)
+        follow(kind, lambda: self.api.list(kind),
+               lambda version: self.api.watch(kind, version, lambda r: self._responses.__setitem__(kind, r),
+                                              timeout_s=30),
+               on_list=on_list, on_event=on_event, stop=self._stop, log=log)
 
     def _pod_event(self, kind: str, pod: dict) -> None:
         self.fit.pod_event(kind, pod)

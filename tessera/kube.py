@@ -6,6 +6,7 @@ the wire format without the client's model classes in the way.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -13,6 +14,7 @@ from typing import Any
 
 import kubernetes
 import orjson
+from kubernetes.client.rest import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
 
@@ -39,6 +41,16 @@ def watch_events(resp: Any) -> Iterator[dict]:
     finally:
         resp.close()
         resp.release_conn()
+
+
+def error_text(exc: BaseException) -> str:
+    """One line saying why an API call failed (the Status message when there is one)."""
+    if isinstance(exc, ApiException):
+        try:
+            return f"{exc.status}: {json.loads(exc.body)['message']}"
+        except (TypeError, ValueError, KeyError):
+            return f"{exc.status}: {exc.reason}"
+    return str(exc) or type(exc).__name__
 
 
 def now_rfc3339() -> str:

@@ -25,7 +25,7 @@ import kubernetes
 from tessera_cli import demo_fault
 from tessera_cli import demo_report as report
 from tessera_cli import demo_watch as watch
-from tessera_cli.demo_pods import NAMESPACE as DEMO_NAMESPACE
+from tessera_cli.demo_pods import DEMO_NAMESPACE
 from tessera_cli.demo_pods import DemoPod, demo_pods
 from tessera.log import configure_logging
 from tessera_cli.occupancy_png import draw_occupancy
@@ -70,7 +70,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, description: ClusterDescription, workdir: list[Path]) -> int:
     """The demo's steps; ``workdir`` receives the cluster's working directory as soon as it exists."""
-    import simcluster.running as simrunning
+    import simcluster
     from simcluster.exporters import start_exporters, stop_exporters
     from simcluster.kubelet.runtime import unavailable
     from simcluster.plugins import device_plugins
@@ -89,9 +89,9 @@ def _run(args: argparse.Namespace, description: ClusterDescription, workdir: lis
         signal.signal(sig, lambda *_: stop.set())
     with ExitStack() as stack:
         with progress.step(f"starting the API server and {len(description.nodes)} simulated kubelets") as step:
-            cluster = stack.enter_context(simrunning.running(description, workdir=args.workdir,
-                                                             oci_runtime=oci_runtime, seed=7,
-                                                             keep_workdir_on_error=True))
+            cluster = stack.enter_context(simcluster.running(description, workdir=args.workdir,
+                                                            oci_runtime=oci_runtime, seed=7,
+                                                            keep_workdir_on_error=True))
             workdir.append(cluster.workdir)
             core = cluster.core_v1()
             wait_ready([watch.node_registered(core, name) for name in cluster.nodes], "its Node was registered",

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from prometheus_client.parser import text_string_to_metric_families
 
 from tessera import ANNOTATION_ALLOCATED, ANNOTATION_INVENTORY, RESOURCE_GPU
-from tessera_cli.demo_pods import GPU_COMMAND, NAMESPACE, pod
+from tessera_cli.demo_pods import DEMO_NAMESPACE, GPU_COMMAND, pod
 from tessera.allocated import decode_allocated
 from tessera.fakenvml import FaultInjector
 from tessera.inventory import NodeInventory
@@ -76,7 +76,7 @@ def _allocated_gpus(pod) -> list[str]:
 
 def _held_uuids(core, node: str) -> set[str]:
     held: set[str] = set()
-    for p in core.list_namespaced_pod(NAMESPACE, field_selector=f"spec.nodeName={node}").items:
+    for p in core.list_namespaced_pod(DEMO_NAMESPACE, field_selector=f"spec.nodeName={node}").items:
         held.update(_allocated_gpus(p))
     return held
 
@@ -191,12 +191,12 @@ def _pods_after_fault(core, node: str, free_before: int, report: FaultReport, cl
     fit of the node's allocatable, or the extender's); one asking for one fewer runs on the healthy GPUs only."""
     too_many, fits = f"gpus-{free_before}-after-xid", f"gpus-{free_before - 1}-after-xid"
     for name, count in ((too_many, free_before), (fits, free_before - 1)):
-        core.create_namespaced_pod(NAMESPACE, pod(name, GPU_COMMAND, {RESOURCE_GPU: str(count)}),
+        core.create_namespaced_pod(DEMO_NAMESPACE, pod(name, GPU_COMMAND, {RESOURCE_GPU: str(count)}),
                                    _preload_content=False)
         report.pods_after.append(name)
 
     def failed_scheduling() -> str:
-        events = core.list_namespaced_event(NAMESPACE, field_selector=f"involvedObject.name={too_many}").items
+        events = core.list_namespaced_event(DEMO_NAMESPACE, field_selector=f"involvedObject.name={too_many}").items
         return next((e.message for e in events if e.reason == "FailedScheduling"), "")
     message, t = clock.until(failed_scheduling, bool, by, f"pod {too_many} was found not to fit")
     report.reactions.append(Reaction("scheduling", f"pod {too_many} ({free_before} GPUs, free before the Xid)",
@@ -204,7 +204,7 @@ def _pods_after_fault(core, node: str, free_before: int, report: FaultReport, cl
     report.failed_scheduling = message
 
     def placed() -> list[str]:
-        p = core.read_namespaced_pod(fits, NAMESPACE)
+        p = core.read_namespaced_pod(fits, DEMO_NAMESPACE)
         return _allocated_gpus(p)
     gpus, t = clock.until(placed, bool, by, f"pod {fits} was placed and allocated")
     avoided = bool(gpus) and report.uuid not in gpus

@@ -12,7 +12,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-NAMESPACE = "default"
+DEMO_NAMESPACE = "default"
 # Long-running services (restartPolicy Always, the default): what they were given, then they stay up.
 # nvidia-smi is in a GPU container as NVIDIA's container toolkit puts it there (the simulated node's own).
 GPU_COMMAND = ["sh", "-c", "nvidia-smi -L; ls /dev | grep nvidia; env | grep -E 'VISIBLE|MPS'; exec sleep 86400"]
@@ -46,7 +46,7 @@ def pod(name: str, command: list[str], limits: dict | None = None, env: dict[str
                        "env": [{"name": k, "value": v} for k, v in (env or {}).items()]}
     if limits:
         container["resources"] = {"limits": dict(limits)}
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NAMESPACE},
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": DEMO_NAMESPACE},
             "spec": {"containers": [container]}}
 
 

@@ -7,7 +7,7 @@ import urllib.request
 
 from tessera import ANNOTATION_ALLOCATED
 from tessera.allocated import decode_allocated
-from tessera_cli.demo_pods import NAMESPACE as DEMO_NAMESPACE
+from tessera_cli.demo_pods import DEMO_NAMESPACE
 
 HTTP_HANG_GUARD_S = 60.0  # one scrape; on a busy machine a daemon can take seconds to answer
 

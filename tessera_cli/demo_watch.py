@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from simcluster.readiness import Awaited
-from tessera_cli.demo_pods import NAMESPACE, DemoPod
+from tessera_cli.demo_pods import DEMO_NAMESPACE, DemoPod
 
 
 def _raw(response) -> dict:
@@ -63,7 +63,7 @@ def pods_settled(core, cluster, plugins, sched, admitted: list[DemoPod]) -> list
     names = {p.body["metadata"]["name"] for p in admitted}
 
     def demo_pods() -> list[dict]:
-        items = _raw(core.list_namespaced_pod(NAMESPACE, _preload_content=False))["items"]
+        items = _raw(core.list_namespaced_pod(DEMO_NAMESPACE, _preload_content=False))["items"]
         return [p for p in items if p["metadata"]["name"] in names]
 
     def on(node: str | None) -> list[dict]:

@@ -32,41 +32,72 @@ class NodeDevices:
                  health: HealthTracker, label_mode: str | None = None) -> None:
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
-        self.version = 0
-        self.gpus: dict[int, GpuInfo] = {g.index: g for g in gpus if g.uuid and g.memory_total_mib}
-        self._by_uuid = {g.uuid: g for g in self.gpus.values()}
-        self.default_mode, self.gpu_modes, self.replicas = default_mode, dict(gpu_modes), replicas
-        self.health = health
-        self.label_mode = label_mode
-        self.modes = ModeBook()
-        self.in_use: dict[str, set[str]] = {}
-        self.holdings: list[tuple[str, str, str, tuple[str, ...]]] = []  # (pod uid, container, resource, ids)
+        self._version = 0
+        self._gpus: dict[int, GpuInfo] = {g.index: g for g in gpus if g.uuid and g.memory_total_mib}
+        self._by_uuid = {g.uuid: g for g in self._gpus.values()}
+        self._default_mode, self._gpu_modes, self._replicas = default_mode, dict(gpu_modes), replicas
+        self._health = health
+        self._label_mode = label_mode
+        self._modes = ModeBook()
+        self._in_use: dict[str, set[str]] = {}
+        self._holdings: list[tuple[str, str, str, tuple[str, ...]]] = []  # (pod uid, container, resource, ids)
         self._pair: dict[str, tuple] = {}  # resource -> (GPU UUIDs, when, (pod uid, container) or None) of a half
         self._devices: dict[str, dict[str, Device]] = {}
-        self.mps_down: str | None = None  # why the MPS control daemon cannot serve (shares unhealthy)
-        self.modes.update(self._desired(), set())
+        self._mps_down: str | None = None  # why the MPS control daemon cannot serve (shares unhealthy)
+        self._modes.update(self._desired(), set())
         self._rebuild()
+
+    # ---- what callers read (copies: the state changes only through the methods below) ------------
+    @property
+    def version(self) -> int:
+        """Bumped by every change (:meth:`wait_change` waits for it to move)."""
+        return self._version
+
+    @property
+    def mps_down(self) -> str | None:
+        """Why the MPS control daemon cannot serve (its shares are unhealthy), or None."""
+        return self._mps_down
+
+    def gpu_infos(self) -> list[GpuInfo]:
+        """The node's GPUs (those NVML read with a UUID and memory), by index."""
+        with self._lock:
+            return [self._gpus[i] for i in sorted(self._gpus)]
+
+    def gpu_health(self) -> dict[int, bool]:
+        """Per GPU index: whether it is healthy now."""
+        with self._lock:
+            return {i: self._health.healthy(i) for i in self._gpus}
+
+    def active_modes(self) -> dict[int, str]:
+        """Per GPU index: the mode it is in."""
+        with self._lock:
+            return dict(self._modes.active)
+
+    def pending_modes(self) -> dict[int, str]:
+        """Per GPU index: the mode it takes once drained (only GPUs waiting for one)."""
+        with self._lock:
+            return dict(self._modes.pending)
 
     # ---- state changes ------------------------------------------------------------------------
     def _desired(self) -> dict[int, str]:
-        return desired_modes(list(self.gpus.values()), self.default_mode, self.gpu_modes, self.label_mode)
+        return desired_modes(list(self._gpus.values()), self._default_mode, self._gpu_modes, self._label_mode)
 
     def _rebuild(self) -> None:
-        self._devices = node_devices(list(self.gpus.values()), self.modes.active, self.replicas)
+        self._devices = node_devices(list(self._gpus.values()), self._modes.active, self._replicas)
 
     def _bump(self) -> None:
-        self.version += 1
+        self._version += 1
         self._changed.notify_all()
 
     def wait_change(self, seen: int, timeout_s: float) -> int:
         """Block until ``version`` moves past ``seen`` (or the timeout); returns the version."""
         with self._changed:
-            self._changed.wait_for(lambda: self.version != seen, timeout=timeout_s)
-            return self.version
+            self._changed.wait_for(lambda: self._version != seen, timeout=timeout_s)
+            return self._version
 
     def apply_events(self, events: Iterable[GpuEvent]) -> bool:
         with self._lock:
-            changed = any([self.health.on_event(e) for e in events])
+            changed = any([self._health.on_event(e) for e in events])
             if changed:
                 self._bump()
             return changed
@@ -76,8 +107,8 @@ class NodeDevices:
         with self._lock:
             changed = False
             for info in infos:
-                if info.index in self.gpus:
-                    changed |= self.health.on_read(info.index, info.error)
+                if info.index in self._gpus:
+                    changed |= self._health.on_read(info.index, info.error)
             if changed:
                 self._bump()
             return changed
@@ -86,7 +117,7 @@ class NodeDevices:
         """Fatal outages recorded before a restart, GPU UUID -> (reason, since); the GPUs put out."""
         with self._lock:
             out = [self._by_uuid[u].index for u, (reason, since) in outages.items()
-                   if u in self._by_uuid and self.health.carry_over(self._by_uuid[u].index, reason, since)]
+                   if u in self._by_uuid and self._health.carry_over(self._by_uuid[u].index, reason, since)]
             if out:
                 self._bump()
             return out
@@ -95,33 +126,33 @@ class NodeDevices:
         """The admin's clear for these GPU UUIDs; the GPUs brought back."""
         with self._lock:
             back = [self._by_uuid[u].index for u in uuids
-                    if u in self._by_uuid and self.health.clear(self._by_uuid[u].index)]
+                    if u in self._by_uuid and self._health.clear(self._by_uuid[u].index)]
             if back:
                 self._bump()
             return back
 
     def tick(self) -> bool:
         with self._lock:
-            changed = self.health.tick()
+            changed = self._health.tick()
             if changed:
                 self._bump()
             return changed
 
     def set_label_mode(self, label: str | None) -> bool:
         with self._lock:
-            if label == self.label_mode:
+            if label == self._label_mode:
                 return False
-            self.label_mode = label
+            self._label_mode = label
             return self._update_modes()
 
     def _busy_gpus(self) -> set[int]:
-        busy_uuids = {gpu_of(i) for ids in self.in_use.values() for i in ids}
-        mig_owner = {m.uuid: g.uuid for g in self.gpus.values() for m in g.mig_instances}
+        busy_uuids = {gpu_of(i) for ids in self._in_use.values() for i in ids}
+        mig_owner = {m.uuid: g.uuid for g in self._gpus.values() for m in g.mig_instances}
         busy_uuids = {mig_owner.get(u, u) for u in busy_uuids}
         return {self._by_uuid[u].index for u in busy_uuids if u in self._by_uuid}
 
     def _update_modes(self) -> bool:
-        changed = self.modes.update(self._desired(), self._busy_gpus())
+        changed = self._modes.update(self._desired(), self._busy_gpus())
         if changed:
             self._rebuild()
             self._bump()
@@ -134,10 +165,10 @@ class NodeDevices:
             mine: dict[str, set[str]] = {}
             for _, _, resource, ids in holdings:
                 mine.setdefault(resource, set()).update(ids)
-            self.holdings = holdings
-            if mine == self.in_use:
+            self._holdings = holdings
+            if mine == self._in_use:
                 return False
-            self.in_use = mine
+            self._in_use = mine
             self._update_modes()  # a drained GPU may now take its pending mode
             self._bump()
             return True
@@ -145,7 +176,7 @@ class NodeDevices:
     def note_allocated(self, resource: str, ids: Iterable[str]) -> None:
         """Allocate gave these IDs (before the pod-resources API shows them)."""
         with self._lock:
-            self.in_use.setdefault(resource, set()).update(ids)
+            self._in_use.setdefault(resource, set()).update(ids)
 
     # ---- what the kubelet sees ----------------------------------------------------------------
     def resources(self) -> list[str]:
@@ -155,24 +186,24 @@ class NodeDevices:
     def set_mps_down(self, reason: str | None) -> bool:
         """The MPS control daemon went down (``reason``) or came back (None)."""
         with self._lock:
-            if reason == self.mps_down:
+            if reason == self._mps_down:
                 return False
-            self.mps_down = reason
+            self._mps_down = reason
             self._bump()
             return True
 
     def listing(self, resource: str) -> list[tuple[Device, bool]]:
         """Each device of ``resource`` with its health."""
         with self._lock:
-            if self.mps_down is not None and resource in _OTHER:
+            if self._mps_down is not None and resource in _OTHER:
                 return [(d, False) for d in self._devices.get(resource, {}).values()]
-            return [(d, self.health.healthy(d.gpu_index)) for d in self._devices.get(resource, {}).values()]
+            return [(d, self._health.healthy(d.gpu_index)) for d in self._devices.get(resource, {}).values()]
 
     def check(self, resource: str, ids: list[str]) -> Request:
         """What ``ids`` mean; RequestError if they cannot be given together."""
         with self._lock:
             known = self._devices.get(resource, {})
-            memory = {g.uuid: g.memory_total_mib // 1024 for g in self.gpus.values()}
+            memory = {g.uuid: g.memory_total_mib // 1024 for g in self._gpus.values()}
         return check_request(resource, ids, known, memory)
 
     def pair_check(self, request: Request, container: tuple[str, str] | None = None) -> None:
@@ -234,10 +265,10 @@ class NodeDevices:
 
     def _free_of(self, resource: str) -> dict[str, int]:
         """Free IDs per GPU of ``resource`` as this plugin counts them (healthy GPUs only)."""
-        used = self.in_use.get(resource, set())
+        used = self._in_use.get(resource, set())
         free: dict[str, int] = {}
         for device in self._devices.get(resource, {}).values():
-            if device.id not in used and self.health.healthy(device.gpu_index):
+            if device.id not in used and self._health.healthy(device.gpu_index):
                 free[device.gpu_uuid] = free.get(device.gpu_uuid, 0) + 1
         return free
 
@@ -281,26 +312,26 @@ class NodeDevices:
     def inventory(self, node: str) -> NodeInventory:
         """The node inventory document (``tessera.io/gpu-inventory``)."""
         with self._lock:
-            index_of = {g.uuid: g.index for g in self.gpus.values()}
+            index_of = {g.uuid: g.index for g in self._gpus.values()}
             gpus = []
-            for g in sorted(self.gpus.values(), key=lambda x: x.index):
-                cond = self.health.out.get(g.index)
+            for g in sorted(self._gpus.values(), key=lambda x: x.index):
+                cond = self._health.out.get(g.index)
                 health = GpuHealth(False, cond.reason, cond.since) if cond else GpuHealth()
                 mig = tuple(MigSlot(m.profile, m.uuid, m.gpu_instance_id, m.compute_instance_id, m.memory_mib,
                                     m.sm_count, m.placement_start, m.placement_size, healthy=cond is None)
                             for m in g.mig_instances)
                 gpus.append(GpuInventory(
                     index=g.index, uuid=g.uuid, model=g.name, memory_mib=g.memory_total_mib, sm_count=g.sm_count or 0,
-                    mode=self.modes.active.get(g.index, "exclusive"), health=health, numa_node=g.numa_node,
+                    mode=self._modes.active.get(g.index, "exclusive"), health=health, numa_node=g.numa_node,
                     nvlink_peers=tuple(sorted(index_of[p.uuid] for p in g.nvlink_peers if p.uuid in index_of)),
-                    mig=mig, pending_mode=self.modes.pending.get(g.index)))
+                    mig=mig, pending_mode=self._modes.pending.get(g.index)))
             return NodeInventory(node=node, gpus=tuple(gpus))
 
     def largest_mps_grants(self) -> dict[int, tuple[int, int]]:
         """Per MPS GPU index: (largest live core grant in %, largest live memory grant in GiB); 0 when none."""
         with self._lock:
-            result = {i: (0, 0) for i, m in self.modes.active.items() if m == "mps"}
-            for _, _, resource, ids in self.holdings:
+            result = {i: (0, 0) for i, m in self._modes.active.items() if m == "mps"}
+            for _, _, resource, ids in self._holdings:
                 if resource not in (RESOURCE_MPS_CORE, RESOURCE_MPS_MEMORY):
                     continue
                 per: dict[str, int] = {}

@@ -12,7 +12,7 @@ from typing import Any
 
 import kubernetes
 
-from tessera.kube import WatchExpired, pod_event, watch_events
+from tessera.kube import pod_event, watch_events
 
 MERGE_PATCH = "application/merge-patch+json"
 
@@ -60,7 +60,7 @@ class KubeletApi:
 
     def watch_pods(self, resource_version: str, timeout_s: int,
                    on_response: Callable[[Any], None] | None = None) -> Iterator[dict]:
-        """Watch events for pods on this node; raises ``Gone`` when the version is too old."""
+        """Watch events for pods on this node; raises ``WatchExpired`` when the version is too old."""
         resp = self.core.list_pod_for_all_namespaces(
             field_selector=f"spec.nodeName={self.node_name}", watch=True, resource_version=resource_version,
             allow_watch_bookmarks=True, timeout_seconds=timeout_s, _preload_content=False)
@@ -87,6 +87,3 @@ class KubeletApi:
         namespace = meta.get("namespace", "default")
         body = pod_event(namespace, meta["name"], meta["uid"], event_type, reason, message, "kubelet", self.node_name)
         self.core.create_namespaced_event(namespace, body, _preload_content=False)
-
-
-Gone = WatchExpired  # the name the kubelet's watch loop catches

@@ -33,13 +33,14 @@ import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from tessera import ANNOTATION_PREFIX
 from tessera.kubeletapi import deviceplugin_pb2 as api
 from tessera.log import get_logger
 
 log = get_logger("simkubelet")
 
 RUNTIME_FLAVOURS: tuple[str, ...] = ("containerd", "crio")
-DEFAULT_CONTAINER_ANNOTATIONS: tuple[str, ...] = ("tessera.io/",)
+DEFAULT_CONTAINER_ANNOTATIONS: tuple[str, ...] = (ANNOTATION_PREFIX,)
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 OCI_VERSION = "1.0.2"
 

@@ -24,8 +24,8 @@ from typing import Any
 
 from simcluster.cluster import NodeSpec
 from simcluster.kubelet import oci
-from simcluster.kubelet.admission import AdmissionResult, admit_pod
-from simcluster.kubelet.apiclient import Gone, KubeletApi
+from simcluster.kubelet.device_admission import AdmissionResult, admit_pod
+from simcluster.kubelet.apiclient import KubeletApi
 from simcluster.kubelet.containerlogs import ContainerLogServer
 from simcluster.kubelet.containers import ContainerRunner, SimulatedRunner
 from simcluster.kubelet.devicemanager import AdmissionError, DeviceManager
@@ -34,7 +34,7 @@ from simcluster.kubelet.nvidiasmi import nvidia_smi_script
 from simcluster.kubelet.podworkers import PodWorkers
 from simcluster.kubelet.restarts import INITIAL_BACKOFF_S, MAX_BACKOFF_S, CrashLoopBackOff
 from tessera import LABEL_GPU_MODE
-from tessera.backoff import Backoff
+from tessera.follow import follow
 from tessera.kube import now_rfc3339
 from tessera.log import get_logger
 
@@ -83,7 +83,7 @@ class SimKubelet:
 
     def __init__(self, spec: NodeSpec, api_url: str, root: Path, *, runtime: str = "containerd",
                  status_delay_s: float = 0.2, seed: int | None = None,
-                 container_annotations: tuple[str, ...] = ("tessera.io/",),
+                 container_annotations: tuple[str, ...] = oci.DEFAULT_CONTAINER_ANNOTATIONS,
                  plugin_removal_grace_s: float = 300.0, oci_runtime: str | None = None,
                  hook_flags: list[str] | None = None,
                  restart_backoff_s: tuple[float, float] = (INITIAL_BACKOFF_S, MAX_BACKOFF_S),
@@ -236,31 +236,13 @@ class SimKubelet:
     # pods ------------------------------------------------------------------------------------
 
     def _watch_loop(self) -> None:
-        version: str | None = None
-        retry = Backoff()
-        while not self._stop.is_set():
-            try:
-                if version is None:
-                    pods, version = self._api.list_pods()
-                    for pod in pods:
-                        self._on_pod("ADDED", pod)
-                    retry.reset()
-                for event in self._api.watch_pods(version, timeout_s=30, on_response=self._set_watch_resp):
-                    retry.reset()
-                    obj = event["object"]
-                    version = obj.get("metadata", {}).get("resourceVersion", version)
-                    if event["type"] != "BOOKMARK":
-                        self._on_pod(event["type"], obj)
-                    if self._stop.is_set():
-                        return
-            except Gone:
-                self._log.info("pod_watch_expired_relisting")
-                version = None
-            except Exception as exc:  # noqa: BLE001 - API server away: retry
-                if self._stop.is_set():
-                    return
-                self._log.warning("pod_watch_failed", error=str(exc))
-                retry.wait(self._stop)
+        follow("pods", self._api.list_pods,
+               lambda version: self._api.watch_pods(version, timeout_s=30, on_response=self._set_watch_resp),
+               on_list=self._on_pods_listed, on_event=self._on_pod, stop=self._stop, log=self._log)
+
+    def _on_pods_listed(self, pods: list[dict]) -> None:
+        for pod in pods:
+            self._on_pod("ADDED", pod)
 
     def _set_watch_resp(self, resp: Any) -> None:
         self._watch_resp = resp

@@ -24,7 +24,7 @@ from simcluster.apiserver.authn import service_account_user
 from simcluster.apiserver.recording import RequestRecorder
 from simcluster.cluster import ClusterDescription, NodeSpec
 from simcluster.plugins import device_plugins
-from simcluster.running import running
+from simcluster import running
 from tessera import ANNOTATION_ALLOCATED, ANNOTATION_ASSIGNMENT
 
 NAMESPACE = "tessera-system"

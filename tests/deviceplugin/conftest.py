@@ -85,7 +85,7 @@ def embedded():
 
     from simcluster.cluster import ClusterDescription
     from simcluster.plugins import device_plugins
-    from simcluster.running import running
+    from simcluster import running
 
     stack = contextlib.ExitStack()
 

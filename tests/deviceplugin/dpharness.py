@@ -16,7 +16,7 @@ import pytest
 
 from simcluster.fakemps import CONTROL as FAKE_MPS_CONTROL
 from simcluster.plugins import stop_mps_daemon
-from simcluster.running import poll_until
+from simcluster import poll_until
 from simcluster.processes import stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -43,7 +43,7 @@ def test_each_gpu_is_advertised_in_exactly_one_mode(tmp_path, monkeypatch):
 def test_label_overrides_default_and_per_index_config_wins(tmp_path, monkeypatch):
     gpus = read_gpus(tmp_path, monkeypatch, "a100-80gb-mps.yaml")
     rm = manager(gpus, default="exclusive", gpu_modes={0: "mps"}, label="timeslice")
-    assert rm.modes.active[0] == "mps" and all(rm.modes.active[i] == "timeslice" for i in range(1, 8))
+    assert rm.active_modes()[0] == "mps" and all(rm.active_modes()[i] == "timeslice" for i in range(1, 8))
 
 
 def test_mode_change_waits_for_the_gpu_to_drain(tmp_path, monkeypatch):
@@ -52,12 +52,12 @@ def test_mode_change_waits_for_the_gpu_to_drain(tmp_path, monkeypatch):
     busy = gpus[0].uuid
     rm.set_holdings([("pod-1", "main", CORE, (f"{busy}::core::0",))])
     assert rm.set_label_mode("exclusive")
-    assert rm.modes.active[0] == "mps" and rm.modes.pending == {0: "exclusive"}
-    assert rm.modes.active[1] == "exclusive"
+    assert rm.active_modes()[0] == "mps" and rm.pending_modes() == {0: "exclusive"}
+    assert rm.active_modes()[1] == "exclusive"
     inventory = rm.inventory("n")
     assert inventory.gpus[0].pending_mode == "exclusive" and inventory.gpus[0].mode == "mps"
     rm.set_holdings([])  # the pod ended
-    assert rm.modes.active[0] == "exclusive" and rm.modes.pending == {}
+    assert rm.active_modes()[0] == "exclusive" and rm.pending_modes() == {}
     assert len(rm.listing(GPU)) == 8 and rm.listing(CORE) == []
 
 

@@ -19,7 +19,7 @@ from hook.container import OciState, PodIdentity
 from hook.records import remove_record, write_record
 from simcluster.kubelet.checkpoint import ContainerAllocation
 from simcluster.kubelet.podresources import PodResourcesServer
-from simcluster.running import poll_until
+from simcluster import poll_until
 from tessera import RESOURCE_MPS_CORE, RESOURCE_MPS_MEMORY
 from tessera.fakenvml import FaultInjector, load_description
 from tessera.grant import new_grant

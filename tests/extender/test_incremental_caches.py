@@ -37,7 +37,7 @@ from extender.placement import (
 from extender.placement.policies import SCORERS
 from tessera.podrequest import pod_request, simple_request
 from extender.verbs import ExtenderVerbs
-from simcluster.running import poll_until
+from simcluster import poll_until
 from tessera import ANNOTATION_ALLOCATED, ANNOTATION_ASSIGNMENT
 from tessera.assignment import sign_assignment
 

@@ -10,7 +10,7 @@ import pytest
 
 from simcluster.cluster import load_cluster, load_trace_nodes
 from simcluster.lightnodes import light_inventory, node_resources
-from simcluster.running import running
+from simcluster import running
 from tessera.inventory import NodeInventory
 
 TRACE_NODES = Path(__file__).resolve().parents[3] / "shared" / "traces" / "alibaba-gpu-v2023" / \

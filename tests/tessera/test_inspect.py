@@ -85,7 +85,7 @@ def cluster():
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     saved = os.environ.pop("TESSERA_FAKE_NVML_CONTROL", None)  # plugins and fake-nvml must share control files
     from simcluster.plugins import device_plugins
-    from simcluster.running import running
+    from simcluster import running
     from simcluster.scheduling import scheduling
 
     try:

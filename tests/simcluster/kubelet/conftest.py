@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from simcluster.apiserver import ApiServer
-from simcluster.running import poll_until
+from simcluster import poll_until
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 FAKE_PLUGIN = Path(__file__).with_name("fake_device_plugin.py")

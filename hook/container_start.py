@@ -1,4 +1,4 @@
-"""The hook's decision at container start, and its cleanup at poststop.
+"""The hook's decision at container start (its cleanup at poststop is :func:`hook.records.remove_record`).
 
 At ``createRuntime`` (or ``prestart``), in this order, so that a refused container changes nothing:
 

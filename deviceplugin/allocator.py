@@ -1,4 +1,4 @@
-"""The plugin's half of admitting a pod: which IDs to prefer, and the Allocate answer.
+"""The plugin's half of the kubelet admitting a pod: which IDs to prefer, and the Allocate answer.
 
 GetPreferredAllocation carries no pod identity: the pod is known from the size asked (the extender
 never leaves two bound-not-allocated pods of one shape on a node), and its signed assignment's IDs
@@ -38,7 +38,7 @@ class Recorder(Protocol):
     def allocated(self, request: Request, pending: PendingContainer | None) -> None: ...
 
 
-class Admission:
+class Allocator:
     """Decisions for GetPreferredAllocation and Allocate, over the resource manager."""
 
     def __init__(self, rm: NodeDevices, settings: ResponseSettings, pods: PendingPods | None = None,
@@ -49,7 +49,7 @@ class Admission:
         self.recorder = recorder
         self.match_wait_s = match_wait_s
         self._mig_index: dict[str, int] = {}
-        for gpu in rm.gpus.values():
+        for gpu in rm.gpu_infos():
             for k, mig in enumerate(gpu.mig_instances):
                 self._mig_index[mig.uuid] = k
 

@@ -1,4 +1,4 @@
-"""The embedded cluster as one context manager: ``with simcluster.running() as cluster: ...``.
+"""The embedded cluster as one context manager, opened as ``with simcluster.running() as cluster: ...``.
 
 It starts the API server, and for each node of the description a node directory (device-plugin
 directory, pod-resources socket, container bundles), a fake-NVML node description for the node's
