@@ -33,6 +33,7 @@ import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from hook.install import containerd_default_spec
 from tessera import ANNOTATION_PREFIX
 from tessera.kubeletapi import deviceplugin_pb2 as api
 from tessera.log import get_logger
@@ -151,19 +152,11 @@ def _find_container(pod: dict, name: str) -> dict:
 
 
 def _default_mounts() -> list[dict]:
-    return [
-        {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
-        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-         "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
-    ]
+    """containerd's default mounts (the spec every container on a node starts from, as the hook's
+    installer writes it), less its /run tmpfs, plus the cgroup filesystem read-only."""
+    mounts = [m for m in containerd_default_spec()["mounts"] if m["destination"] != "/run"]
+    return mounts + [{"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                      "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}]
 
 
 def _host_path_mounts(pod: dict, container: dict) -> list[dict]:
