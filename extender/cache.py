@@ -375,9 +375,13 @@ class ClusterCache:
                 self._drop(key)
 
     def landed(self, key: str) -> None:
-        """The bind's API calls succeeded; the watch confirms the rest."""
+        """The bind's API calls succeeded: the pod is bound (a second bind of it is refused at once, not
+        only once its watch event comes); the watch confirms the rest."""
         with self.lock:
             self._inflight.discard(key)
+            record = self._records.get(key)
+            if record is not None:
+                record.bound = True
 
     def keys_by_uid(self) -> dict[str, str]:
         """Pod key by UID, for every pod that holds something (call with ``lock``)."""

@@ -85,3 +85,34 @@ def test_bind_of_a_pod_already_bound_is_refused_without_a_second_assignment(clus
     stored = srv.registry.get("pods", "once", "default")
     assert stored["spec"]["nodeName"] == "mps-a"
     assert stored["metadata"]["annotations"][ANNOTATION_ASSIGNMENT] == first
+
+
+def test_a_second_bind_before_the_first_one_s_watch_event_is_refused_as_already_bound(cluster, monkeypatch):
+    """The extender knows a pod is bound once the API server took its Binding, not only once the watch
+    says so: a second bind in between is refused, and the first one's hold stays where it is."""
+    srv, ext, _ = cluster
+    held_back = []
+
+    def late(pod_event):
+        def event(kind, obj, *args, **kwargs):  # the watch is slow: this pod's events wait
+            if (obj.get("metadata") or {}).get("name") == "late" and kind != "ADDED":
+                held_back.append((kind, obj))
+                return None
+            return pod_event(kind, obj, *args, **kwargs)
+        return event
+
+    monkeypatch.setattr(ext.cache, "pod_event", late(ext.cache.pod_event))
+    monkeypatch.setattr(ext.pending, "pod_event", late(ext.pending.pod_event))
+    pod = create(srv, gpu_pod("late", {"nvidia.com/mps-core": 30, "nvidia.com/mps-memory": 3}))
+    uid = pod["metadata"]["uid"]
+    deadline = time.monotonic() + 60  # hang guard: the ADDED event comes through at once
+    while ext.pending.get(uid, "default", "late") is None:
+        assert time.monotonic() < deadline, "the pod never reached the extender's watch"
+        time.sleep(0.02)
+    assert post(ext.url, "bind", bind_args(pod, "mps-a"))[1] == {"Error": ""}
+    assert held_back, "the Binding's watch event was not held back"
+    _, result = post(ext.url, "bind", bind_args(pod, "mps-b"))
+    assert "already bound to mps-a" in result["Error"]
+    with ext.cache.lock:
+        assert "default/late" in ext.cache.fleet.get("mps-a").pods  # its hold was not dropped
+    assert srv.registry.get("pods", "late", "default")["spec"]["nodeName"] == "mps-a"
