@@ -33,7 +33,10 @@ def test_registered_again_after_a_kubelet_restart(mps_plugin_holding_p1, eventua
     _, manager, held = mps_plugin_holding_p1
     for _ in range(2):
         manager.restart()
-        assert manager.allocatable() == {CORE: 0, MEM: 0}, "capacity 0 until the plugin registers again"
+        # Capacity 0 until the plugin registers again, which it may already have done by the time this
+        # reads it: each resource is either forgotten or whole, never a stale count.
+        after = manager.allocatable()
+        assert set(after) == {CORE, MEM} and after[CORE] in (0, 800) and after[MEM] in (0, 640), after
         eventually(lambda: manager.allocatable() == {CORE: 800, MEM: 640}, timeout=10.0,
                    what="both resources registered again", interval=0.01)
     # the kubelet still knows what p1 holds, and the plugin answers the next pod as before
@@ -50,7 +53,10 @@ def test_registered_again_after_five_back_to_back_kubelet_restarts(mps_plugin_ho
     sockets = [node.plugin_dir / "tessera-mps-core.sock", node.plugin_dir / "tessera-mps-memory.sock"]
     for restart in range(5):
         manager.restart()
-        assert manager.allocatable() == {CORE: 0, MEM: 0}, "capacity 0 until the plugin registers again"
+        # Capacity 0 until the plugin registers again, which it may already have done by the time this
+        # reads it: each resource is either forgotten or whole, never a stale count.
+        after = manager.allocatable()
+        assert set(after) == {CORE, MEM} and after[CORE] in (0, 800) and after[MEM] in (0, 640), after
         if restart < 4:
             eventually(lambda: all(s.exists() for s in sockets), what=f"sockets served again after restart {restart}",
                        interval=0.005)
