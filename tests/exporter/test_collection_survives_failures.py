@@ -85,6 +85,13 @@ def test_series_of_a_container_that_is_gone_are_dropped(fake_node, run_exporter)
 def test_xids_are_counted_per_gpu_and_xid(fake_node, run_exporter):
     node = fake_node()
     url = run_exporter(node)
+    # NVML delivers an Xid only to event sets registered before it (so does the fake): first see one
+    # counted on another GPU, so the exporter is listening before the Xids this test counts.
+    def listening() -> float | None:
+        node.faults.inject_xid(0, 43)  # again each time: one sent before the exporter listened is lost
+        return value(scrape(url), "tessera_gpu_xid_errors_total", gpu="0", xid="43")
+
+    wait_until(listening, what="the exporter listening for Xids")
     for _ in range(3):
         node.faults.inject_xid(5, 13)
     node.faults.inject_xid(5, 31)
