@@ -95,6 +95,11 @@ class HttpService:
     def open_connections(self) -> int:
         return len(self._conns)
 
+    @property
+    def buffered_bytes(self) -> int:
+        """Request bytes held now for all connections together (bounded by ``max_buffered_bytes``)."""
+        return self._buffered
+
     def start(self) -> "HttpService":
         self._started = True
         threading.Thread(target=self.serve_forever, name=f"http-{self.name}", daemon=True).start()
