@@ -16,6 +16,7 @@ from simcluster.cluster import NodeSpec
 from tessera import ANNOTATION_ASSIGNMENT
 from tessera.assignment import load_public_key, verify_assignment
 
+from simcluster import poll_until
 from simcluster.extenders import start_extender
 
 NODES = [NodeSpec("mps-a", "T4", 1, mode="mps"), NodeSpec("mps-b", "T4", 1, mode="mps")]
@@ -105,10 +106,8 @@ def test_a_second_bind_before_the_first_one_s_watch_event_is_refused_as_already_
     monkeypatch.setattr(ext.pending, "pod_event", late(ext.pending.pod_event))
     pod = create(srv, gpu_pod("late", {"nvidia.com/mps-core": 30, "nvidia.com/mps-memory": 3}))
     uid = pod["metadata"]["uid"]
-    deadline = time.monotonic() + 60  # hang guard: the ADDED event comes through at once
-    while ext.pending.get(uid, "default", "late") is None:
-        assert time.monotonic() < deadline, "the pod never reached the extender's watch"
-        time.sleep(0.02)
+    poll_until(lambda: ext.pending.get(uid, "default", "late"), timeout_s=60,  # hang guard only
+               what="the pod in the extender's watch")
     assert post(ext.url, "bind", bind_args(pod, "mps-a"))[1] == {"Error": ""}
     assert held_back, "the Binding's watch event was not held back"
     _, result = post(ext.url, "bind", bind_args(pod, "mps-b"))

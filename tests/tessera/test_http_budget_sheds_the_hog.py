@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import http.client
 import socket
-import time
 
+from simcluster import poll_until
 from tessera.httpserve import HttpService, ServeLimits
 from tessera.httpserve.handler import RequestHandler
 
@@ -50,10 +50,8 @@ def test_the_connections_holding_the_budget_are_shed_and_a_small_request_is_answ
     try:
         port = service.address[1]
         hogs = [_hog(port, 500 * KIB, 490 * KIB) for _ in range(2)]  # 980 KiB of the 1024 held
-        deadline = time.monotonic() + GUARD_S  # hang guard: the loop reads them as they come
-        while service.buffered_bytes < 2 * 490 * KIB:
-            assert time.monotonic() < deadline, f"only {service.buffered_bytes} bytes read of the hogs'"
-            time.sleep(0.01)
+        poll_until(lambda: service.buffered_bytes >= 2 * 490 * KIB, timeout_s=GUARD_S,  # hang guard only
+                   interval_s=0.01, what="the loop to buffer both hogs' bytes")
         caller = http.client.HTTPConnection("127.0.0.1", port, timeout=GUARD_S)
         caller.request("POST", "/x", b"c" * (100 * KIB))  # does not fit beside both hogs
         resp = caller.getresponse()
