@@ -88,6 +88,13 @@ def _reasons(names: list[str], fits: list[str], fit_view: dict, failed_view: dic
             failed[name] = failed_view.get(name, "node not (yet) known to tessera-extender")
 
 
+def _wait_message(waits: dict[str, str]) -> str:
+    """The filter's error when only the per-shape rule keeps a pod off the nodes: each node and why."""
+    shown = "; ".join(f"{node}: {reason}" for node, reason in sorted(waits.items())[:3])
+    more = f" (and {len(waits) - 3} more nodes)" if len(waits) > 3 else ""
+    return f"retry after back-off: every node that fits is waiting for an allocation: {shown}{more}"
+
+
 class BadRequest(ValueError):
     """An input the verb cannot act on; answered as HTTP 400 with this message where the reply has no
     ``Error`` field."""
@@ -198,9 +205,18 @@ class ExtenderVerbs:
                          kept.pos if kept is not None else None)
             if blocked:
                 asked = set(fits)
-                failed.update((n, r) for n, r in blocked.items() if n in asked)
+                waits = {n: r for n, r in blocked.items() if n in asked}
+                failed.update(waits)
                 fits = list(filterfalse(blocked.__contains__, fits))
                 fits_json = None
+                if not fits and waits:
+                    # Only a wait for an allocation keeps the pod off every node. Answered as an error,
+                    # not as failed nodes: kube-scheduler retries a pod that an error sent back after
+                    # its back-off (1 to 10 s), while one its plugins or an extender found
+                    # unschedulable waits for an event that may help it, and the device plugin's
+                    # allocation (an annotation on another pod) is none: up to 5 minutes.
+                    self._decide("filter", "no_fit", "wait_for_allocation")
+                    return wire.filter_result(error=_wait_message(waits))
             elif kept is not None and request.uid:  # prioritize for this pod most likely gets these fits
                 self._passed[request.uid] = (kept, list(mask), fits)  # a copy: the kept mask moves on
                 if len(self._passed) > RECENT_FILTERS:

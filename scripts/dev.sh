@@ -7,7 +7,8 @@
 # It installs, each step only when missing:
 #   - Debian packages the tests use (runc, crun, prometheus, busybox-static), when run as root with
 #     apt-get; a package it cannot get is reported, and the tests that need it skip with that reason;
-#   - a virtual environment in .venv with Tessera and its Python dependencies.
+#   - a virtual environment in .venv with Tessera and its Python dependencies;
+#   - for the tests, Kubernetes and etcd built from upstream (scripts/build-kube.sh), once per machine.
 # Set TESSERA_NO_APT=1 to skip the Debian step.
 set -euo pipefail
 
@@ -75,6 +76,21 @@ install_python() {
     echo "$want" > "$stamp"
 }
 
+# The real tier (tests/real/) runs etcd, kube-apiserver, kube-controller-manager and kube-scheduler
+# built from upstream's Go modules by scripts/build-kube.sh into a cache outside the tree (once per
+# machine and pin). KUBEBUILDER_ASSETS (a folder with those programs and kubectl) skips the build;
+# TESSERA_NO_KUBE_BUILD=1 skips it too, and the real tier then skips with the reason.
+build_kubernetes() {
+    [ -n "${KUBEBUILDER_ASSETS:-}" ] && return 0
+    [ "${TESSERA_NO_KUBE_BUILD:-0}" = 1 ] && return 0
+    local folder
+    if folder="$(bash "$root/scripts/build-kube.sh")"; then
+        export TESSERA_KUBE_BIN="$folder"
+    else
+        say "the real Kubernetes binaries could not be built (see above); the real tier will skip"
+    fi
+}
+
 cmd="${1:-}"
 [ $# -gt 0 ] && shift
 case "$cmd" in
@@ -85,6 +101,7 @@ case "$cmd" in
     test)
         install_debian_packages
         install_python
+        build_kubernetes
         # pytest exits 5 when it collected no test: that is a failure here too.
         exec "$venv/bin/python" -m pytest "$@"
         ;;

@@ -53,9 +53,10 @@ def error_text(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def now_rfc3339() -> str:
-    """The current time as Kubernetes writes timestamps."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+def now_rfc3339(micro: bool = False) -> str:
+    """The current time as Kubernetes writes timestamps (``micro``: a MicroTime, as Leases and Events'
+    ``eventTime`` take, which the API server refuses without the six fraction digits)."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
 
 
 def pod_event(namespace: str, pod: str, pod_uid: str, event_type: str, reason: str, message: str,

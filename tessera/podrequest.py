@@ -81,10 +81,12 @@ class GpuAsk:
         return 100 * self.count if self.kind in (KIND_GPU, KIND_MPS_WHOLE) else 0
 
     def describe(self) -> str:
-        """The ask in words, for reasons: ``a GPU with 50% cores and 8 GiB free``."""
+        """The ask in words, for reasons: ``a GPU with 50 mps-core and 8 GiB free``. Never a ``%``:
+        kube-scheduler passes the extender's reasons to its event recorder as a format string, so
+        ``50% cores`` reached ``kubectl describe`` as ``50%!c(MISSING)ores``."""
         if self.kind == KIND_MPS:
             mem = f"{self.memory_gib} GiB" if self.memory_gib is not None else "its share of memory"
-            return f"a GPU with {self.core}% cores and {mem} free"
+            return f"a GPU with {self.core} mps-core and {mem} free"
         if self.kind in (KIND_GPU, KIND_MPS_WHOLE):
             mode = "exclusive" if self.kind == KIND_GPU else "mps"
             n = self.count

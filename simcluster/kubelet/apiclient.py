@@ -12,19 +12,26 @@ from typing import Any
 
 import kubernetes
 
-from tessera.kube import pod_event, watch_events
+from tessera.kube import now_rfc3339, pod_event, watch_events
 
 MERGE_PATCH = "application/merge-patch+json"
+NODE_LEASE_NAMESPACE = "kube-node-lease"
 
 
 class KubeletApi:
     """The handful of API calls a kubelet makes: its Node, the pods bound to it, their status, events."""
 
-    def __init__(self, api_url: str, node_name: str) -> None:
-        configuration = kubernetes.client.Configuration()
-        configuration.host = api_url
+    def __init__(self, api: str | kubernetes.client.Configuration, node_name: str) -> None:
+        """``api``: the API server's URL (the embedded one, which needs no credentials), or a client
+        configuration carrying the node's credentials (a real API server: ``system:node:<name>``)."""
+        if isinstance(api, kubernetes.client.Configuration):
+            configuration = api
+        else:
+            configuration = kubernetes.client.Configuration()
+            configuration.host = api
         self._client = kubernetes.client.ApiClient(configuration)
         self.core = kubernetes.client.CoreV1Api(self._client)
+        self.coordination = kubernetes.client.CoordinationV1Api(self._client)
         self.node_name = node_name
 
     def close(self) -> None:
@@ -52,6 +59,22 @@ class KubeletApi:
     def patch_node_status(self, patch: dict) -> dict:
         return self._json(self.core.patch_node_status(self.node_name, patch, _content_type=MERGE_PATCH,
                                                       _preload_content=False))
+
+    def renew_lease(self, duration_s: int) -> None:
+        """Create or renew the node's heartbeat Lease (kube-node-lease/<node>), as the kubelet does
+        every ``duration_s / 4``; the node lifecycle controller reads its renewTime."""
+        now = now_rfc3339(micro=True)
+        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": self.node_name, "namespace": NODE_LEASE_NAMESPACE},
+                "spec": {"holderIdentity": self.node_name, "leaseDurationSeconds": duration_s, "renewTime": now}}
+        try:
+            self.coordination.patch_namespaced_lease(self.node_name, NODE_LEASE_NAMESPACE,
+                                                     {"spec": body["spec"]}, _content_type=MERGE_PATCH,
+                                                     _preload_content=False)
+        except kubernetes.client.ApiException as exc:
+            if exc.status != 404:
+                raise
+            self.coordination.create_namespaced_lease(NODE_LEASE_NAMESPACE, body, _preload_content=False)
 
     def list_pods(self) -> tuple[list[dict], str]:
         doc = self._json(self.core.list_pod_for_all_namespaces(

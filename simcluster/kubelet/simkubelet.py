@@ -17,10 +17,13 @@ import queue
 import random
 import socket
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import kubernetes
 
 from simcluster.cluster import NodeSpec
 from simcluster.kubelet import oci
@@ -81,18 +84,24 @@ class KubeletPaths:
 class SimKubelet:
     """A kubelet for one node of the embedded cluster."""
 
-    def __init__(self, spec: NodeSpec, api_url: str, root: Path, *, runtime: str = "containerd",
+    def __init__(self, spec: NodeSpec, api_url: str | kubernetes.client.Configuration, root: Path, *,
+                 runtime: str = "containerd",
                  status_delay_s: float = 0.2, seed: int | None = None,
                  container_annotations: tuple[str, ...] = oci.DEFAULT_CONTAINER_ANNOTATIONS,
                  plugin_removal_grace_s: float = 300.0, oci_runtime: str | None = None,
                  hook_flags: list[str] | None = None,
                  restart_backoff_s: tuple[float, float] = (INITIAL_BACKOFF_S, MAX_BACKOFF_S),
-                 nvml_description: Path | None = None) -> None:
-        """``restart_backoff_s``: the container restart back-off (first delay, cap); ``nvml_description``:
-        the node's fake-NVML file, for the ``nvidia-smi`` its GPU containers get (else made from ``spec``)."""
+                 nvml_description: Path | None = None, node_lease_s: int = 0) -> None:
+        """``api_url``: the API server's URL, or a client configuration with the node's credentials (a
+        real API server). ``restart_backoff_s``: the container restart back-off (first delay, cap);
+        ``nvml_description``: the node's fake-NVML file, for the ``nvidia-smi`` its GPU containers get
+        (else made from ``spec``). ``node_lease_s`` > 0: heartbeat as the real kubelet does, a Lease in
+        kube-node-lease of that duration renewed every quarter of it, and register with the
+        ``node.kubernetes.io/not-ready`` taint that a real node lifecycle controller lifts."""
         if runtime not in oci.RUNTIME_FLAVOURS:
             raise ValueError(f"runtime flavour {runtime!r} is not one of {', '.join(oci.RUNTIME_FLAVOURS)}")
         self.spec = spec
+        self.node_lease_s = node_lease_s
         self.paths = KubeletPaths(Path(root))
         self.runtime = runtime
         self.status_delay_s = status_delay_s
@@ -139,7 +148,10 @@ class SimKubelet:
         self.logs.start()
         self._register_node()
         self.devices.start()
-        for target, name in ((self._watch_loop, "watch"), (self._admit_loop, "admit")):
+        loops = [(self._watch_loop, "watch"), (self._admit_loop, "admit")]
+        if self.node_lease_s:
+            loops.append((self._lease_loop, "lease"))
+        for target, name in loops:
             thread = threading.Thread(target=target, name=f"kubelet-{self.spec.name}-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -188,9 +200,7 @@ class SimKubelet:
         node_id = uuid.uuid5(uuid.NAMESPACE_DNS, self.spec.name).hex
         status = {
             "capacity": base, "allocatable": base,
-            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                            "message": "kubelet is posting ready status", "lastHeartbeatTime": now_rfc3339(),
-                            "lastTransitionTime": now_rfc3339()}],
+            "conditions": [self._ready_condition()],
             "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
                           {"type": "Hostname", "address": self.spec.name}],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": self.logs.port}},
@@ -200,7 +210,9 @@ class SimKubelet:
                          "machineID": node_id, "systemUUID": node_id, "bootID": node_id},
         }
         if self._api.get_node() is None:
-            self._api.create_node({"apiVersion": "v1", "kind": "Node",
+            spec = {"taints": [{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]} \
+                if self.node_lease_s else {}
+            self._api.create_node({"apiVersion": "v1", "kind": "Node", "spec": spec,
                                    "metadata": {"name": self.spec.name, "labels": labels}, "status": status})
         else:
             self._api.patch_node({"metadata": {"labels": labels}})
@@ -232,6 +244,26 @@ class SimKubelet:
             self._log.info("node_status_updated", capacity=cap, allocatable=alloc)
         except Exception as exc:  # noqa: BLE001 - the next change retries
             self._log.warning("node_status_update_failed", error=str(exc))
+
+    def _lease_loop(self) -> None:
+        """Renew the node's Lease every quarter of its duration, and post the Ready condition as often
+        as the real kubelet's node status report (every 5 min, or here every lease duration)."""
+        last_status = 0.0
+        while not self._stop.is_set():
+            try:
+                self._api.renew_lease(self.node_lease_s)
+                if time.monotonic() - last_status >= self.node_lease_s:
+                    self._api.patch_node_status({"status": {"conditions": [self._ready_condition()]}})
+                    last_status = time.monotonic()
+            except Exception as exc:  # noqa: BLE001 - the next renewal retries
+                self._log.warning("node_lease_renew_failed", error=str(exc))
+            self._stop.wait(self.node_lease_s / 4)
+
+    @staticmethod
+    def _ready_condition() -> dict:
+        return {"type": "Ready", "status": "True", "reason": "KubeletReady",
+                "message": "kubelet is posting ready status", "lastHeartbeatTime": now_rfc3339(),
+                "lastTransitionTime": now_rfc3339()}
 
     # pods ------------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import pkgutil
 
 import pytest
 
-PACKAGES = ("tessera", "deviceplugin", "extender", "hook", "exporter", "simcluster", "tessera_cli")
+PACKAGES = ("tessera", "deviceplugin", "extender", "hook", "exporter", "simcluster", "realcluster", "tessera_cli")
 
 
 @pytest.mark.parametrize("name", PACKAGES)

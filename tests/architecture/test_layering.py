@@ -1,6 +1,7 @@
 """The rooms of the tree import downward only: the core imports none of its users, the four daemons
 import the core and not each other, the embedded cluster stands in for Kubernetes and hardware above
-them, and the ``tessera`` command sits on top. Read from the import graph of every module (imports
+them, the real control plane (``realcluster``) runs upstream Kubernetes with the embedded cluster's
+simulated nodes, and the ``tessera`` command sits on top. Read from the import graph of every module (imports
 inside functions included), so a lazy import cannot hide an upward one."""
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ ROOMS: dict[str, set[str]] = {
     "hook": {"tessera"},
     "exporter": {"tessera"},
     "simcluster": {"tessera", "deviceplugin", "extender", "hook", "exporter"},
-    "tessera_cli": {"tessera", "deviceplugin", "extender", "hook", "exporter", "simcluster"},
+    "realcluster": {"tessera", "deviceplugin", "extender", "hook", "exporter", "simcluster"},
+    "tessera_cli": {"tessera", "deviceplugin", "extender", "hook", "exporter", "simcluster", "realcluster"},
 }
 # What stands in for Kubernetes or hardware lives in simcluster/ or beside the NVML access layer.
 SIMULATION_WORDS = ("sim", "fake", "launch", "replay", "trace")

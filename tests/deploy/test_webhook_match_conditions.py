@@ -27,7 +27,10 @@ def sent(operation: str, obj: dict, old: dict | None = None, sub_resource: str =
     env = celpy.Environment()
     for condition in _webhook()["matchConditions"]:
         program = env.program(env.compile(condition["expression"]))
-        activation = {"request": celpy.json_to_cel({"operation": operation, "subResource": sub_resource}),
+        # As the API server builds it: an AdmissionRequest's empty fields are left out (omitempty), so a
+        # pod CREATE has no subResource key at all and `request.subResource` there is an error.
+        request = {"operation": operation} | ({"subResource": sub_resource} if sub_resource else {})
+        activation = {"request": celpy.json_to_cel(request),
                       "object": celpy.json_to_cel(obj), "oldObject": celpy.json_to_cel(old)}
         if not program.evaluate(activation):
             return False

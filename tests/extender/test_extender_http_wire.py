@@ -114,6 +114,12 @@ def test_same_shape_waits_until_the_plugin_has_allocated(cluster):
     _, result = post(ext.url, "filter", _filter_args(second, ["mps-a", "mps-b"]))
     assert result["NodeNames"] == ["mps-b"]
     assert "same nvidia.com/mps-core: 20 bound and not yet allocated" in result["FailedNodes"]["mps-a"]
+    # Where the wait keeps it off every node, the answer is an error: kube-scheduler retries an error
+    # after its back-off, but parks an unschedulable pod until an event it watches (up to 5 minutes).
+    _, alone = post(ext.url, "filter", _filter_args(second, ["mps-a"]))
+    assert alone["NodeNames"] in (None, []) and not alone.get("FailedNodes")
+    assert alone["Error"].startswith("retry after back-off: every node that fits is waiting for an allocation: "
+                                     "mps-a: node(s) had a pod asking the same nvidia.com/mps-core: 20")
     # Bind re-checks the rule too, so a scheduler that raced past filter cannot break it.
     _, answer = post(ext.url, "bind", bind_args(second, "mps-a"))
     assert "not yet allocated" in answer["Error"]

@@ -20,7 +20,7 @@ def test_mps_share_needs_core_and_memory_on_one_gpu():
     assert node_fit(req({"nvidia.com/mps-core": "40", "nvidia.com/mps-memory": "6"}), node) is None
     assert gpu_options(req({"nvidia.com/mps-core": "40", "nvidia.com/mps-memory": "6"}).asks[0], node) == [0]
     misfit = node_fit(req({"nvidia.com/mps-core": "50", "nvidia.com/mps-memory": "8"}), node)
-    assert misfit.reason == "node(s) didn't have a GPU with 50% cores and 8 GiB free"
+    assert misfit.reason == "node(s) didn't have a GPU with 50 mps-core and 8 GiB free"
     assert not misfit.unresolvable
 
 
@@ -106,7 +106,7 @@ def test_filter_splits_nodes_by_reason():
     result = filter_nodes(req({"nvidia.com/mps-core": "50", "nvidia.com/mps-memory": "8"}), [a, b, c])
     fits, failed, unresolvable = result
     assert fits == ["a"]
-    assert failed == {"b": "node(s) didn't have a GPU with 50% cores and 8 GiB free"}
+    assert failed == {"b": "node(s) didn't have a GPU with 50 mps-core and 8 GiB free"}
     assert unresolvable == {"c": "node(s) had no GPU in mps mode"}
 
 
@@ -118,3 +118,18 @@ def test_cached_fit_follows_changes():
     assert node_fit(r, node) is not None
     node.release("x")
     assert node_fit(r, node) is None
+
+
+def test_no_reason_carries_a_percent_sign():
+    """kube-scheduler hands the extender's reasons to its event recorder as a format string: a ``%`` in
+    them reached ``kubectl describe`` mangled (``50%!c(MISSING)ores``; seen on the real tier)."""
+    full = make_node("full", gpus=2, gib=16)
+    hold(full, 0, 80)
+    hold(full, 1, 80)
+    asks = [{"nvidia.com/mps-core": "50", "nvidia.com/mps-memory": "8"}, {"nvidia.com/mps-core": "50"},
+            {"nvidia.com/mps-core": "400"}, {"nvidia.com/mps-core": "200", "nvidia.com/mps-memory": "40"},
+            {"nvidia.com/gpu": "3"}, {"nvidia.com/gpu.shared": "9"}, {"nvidia.com/mig-1g.10gb": "1"}]
+    nodes = [full, make_node("ex", gpus=2, mode="exclusive"), make_node("ts", gpus=1, mode="timeslice")]
+    reasons = [m.reason for a in asks for n in nodes if (m := node_fit(req(a), n)) is not None]
+    assert len(reasons) >= len(asks)
+    assert [r for r in reasons if "%" in r] == []

@@ -193,7 +193,7 @@ def test_two_containers_never_share_units():
 def test_choose_refuses_a_node_that_does_not_fit():
     node = make_node("n", gpus=1)
     hold(node, 0, 90)
-    with pytest.raises(PlacementError, match="didn't have a GPU with 50% cores"):
+    with pytest.raises(PlacementError, match="didn't have a GPU with 50 mps-core"):
         choose_gpus(share(50, 1), node)
 
 

@@ -1,0 +1,174 @@
+"""``realcluster.running()``: the real control plane, Tessera installed as deploy/ installs it, and the
+embedded cluster's simulated nodes registered in it as kubelets (node certificates, heartbeat Leases).
+
+It offers what tests use of ``simcluster.running()``'s cluster (``kubeconfig``, ``nodes``, ``core_v1()``,
+``service_account_kubeconfig()``, ``wait_for()``), so that simcluster.plugins starts the nodes' device
+plugins on it unchanged.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import yaml
+
+from realcluster.binaries import Binaries, find_binaries
+from realcluster.components import Component
+from realcluster.controlplane import ControlPlane
+from realcluster.install import Tessera, start_tessera
+from realcluster.kubeconfig import write_kubeconfig
+from realcluster.pki import CertificateAuthority
+from simcluster.cluster import ClusterDescription, load_cluster
+from simcluster.embedded import SimNode, poll_until
+from simcluster.fakenodes import make_device_nodes, write_node_description
+from simcluster.kubelet.simkubelet import SimKubelet
+from tessera.log import get_logger
+
+NODE_LEASE_S = 40   # the kubelet's default nodeLeaseDurationSeconds
+TOKEN_LIFETIME_S = 24 * 3600
+
+
+@dataclass
+class RealCluster:
+    """A running real control plane with Tessera and simulated nodes."""
+
+    workdir: Path
+    binaries: Binaries
+    control: ControlPlane
+    nodes: dict[str, SimNode] = field(default_factory=dict)
+    tessera: Tessera | None = None
+    components: list[Component] = field(default_factory=list)   # Tessera's, started after the control plane
+    service_account_kubeconfigs: dict[tuple[str, str], Path] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return self.control.url
+
+    @property
+    def kubeconfig(self) -> Path:
+        """The admin's kubeconfig (``system:masters``)."""
+        assert self.control.admin_kubeconfig is not None
+        return self.control.admin_kubeconfig
+
+    def client(self, kubeconfig: str | Path | None = None) -> kubernetes.client.ApiClient:
+        """A ``kubernetes`` client authenticated by ``kubeconfig`` (the admin's by default)."""
+        configuration = kubernetes.client.Configuration()
+        kubernetes.config.load_kube_config(config_file=str(kubeconfig or self.kubeconfig),
+                                           client_configuration=configuration)
+        return kubernetes.client.ApiClient(configuration)
+
+    def core_v1(self, kubeconfig: str | Path | None = None) -> kubernetes.client.CoreV1Api:
+        """The core API as the admin (or as ``kubeconfig``'s identity)."""
+        return kubernetes.client.CoreV1Api(self.client(kubeconfig))
+
+    def kubectl(self, *args: str, kubeconfig: str | Path | None = None, input: str | None = None,
+                check: bool = True) -> subprocess.CompletedProcess:
+        """The built kubectl against this cluster (as the admin, or ``kubeconfig``'s identity)."""
+        done = subprocess.run([self.binaries["kubectl"], f"--kubeconfig={kubeconfig or self.kubeconfig}", *args],
+                              input=input, capture_output=True, text=True, timeout=120)
+        if check and done.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
+        return done
+
+    def apply(self, objects: list[dict], *extra: str) -> subprocess.CompletedProcess:
+        """``kubectl apply --server-side`` of ``objects`` as the admin."""
+        if not objects:
+            return subprocess.CompletedProcess([], 0, "", "")
+        return self.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=tessera-realcluster",
+                            *extra, "-f", "-", input=yaml.safe_dump_all(objects))
+
+    def service_account_kubeconfig(self, namespace: str, name: str) -> Path:
+        """A kubeconfig with a token of the ServiceAccount ``namespace/name`` from the TokenRequest API, as
+        the kubelet mounts into a pod running under it. Made once per account."""
+        path = self.service_account_kubeconfigs.get((namespace, name))
+        if path is None:
+            request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                       "spec": {"expirationSeconds": TOKEN_LIFETIME_S}}
+            token = self.core_v1().create_namespaced_service_account_token(name, namespace, request).status.token
+            path = write_kubeconfig(self.workdir / f"{namespace}.{name}.kubeconfig", self.url, self.control.ca.cert,
+                                    token=token)
+            self.service_account_kubeconfigs[(namespace, name)] = path
+        return path
+
+    def wait_for(self, predicate: Callable[[], Any], timeout_s: float = 30.0, interval_s: float = 0.1,
+                 what: str = "condition") -> Any:
+        """Poll ``predicate`` until it returns something truthy; TimeoutError naming ``what``."""
+        return poll_until(predicate, timeout_s, interval_s, what)
+
+    def node_kubeconfig(self, name: str) -> Path:
+        """The kubeconfig of node ``name``'s kubelet: ``system:node:<name>`` in ``system:nodes``."""
+        return self.control.kubeconfig_for(f"node-{name}", f"system:node:{name}", ("system:nodes",))
+
+
+def _start_node(cluster: RealCluster, spec, index: int, oci_runtime: str | None, seed: int | None) -> SimNode:
+    node_root = cluster.workdir / "nodes" / spec.name
+    node_root.mkdir(parents=True, exist_ok=True)
+    node = SimNode(spec=spec, root=node_root, nvml_description=write_node_description(spec, node_root / "nvml.yaml"))
+    make_device_nodes(node_root, node.nvml_description)
+    configuration = kubernetes.client.Configuration()
+    kubernetes.config.load_kube_config(config_file=str(cluster.node_kubeconfig(spec.name)),
+                                       client_configuration=configuration)
+    node.kubelet = SimKubelet(spec, configuration, node_root, oci_runtime=oci_runtime, node_lease_s=NODE_LEASE_S,
+                              seed=None if seed is None else seed + index, nvml_description=node.nvml_description)
+    node.kubelet.start()
+    return node
+
+
+@contextmanager
+def running(description: ClusterDescription | str | Path | None = None, *, tessera: bool = True,
+            kubelets: bool = True, oci_runtime: str | None = None, seed: int | None = None,
+            feature_gates: str = "", binaries: Binaries | None = None,
+            keep_workdir_on_error: bool = False) -> Iterator[RealCluster]:
+    """Start the real control plane, Tessera (``tessera``) and the description's nodes (``kubelets``);
+    stop everything by PID on exit and remove the work folder (kept when the body raised and
+    ``keep_workdir_on_error``). Raises :class:`realcluster.BinariesMissing` without the programs."""
+    log = get_logger("realcluster")
+    binaries = binaries or find_binaries()
+    if not isinstance(description, ClusterDescription):
+        description = load_cluster(description)
+    workdir = Path(tempfile.mkdtemp(prefix="tessera-real-", dir="/tmp"))   # short: unix socket paths
+    control = ControlPlane(workdir, binaries, CertificateAuthority(workdir / "pki"))
+    cluster = RealCluster(workdir, binaries, control)
+    failed = False
+    try:
+        control.start(feature_gates)
+        cluster.wait_for(lambda: _has_default_service_account(cluster), timeout_s=120,
+                         what="the controller-manager's ServiceAccount default/default")
+        if tessera:
+            cluster.tessera = start_tessera(cluster, workdir / "logs")
+        if kubelets:
+            for index, spec in enumerate(description.nodes):
+                cluster.nodes[spec.name] = _start_node(cluster, spec, index, oci_runtime, seed)
+        log.info("realcluster_started", url=cluster.url, nodes=len(cluster.nodes), workdir=str(workdir))
+        yield cluster
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        for node in cluster.nodes.values():
+            if node.kubelet:
+                node.kubelet.stop()
+        for component in reversed(cluster.components):
+            component.stop()
+        control.stop()
+        if failed and keep_workdir_on_error:
+            log.info("realcluster_workdir_kept", workdir=str(workdir))
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+        log.info("realcluster_stopped")
+
+
+def _has_default_service_account(cluster: RealCluster) -> bool:
+    try:
+        cluster.core_v1().read_namespaced_service_account("default", "default")
+        return True
+    except kubernetes.client.ApiException:
+        return False

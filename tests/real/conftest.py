@@ -1,0 +1,75 @@
+"""The real tier: etcd, kube-apiserver, kube-controller-manager and kube-scheduler built from upstream
+(scripts/build-kube.sh), Tessera installed as deploy/ installs it, the default cluster's four nodes
+registered as kubelets with their device plugins. One cluster for the whole tier (it takes tens of
+seconds to start); each test works in a namespace of its own.
+
+Skips, with the reason, where the binaries are missing: `bash scripts/dev.sh test` builds them when Go
+is installed, or set KUBEBUILDER_ASSETS to a folder that has them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from realtier import binaries_or_skip  # noqa: E402 - found through the path above
+
+_namespaces = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def real_cluster():
+    """The running real cluster with Tessera and the default description's nodes and device plugins."""
+    import realcluster
+    from simcluster.plugins import device_plugins
+
+    binaries = binaries_or_skip()
+    # Containers run for real under runc with tessera-hook where this machine can (root, runc, busybox).
+    oci_runtime = "runc" if os.geteuid() == 0 and shutil.which("runc") and shutil.which("busybox") else None
+    with realcluster.running(binaries=binaries, oci_runtime=oci_runtime) as cluster, device_plugins(
+            cluster, extender_public_key=str(cluster.tessera.signing_public_key)) as plugins:
+        cluster.plugins = plugins
+        _wait_for_gpu_capacity(cluster)
+        yield cluster
+
+
+def _wait_for_gpu_capacity(cluster) -> None:
+    core = cluster.core_v1()
+    wanted = {"a100-whole": "nvidia.com/gpu", "h100-mig": "nvidia.com/mig-1g.10gb",
+              "a100-mps": "nvidia.com/mps-core", "t4-timeslice": "nvidia.com/gpu.shared"}
+
+    def every_node_advertises() -> bool:
+        nodes = {n.metadata.name: n for n in core.list_node().items}
+        return all(name in nodes and int((nodes[name].status.allocatable or {}).get(resource, "0")) > 0
+                   and not any(t.key == "node.kubernetes.io/not-ready" for t in nodes[name].spec.taints or [])
+                   for name, resource in wanted.items())
+
+    cluster.wait_for(every_node_advertises, timeout_s=180, interval_s=0.5,
+                     what="every node Ready, untainted, with its Tessera resources")
+
+
+@pytest.fixture
+def namespace(real_cluster):
+    """A namespace of this test's own, deleted afterwards."""
+    name = f"t{next(_namespaces)}"
+    real_cluster.kubectl("create", "namespace", name)
+    real_cluster.wait_for(lambda: _has_default_sa(real_cluster, name), what=f"ServiceAccount {name}/default")
+    yield name
+    # Waited for: its pods hold GPUs of the one cluster every test shares until their kubelet lets go.
+    real_cluster.kubectl("delete", "namespace", name, "--wait=true", "--timeout=120s", check=False)
+
+
+def _has_default_sa(cluster, namespace: str) -> bool:
+    import kubernetes
+    try:
+        cluster.core_v1().read_namespaced_service_account("default", namespace)
+        return True
+    except kubernetes.client.ApiException:
+        return False
