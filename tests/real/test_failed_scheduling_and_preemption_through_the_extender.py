@@ -6,6 +6,7 @@ only if evicting them frees one GPU the pod fits, and exactly that victim is evi
 from __future__ import annotations
 
 import json
+import time
 
 from realtier import events_for, pod, read_pod, wait_for, wait_running
 from tessera import ANNOTATION_ALLOCATED
@@ -72,3 +73,44 @@ def test_preemption_evicts_one_victim_whose_gpu_the_pod_then_gets(real_cluster, 
         events_for(core, namespace, evicted[0])
     log = (real_cluster.workdir / "logs" / "tessera-extender.log").read_text()
     assert '"event": "preempt_answered"' in log and '"pod": "' + namespace + '/urgent"' in log
+
+
+def test_preemption_is_refused_where_the_victims_would_free_no_gpu_the_pod_fits(real_cluster, namespace):
+    """kube-scheduler proposes, by the node's totals, one small pod as the victim; evicting it would
+    leave its GPU with at most 29 mps-core free, so the extender's ``preempt`` drops the node and
+    nothing is evicted: a pod that cannot use what a preemption frees is not worth a victim."""
+    core = real_cluster.core_v1()
+    # One big pod per GPU (71..78 mps-core), then one small pod beside each (17..24): 760 of 800 used.
+    # Sizes all apart (the per-shape rule holds none back); the bigs start first, so kube-scheduler,
+    # which gives back the most important (earliest started) pods first, proposes one small one.
+    bigs = [f"big-{i}" for i in range(8)]
+    real_cluster.apply([pod(name, {"nvidia.com/mps-core": 71 + i, "nvidia.com/mps-memory": 40 + i},
+                            namespace=namespace, node_selector=ON_MPS_NODE) for i, name in enumerate(bigs)])
+    for name in bigs:
+        wait_running(core, namespace, name)
+    time.sleep(1.1)   # pod startTime has whole seconds: the small ones must start later than every big one
+    smalls = [f"small-{i}" for i in range(8)]
+    real_cluster.apply([pod(name, {"nvidia.com/mps-core": 24 - i, "nvidia.com/mps-memory": 11 - i},
+                            namespace=namespace, node_selector=ON_MPS_NODE) for i, name in enumerate(smalls)])
+    for name in smalls:
+        wait_running(core, namespace, name)
+
+    high = f"{namespace}-high"
+    real_cluster.apply([{"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                         "metadata": {"name": high}, "value": 1000}])
+    try:
+        real_cluster.apply([pod("urgent", ASK, namespace=namespace, node_selector=ON_MPS_NODE, priority_class=high)])
+        log = real_cluster.workdir / "logs" / "tessera-extender.log"
+        answered = wait_for(lambda: [json.loads(line) for line in log.read_text().splitlines()
+                                     if '"preempt_answered"' in line and f'"{namespace}/urgent"' in line],
+                            "the extender's preempt answer for pod urgent")
+        failed = wait_for(lambda: [e for e in events_for(core, namespace, "urgent")
+                                   if e["reason"] == "FailedScheduling" and "preemption:" in e["message"]],
+                          "a FailedScheduling event after the preemption attempt")
+    finally:
+        real_cluster.kubectl("delete", "priorityclass", high, check=False)
+    assert answered[0]["proposed"] == 1 and answered[0]["kept"] == 0, answered
+    assert "Insufficient nvidia.com/mps-core" in failed[-1]["message"], failed[-1]
+    left = [n for n in bigs + smalls if (p := read_pod(core, namespace, n)) and not p["metadata"].get("deletionTimestamp")]
+    assert len(left) == 16
+    assert read_pod(core, namespace, "urgent")["status"].get("phase") == "Pending"
