@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from tessera_cli.demo_pods import DemoPod
 
@@ -24,6 +24,37 @@ CHOICES = (EMBEDDED, REAL)
 
 class ControlPlaneUnavailable(RuntimeError):
     """The control plane asked for cannot run here; the message is one line saying why and what to do."""
+
+
+class ControlPlane(Protocol):
+    """What the demo asks of the control plane it runs on."""
+
+    binds_after_creation: bool   # a pod meant for one node is bound after its creation (else created with nodeName)
+
+    def describe(self, nodes: int) -> str:
+        """The demo's first line: what it runs on."""
+
+    def cluster_step(self, nodes: int) -> str:
+        """The progress line of the step that starts the cluster and its kubelets."""
+
+    def start_cluster(self, stack: ExitStack, description, args: argparse.Namespace, oci_runtime: str | None):
+        """The running cluster (stopped when ``stack`` closes), its nodes' kubelets started."""
+
+    def scheduling_step(self) -> str:
+        """The progress line of the step that gives the extender, its webhook and a scheduler calling it."""
+
+    def start_scheduling(self, stack: ExitStack, cluster, note):
+        """The scheduling path, as :class:`simcluster.scheduling.Scheduling` (``url``: the extender's
+        /metrics and /healthz), once the extender answers /healthz (``note`` hears what is awaited)."""
+
+    def start_plugins(self, stack: ExitStack, cluster):
+        """A device plugin per node (:class:`simcluster.plugins.PluginProcesses`), stopped with ``stack``."""
+
+    def pod_body(self, demo_pod: DemoPod) -> dict:
+        """The body the demo creates for ``demo_pod``."""
+
+    def keep_notes(self, cluster) -> list[str]:
+        """Lines ``--keep`` prints under the kubeconfig."""
 
 
 @dataclass
@@ -64,8 +95,7 @@ class EmbeddedControlPlane:
         return demo_pod.body
 
     def keep_notes(self, cluster) -> list[str]:
-        """Lines ``--keep`` prints under the kubeconfig: none (any kubectl reaches the embedded API server)."""
-        return []
+        return []   # any kubectl reaches the embedded API server
 
 
 @dataclass
@@ -119,14 +149,11 @@ class RealControlPlane:
         return {**demo_pod.body, "spec": {**demo_pod.body["spec"], "nodeName": demo_pod.node}}
 
     def keep_notes(self, cluster) -> list[str]:
-        """Lines ``--keep`` prints under the kubeconfig: the kubectl of the same release, and Tessera's logs."""
+        """The kubectl of the same release, and where the control plane's and Tessera's logs are."""
         from realcluster.binaries import KUBE_VERSION
 
         return [f"# kubectl {self.binaries['kubectl']} (Kubernetes {KUBE_VERSION}, as the control plane)",
                 f"# logs of the control plane and Tessera: {cluster.workdir / 'logs'}"]
-
-
-ControlPlane = EmbeddedControlPlane | RealControlPlane
 
 
 def choose(args: argparse.Namespace) -> ControlPlane:

@@ -1,5 +1,6 @@
 """``tessera demo --control-plane real`` on a machine without the real control plane's programs ends at once
-with one line saying how to get them (scripts/build-kube.sh or KUBEBUILDER_ASSETS), and starts nothing."""
+with one line saying how to get them (scripts/build-kube.sh or KUBEBUILDER_ASSETS), and starts nothing; so
+does one given ``--workdir``, which only the embedded control plane takes."""
 
 from __future__ import annotations
 
@@ -34,3 +35,13 @@ def test_demo_help_explains_the_control_plane_flag():
     text = " ".join(result.stdout.split())
     assert "--control-plane {embedded,real}" in text
     assert "embedded (default)" in text and "bash scripts/build-kube.sh" in text and "KUBEBUILDER_ASSETS" in text
+
+
+def test_demo_on_the_real_control_plane_refuses_workdir_with_one_line(tmp_path):
+    result = subprocess.run([*TESSERA, "demo", "--control-plane", "real", "--workdir", str(tmp_path / "w")],
+                            capture_output=True, text=True, timeout=HANG_GUARD_S, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "tessera demo: --workdir is for the embedded control plane; the real one works in a folder of its own "
+        "under /tmp (its path is printed with --keep)"]
+    assert not (tmp_path / "w").exists()
