@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import kubernetes
 
 from tessera_cli import demo_fault
+from tessera_cli.demo_control_plane import ControlPlane, ControlPlaneUnavailable, choose
 from tessera_cli import demo_report as report
 from tessera_cli import demo_watch as watch
 from tessera_cli.demo_pods import DEMO_NAMESPACE
@@ -39,12 +40,6 @@ DEFAULT_PNG = "tessera-demo-occupancy.png"
 RULES = Path(__file__).resolve().parents[1] / "deploy" / "alerts" / "tessera-rules.yaml"
 
 
-def _bind(core, name: str, node: str) -> None:
-    body = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
-            "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
-    core.create_namespaced_binding(DEMO_NAMESPACE, body, _preload_content=False)
-
-
 def run_demo(args: argparse.Namespace) -> int:
     """Entry of ``tessera demo``; 0 when every step did what it says. A daemon that cannot start ends the
     demo with one line naming it, its node and the log to read (the working directory is kept)."""
@@ -56,54 +51,49 @@ def run_demo(args: argparse.Namespace) -> int:
     from simcluster.cluster import ClusterDescriptionError, load_cluster
     try:
         description = load_cluster(args.cluster)
-    except ClusterDescriptionError as exc:
+        plane = choose(args)
+    except (ClusterDescriptionError, ControlPlaneUnavailable) as exc:
         print(f"tessera demo: {exc}", file=sys.stderr)
         return 1
     workdir: list[Path] = []
     try:
-        return _run(args, description, workdir)
+        return _run(args, description, plane, workdir)
     except NotReady as exc:
         kept = f" (every log is kept under {workdir[0]})" if workdir else ""
         print(f"tessera demo: {exc}{kept}", file=sys.stderr)
         return 1
 
 
-def _run(args: argparse.Namespace, description: ClusterDescription, workdir: list[Path]) -> int:
-    """The demo's steps; ``workdir`` receives the cluster's working directory as soon as it exists."""
-    import simcluster
+def _run(args: argparse.Namespace, description: ClusterDescription, plane: ControlPlane,
+         workdir: list[Path]) -> int:
+    """The demo's steps on ``plane``; ``workdir`` receives the cluster's working directory as soon as it exists."""
     from simcluster.exporters import start_exporters, stop_exporters
     from simcluster.kubelet.runtime import unavailable
-    from simcluster.plugins import device_plugins
     from simcluster.prometheus import prometheus_missing
     from simcluster.readiness import wait_ready
-    from simcluster.scheduling import scheduling
 
     runc_missing = unavailable("runc")
     oci_runtime = None if runc_missing else "runc"
     no_prometheus = prometheus_missing()
     progress = Progress(total=10)
-    print(f"Tessera demo: an embedded cluster of {len(description.nodes)} simulated GPU nodes "
-          f"({description.source})", file=sys.stderr)
+    print(f"Tessera demo: {plane.describe(len(description.nodes))} ({description.source})", file=sys.stderr)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     with ExitStack() as stack:
-        with progress.step(f"starting the API server and {len(description.nodes)} simulated kubelets") as step:
-            cluster = stack.enter_context(simcluster.running(description, workdir=args.workdir,
-                                                            oci_runtime=oci_runtime, seed=7,
-                                                            keep_workdir_on_error=True))
+        with progress.step(plane.cluster_step(len(description.nodes))) as step:
+            cluster = plane.start_cluster(stack, description, args, oci_runtime)
             workdir.append(cluster.workdir)
             core = cluster.core_v1()
             wait_ready([watch.node_registered(core, name) for name in cluster.nodes], "its Node was registered",
                        report=step.note)
         with progress.step("reading each node's GPUs through the NVML layer (fake NVML per node)"):
             gpus = report.gpu_rows(cluster)
-        with progress.step("starting tessera-extender (its own process), its admission webhook (TLS) "
-                           "and the scheduler loop; waiting for it to answer /healthz") as step:
-            sched = stack.enter_context(scheduling(cluster, own_process=True, report=step.note))
+        with progress.step(plane.scheduling_step()) as step:
+            sched = plane.start_scheduling(stack, cluster, step.note)
         with progress.step(f"starting {len(cluster.nodes)} device plugins; waiting for each to register with its "
                            "kubelet and its node to show the Tessera resources") as step:
-            plugins = stack.enter_context(device_plugins(cluster))
+            plugins = plane.start_plugins(stack, cluster)
             wait_ready([watch.resources_advertised(core, cluster, plugins, name) for name in cluster.nodes],
                        "its node showed its Tessera resources", report=step.note, interval_s=0.25)
         with progress.step(f"starting {len(cluster.nodes)} exporters (one per node, as the DaemonSet runs them); "
@@ -116,7 +106,7 @@ def _run(args: argparse.Namespace, description: ClusterDescription, workdir: lis
         pods = demo_pods(description, cluster.workdir, real_runtime=oci_runtime is not None)
         with progress.step(f"creating {len(pods)} pods: GPU pods through the webhook and the extender"):
             for demo_pod in pods:
-                _create(core, demo_pod)
+                _create(core, demo_pod, plane)
         admitted = [p for p in pods if not p.refusal]
         with progress.step("waiting for the extender to place them, the kubelets to admit them through the device "
                            "plugins, and the runtime to start them "
@@ -137,7 +127,7 @@ def _run(args: argparse.Namespace, description: ClusterDescription, workdir: lis
               f"{progress.elapsed():.1f}s. GPU occupancy per node: {png}")
         if args.keep:
             _free_the_faults_pod(core, fault)
-            _keep_running(cluster, stop, exporters, prom)
+            _keep_running(cluster, stop, exporters, prom, plane.keep_notes(cluster))
     return 0 if ok else 1
 
 
@@ -152,14 +142,21 @@ def _start_prometheus(stack: ExitStack, cluster, exporters, extender_url: str, n
     return prom
 
 
-def _create(core, demo_pod: DemoPod) -> None:
-    """Create one pod; bind it directly where it has a node; note the webhook's refusal where it refuses."""
+def _bind(core, name: str, node: str) -> None:
+    body = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
+    core.create_namespaced_binding(DEMO_NAMESPACE, body, _preload_content=False)
+
+
+def _create(core, demo_pod: DemoPod, plane: ControlPlane) -> None:
+    """Create one pod; one meant for a node goes there as ``plane`` puts it (bound directly, or created with its
+    nodeName); note the webhook's refusal where it refuses."""
     try:
-        core.create_namespaced_pod(DEMO_NAMESPACE, demo_pod.body, _preload_content=False)
+        core.create_namespaced_pod(DEMO_NAMESPACE, plane.pod_body(demo_pod), _preload_content=False)
     except kubernetes.client.ApiException as exc:
         demo_pod.refusal = json.loads(exc.body or "{}").get("message", str(exc))
         return
-    if demo_pod.node:
+    if demo_pod.node and plane.binds_after_creation:
         _bind(core, demo_pod.body["metadata"]["name"], demo_pod.node)
 
 
@@ -220,9 +217,11 @@ def _free_the_faults_pod(core, fault) -> None:
     print(f"\nDeleted pod {name}: the GPUs it held on {fault.node} are free for your pods (deploy/examples/).")
 
 
-def _keep_running(cluster, stop: threading.Event, exporters, prom) -> None:
+def _keep_running(cluster, stop: threading.Event, exporters, prom, notes: list[str]) -> None:
     print("\nThe cluster stays up; kubectl and the kubernetes client reach it with:\n")
     print(f"export KUBECONFIG={cluster.kubeconfig}")
+    for line in notes:
+        print(line)
     for name, exporter in exporters.items():
         print(f"# {name} exporter: {exporter.url}/metrics")
     if prom is not None:

@@ -23,19 +23,24 @@ def node_registered(core, name: str) -> Awaited:
     return Awaited(f"the kubelet of node {name}", ready)
 
 
-def _tessera_allocatable(core, name: str) -> dict[str, str]:
-    node = _raw(core.read_node(name, _preload_content=False))
+NOT_READY_TAINT = "node.kubernetes.io/not-ready"   # a real control plane's node lifecycle controller lifts it
+
+
+def _tessera_allocatable(node: dict) -> dict[str, str]:
     return {k: v for k, v in ((node.get("status") or {}).get("allocatable") or {}).items()
             if k.startswith("nvidia.com/")}
 
 
 def resources_advertised(core, cluster, plugins, name: str) -> Awaited:
-    """The node's plugin registered and its Node shows a Tessera resource in allocatable; the phase is what
-    its kubelet's device manager holds so far (plugins registered, devices listed)."""
+    """The node's plugin registered, its Node shows a Tessera resource in allocatable and carries no
+    not-ready taint (a scheduler would keep GPU pods off it); the phase is what its kubelet's device manager
+    holds so far (plugins registered, devices listed)."""
     kubelet = cluster.nodes[name].kubelet
 
     def ready() -> bool:
-        return any(v != "0" for v in _tessera_allocatable(core, name).values())
+        node = _raw(core.read_node(name, _preload_content=False))
+        tainted = any(t.get("key") == NOT_READY_TAINT for t in (node.get("spec") or {}).get("taints") or [])
+        return not tainted and any(v != "0" for v in _tessera_allocatable(node).values())
 
     def phase() -> object:
         return sorted(kubelet.devices.capacity().items()) if kubelet else None

@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from tessera.config import ConfigError, ConfigFileError
+from tessera_cli.demo_control_plane import CHOICES as CONTROL_PLANES, EMBEDDED
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -70,14 +71,24 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run Tessera on an embedded simulated GPU cluster and show what happened",
                           description="Start the embedded cluster (API server, simulated kubelets, fake-GPU "
                                       "nodes) and every Tessera daemon as its own process, run pods of each "
-                                      "kind, inject an Xid, and print what happened.")
+                                      "kind, inject an Xid, and print what happened. With --control-plane "
+                                      "real, the same on upstream Kubernetes' control plane.")
     demo.add_argument("--cluster", default=None, metavar="FILE",
                       help="cluster description (YAML); default: the shipped default cluster")
+    demo.add_argument("--control-plane", choices=CONTROL_PLANES, default=EMBEDDED,
+                      help="embedded (default): simcluster's API server in this process, nothing to build. "
+                           "real: etcd, kube-apiserver, kube-controller-manager and kube-scheduler of the pinned "
+                           "Kubernetes release as processes, Tessera installed from deploy/ (tessera-extender, its "
+                           "webhook, the tessera-scheduler kube-scheduler calling it); needs the binaries: "
+                           "`bash scripts/build-kube.sh` (Go, a cold build takes minutes) or KUBEBUILDER_ASSETS "
+                           "set to a folder holding etcd, kube-apiserver, kube-controller-manager, "
+                           "kube-scheduler and kubectl")
     demo.add_argument("--keep", action="store_true",
                       help="leave the cluster running, write a kubeconfig and print 'export KUBECONFIG=...'; "
                            "Ctrl-C or SIGTERM stops it")
     demo.add_argument("--workdir", default=None, metavar="DIR",
-                      help="where node directories, sockets and the kubeconfig go (default: a new temp dir)")
+                      help="where node directories, sockets and the kubeconfig go (default: a new temp dir; "
+                           "embedded control plane only)")
     demo.add_argument("--png", default="tessera-demo-occupancy.png", metavar="FILE",
                       help="where the picture of GPU occupancy per node goes (default: %(default)s in the "
                            "current directory)")
