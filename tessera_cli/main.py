@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    demo = sub.add_parser("demo", help="run Tessera on an embedded simulated GPU cluster and show what happened",
+    demo = sub.add_parser("demo", help="run Tessera on simulated GPU nodes (embedded control plane, or the real one with --control-plane real) and show what happened",
                           description="Start the embedded cluster (API server, simulated kubelets, fake-GPU "
                                       "nodes) and every Tessera daemon as its own process, run pods of each "
                                       "kind, inject an Xid, and print what happened. With --control-plane "
