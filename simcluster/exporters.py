@@ -30,9 +30,12 @@ class NodeExporter:
 
 
 def start_exporters(cluster: Cluster, interval_s: float = 1.0,
-                    report: Callable[[str], None] | None = None) -> dict[str, NodeExporter]:
+                    report: Callable[[str], None] | None = None,
+                    kubeconfig: str | Path | None = None) -> dict[str, NodeExporter]:
     """Start an exporter for every node with a kubelet; returns them once each answers /healthz, waiting
-    while each lives and progresses (``report`` hears what is still awaited)."""
+    while each lives and progresses (``report`` hears what is still awaited). ``kubeconfig``: the
+    identity they use (default the cluster's own kubeconfig; a real cluster's tests give deploy/'s
+    ServiceAccount, so that the real authorizer decides)."""
     started: dict[str, NodeExporter] = {}
     try:
         for name, node in cluster.nodes.items():
@@ -42,7 +45,7 @@ def start_exporters(cluster: Cluster, interval_s: float = 1.0,
             log = node.root / "exporter.log"
             proc = start_exporter(str(node.nvml_description), str(node.paths.pod_resources_socket),
                                   str(node.paths.tessera_state), interval_s=interval_s, node_name=name,
-                                  kubeconfig=str(cluster.kubeconfig), log_path=str(log))
+                                  kubeconfig=str(kubeconfig or cluster.kubeconfig), log_path=str(log))
             started[name] = NodeExporter(name, proc, f"http://{proc.listen}", log)  # type: ignore[attr-defined]
         wait_ready([e.awaited(lambda url=e.url: http_ok(f"{url}/healthz")) for e in started.values()],
                    "answering /healthz", report=report)
