@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +22,7 @@ import yaml
 
 from realcluster.binaries import Binaries, find_binaries
 from realcluster.components import Component
-from realcluster.controlplane import ControlPlane
+from realcluster.controlplane import ControlPlane, check_extra_flags
 from realcluster.install import Tessera, start_tessera
 from realcluster.kubeconfig import write_kubeconfig
 from realcluster.pki import CertificateAuthority
@@ -126,16 +126,21 @@ def _start_node(cluster: RealCluster, spec, index: int, oci_runtime: str | None,
 def running(description: ClusterDescription | str | Path | None = None, *, tessera: bool = True,
             kubelets: bool = True, oci_runtime: str | None = None, seed: int | None = None,
             feature_gates: str = "", binaries: Binaries | None = None,
+            extra_flags: Mapping[str, Sequence[str]] | None = None,
             keep_workdir_on_error: bool = False) -> Iterator[RealCluster]:
     """Start the real control plane, Tessera (``tessera``) and the description's nodes (``kubelets``);
     stop everything by PID on exit and remove the work folder (kept when the body raised and
-    ``keep_workdir_on_error``). Raises :class:`realcluster.BinariesMissing` without the programs."""
+    ``keep_workdir_on_error``). ``extra_flags``: flags appended to a control-plane component's command
+    line, by its name (etcd, kube-apiserver, kube-controller-manager, kube-scheduler). Raises
+    :class:`realcluster.BinariesMissing` without the programs."""
     log = get_logger("realcluster")
     binaries = binaries or find_binaries()
     if not isinstance(description, ClusterDescription):
         description = load_cluster(description)
+    extra_flags = dict(extra_flags or {})
+    check_extra_flags(extra_flags)
     workdir = Path(tempfile.mkdtemp(prefix="tessera-real-", dir="/tmp"))   # short: unix socket paths
-    control = ControlPlane(workdir, binaries, CertificateAuthority(workdir / "pki"))
+    control = ControlPlane(workdir, binaries, CertificateAuthority(workdir / "pki"), extra_flags=extra_flags)
     cluster = RealCluster(workdir, binaries, control)
     failed = False
     try:

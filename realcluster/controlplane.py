@@ -4,6 +4,7 @@ authorization and the default admission chain (webhooks, ResourceQuota, NodeRest
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,14 @@ from tessera.daemonproc import free_port
 
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/24"   # never dialled: nothing routes it here (no kube-proxy)
 ADMISSION_PLUGINS = "NodeRestriction"       # on top of the default set (webhooks, ResourceQuota, ServiceAccount, ...)
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+
+
+def check_extra_flags(extra_flags: Mapping[str, Sequence[str]]) -> None:
+    """ValueError naming any key of ``extra_flags`` that is not a component of the control plane."""
+    unknown = sorted(set(extra_flags) - set(COMPONENTS))
+    if unknown:
+        raise ValueError(f"extra flags for {', '.join(unknown)}: not a component (one of {', '.join(COMPONENTS)})")
 
 
 @dataclass
@@ -29,6 +38,12 @@ class ControlPlane:
     admin: KeyPair | None = None
     admin_kubeconfig: Path | None = None
     components: list[Component] = field(default_factory=list)
+    # Flags appended to a component's command line, by name (COMPONENTS): e.g. the benches' light nodes
+    # stay Ready without heartbeats with {"kube-controller-manager": ["--node-monitor-grace-period=1h"]}.
+    extra_flags: Mapping[str, Sequence[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_extra_flags(self.extra_flags)
 
     def kubeconfig_for(self, stem: str, common_name: str, organizations: tuple[str, ...] = ()) -> Path:
         """A kubeconfig authenticating with a client certificate for ``common_name``/``organizations``."""
@@ -52,6 +67,7 @@ class ControlPlane:
             component.stop()
 
     def _add(self, component: Component) -> Component:
+        component.argv.extend(self.extra_flags.get(component.name, ()))
         self.components.append(component.start())
         return component
 
