@@ -125,11 +125,12 @@ def _start_node(cluster: RealCluster, spec, index: int, oci_runtime: str | None,
 @contextmanager
 def running(description: ClusterDescription | str | Path | None = None, *, tessera: bool = True,
             kubelets: bool = True, oci_runtime: str | None = None, seed: int | None = None,
-            feature_gates: str = "", binaries: Binaries | None = None,
+            feature_gates: str = "", apiserver_flags: tuple[str, ...] = (), binaries: Binaries | None = None,
             keep_workdir_on_error: bool = False) -> Iterator[RealCluster]:
     """Start the real control plane, Tessera (``tessera``) and the description's nodes (``kubelets``);
     stop everything by PID on exit and remove the work folder (kept when the body raised and
-    ``keep_workdir_on_error``). Raises :class:`realcluster.BinariesMissing` without the programs."""
+    ``keep_workdir_on_error``). ``apiserver_flags`` are added to kube-apiserver's command
+    line. Raises :class:`realcluster.BinariesMissing` without the programs."""
     log = get_logger("realcluster")
     binaries = binaries or find_binaries()
     if not isinstance(description, ClusterDescription):
@@ -139,7 +140,7 @@ def running(description: ClusterDescription | str | Path | None = None, *, tesse
     cluster = RealCluster(workdir, binaries, control)
     failed = False
     try:
-        control.start(feature_gates)
+        control.start(feature_gates, apiserver_flags)
         cluster.wait_for(lambda: _has_default_service_account(cluster), timeout_s=120,
                          what="the controller-manager's ServiceAccount default/default")
         if tessera:

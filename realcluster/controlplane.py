@@ -36,12 +36,13 @@ class ControlPlane:
         return write_kubeconfig(self.workdir / f"{stem}.kubeconfig", self.url, self.ca.cert, cert=pair.cert,
                                 key=pair.key)
 
-    def start(self, feature_gates: str = "") -> ControlPlane:
-        """Start etcd, kube-apiserver, kube-controller-manager and kube-scheduler, each awaited ready."""
+    def start(self, feature_gates: str = "", apiserver_flags: tuple[str, ...] = ()) -> ControlPlane:
+        """Start etcd, kube-apiserver (with ``apiserver_flags`` added), kube-controller-manager and
+        kube-scheduler, each awaited ready."""
         logs = self.workdir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         self._start_etcd(logs)
-        self._start_apiserver(logs, feature_gates)
+        self._start_apiserver(logs, feature_gates, apiserver_flags)
         self._start_controller_manager(logs, feature_gates)
         self._start_scheduler(logs, feature_gates)
         return self
@@ -66,7 +67,7 @@ class ControlPlane:
             logs / "etcd.log"))
         await_ready(etcd, lambda: http_ok(f"{self.etcd_url}/health"), "etcd answering /health")
 
-    def _start_apiserver(self, logs: Path, feature_gates: str) -> None:
+    def _start_apiserver(self, logs: Path, feature_gates: str, extra_flags: tuple[str, ...]) -> None:
         port = free_port()
         self.url = f"https://127.0.0.1:{port}"
         serving = self.ca.issue("apiserver", "kube-apiserver", client=False, server=True,
@@ -94,6 +95,7 @@ class ControlPlane:
                 "--allow-privileged=true", "--profiling=false", "--v=1"]
         if feature_gates:
             argv.append(f"--feature-gates={feature_gates}")
+        argv.extend(extra_flags)
         apiserver = self._add(Component("kube-apiserver", argv, logs / "kube-apiserver.log"))
         await_ready(apiserver, lambda: https_ok(f"{self.url}/readyz", self.ca.cert, self.admin.cert, self.admin.key),
                     "kube-apiserver answering /readyz")
