@@ -132,6 +132,22 @@ def test_namespaces_are_created_and_deleted_by_an_admin(server, request):
     assert gone.status == 200 and gone.body["status"]["phase"] == "Terminating"
 
 
+def test_list_pages_with_limit_and_continue(server):
+    stem = fresh("page")
+    for index in range(3):
+        labelled = configmap(f"{stem}-{index}")
+        labelled["metadata"]["labels"] = {"page": stem}
+        _create(server, CONFIGMAPS, labelled)
+    query = {"labelSelector": f"page={stem}", "limit": 2}
+    first = server.request("GET", CONFIGMAPS, query=query).body
+    assert [i["metadata"]["name"] for i in first["items"]] == [f"{stem}-0", f"{stem}-1"]
+    assert first["metadata"]["continue"]
+    rest = server.request("GET", CONFIGMAPS, query={**query, "continue": first["metadata"]["continue"]}).body
+    assert [i["metadata"]["name"] for i in rest["items"]] == [f"{stem}-2"]
+    assert not rest["metadata"].get("continue")
+    assert rest["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+
+
 # --- field selectors --------------------------------------------------------------------------------------
 
 
@@ -295,6 +311,55 @@ def test_creating_an_existing_name_is_a_409_already_exists(server):
     assert status_of(again) == {"status": "Failure", "code": 409, "reason": "AlreadyExists",
                                 "message": f'configmaps "{name}" already exists',
                                 "details": {"name": name, "kind": "configmaps"}}
+
+
+def test_lease_taken_with_a_stale_resource_version_is_a_409_naming_the_group(server):
+    leases = "/apis/coordination.k8s.io/v1/namespaces/default/leases"
+    name = fresh("lease")
+    made = _create(server, leases, {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                                    "metadata": {"name": name},
+                                    "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}})
+    renewed = server.request("PUT", f"{leases}/{name}", {**made, "spec": {**made["spec"], "leaseDurationSeconds": 20}})
+    assert renewed.status == 200 and renewed.body["metadata"]["resourceVersion"] != made["metadata"]["resourceVersion"]
+    taken = server.request("PUT", f"{leases}/{name}", {**made, "spec": {**made["spec"], "holderIdentity": "b"}})
+    assert status_of(taken) == {
+        "status": "Failure", "code": 409, "reason": "Conflict",
+        "message": f'Operation cannot be fulfilled on leases.coordination.k8s.io "{name}": the object has been '
+                   "modified; please apply your changes to the latest version and try again",
+        "details": {"name": name, "group": "coordination.k8s.io", "kind": "leases"}}
+
+
+# --- deletion ---------------------------------------------------------------------------------------------
+
+
+def test_a_bound_pod_is_deleted_gracefully_an_unbound_one_at_once(server):
+    bound, unbound = fresh("del"), fresh("del")
+    _create(server, PODS, pod(bound, node=fresh("node")))
+    _create(server, PODS, pod(unbound))
+    terminating = server.request("DELETE", f"{PODS}/{bound}")
+    assert terminating.status == 200
+    meta = terminating.body["metadata"]
+    assert meta.get("deletionTimestamp") and meta.get("deletionGracePeriodSeconds") == 30
+    assert server.request("GET", f"{PODS}/{bound}").status == 200
+    assert server.request("DELETE", f"{PODS}/{unbound}").status == 200
+    assert server.request("GET", f"{PODS}/{unbound}").status == 404
+    now = server.request("DELETE", f"{PODS}/{bound}", {"kind": "DeleteOptions", "apiVersion": "v1",
+                                                      "gracePeriodSeconds": 0})
+    assert now.status == 200 and server.request("GET", f"{PODS}/{bound}").status == 404
+
+
+def test_eviction_deletes_the_pod_and_answers_a_success_status(server):
+    name = fresh("evict")
+    _create(server, PODS, pod(name))
+    evicted = server.request("POST", f"{PODS}/{name}/eviction", {
+        "apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name, "namespace": "default"}})
+    assert evicted.status == 201, evicted.raw
+    assert (evicted.body["kind"], evicted.body["status"]) == ("Status", "Success")
+    assert server.request("GET", f"{PODS}/{name}").status == 404
+    missing = server.request("POST", f"{PODS}/{name}/eviction", {
+        "apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name, "namespace": "default"}})
+    assert status_of(missing) == {"status": "Failure", "code": 404, "reason": "NotFound",
+                                  "message": f'pods "{name}" not found', "details": {"name": name, "kind": "pods"}}
 
 
 # --- OpenAPI, kubectl, content types ----------------------------------------------------------------------
