@@ -110,6 +110,16 @@ def test_create_then_get_returns_the_stored_object(server):
     assert (got.body["kind"], got.body["apiVersion"], got.body["data"]) == ("ConfigMap", "v1", {"k": "v"})
 
 
+def test_generate_name_and_dry_run(server):
+    stem = fresh("gen") + "-"
+    generated = _create(server, CONFIGMAPS, {**configmap(""), "metadata": {"generateName": stem}})
+    name = generated["metadata"]["name"]
+    assert name.startswith(stem) and len(name) == len(stem) + 5
+    dry = server.request("POST", CONFIGMAPS, configmap(fresh("dry")), query={"dryRun": "All"})
+    assert dry.status == 201 and dry.body["metadata"]["uid"]
+    assert server.request("GET", f"{CONFIGMAPS}/{dry.body['metadata']['name']}").status == 404
+
+
 def test_list_is_a_typed_list_with_a_resource_version_and_selects_by_label(server):
     name = fresh("cm")
     labelled = configmap(name)
@@ -180,6 +190,26 @@ def test_watch_resumes_after_a_resource_version(server):
     resumed = server.watch(CONFIGMAPS, {**selector, "resourceVersion": changed["metadata"]["resourceVersion"]},
                            until=1)
     assert [e["type"] for e in resumed] == ["DELETED"]
+
+
+def test_a_selector_watch_sees_a_pod_enter_and_leave_its_selection(server):
+    """What a kubelet's watch on ``spec.nodeName`` sees: a pod bound to its node is ADDED (not
+    MODIFIED), and a labelled pod that loses its label is DELETED from a label-selector watch."""
+    name, node = fresh("sel"), fresh("node")
+    start = server.request("GET", PODS).body["metadata"]["resourceVersion"]
+    _create(server, PODS, pod(name, labels={"watched": name}))
+    binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
+               "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
+    assert server.request("POST", f"{PODS}/{name}/binding", binding).status == 201
+    unlabel = server.request("PATCH", f"{PODS}/{name}", {"metadata": {"labels": {"watched": None}}},
+                             content_type="application/merge-patch+json")
+    assert unlabel.status == 200
+    on_node = server.watch(PODS, {"fieldSelector": f"spec.nodeName={node}", "resourceVersion": start}, until=2)
+    assert [(e["type"], e["object"]["spec"].get("nodeName")) for e in on_node] == [("ADDED", node),
+                                                                                   ("MODIFIED", node)]
+    labelled = server.watch(PODS, {"labelSelector": f"watched={name}", "resourceVersion": start}, until=3)
+    assert [(e["type"], e["object"]["metadata"].get("labels", {}).get("watched")) for e in labelled] == [
+        ("ADDED", name), ("MODIFIED", name), ("DELETED", name)]   # DELETED carries the last state that matched
 
 
 def test_watch_from_a_too_old_resource_version_gets_410_expired(server):
