@@ -361,6 +361,14 @@ def test_lease_taken_with_a_stale_resource_version_is_a_409_naming_the_group(ser
         "details": {"name": name, "group": "coordination.k8s.io", "kind": "leases"}}
 
 
+def test_times_come_back_in_utc(server, request):
+    differs_by_design(request, server, "times are kept as written, not turned to UTC")
+    lease = _create(server, LEASES, {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                                     "metadata": {"name": fresh("utc")},
+                                     "spec": {"holderIdentity": "a", "renewTime": "2026-01-01T00:30:00.123456+01:00"}})
+    assert lease["spec"]["renewTime"] == "2025-12-31T23:30:00.123456Z"
+
+
 def test_tessera_pod_events_are_stored_and_selected_by_involved_object(server):
     name = fresh("ev")
     event = pod_event("default", name, "", "Warning", "Checked", "a message", "tessera-diff", "host")
