@@ -10,23 +10,17 @@ kube-apiserver"). The real server runs without kubelets and without Tessera: onl
 from __future__ import annotations
 
 import itertools
-import json
-import tempfile
-import urllib.request
-from pathlib import Path
 
 import pytest
 import yaml
 
 from realtier import binaries_or_skip
+from refusals import REFUSALS, WORDED_OTHERWISE
 from tessera.kube import pod_event
-from twoservers import JSON, Server, configmap, pod, status_of, yaml_docs
+from twoservers import (CONFIGMAPS, EVENTS, JSON, LEASES, PODS, SECRETS, Server, configmap, embedded_api, pod,
+                        real_api, status_of, yaml_docs)
 
 _names = itertools.count()
-PODS = "/api/v1/namespaces/default/pods"
-CONFIGMAPS = "/api/v1/namespaces/default/configmaps"
-SECRETS = "/api/v1/namespaces/default/secrets"
-LEASES = "/apis/coordination.k8s.io/v1/namespaces/default/leases"
 HISTORY = 16   # the embedded server's watch history per resource, short so that a 410 is reachable
 
 
@@ -38,49 +32,21 @@ def fresh(stem: str) -> str:
 @pytest.fixture(scope="module")
 def embedded_server():
     """The embedded API server alone, with the short watch history that makes a 410 reachable."""
-    from simcluster.apiserver import ApiServer
-
-    with tempfile.TemporaryDirectory(prefix="tessera-diff-") as workdir, \
-            ApiServer(host="127.0.0.1", port=0, history_size=HISTORY) as api:
-        kubeconfig = api.write_kubeconfig(Path(workdir) / "kubeconfig")
-        yield Server("embedded", kubeconfig, _kubectl())
+    with embedded_api(history_size=HISTORY) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def real_server():
-    """kube-apiserver with etcd, the controller-manager and kube-scheduler; no kubelets, no Tessera.
-    Secrets bypass the watch cache (it keeps minutes of history), so that compacting etcd makes an old
-    resourceVersion too old as a long-running cluster does."""
-    import realcluster
-
-    with realcluster.running(binaries=binaries_or_skip(), kubelets=False, tessera=False,
-                             apiserver_flags=("--watch-cache-sizes=secrets#0",)) as cluster:
-        server = Server("real", cluster.kubeconfig, cluster.binaries["kubectl"])
-        server.forget_history = lambda: _compact_etcd(cluster.control.etcd_url, server)
+    """kube-apiserver with etcd, the controller-manager and kube-scheduler; no kubelets, no Tessera."""
+    with real_api(binaries_or_skip()) as server:
         yield server
-
-
-def _compact_etcd(etcd_url: str, server: Server) -> None:
-    """Compact etcd up to the current revision (what kube-apiserver does every 5 minutes)."""
-    revision = int(server.request("GET", SECRETS).body["metadata"]["resourceVersion"])
-    request = urllib.request.Request(f"{etcd_url}/v3/kv/compaction", method="POST",
-                                     data=json.dumps({"revision": revision, "physical": True}).encode())
-    with urllib.request.urlopen(request, timeout=30) as answer:
-        assert answer.status == 200
 
 
 @pytest.fixture(params=["embedded", "real"])
 def server(request) -> Server:
     """Each check once per server."""
     return request.getfixturevalue(f"{request.param}_server")
-
-
-def _kubectl() -> str | None:
-    import realcluster
-    try:
-        return realcluster.find_binaries()["kubectl"]
-    except realcluster.BinariesMissing:
-        return None
 
 
 README_LIST = "README, The embedded cluster: Where the embedded API server differs from kube-apiserver"
@@ -372,8 +338,8 @@ def test_times_come_back_in_utc(server, request):
 def test_tessera_pod_events_are_stored_and_selected_by_involved_object(server):
     name = fresh("ev")
     event = pod_event("default", name, "", "Warning", "Checked", "a message", "tessera-diff", "host")
-    _create(server, "/api/v1/namespaces/default/events", event)
-    listed = server.request("GET", "/api/v1/namespaces/default/events",
+    _create(server, EVENTS, event)
+    listed = server.request("GET", EVENTS,
                             query={"fieldSelector": f"involvedObject.name={name},reason=Checked"}).body
     assert [(e["reason"], e["message"], e["source"]["component"]) for e in listed["items"]] == [
         ("Checked", "a message", "tessera-diff")]
@@ -460,52 +426,6 @@ def test_answers_in_yaml_and_protobuf_as_asked(server, request):
 
 
 # --- the wording of errors: each refusal compared between the two servers ---------------------------------
-
-REFUSALS = {
-    "get of a missing object": lambda n: ("GET", f"{CONFIGMAPS}/{n}-missing", None, JSON),
-    "get of an unknown resource": lambda n: ("GET", f"/api/v1/namespaces/default/widgets/{n}", None, JSON),
-    "an invalid name": lambda n: ("POST", CONFIGMAPS, configmap(n.upper() + "_"), JSON),
-    "a body's name unlike the URL's": lambda n: ("PUT", f"{CONFIGMAPS}/{n}", configmap(n + "x"), JSON),
-    "a body that is not JSON": lambda n: ("POST", CONFIGMAPS, "{not json", JSON),
-    "an unsupported content type": lambda n: ("POST", CONFIGMAPS, "x", "text/plain"),
-    "a JSON patch whose test fails": lambda n: ("PATCH", f"{CONFIGMAPS}/{n}",
-                                                [{"op": "test", "path": "/data/k", "value": "no"}],
-                                                "application/json-patch+json"),
-    "an unsupported field selector": lambda n: ("GET", PODS + "?fieldSelector=spec.foo%3Dx", None, JSON),
-    "a JSON patch removing a missing key": lambda n: ("PATCH", f"{CONFIGMAPS}/{n}",
-                                                      [{"op": "remove", "path": "/data/missing"}],
-                                                      "application/json-patch+json"),
-    "a delete of a missing object": lambda n: ("DELETE", f"{CONFIGMAPS}/{n}-missing", None, JSON),
-    "a create in a missing namespace": lambda n: ("POST", "/api/v1/namespaces/missing/configmaps",
-                                                  configmap(n, namespace="missing"), JSON),
-    "a Lease's renewTime without microseconds": lambda n: ("POST", LEASES, {
-        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": n},
-        "spec": {"holderIdentity": "a", "renewTime": "2026-01-01T00:00:00Z"}}, JSON),
-    "a Lease's acquireTime with milliseconds": lambda n: ("POST", LEASES, {
-        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": n},
-        "spec": {"holderIdentity": "a", "acquireTime": "2026-01-01T00:00:00.123Z"}}, JSON),
-    "a Lease's renewTime in the 13th month": lambda n: ("POST", LEASES, {
-        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": n},
-        "spec": {"holderIdentity": "a", "renewTime": "2026-13-01T00:00:00.000000Z"}}, JSON),
-    "an Event's eventTime without microseconds": lambda n: ("POST", "/api/v1/namespaces/default/events", {
-        **pod_event("default", n, "", "Normal", "Checked", "m", "diff", "host"),
-        "metadata": {"name": n}, "eventTime": "2026-01-01T00:00:00+01:00"}, JSON),
-    "an Event about another namespace's object": lambda n: ("POST", "/api/v1/namespaces/default/events", {
-        **pod_event("default", n, "", "Normal", "Checked", "m", "diff", "host"),
-        "metadata": {"name": n}, "involvedObject": {"kind": "Pod", "name": n, "namespace": "other"}}, JSON),
-    "a resourceVersion that is not a number": lambda n: ("PUT", f"{CONFIGMAPS}/{n}", {
-        **configmap(n), "metadata": {"name": n, "resourceVersion": "abc"}}, JSON),
-    "a pod without containers": lambda n: ("POST", PODS, {"apiVersion": "v1", "kind": "Pod",
-                                                         "metadata": {"name": n}, "spec": {"containers": []}},
-                                           JSON),
-}
-
-
-WORDED_OTHERWISE = {   # the embedded server's wording differs here (README_LIST)
-    "a body that is not JSON": "Go's JSON decoder's messages are not reproduced",
-    "a resourceVersion that is not a number": "a 409 Conflict where kube-apiserver answers 500 with Go's "
-                                              "strconv error",
-}
 
 
 @pytest.mark.parametrize("case", [

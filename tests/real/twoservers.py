@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable
+import tempfile
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,11 @@ import kubernetes
 import yaml
 
 JSON = "application/json"
+PODS = "/api/v1/namespaces/default/pods"
+CONFIGMAPS = "/api/v1/namespaces/default/configmaps"
+SECRETS = "/api/v1/namespaces/default/secrets"
+EVENTS = "/api/v1/namespaces/default/events"
+LEASES = "/apis/coordination.k8s.io/v1/namespaces/default/leases"
 
 
 @dataclass
@@ -128,3 +136,41 @@ def status_of(reply: Reply) -> dict:
 def yaml_docs(text: str | bytes) -> list[Any]:
     """The documents of a YAML stream."""
     return list(yaml.safe_load_all(text))
+
+
+@contextmanager
+def embedded_api(history_size: int) -> Iterator[Server]:
+    """The embedded API server alone, keeping ``history_size`` watch events per resource."""
+    import realcluster
+    from simcluster.apiserver import ApiServer
+
+    try:
+        kubectl = realcluster.find_binaries()["kubectl"]
+    except realcluster.BinariesMissing:
+        kubectl = None
+    with tempfile.TemporaryDirectory(prefix="tessera-diff-") as workdir, \
+            ApiServer(host="127.0.0.1", port=0, history_size=history_size) as api:
+        yield Server("embedded", api.write_kubeconfig(Path(workdir) / "kubeconfig"), kubectl)
+
+
+@contextmanager
+def real_api(binaries) -> Iterator[Server]:
+    """kube-apiserver with etcd, the controller-manager and kube-scheduler; no kubelets, no Tessera.
+    Secrets bypass the watch cache (it keeps minutes of history), so that compacting etcd
+    (``forget_history``) makes an old resourceVersion too old, as on a cluster running for a while."""
+    import realcluster
+
+    with realcluster.running(binaries=binaries, kubelets=False, tessera=False,
+                             apiserver_flags=("--watch-cache-sizes=secrets#0",)) as cluster:
+        server = Server("real", cluster.kubeconfig, cluster.binaries["kubectl"])
+        server.forget_history = lambda: _compact_etcd(cluster.control.etcd_url, server)
+        yield server
+
+
+def _compact_etcd(etcd_url: str, server: Server) -> None:
+    """Compact etcd up to the current revision (what kube-apiserver does every 5 minutes)."""
+    revision = int(server.request("GET", SECRETS).body["metadata"]["resourceVersion"])
+    request = urllib.request.Request(f"{etcd_url}/v3/kv/compaction", method="POST",
+                                     data=json.dumps({"revision": revision, "physical": True}).encode())
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        assert answer.status == 200, answer.read()
