@@ -395,6 +395,11 @@ def test_openapi_is_served_and_kubectl_apply_works(server):
     assert (first.returncode, first.stdout.strip()) == (0, f"configmap/{name} created"), first.stderr
     second = server.kubectl("apply", "-f", "-", input=manifest.replace("k: v", "k: w"))
     assert (second.returncode, second.stdout.strip()) == (0, f"configmap/{name} configured"), second.stderr
+    namespace = server.kubectl("create", "namespace", name)
+    assert (namespace.returncode, namespace.stdout.strip()) == (0, f"namespace/{name} created"), namespace.stderr
+    listed = server.kubectl("get", "configmaps", "-n", "default", "--field-selector", f"metadata.name={name}")
+    assert listed.returncode == 0, listed.stderr
+    assert [line.split()[:2] for line in listed.stdout.splitlines()] == [["NAME", "DATA"], [name, "1"]]
 
 
 def test_yaml_bodies_and_tables_as_kubectl_get_asks(server):
