@@ -100,12 +100,11 @@ def method_not_allowed() -> ApiError:
 
 
 def unsupported_media_type(content_type: str, accepted: list[str]) -> ApiError:
-    """415 for a body in a format the endpoint cannot read."""
+    """415 for a body in a format the endpoint cannot read (no details, as apiserver's negotiation words it)."""
     return ApiError(
         415,
         "UnsupportedMediaType",
         f"the body of the request was in an unknown format - accepted media types include: {', '.join(accepted)}",
-        {},
     )
 
 

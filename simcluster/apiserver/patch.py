@@ -146,10 +146,9 @@ def json_patch(target: dict[str, Any], operations: Any) -> Any:
         raise bad_request(str(exc)) from None
     try:
         return patch.apply(copy.deepcopy(target))
-    except jsonpatch.JsonPatchTestFailed as exc:
-        raise ApiError(422, "Invalid", f"the server rejected our request due to an error in our request: {exc}") from None
-    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, KeyError, IndexError, TypeError) as exc:
-        raise ApiError(422, "Invalid", f"the server rejected our request due to an error in our request: {exc}") from None
+    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, KeyError, IndexError, TypeError):
+        # kube-apiserver words every operation that cannot apply (a failed test, a missing path) alike.
+        raise ApiError(422, "Invalid", "the server rejected our request due to an error in our request", {}) from None
     except Exception as exc:  # noqa: BLE001 - e.g. InvalidJsonPatch raised lazily on a malformed op
         raise bad_request(str(exc)) from None
 

@@ -6,6 +6,8 @@ import re
 from typing import Any
 
 from .errors import ApiError, FieldError, bad_request, invalid
+from .microtime import MICROTIME_FIELDS
+from .microtime import parse_error as microtime_error
 from .quantity import QuantityError
 from .quantity import parse as parse_quantity
 from .quota import quota_errors
@@ -92,6 +94,11 @@ def check_types(info: ResourceInfo, obj: Any) -> None:
                 f"unmarshal {type(value).__name__} into Go struct field {info.kind}.{path} of type "
                 f"{_GO_TYPES.get(want, want)}"
             )
+    for path in MICROTIME_FIELDS.get(info.name, ()):
+        value = _lookup(obj, path)
+        why = microtime_error(value) if isinstance(value, str) else None
+        if why:
+            raise bad_request(f'{info.kind} in version "{info.version}" cannot be handled as a {info.kind}: {why}')
     if info.name == "pods":
         for key in ("containers", "initContainers"):
             for i, c in enumerate(_lookup(obj, f"spec.{key}") or []):
@@ -188,6 +195,17 @@ def _check_webhooks(cfg: dict[str, Any], errors: list[FieldError]) -> None:
                                      hook.get("failurePolicy")))
 
 
+def _check_event(event: dict[str, Any], errors: list[FieldError]) -> None:
+    """A core/v1 Event without ``eventTime`` (as kubectl describe lists them) is about an object of its
+    own namespace; one with no namespace may live in ``default`` (kube-apiserver's legacy rule)."""
+    if event.get("eventTime"):
+        return
+    namespace = (event.get("metadata") or {}).get("namespace") or ""
+    involved = (event.get("involvedObject") or {}).get("namespace") or ""
+    if involved != namespace and not (not involved and namespace == "default"):
+        errors.append(FieldError("Invalid", "involvedObject.namespace", "does not match event.namespace", involved))
+
+
 def validate(info: ResourceInfo, obj: dict[str, Any]) -> None:
     """Raise 422 Invalid listing every bad field of ``obj`` (already defaulted, name assigned)."""
     meta = obj.get("metadata") or {}
@@ -204,6 +222,8 @@ def validate(info: ResourceInfo, obj: dict[str, Any]) -> None:
         _check_webhooks(obj, errors)
     elif info.name == "resourcequotas":
         errors.extend(quota_errors(obj))
+    elif info.name == "events":
+        _check_event(obj, errors)
     elif info.name == "leases":
         d = (obj.get("spec") or {}).get("leaseDurationSeconds")
         if d is not None and d <= 0:

@@ -33,7 +33,7 @@ def test_metrics_carry_the_nodes_inventory_and_the_pod_holding_a_gpu(real_cluste
     text = wait_for(lambda: (t := scrape(exporter.url)) and f'namespace="{namespace}"' in t and t,
                     "the exporter attributing a GPU to pod holder")
     held = [line for line in text.splitlines()
-            if line.startswith("DCGM_FI_DEV_GPU_UTIL{") and f'pod="holder"' in line and f'namespace="{namespace}"' in line]
+            if line.startswith("DCGM_FI_DEV_GPU_UTIL{") and 'pod="holder"' in line and f'namespace="{namespace}"' in line]
     assert len(held) == 1, held
     # It read its Node's inventory (mode and health come from there) with its own token, never refused.
     errors = [line for line in text.splitlines() if line.startswith("tessera_exporter_inventory_errors")]
