@@ -21,7 +21,6 @@ matches its request: an annotation a pod's owner writes never adds to its share,
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass
 
 from tessera import ANNOTATION_ALLOCATED, ANNOTATION_ASSIGNMENT, ANNOTATION_INVENTORY
@@ -72,7 +71,6 @@ class ClusterCache:
     def __init__(self, workload_label: str = "", public_key=None,
                  timeslice_replicas: int = DEFAULT_TIMESLICE_REPLICAS) -> None:
         self.lock = threading.RLock()
-        self.unpended = threading.Condition(self.lock)  # notified when a pod leaves ``pending``
         self.fleet = Fleet()
         self.workload_label = workload_label
         self.public_key = public_key
@@ -324,8 +322,6 @@ class ClusterCache:
             pods.pop(key, None)
             if not pods:
                 del self.pending[node]
-            with self.lock:  # re-entrant: held already on the informer's path
-                self.unpended.notify_all()
 
     def _release(self, node_name: str, key: str) -> None:
         node = self.fleet.get(node_name)
@@ -345,19 +341,6 @@ class ClusterCache:
                 res, n = min(same)
                 return (f"node(s) had a pod asking the same {res}: {n} bound and not yet allocated "
                         f"({other}); retry when the device plugin has allocated it")
-        return None
-
-    def wait_unblocked(self, node: str, amounts: frozenset, timeout_s: float) -> str | None:
-        """Wait (``lock`` held; released while waiting) up to ``timeout_s`` until the per-shape rule lets a
-        pod asking ``amounts`` go to ``node``; None then, else why it still may not."""
-        deadline = time.monotonic() + timeout_s
-        reason = self.blocked(node, amounts)
-        while reason is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return reason
-            self.unpended.wait(left)
-            reason = self.blocked(node, amounts)
         return None
 
     def holds(self, key: str) -> str | None:

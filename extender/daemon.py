@@ -66,8 +66,7 @@ class ExtenderDaemon:
                                      lease_retry_s or config.lease_retry_s) if config.leader_election else None)
         self.warmer = ModelWarmer(self.cache, self.ctx)
         self.verbs = ExtenderVerbs(self.cache, api, signing_key, self.ctx, self.metrics, config.workload_label,
-                                   is_leader=self.is_leader, warmer=self.warmer, pending=self.pending,
-                                   bind_wait_s=config.bind_wait_for_allocation_s)
+                                   is_leader=self.is_leader, warmer=self.warmer, pending=self.pending)
         routes = {"/filter": self.verbs.filter, "/prioritize": self.verbs.prioritize, "/bind": self.verbs.bind,
                   "/preempt": self.verbs.preempt}
         self.admission = PodAdmission(config.scheduler_name, self.cache.mps_cards,

@@ -106,10 +106,8 @@ class ExtenderVerbs:
     def __init__(self, cache: ClusterCache, api: KubeApi | None, signing_key, ctx: PolicyContext,
                  metrics: ExtenderMetrics, workload_label: str = "",
                  is_leader: Callable[[], bool] = lambda: True, warmer: ModelWarmer | None = None,
-                 pending: PendingPods | None = None, bind_wait_s: float = 0.0) -> None:
-        """``bind_wait_s``: how long a bind held back by the per-shape rule waits for the allocation."""
+                 pending: PendingPods | None = None) -> None:
         self.cache = cache
-        self.bind_wait_s = bind_wait_s
         self.pending = pending
         self.warmer = warmer
         self.api = api
@@ -285,15 +283,6 @@ class ExtenderVerbs:
             return wire.binding_result(f"{key}: cannot read the pod: {error_text(exc)}")
         cache = self.cache
         with cache.lock:
-            if self.bind_wait_s > 0:
-                # A pod of the same size bound here and not yet allocated: the device plugin allocates
-                # it within a second or so of its bind. Waiting here (kube-scheduler binds each pod in
-                # a goroutine of its own) costs less than a refusal, which costs its back-off.
-                waited = time.perf_counter()
-                if cache.blocked(args.node, ask_amounts(request)) is not None:
-                    still = cache.wait_unblocked(args.node, ask_amounts(request), self.bind_wait_s)
-                    log.info("bind_waited_for_allocation", pod=key, node=args.node, allocated=still is None,
-                             ms=round((time.perf_counter() - waited) * 1000, 1))
             node = cache.fleet.get(args.node)
             reason = None
             if node is None:

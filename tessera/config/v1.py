@@ -155,10 +155,6 @@ class ExtenderConfig(HttpPortConfig):
     leader_election: bool = setting(True, "elect one active replica through a coordination/v1 Lease")
     lease_namespace: str = setting("kube-system", "namespace of the leader Lease")
     lease_name: str = setting("tessera-extender", "name of the leader Lease")
-    bind_wait_for_allocation_s: float = setting(
-        2.0, "seconds a bind waits for the node's device plugin to allocate an earlier pod of the same size "
-        "(the per-shape rule) before it refuses; a refused bind costs kube-scheduler's back-off (1 to 10 s); "
-        "0: refuse at once", minimum=0, maximum=8)
     lease_duration_s: float = setting(15.0, "seconds a leader's Lease lasts without renewal", minimum=1)
     lease_retry_s: float = setting(2.0, "seconds between Lease renewals or acquisition attempts", minimum=0.1)
 

@@ -106,28 +106,6 @@ def test_the_assignment_and_the_node_arrive_in_one_update(cluster):
     assert seen == [("MODIFIED", True, True)]
 
 
-def test_a_bind_held_back_by_the_per_shape_rule_waits_for_the_allocation(cluster):
-    """The second pod of a size on a node: its bind waits (bind_wait_for_allocation_s) while the
-    device plugin allocates the first, and lands then, instead of a refusal that costs kube-scheduler's
-    back-off."""
-    import threading
-
-    srv, ext, _ = cluster
-    first = create(srv, gpu_pod("first", {"nvidia.com/mps-core": 20, "nvidia.com/mps-memory": 2}))
-    assert post(ext.url, "bind", bind_args(first, "mps-a"))[1] == {"Error": ""}
-    second = create(srv, gpu_pod("second", {"nvidia.com/mps-core": 20, "nvidia.com/mps-memory": 3}))
-    answer: list = []
-    binding = threading.Thread(target=lambda: answer.append(post(ext.url, "bind", bind_args(second, "mps-a"))[1]))
-    binding.start()
-    time.sleep(0.3)
-    assert answer == []                                   # waiting, not refused
-    srv.registry.patch("pods", "first", {"metadata": {"annotations": {ANNOTATION_ALLOCATED: "main"}}},
-                       namespace="default")
-    binding.join(timeout=30)
-    assert answer == [{"Error": ""}]
-    assert srv.registry.get("pods", "second", "default")["spec"]["nodeName"] == "mps-a"
-
-
 def test_same_shape_waits_until_the_plugin_has_allocated(cluster):
     srv, ext, _ = cluster
     first = create(srv, gpu_pod("first", {"nvidia.com/mps-core": 20, "nvidia.com/mps-memory": 2}))
