@@ -23,7 +23,8 @@ if ! command -v go >/dev/null 2>&1; then
     say "no Go toolchain on PATH: cannot build the real control plane"
     exit 3
 fi
-export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
+# No VCS stamp: tools/ sits inside this repository, and the version comes from -ldflags below.
+export GOTOOLCHAIN=local GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=0
 
 key="$( { cat "$root"/tools/kube/go.mod "$root"/tools/kube/go.sum "$root"/tools/etcd/go.mod \
             "$root"/tools/etcd/go.sum "${BASH_SOURCE[0]}"; go version; } | sha256sum | cut -c1-16)"
