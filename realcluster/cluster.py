@@ -27,8 +27,7 @@ from realcluster.install import Tessera, start_tessera
 from realcluster.kubeconfig import write_kubeconfig
 from realcluster.pki import CertificateAuthority
 from simcluster.cluster import ClusterDescription, load_cluster
-from simcluster.embedded import SimNode, poll_until
-from simcluster.fakenodes import make_device_nodes, write_node_description
+from simcluster.embedded import SimNode, make_node_directory, poll_until, stop_kubelets
 from simcluster.kubelet.simkubelet import SimKubelet
 from tessera.log import get_logger
 
@@ -109,14 +108,11 @@ class RealCluster:
 
 
 def _start_node(cluster: RealCluster, spec, index: int, oci_runtime: str | None, seed: int | None) -> SimNode:
-    node_root = cluster.workdir / "nodes" / spec.name
-    node_root.mkdir(parents=True, exist_ok=True)
-    node = SimNode(spec=spec, root=node_root, nvml_description=write_node_description(spec, node_root / "nvml.yaml"))
-    make_device_nodes(node_root, node.nvml_description)
+    node = make_node_directory(cluster.workdir, spec)
     configuration = kubernetes.client.Configuration()
     kubernetes.config.load_kube_config(config_file=str(cluster.node_kubeconfig(spec.name)),
                                        client_configuration=configuration)
-    node.kubelet = SimKubelet(spec, configuration, node_root, oci_runtime=oci_runtime, node_lease_s=NODE_LEASE_S,
+    node.kubelet = SimKubelet(spec, configuration, node.root, oci_runtime=oci_runtime, node_lease_s=NODE_LEASE_S,
                               seed=None if seed is None else seed + index, nvml_description=node.nvml_description)
     node.kubelet.start()
     return node
@@ -158,9 +154,7 @@ def running(description: ClusterDescription | str | Path | None = None, *, tesse
         failed = True
         raise
     finally:
-        for node in cluster.nodes.values():
-            if node.kubelet:
-                node.kubelet.stop()
+        stop_kubelets(cluster.nodes)
         for component in reversed(cluster.components):
             component.stop()
         control.stop()

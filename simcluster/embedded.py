@@ -91,6 +91,22 @@ def poll_until(predicate: Callable[[], Any], timeout_s: float = 10.0, interval_s
         time.sleep(interval_s)
 
 
+def make_node_directory(root: Path, spec: NodeSpec) -> SimNode:
+    """A simulated node's directory under ``root/nodes``: its fake-NVML description and GPU device nodes."""
+    node_root = root / "nodes" / spec.name
+    node_root.mkdir(parents=True, exist_ok=True)
+    node = SimNode(spec=spec, root=node_root, nvml_description=write_node_description(spec, node_root / "nvml.yaml"))
+    make_device_nodes(node_root, node.nvml_description)
+    return node
+
+
+def stop_kubelets(nodes: dict[str, SimNode]) -> None:
+    """Stop every node's kubelet (its pods' containers and device manager with it)."""
+    for node in nodes.values():
+        if node.kubelet:
+            node.kubelet.stop()
+
+
 @contextmanager
 def running(description: ClusterDescription | str | Path | None = None, *, workdir: str | Path | None = None,
             runtime: str = "containerd", status_delay_s: float = 0.2, kubelets: bool = True,
@@ -127,11 +143,8 @@ def running(description: ClusterDescription | str | Path | None = None, *, workd
             yield cluster
             return
         for index, spec in enumerate(description.nodes):
-            node_root = root / "nodes" / spec.name
-            node_root.mkdir(parents=True, exist_ok=True)
-            node = SimNode(spec=spec, root=node_root,
-                           nvml_description=write_node_description(spec, node_root / "nvml.yaml"))
-            make_device_nodes(node_root, node.nvml_description)
+            node = make_node_directory(root, spec)
+            node_root = node.root
             if kubelets:
                 node.kubelet = SimKubelet(spec, api.url, node_root, runtime=runtime, status_delay_s=status_delay_s,
                                           seed=None if seed is None else seed + index, oci_runtime=oci_runtime,
@@ -144,9 +157,7 @@ def running(description: ClusterDescription | str | Path | None = None, *, workd
         failed = True
         raise
     finally:
-        for node in cluster.nodes.values():
-            if node.kubelet:
-                node.kubelet.stop()
+        stop_kubelets(cluster.nodes)
         api.stop()
         if own_workdir and not (failed and keep_workdir_on_error):
             shutil.rmtree(root, ignore_errors=True)
