@@ -24,6 +24,17 @@ from realtier import binaries_or_skip  # noqa: E402 - found through the path abo
 _namespaces = itertools.count()
 
 
+def pytest_collection_modifyitems(session, config, items):
+    """The real tier runs after every other test: its one cluster lives until the session ends, and the
+    log lines its simulated kubelets and daemons keep writing must not land in another test's captured
+    output (seen: a line in the middle of test_fake_nvml_cli's table)."""
+    here = Path(__file__).parent
+    real = [item for item in items if here in item.path.parents]
+    if real:
+        ids = {id(item) for item in real}
+        items[:] = [item for item in items if id(item) not in ids] + real
+
+
 @pytest.fixture(scope="session")
 def real_cluster():
     """The running real cluster with Tessera and the default description's nodes and device plugins."""
