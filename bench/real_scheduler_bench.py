@@ -305,7 +305,7 @@ def run_phase(cluster, contender: Contender, namespace: str, sizes: list[int], c
     ``backlog``: the contender's kube-scheduler is stopped while they are created and started after."""
     cluster.kubectl("create", "namespace", namespace)
     core = cluster.core_v1()
-    cluster.wait_for(lambda: _has_default_account(core, namespace), what=f"ServiceAccount {namespace}/default")
+    cluster.wait_for(lambda: cluster.has_service_account(namespace), what=f"ServiceAccount {namespace}/default")
     before = extender_samples(cluster.tessera.metrics_url)
     pods = [gpu_pod(f"p{i:05d}", namespace, gpus, contender.scheduler_name) for i, gpus in enumerate(sizes)]
     context = multiprocessing.get_context("fork")   # forked before the watch's thread starts
@@ -351,14 +351,6 @@ def clear_phase(cluster, namespace: str, nodes: int) -> None:
 def wait_extender_free(cluster, nodes: int) -> None:
     cluster.wait_for(lambda: extender_samples(cluster.tessera.metrics_url)[("free",)] == nodes * GPUS_PER_NODE, timeout_s=300,
                      interval_s=0.5, what=f"the extender seeing {nodes * GPUS_PER_NODE} free GPUs")
-
-
-def _has_default_account(core: kubernetes.client.CoreV1Api, namespace: str) -> bool:
-    try:
-        core.read_namespaced_service_account("default", namespace)
-        return True
-    except kubernetes.client.ApiException:
-        return False
 
 
 def phase_row(phase: Phase) -> list:

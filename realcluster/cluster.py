@@ -20,6 +20,7 @@ from typing import Any
 import kubernetes
 import yaml
 
+from extender.kubeapi import api_client
 from realcluster.binaries import Binaries, find_binaries
 from realcluster.components import Component
 from realcluster.controlplane import ControlPlane, check_extra_flags
@@ -46,6 +47,7 @@ class RealCluster:
     tessera: Tessera | None = None
     components: list[Component] = field(default_factory=list)   # Tessera's, started after the control plane
     service_account_kubeconfigs: dict[tuple[str, str], Path] = field(default_factory=dict)
+    _admin_client: kubernetes.client.ApiClient | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
@@ -58,11 +60,12 @@ class RealCluster:
         return self.control.admin_kubeconfig
 
     def client(self, kubeconfig: str | Path | None = None) -> kubernetes.client.ApiClient:
-        """A ``kubernetes`` client authenticated by ``kubeconfig`` (the admin's by default)."""
-        configuration = kubernetes.client.Configuration()
-        kubernetes.config.load_kube_config(config_file=str(kubeconfig or self.kubeconfig),
-                                           client_configuration=configuration)
-        return kubernetes.client.ApiClient(configuration)
+        """A ``kubernetes`` client authenticated by ``kubeconfig``; the admin's, made once, by default."""
+        if kubeconfig is not None:
+            return api_client(str(kubeconfig))
+        if self._admin_client is None:
+            self._admin_client = api_client(str(self.kubeconfig))
+        return self._admin_client
 
     def core_v1(self, kubeconfig: str | Path | None = None) -> kubernetes.client.CoreV1Api:
         """The core API as the admin (or as ``kubeconfig``'s identity)."""
@@ -97,6 +100,14 @@ class RealCluster:
             self.service_account_kubeconfigs[(namespace, name)] = path
         return path
 
+    def has_service_account(self, namespace: str, name: str = "default") -> bool:
+        """Whether the ServiceAccount exists yet (the controller-manager makes each namespace's default)."""
+        try:
+            self.core_v1().read_namespaced_service_account(name, namespace)
+            return True
+        except kubernetes.client.ApiException:
+            return False
+
     def wait_for(self, predicate: Callable[[], Any], timeout_s: float = 30.0, interval_s: float = 0.1,
                  what: str = "condition") -> Any:
         """Poll ``predicate`` until it returns something truthy; TimeoutError naming ``what``."""
@@ -109,9 +120,7 @@ class RealCluster:
 
 def _start_node(cluster: RealCluster, spec, index: int, oci_runtime: str | None, seed: int | None) -> SimNode:
     node = make_node_directory(cluster.workdir, spec)
-    configuration = kubernetes.client.Configuration()
-    kubernetes.config.load_kube_config(config_file=str(cluster.node_kubeconfig(spec.name)),
-                                       client_configuration=configuration)
+    configuration = api_client(str(cluster.node_kubeconfig(spec.name))).configuration
     node.kubelet = SimKubelet(spec, configuration, node.root, oci_runtime=oci_runtime, node_lease_s=NODE_LEASE_S,
                               seed=None if seed is None else seed + index, nvml_description=node.nvml_description)
     node.kubelet.start()
@@ -136,12 +145,13 @@ def running(description: ClusterDescription | str | Path | None = None, *, tesse
     extra_flags = dict(extra_flags or {})
     check_extra_flags(extra_flags)
     workdir = Path(tempfile.mkdtemp(prefix="tessera-real-", dir="/tmp"))   # short: unix socket paths
-    control = ControlPlane(workdir, binaries, CertificateAuthority(workdir / "pki"), extra_flags=extra_flags)
+    control = ControlPlane(workdir, binaries, CertificateAuthority(workdir / "pki"), extra_flags=extra_flags,
+                           feature_gates=feature_gates)
     cluster = RealCluster(workdir, binaries, control)
     failed = False
     try:
-        control.start(feature_gates)
-        cluster.wait_for(lambda: _has_default_service_account(cluster), timeout_s=120,
+        control.start()
+        cluster.wait_for(lambda: cluster.has_service_account("default"), timeout_s=120,
                          what="the controller-manager's ServiceAccount default/default")
         if tessera:
             cluster.tessera = start_tessera(cluster, workdir / "logs")
@@ -164,10 +174,3 @@ def running(description: ClusterDescription | str | Path | None = None, *, tesse
             shutil.rmtree(workdir, ignore_errors=True)
         log.info("realcluster_stopped")
 
-
-def _has_default_service_account(cluster: RealCluster) -> bool:
-    try:
-        cluster.core_v1().read_namespaced_service_account("default", "default")
-        return True
-    except kubernetes.client.ApiException:
-        return False

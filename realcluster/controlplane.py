@@ -40,10 +40,8 @@ class ControlPlane:
     components: list[Component] = field(default_factory=list)
     # Flags appended to a component's command line, by name (COMPONENTS): e.g. the benches' light nodes
     # stay Ready without heartbeats with {"kube-controller-manager": ["--node-monitor-grace-period=1h"]}.
-    extra_flags: Mapping[str, Sequence[str]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        check_extra_flags(self.extra_flags)
+    extra_flags: Mapping[str, Sequence[str]] = field(default_factory=dict)   # checked by check_extra_flags
+    feature_gates: str = ""   # --feature-gates for every Kubernetes component (not etcd)
 
     def kubeconfig_for(self, stem: str, common_name: str, organizations: tuple[str, ...] = ()) -> Path:
         """A kubeconfig authenticating with a client certificate for ``common_name``/``organizations``."""
@@ -51,14 +49,14 @@ class ControlPlane:
         return write_kubeconfig(self.workdir / f"{stem}.kubeconfig", self.url, self.ca.cert, cert=pair.cert,
                                 key=pair.key)
 
-    def start(self, feature_gates: str = "") -> ControlPlane:
+    def start(self) -> ControlPlane:
         """Start etcd, kube-apiserver, kube-controller-manager and kube-scheduler, each awaited ready."""
         logs = self.workdir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         self._start_etcd(logs)
-        self._start_apiserver(logs, feature_gates)
-        self._start_controller_manager(logs, feature_gates)
-        self._start_scheduler(logs, feature_gates)
+        self._start_apiserver(logs)
+        self._start_controller_manager(logs)
+        self._start_scheduler(logs)
         return self
 
     def stop(self) -> None:
@@ -67,6 +65,8 @@ class ControlPlane:
             component.stop()
 
     def _add(self, component: Component) -> Component:
+        if self.feature_gates and component.name != "etcd":
+            component.argv.append(f"--feature-gates={self.feature_gates}")
         component.argv.extend(self.extra_flags.get(component.name, ()))
         self.components.append(component.start())
         return component
@@ -82,7 +82,7 @@ class ControlPlane:
             logs / "etcd.log"))
         await_ready(etcd, lambda: http_ok(f"{self.etcd_url}/health"), "etcd answering /health")
 
-    def _start_apiserver(self, logs: Path, feature_gates: str) -> None:
+    def _start_apiserver(self, logs: Path) -> None:
         port = free_port()
         self.url = f"https://127.0.0.1:{port}"
         serving = self.ca.issue("apiserver", "kube-apiserver", client=False, server=True,
@@ -108,13 +108,11 @@ class ControlPlane:
                 # The `kubernetes` Service's endpoint would be 127.0.0.1, which Endpoints refuse.
                 "--endpoint-reconciler-type=none",
                 "--allow-privileged=true", "--profiling=false", "--v=1"]
-        if feature_gates:
-            argv.append(f"--feature-gates={feature_gates}")
         apiserver = self._add(Component("kube-apiserver", argv, logs / "kube-apiserver.log"))
         await_ready(apiserver, lambda: https_ok(f"{self.url}/readyz", self.ca.cert, self.admin.cert, self.admin.key),
                     "kube-apiserver answering /readyz")
 
-    def _start_controller_manager(self, logs: Path, feature_gates: str) -> None:
+    def _start_controller_manager(self, logs: Path) -> None:
         kubeconfig = self.kubeconfig_for("kube-controller-manager", "system:kube-controller-manager")
         port = free_port()
         argv = [self.binaries["kube-controller-manager"], f"--kubeconfig={kubeconfig}",
@@ -124,20 +122,16 @@ class ControlPlane:
                 f"--service-account-private-key-file={self.service_account.key}", f"--root-ca-file={self.ca.cert}",
                 f"--cluster-signing-cert-file={self.ca.cert}", f"--cluster-signing-key-file={self.ca.key}",
                 f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}", "--profiling=false", "--v=1"]
-        if feature_gates:
-            argv.append(f"--feature-gates={feature_gates}")
         manager = self._add(Component("kube-controller-manager", argv, logs / "kube-controller-manager.log"))
         await_ready(manager, lambda: https_ok(f"https://127.0.0.1:{port}/healthz", None),
                     "kube-controller-manager answering /healthz")
 
-    def _start_scheduler(self, logs: Path, feature_gates: str) -> None:
+    def _start_scheduler(self, logs: Path) -> None:
         kubeconfig = self.kubeconfig_for("kube-scheduler", "system:kube-scheduler")
         port = free_port()
         argv = [self.binaries["kube-scheduler"], f"--kubeconfig={kubeconfig}",
                 f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
                 "--bind-address=127.0.0.1", f"--secure-port={port}", "--leader-elect=false", "--v=1"]
-        if feature_gates:
-            argv.append(f"--feature-gates={feature_gates}")
         scheduler = self._add(Component("kube-scheduler", argv, logs / "kube-scheduler.log"))
         await_ready(scheduler, lambda: https_ok(f"https://127.0.0.1:{port}/healthz", None),
                     "kube-scheduler answering /healthz")

@@ -71,16 +71,8 @@ def namespace(real_cluster):
     """A namespace of this test's own, deleted afterwards."""
     name = f"t{next(_namespaces)}"
     real_cluster.kubectl("create", "namespace", name)
-    real_cluster.wait_for(lambda: _has_default_sa(real_cluster, name), what=f"ServiceAccount {name}/default")
+    real_cluster.wait_for(lambda: real_cluster.has_service_account(name), what=f"ServiceAccount {name}/default")
     yield name
     # Waited for: its pods hold GPUs of the one cluster every test shares until their kubelet lets go.
     real_cluster.kubectl("delete", "namespace", name, "--wait=true", "--timeout=120s", check=False)
 
-
-def _has_default_sa(cluster, namespace: str) -> bool:
-    import kubernetes
-    try:
-        cluster.core_v1().read_namespaced_service_account("default", namespace)
-        return True
-    except kubernetes.client.ApiException:
-        return False
