@@ -2,7 +2,7 @@
 per second and scheduling latency for GPU pods on light nodes, both in one run, as a ratio.
 
     .venv/bin/python bench/real_scheduler_bench.py [--nodes 1000] [--pods 1000] [--rounds 1] [--creators 4]
-                                                   [--no-backlog] [--no-allocation-marks]
+                                                   [--no-backlog] [--no-allocation-marks] [--pin]
 
 A full run (1,000 / 1,000) takes about 6 minutes on this 2-core machine; ``--nodes 100 --pods 100`` under one.
 
@@ -48,12 +48,20 @@ watches pods and writes ``tessera.io/allocated`` (the record of the extender's a
 bound with one, as the device plugin's ServiceAccount, through the webhook. The rule then holds a node
 for that round trip, as it does for the kubelet's Allocate in a cluster; pods it turns away retry after
 kube-scheduler's back-off (counted under the table: the extender's decisions during the phase).
+
+Where the time goes: each phase's row says how busy this machine's CPUs were from its first bind to its
+last (a phase at 100 % is bound by CPU, one well below by waiting), and a second table gives the CPU
+milliseconds per pod each process used over the phase (creation included), from /proc/<pid>/stat.
+Everything shares this machine's CPUs; ``--pin`` puts the control plane, the schedulers and this bench
+on CPU 0 and Tessera's extender and the allocation stand-in on the others in both phases, as a cluster
+gives the extender CPUs of its own and runs the device plugins on the GPU nodes.
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import random
 import sys
 import threading
@@ -180,9 +188,20 @@ def start_scheduler_alone(cluster, logs: Path) -> Component:
     return scheduler
 
 
-def mark_allocated(kubeconfig: str) -> None:
+def pin_process(pid: int, cpus: set[int]) -> None:
+    """Every thread of ``pid`` on ``cpus`` (threads it starts later inherit it from their starter)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except ProcessLookupError:   # the thread ended meanwhile
+            pass
+
+
+def mark_allocated(kubeconfig: str, cpus: set[int] | None = None) -> None:
     """Stand-in for the device plugins' ledger writers (no kubelet allocates on a light node): write
     ``tessera.io/allocated`` on each pod bound with an assignment, as the plugin's ServiceAccount."""
+    if cpus:
+        os.sched_setaffinity(0, cpus)
     api = KubeApi(api_client(kubeconfig))
     plugin = NodeApi(api_client(kubeconfig), "")
     marked: set[str] = set()
@@ -211,6 +230,26 @@ def _mark(plugin: NodeApi, pod: dict, marked: set[str]) -> None:
             raise
 
 
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds (user + system, every thread) each process has used so far, from /proc/<pid>/stat."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for name, pid in pids.items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:   # gone: it used nothing more that we can count
+            continue
+        out[name] = (int(fields[11]) + int(fields[12])) / tick   # utime, stime: fields 14 and 15 of stat(5)
+    return out
+
+
+def cpu_ticks() -> tuple[int, int]:
+    """(busy, all) clock ticks of every CPU of this machine so far, from /proc/stat."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]   # idle, iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def create_pods(kubeconfig: str, pods: list[dict], go, times) -> None:
     """One creator process: wait for ``go``, POST its pods one after another, report (start, end)."""
     core = kubernetes.client.CoreV1Api(api_client(kubeconfig))
@@ -230,6 +269,8 @@ class PhaseWatch(threading.Thread):
         self.core, self.namespace, self.pods = core, namespace, pods
         self.added: dict[str, float] = {}
         self.bound: dict[str, float] = {}
+        self.ticks_at_first_bind: tuple[int, int] | None = None
+        self.ticks_at_last_bind: tuple[int, int] | None = None
         self.watching, self.done = threading.Event(), threading.Event()
 
     def run(self) -> None:
@@ -261,8 +302,11 @@ class PhaseWatch(threading.Thread):
         name = (pod.get("metadata") or {}).get("name")
         if name:
             self.added.setdefault(name, now)
-            if (pod.get("spec") or {}).get("nodeName"):
-                self.bound.setdefault(name, now)
+            if (pod.get("spec") or {}).get("nodeName") and name not in self.bound:
+                self.bound[name] = now
+                self.ticks_at_last_bind = cpu_ticks()
+                if self.ticks_at_first_bind is None:
+                    self.ticks_at_first_bind = self.ticks_at_last_bind
 
 
 @dataclass
@@ -292,6 +336,8 @@ class Phase:
     created_per_s: float
     latencies_ms: list[float]
     decisions: dict
+    cpu: dict[str, float]
+    busy: float   # the machine's CPUs busy from the first bind to the last, 0..1
     round: int = 1
 
     @property
@@ -299,8 +345,15 @@ class Phase:
         return self.bound / self.seconds
 
 
+def process_ids(cluster, extra: dict[str, int]) -> dict[str, int]:
+    """The processes whose CPU a phase counts: the control plane's, Tessera's and ``extra``."""
+    pids = {c.name: c.proc.pid for c in [*cluster.control.components, *cluster.components]
+            if c.proc is not None and c.running()}
+    return {**pids, **extra}
+
+
 def run_phase(cluster, contender: Contender, namespace: str, sizes: list[int], creators: int, timeout_s: float,
-              backlog: bool) -> Phase:
+              backlog: bool, extra_pids: dict[str, int]) -> Phase:
     """Create the pods from ``creators`` processes and measure until every one is bound (or ``timeout_s``).
     ``backlog``: the contender's kube-scheduler is stopped while they are created and started after."""
     cluster.kubectl("create", "namespace", namespace)
@@ -316,6 +369,7 @@ def run_phase(cluster, contender: Contender, namespace: str, sizes: list[int], c
         proc.start()
     if backlog:
         contender.component.stop()
+    cpu_before = cpu_seconds(process_ids(cluster, extra_pids))
     watch = PhaseWatch(core, namespace, len(sizes))
     watch.start()
     if not watch.watching.wait(60):
@@ -327,6 +381,8 @@ def run_phase(cluster, contender: Contender, namespace: str, sizes: list[int], c
     if backlog:
         contender.restart(cluster)
     watch.done.wait(timeout_s)
+    cpu_after = cpu_seconds(process_ids(cluster, extra_pids))
+    cpu = {name: used - cpu_before.get(name, 0.0) for name, used in cpu_after.items()}
     after = extender_samples(cluster.tessera.metrics_url)
     bound = sorted(watch.bound.items(), key=lambda item: item[1])
     # A backlog's throughput runs from the first bind (the scheduler up, its informers synced) to the last.
@@ -335,7 +391,9 @@ def run_phase(cluster, contender: Contender, namespace: str, sizes: list[int], c
     latencies = [] if backlog else [(t - watch.added[name]) * 1000 for name, t in bound]
     created = len(pods) / (max(e for _, e in spans) - min(s for s, _ in spans))
     changed = {k: after[k] - before.get(k, 0) for k in after if k != ("free",) and after[k] != before.get(k, 0)}
-    return Phase(contender.label, backlog, len(pods), len(bound), seconds, created, latencies, changed)
+    first, last = watch.ticks_at_first_bind, watch.ticks_at_last_bind
+    busy = (last[0] - first[0]) / (last[1] - first[1]) if first and last and last[1] > first[1] else float("nan")
+    return Phase(contender.label, backlog, len(pods), len(bound), seconds, created, latencies, changed, cpu, busy)
 
 
 def clear_phase(cluster, namespace: str, nodes: int) -> None:
@@ -357,7 +415,7 @@ def phase_row(phase: Phase) -> list:
     latency = ([f"{percentile(phase.latencies_ms, q):.0f}" for q in (0.5, 0.99)] + [f"{max(phase.latencies_ms):.0f}"]
                if phase.latencies_ms else ["-", "-", "-"])
     return [phase.label, "backlog" if phase.backlog else "stream", phase.pods, phase.bound, f"{phase.seconds:.2f}",
-            f"{phase.rate:.1f}", f"{phase.created_per_s:.1f}", *latency]
+            f"{phase.rate:.1f}", f"{phase.created_per_s:.1f}", *latency, f"{phase.busy * 100:.0f} %"]
 
 
 def ratio_rows(phases: list[Phase]) -> list[list]:
@@ -384,6 +442,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-allocation-marks", action="store_true",
                    help="no stand-in for the device plugins' tessera.io/allocated marks (the per-shape rule then "
                         "holds each node for good after its first pod of a size)")
+    p.add_argument("--pin", action="store_true",
+                   help="the control plane, the schedulers and this bench on CPU 0, Tessera's extender (and webhook) "
+                        "and the allocation stand-in on the other CPUs, in both phases: a deployment gives the "
+                        "extender CPUs of its own, and the device plugins run on the GPU nodes")
     args = p.parse_args(argv)
     for name in ("nodes", "pods", "rounds", "creators"):
         if getattr(args, name) < 1:
@@ -394,6 +456,13 @@ def main(argv: list[str] | None = None) -> int:
     except realcluster.BinariesMissing as exc:
         print(f"real_scheduler_bench: {exc}", file=sys.stderr)
         return 2
+    tessera_cpus: set[int] | None = None
+    if args.pin:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            p.error("--pin needs 2 CPUs or more")
+        os.sched_setaffinity(0, {cpus[0]})   # inherited by every component this process starts
+        tessera_cpus = set(cpus[1:])
     rng = random.Random(args.seed)
     sizes = [rng.choices([g for _, g in WHOLE_GPUS], [w for w, _ in WHOLE_GPUS])[0] for _ in range(args.pods)]
     timeout_s = max(300.0, args.pods * 1.0)
@@ -403,6 +472,8 @@ def main(argv: list[str] | None = None) -> int:
                              extra_flags={"kube-controller-manager": NODE_GRACE}) as cluster:
         contenders = [Contender(EXTENDER, None, cluster.tessera.scheduler),
                       Contender("kube-scheduler alone", ALONE, start_scheduler_alone(cluster, cluster.workdir / "logs"))]
+        if tessera_cpus:
+            pin_process(cluster.tessera.extender.proc.pid, tessera_cpus)
         create_light_nodes(cluster, args.nodes)
         core = cluster.core_v1()
         cluster.wait_for(lambda: schedulable_nodes(core) == args.nodes, timeout_s=300, interval_s=0.5,
@@ -411,9 +482,10 @@ def main(argv: list[str] | None = None) -> int:
         marker = None
         if not args.no_allocation_marks:
             plugin = cluster.service_account_kubeconfig(NAMESPACE, SERVICE_ACCOUNT_DEVICE_PLUGIN)
-            marker = multiprocessing.get_context("fork").Process(target=mark_allocated, args=(str(plugin),),
+            marker = multiprocessing.get_context("fork").Process(target=mark_allocated, args=(str(plugin), tessera_cpus),
                                                                  daemon=True)
             marker.start()
+        extra_pids = {"this bench (watch)": os.getpid(), **({"allocation stand-in": marker.pid} if marker else {})}
         try:
             setup_s = time.monotonic() - started
             for round_ in range(args.rounds):
@@ -421,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
                     for contender in (contenders if round_ % 2 else contenders[::-1]):
                         namespace = f"{'alone' if contender.scheduler_name else 'tessera'}-{round_}-{int(backlog)}"
                         phases.append(run_phase(cluster, contender, namespace, sizes, args.creators, timeout_s,
-                                                backlog))
+                                                backlog, extra_pids))
                         phases[-1].round = round_ + 1
                         clear_phase(cluster, namespace, args.nodes)
             still = schedulable_nodes(core)   # no phase ran on a node the controller had written off
@@ -430,15 +502,25 @@ def main(argv: list[str] | None = None) -> int:
                 marker.terminate()
                 marker.join(5)
     print(render_table(["scheduler", "phase", "pods", "bound", "seconds", "pods/s", "created /s",
-                        "latency p50 ms", "p99 ms", "max ms"], [phase_row(ph) for ph in phases],
+                        "latency p50 ms", "p99 ms", "max ms", "CPUs busy"], [phase_row(ph) for ph in phases],
                        title=f"Real kube-scheduler v1.37.2, {args.nodes:,} light nodes x {GPUS_PER_NODE} GPUs, "
+                             + ("control plane on CPU 0, Tessera on the rest (--pin), " if args.pin else "") +
                              f"{args.pods:,} whole-GPU pods a phase, {args.creators} creator processes "
                              f"(setup {setup_s:.0f} s; nodes Ready and untainted at the end: {still:,}). Stream: "
                              "created as fast as the creators go, pods/s over the batch, latency from ADDED to "
-                             "bound; backlog: created while the scheduler was stopped, pods/s first to last bind"))
+                             "bound; backlog: created while the scheduler was stopped, pods/s first to last bind. "
+                             "CPUs busy: all of this machine's, first to last bind"))
     for ph in phases:
         if ph.decisions:
             print(f"  {ph.label}, {'backlog' if ph.backlog else 'stream'}: {describe_extender(ph.decisions)}")
+    print()
+    names = sorted({name for ph in phases for name in ph.cpu}, key=lambda n: -max(ph.cpu.get(n, 0) for ph in phases))
+    print(render_table(["scheduler", "phase", *names, "all"],
+                       [[ph.label, "backlog" if ph.backlog else "stream",
+                         *[f"{ph.cpu.get(n, 0) * 1000 / ph.pods:.1f}" for n in names],
+                         f"{sum(ph.cpu.values()) * 1000 / ph.pods:.1f}"] for ph in phases],
+                       title="CPU milliseconds per pod, by process, over each phase (pods created, scheduled and "
+                             f"watched; {os.cpu_count()} CPUs). Creator processes not counted"))
     print()
     print(render_table(["round", "phase", "pods/s ratio (extender / alone)", "throughput cost", "p50 ratio",
                         "p99 ratio", "cost <= 30 %"], ratio_rows(phases),

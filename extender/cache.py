@@ -38,6 +38,7 @@ from tessera.log import get_logger
 
 from extender.placement.fleet import Fleet
 from extender.assignments import NodeMismatchError, ask_amounts, holding_mismatch, placement_of
+from extender.expectations import ExpectedBinds
 from extender.placement.nodestate import DEFAULT_TIMESLICE_REPLICAS, NodeState, StateError
 from extender.placement.grants import Placement
 from tessera.quantity import QuantityError, cpu_millis, memory_bytes
@@ -84,6 +85,7 @@ class ClusterCache:
         self._inflight: set[str] = set()
         self._mps_cards: dict[str, tuple[int, int]] = {}  # node -> (smallest, largest) MPS card GiB
         self.pending: dict[str, dict[str, frozenset]] = {}  # node -> pod -> amounts, bound and not allocated
+        self.expected = ExpectedBinds()  # best nodes of pods prioritized, whose bind has not arrived
 
     # -- nodes -----------------------------------------------------------------------------------
 
@@ -360,6 +362,7 @@ class ClusterCache:
     def assume(self, placement: Placement, request: PodRequest, uid: str) -> None:
         """Hold a placement at once, before its assignment and Binding are written (call with ``lock``)."""
         key = placement.pod
+        self.expected.settle(key)  # from here this hold speaks for the pod
         self._drop(key)  # a stale hold from an earlier, failed bind of this pod
         self.fleet[placement.node].assume(placement)
         record = PodRecord(key, uid, placement.node, request, None, False, ask_amounts(request))

@@ -66,7 +66,8 @@ class ExtenderDaemon:
                                      lease_retry_s or config.lease_retry_s) if config.leader_election else None)
         self.warmer = ModelWarmer(self.cache, self.ctx)
         self.verbs = ExtenderVerbs(self.cache, api, signing_key, self.ctx, self.metrics, config.workload_label,
-                                   is_leader=self.is_leader, warmer=self.warmer, pending=self.pending)
+                                   is_leader=self.is_leader, warmer=self.warmer, pending=self.pending,
+                                   filter_best_nodes=config.filter_best_nodes)
         routes = {"/filter": self.verbs.filter, "/prioritize": self.verbs.prioritize, "/bind": self.verbs.bind,
                   "/preempt": self.verbs.preempt}
         self.admission = PodAdmission(config.scheduler_name, self.cache.mps_cards,

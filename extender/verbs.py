@@ -17,6 +17,7 @@ assignment this replica signs is remembered as verified, so its watch events nee
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
 from collections import OrderedDict
@@ -51,6 +52,7 @@ from tessera.podrequest import PodRequest, RequestError, pod_request
 log = get_logger("extender")
 RECENT_REQUESTS = 8192
 RECENT_FILTERS = 256
+SHORT_LIST = 64
 
 
 def _same_key(signing_key, public_key) -> bool:
@@ -106,8 +108,9 @@ class ExtenderVerbs:
     def __init__(self, cache: ClusterCache, api: KubeApi | None, signing_key, ctx: PolicyContext,
                  metrics: ExtenderMetrics, workload_label: str = "",
                  is_leader: Callable[[], bool] = lambda: True, warmer: ModelWarmer | None = None,
-                 pending: PendingPods | None = None) -> None:
+                 pending: PendingPods | None = None, filter_best_nodes: int = 0) -> None:
         self.cache = cache
+        self.filter_best_nodes = filter_best_nodes  # 0: filter answers every node that fits
         self.pending = pending
         self.warmer = warmer
         self.api = api
@@ -203,6 +206,8 @@ class ExtenderVerbs:
             if len(fits) < len(names):
                 _reasons(names, fits, fit_view, failed_view, unresolvable_view, failed, unresolvable,
                          kept.pos if kept is not None else None)
+            if self.cache.expected.nodes:
+                self._keep_off_expected(request.name, amounts, fits, fit_view, blocked)
             if blocked:
                 asked = set(fits)
                 waits = {n: r for n, r in blocked.items() if n in asked}
@@ -217,13 +222,41 @@ class ExtenderVerbs:
                     # allocation (an annotation on another pod) is none: up to 5 minutes.
                     self._decide("filter", "no_fit", "wait_for_allocation")
                     return wire.filter_result(error=_wait_message(waits))
-            elif kept is not None and request.uid:  # prioritize for this pod most likely gets these fits
+            if 0 < self.filter_best_nodes < len(fits):
+                fits = self._best_of(request, fits, None if blocked else kept, mask if kept is not None else None)
+                fits_json = None
+                self.cache.expected.expect(request.name, fits, amounts, time.monotonic())
+            elif not blocked and kept is not None and request.uid:  # prioritize most likely gets these fits
                 self._passed[request.uid] = (kept, list(mask), fits)  # a copy: the kept mask moves on
                 if len(self._passed) > RECENT_FILTERS:
                     self._passed.pop(next(iter(self._passed)))
             body = wire.filter_result_bytes(fits, failed, unresolvable, fits_json)
         self._decide("filter", "fit" if fits else "no_fit", "")
         return body
+
+    def _best_of(self, request: PodRequest, fits: list[str], kept, mask) -> list[str]:
+        """The ``filter_best_nodes`` of ``fits`` the placement policy scores best, in the order given
+        (ties go to the earlier: kube-scheduler starts each pod's list where the last one stopped).
+        ``kept`` and ``mask``: ``fits`` are the kept list's positions where ``mask`` is true."""
+        if kept is not None and mask is not None:
+            scores = node_scores(request, self.cache.fleet, self.ctx, fits, kept, mask)
+        else:
+            scores = node_scores(request, self.cache.fleet, self.ctx, fits)
+        ids, score_of_id = scores.ids, scores.score_of_id
+        best = heapq.nlargest(self.filter_best_nodes, range(len(ids)), key=lambda i: score_of_id[ids[i]])
+        return [scores.names[i] for i in sorted(best)]
+
+    def _keep_off_expected(self, pod: str, amounts: frozenset, fits: list[str], fit_view: dict,
+                           blocked: dict[str, str]) -> None:
+        """Add to ``blocked`` the nodes of ``fits`` just scored best for another pod asking the same
+        amounts, whose bind has not arrived (``expectations``), as long as one of ``fits`` remains."""
+        candidates = [n for n in self.cache.expected.nodes if n in fit_view and n not in blocked]
+        guessed = self.cache.expected.blocked(candidates, pod, amounts, time.monotonic())
+        if guessed:
+            asked = set(fits)
+            guessed = {n: r for n, r in guessed.items() if n in asked}
+            if guessed and any(n not in blocked and n not in guessed for n in fits):
+                blocked.update(guessed)
 
     # -- prioritize ------------------------------------------------------------------------------
 
@@ -249,7 +282,9 @@ class ExtenderVerbs:
                     kept.prefixes = wire.host_prefixes(kept.names)
                 prefixes = list(compress(kept.prefixes, mask))
             else:
-                kept = self._lists.find(names)
+                # A short list (a filter that answered its best nodes) is scored afresh, not kept: it would
+                # push out the long lists that kube-scheduler sends pod after pod.
+                kept = self._lists.find(names) if len(names) > SHORT_LIST else None
                 scores = node_scores(request, fleet, self.ctx, names, kept)
                 prefixes = None
                 if kept is not None:
@@ -283,6 +318,7 @@ class ExtenderVerbs:
             return wire.binding_result(f"{key}: cannot read the pod: {error_text(exc)}")
         cache = self.cache
         with cache.lock:
+            self.cache.expected.settle(key)  # from here the cache's own hold (or none) speaks for this pod
             node = cache.fleet.get(args.node)
             reason = None
             if node is None:

@@ -145,6 +145,10 @@ class ExtenderConfig(HttpPortConfig):
         "creation (the webhook refuses everyone else): Tessera's own ServiceAccounts, "
         "system:serviceaccount:<namespace>:<name>", flag=False)
     workload_label: str = setting("", "label whose value names a workload for spread-workload (else owner)")
+    filter_best_nodes: int = setting(
+        4, "filter answers at most this many of the nodes a pod fits: those the placement policy scores best, so "
+           "kube-scheduler scores and picks among few nodes, and a pod of the same shape right after is sent "
+           "elsewhere until this one's bind arrives (0: every node that fits)", minimum=0)
     shape_window: int = setting(1000, "pods remembered when learning typical task shapes", minimum=1)
     typical_shapes: list[str] = setting([], "typical pods for the fragmentation policy, instead of learning "
                                             "them: 'mps-core=50,cpu=4,memory=16Gi', 'gpu=1,models=T4|A10'; a "

@@ -109,7 +109,7 @@ def test_a_second_bind_before_the_first_one_s_watch_event_is_refused_as_already_
     poll_until(lambda: ext.pending.get(uid, "default", "late"), timeout_s=60,  # hang guard only
                what="the pod in the extender's watch")
     assert post(ext.url, "bind", bind_args(pod, "mps-a"))[1] == {"Error": ""}
-    assert held_back, "the Binding's watch event was not held back"
+    poll_until(lambda: held_back, timeout_s=60, what="the Binding's watch event, held back")  # hang guard only
     _, result = post(ext.url, "bind", bind_args(pod, "mps-b"))
     assert "already bound to mps-a" in result["Error"]
     with ext.cache.lock:
