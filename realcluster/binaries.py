@@ -1,5 +1,6 @@
 """Where the real control plane's programs are: a folder holding etcd, kube-apiserver,
-kube-controller-manager, kube-scheduler and kubectl.
+kube-controller-manager, kube-scheduler and kubectl; and, for a real node, kubelet, containerd, its
+runc shim, ctr and pause (``Binaries.node_missing``: a KUBEBUILDER_ASSETS folder has none of them).
 
 In order: ``KUBEBUILDER_ASSETS`` (controller-runtime envtest's convention, for binaries a user already
 has), ``TESSERA_KUBE_BIN``, then the folder scripts/build-kube.sh built for this checkout's pins. None
@@ -16,6 +17,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-kube.sh"
 PROGRAMS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+NODE_PROGRAMS = ("kubelet", "containerd", "containerd-shim-runc-v2", "ctr", "pause")
 KUBE_VERSION = "v1.37.2"  # tools/kube/go.mod's pin; scripts/build-kube.sh stamps it
 
 HOW_TO_GET = ("run `bash scripts/build-kube.sh` (needs Go; a cold build took 9 min on 2 cores), or set "
@@ -34,6 +36,10 @@ class Binaries:
 
     def __getitem__(self, program: str) -> str:
         return str(self.folder / program)
+
+    def node_missing(self) -> list[str]:
+        """The programs of a real node this folder lacks (none: it can run one)."""
+        return [p for p in NODE_PROGRAMS if not os.access(self.folder / p, os.X_OK)]
 
 
 def _complete(folder: Path) -> list[str]:

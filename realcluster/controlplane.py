@@ -89,8 +89,10 @@ class ControlPlane:
                                 dns_names=("localhost", "kubernetes", "kubernetes.default",
                                            "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"),
                                 ips=("127.0.0.1", "10.96.0.1"))
+        # system:masters: a real kubelet's webhook authorizer then lets the API server read its logs and
+        # exec into its pods without a binding (kubeadm binds its own group to cluster-admin instead).
         kubelet_client = self.ca.issue("apiserver-kubelet-client", "kube-apiserver-kubelet-client",
-                                       organizations=("kubeadm:cluster-admins",))
+                                       organizations=("system:masters",))
         self.service_account = write_service_account_keys(self.workdir / "pki")
         self.admin = self.ca.issue("admin", "kubernetes-admin", organizations=("system:masters",))
         self.admin_kubeconfig = write_kubeconfig(self.workdir / "admin.kubeconfig", self.url, self.ca.cert,
@@ -100,6 +102,8 @@ class ControlPlane:
                 f"--tls-cert-file={serving.cert}", f"--tls-private-key-file={serving.key}",
                 f"--client-ca-file={self.ca.cert}",
                 f"--kubelet-client-certificate={kubelet_client.cert}", f"--kubelet-client-key={kubelet_client.key}",
+                # A node's name resolves nowhere here: reach kubelets (logs, exec) at their InternalIP.
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-account-key-file={self.service_account.cert}",
                 f"--service-account-signing-key-file={self.service_account.key}",

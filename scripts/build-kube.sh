@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Builds the real Kubernetes control plane that the tests' real tier starts (tests/real/), from the
-# upstream Go modules pinned in tools/kube/go.mod (Kubernetes) and tools/etcd/go.mod (etcd), into a
-# cache outside the git tree keyed on those pins, the Go version and this script:
+# Builds the real Kubernetes that the tests' real tier starts (tests/real/): the control plane and a
+# node (kubelet, containerd with its runc shim, and the pod sandbox's pause; runc is Debian's), from
+# the upstream Go modules pinned in tools/kube/go.mod (Kubernetes), tools/etcd/go.mod (etcd),
+# tools/containerd/go.mod (containerd) and tools/pause (ours), into a cache outside the git tree keyed
+# on those pins, the Go version and this script:
 #
-#   ${TESSERA_KUBE_CACHE:-$HOME/.cache/tessera/kube}/<key>/{etcd,kube-apiserver,kube-controller-manager,kube-scheduler,kubectl}
+#   ${TESSERA_KUBE_CACHE:-$HOME/.cache/tessera/kube}/<key>/{etcd,kube-apiserver,kube-controller-manager,
+#       kube-scheduler,kubectl,kubelet,containerd,containerd-shim-runc-v2,ctr,pause}
 #
 # Prints the folder on stdout (and nothing else), so a caller can do  bin="$(bash scripts/build-kube.sh)".
 # A second run finds the folder and returns at once. Progress goes to stderr: what is being built
@@ -16,7 +19,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 say() { printf '[tessera-kube] %s\n' "$*" >&2; }
 
 kube_version=v1.37.2
-kube_binaries=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+kube_binaries=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet)
+containerd_binaries=(containerd containerd-shim-runc-v2 ctr)
 build_date=2026-11-20T00:00:00Z   # fixed, so that the same pins give the same binaries
 
 if ! command -v go >/dev/null 2>&1; then
@@ -27,7 +31,9 @@ fi
 export GOTOOLCHAIN=local GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=0
 
 key="$( { cat "$root"/tools/kube/go.mod "$root"/tools/kube/go.sum "$root"/tools/etcd/go.mod \
-            "$root"/tools/etcd/go.sum "${BASH_SOURCE[0]}"; go version; } | sha256sum | cut -c1-16)"
+            "$root"/tools/etcd/go.sum "$root"/tools/containerd/go.mod "$root"/tools/containerd/go.sum \
+            "$root"/tools/pause/go.mod "$root"/tools/pause/main.go "${BASH_SOURCE[0]}"; go version; } \
+          | sha256sum | cut -c1-16)"
 cache="${TESSERA_KUBE_CACHE:-$HOME/.cache/tessera/kube}"
 out="$cache/$key"
 if [ -f "$out/.complete" ]; then
@@ -55,7 +61,7 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 done
 
 started=$SECONDS
-say "building Kubernetes $kube_version (${kube_binaries[*]}) and etcd from the Go module proxy into $out; a cold build took 9 min on 2 cores here (modules downloaded included), later runs reuse it"
+say "building Kubernetes $kube_version (${kube_binaries[*]}), etcd and containerd from the Go module proxy into $out; a cold build took 9 min on 2 cores here (modules downloaded included), later runs reuse it"
 (
     cd "$root/tools/etcd"
     go build -trimpath -ldflags "-s -w" -o "$work/etcd" go.etcd.io/etcd/server/v3
@@ -68,8 +74,18 @@ t=$SECONDS
     for b in "${kube_binaries[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
     go build -trimpath -ldflags "-s -w$stamp" -o "$work/" "${pkgs[@]}"
 )
+say "Kubernetes built in $((SECONDS - t)) s"
+t=$SECONDS
+(
+    cd "$root/tools/containerd"
+    pkgs=()
+    for b in "${containerd_binaries[@]}"; do pkgs+=("github.com/containerd/containerd/v2/cmd/$b"); done
+    go build -trimpath -ldflags "-s -w" -o "$work/" "${pkgs[@]}"
+    cd "$root/tools/pause"
+    go build -trimpath -ldflags "-s -w" -o "$work/pause" .
+)
 size="$(du -sh "$work" | cut -f1)"
-say "Kubernetes built in $((SECONDS - t)) s, $((SECONDS - started)) s in all; $size of binaries"
+say "containerd and pause built in $((SECONDS - t)) s, $((SECONDS - started)) s in all; $size of binaries"
 touch "$work/.complete"
 rm -rf "$out"
 mv "$work" "$out"

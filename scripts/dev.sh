@@ -5,17 +5,19 @@
 #   bash scripts/dev.sh test [args...]   the test suite (pytest)
 #
 # It installs, each step only when missing:
-#   - Debian packages the tests use (runc, crun, prometheus, busybox-static), when run as root with
-#     apt-get; a package it cannot get is reported, and the tests that need it skip with that reason;
+#   - Debian packages the tests use (runc, crun, prometheus, busybox-static, containernetworking-plugins),
+#     when run as root with apt-get; a package it cannot get is reported, and the tests that need it skip
+#     with that reason;
 #   - a virtual environment in .venv with Tessera and its Python dependencies;
-#   - for the tests, Kubernetes and etcd built from upstream (scripts/build-kube.sh), once per machine.
+#   - for the tests, Kubernetes, etcd and containerd built from upstream (scripts/build-kube.sh), once per
+#     machine.
 # Set TESSERA_NO_APT=1 to skip the Debian step.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 venv="$root/.venv"
-debian_packages=(runc crun prometheus busybox-static)
+debian_packages=(runc crun prometheus busybox-static containernetworking-plugins)
 
 say() { printf '[tessera-dev] %s\n' "$*" >&2; }
 
