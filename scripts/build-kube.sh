@@ -60,6 +60,16 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     stamp+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$build_date"
 done
 
+# go_build <module folder under tools/> <extra ldflags> <package prefix> <command>...: one go build of
+# the module's commands into the build folder.
+go_build() {
+    local folder=$1 ldflags=$2 prefix=$3
+    shift 3
+    local pkgs=()
+    for b in "$@"; do pkgs+=("$prefix$b"); done
+    (cd "$root/tools/$folder" && go build -trimpath -ldflags "-s -w$ldflags" -o "$work/" "${pkgs[@]}")
+}
+
 started=$SECONDS
 say "building Kubernetes $kube_version (${kube_binaries[*]}), etcd and containerd from the Go module proxy into $out; a cold build took 9 min on 2 cores here (modules downloaded included), later runs reuse it"
 (
@@ -68,22 +78,11 @@ say "building Kubernetes $kube_version (${kube_binaries[*]}), etcd and container
 )
 say "etcd built in $((SECONDS - started)) s"
 t=$SECONDS
-(
-    cd "$root/tools/kube"
-    pkgs=()
-    for b in "${kube_binaries[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
-    go build -trimpath -ldflags "-s -w$stamp" -o "$work/" "${pkgs[@]}"
-)
+go_build kube "$stamp" k8s.io/kubernetes/cmd/ "${kube_binaries[@]}"
 say "Kubernetes built in $((SECONDS - t)) s"
 t=$SECONDS
-(
-    cd "$root/tools/containerd"
-    pkgs=()
-    for b in "${containerd_binaries[@]}"; do pkgs+=("github.com/containerd/containerd/v2/cmd/$b"); done
-    go build -trimpath -ldflags "-s -w" -o "$work/" "${pkgs[@]}"
-    cd "$root/tools/pause"
-    go build -trimpath -ldflags "-s -w" -o "$work/pause" .
-)
+go_build containerd "" github.com/containerd/containerd/v2/cmd/ "${containerd_binaries[@]}"
+(cd "$root/tools/pause" && go build -trimpath -ldflags "-s -w" -o "$work/pause" .)
 size="$(du -sh "$work" | cut -f1)"
 say "containerd and pause built in $((SECONDS - t)) s, $((SECONDS - started)) s in all; $size of binaries"
 touch "$work/.complete"
