@@ -85,7 +85,7 @@ class ClusterCache:
         self._inflight: set[str] = set()
         self._mps_cards: dict[str, tuple[int, int]] = {}  # node -> (smallest, largest) MPS card GiB
         self.pending: dict[str, dict[str, frozenset]] = {}  # node -> pod -> amounts, bound and not allocated
-        self.expected = ExpectedBinds()  # best nodes of pods prioritized, whose bind has not arrived
+        self.expected = ExpectedBinds()  # the nodes filter answered for pods whose bind has not arrived
 
     # -- nodes -----------------------------------------------------------------------------------
 

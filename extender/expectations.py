@@ -19,26 +19,28 @@ from collections.abc import Iterable, Sequence
 
 
 class ExpectedBinds:
-    """node -> pod -> (amounts, deadline): the node prioritize scored best for a pod not yet bound."""
+    """The nodes filter answered for each pod not yet bound, and the amounts that pod asks."""
 
     def __init__(self, ttl_s: float = 1.0) -> None:
         self.ttl_s = ttl_s
-        self.nodes: dict[str, dict[str, tuple[frozenset, float]]] = {}
-        self._node_of: dict[str, list[str]] = {}   # pod -> its expected nodes
+        self.nodes: dict[str, dict[str, frozenset]] = {}   # node -> pod -> amounts
+        # pod -> (its nodes, deadline); in the order written, so deadlines only grow along it
+        self._pods: dict[str, tuple[list[str], float]] = {}
 
     def expect(self, pod: str, nodes: Sequence[str], amounts: frozenset, now: float) -> None:
-        """``nodes`` scored best for ``pod`` (asking ``amounts``) just now; an earlier guess for it is replaced."""
+        """Filter answered ``nodes`` for ``pod`` (asking ``amounts``) just now; replaces what it had."""
         self.settle(pod)
         self._expire(now)
         if not nodes or not amounts:
             return
         for node in nodes:
-            self.nodes.setdefault(node, {})[pod] = (amounts, now + self.ttl_s)
-        self._node_of[pod] = list(nodes)
+            self.nodes.setdefault(node, {})[pod] = amounts
+        self._pods[pod] = (list(nodes), now + self.ttl_s)
 
     def settle(self, pod: str) -> None:
         """``pod``'s bind has arrived (or it is gone): the cache's own holds say the rest."""
-        for node in self._node_of.pop(pod, ()):
+        nodes, _ = self._pods.pop(pod, ((), 0.0))
+        for node in nodes:
             pods = self.nodes.get(node)
             if pods is not None:
                 pods.pop(pod, None)
@@ -50,9 +52,9 @@ class ExpectedBinds:
         one of the same amounts, each with why."""
         out = {}
         for node in nodes:
-            for other, (theirs, deadline) in self.nodes.get(node, {}).items():
+            for other, theirs in self.nodes.get(node, {}).items():
                 same = amounts & theirs
-                if other != pod and same and deadline > now:
+                if other != pod and same and self._pods[other][1] > now:
                     res, n = min(same)
                     out[node] = (f"node chosen moments ago for {other}, asking the same {res}: {n}; "
                                  "kept for it until its bind arrives")
@@ -60,8 +62,7 @@ class ExpectedBinds:
         return out
 
     def _expire(self, now: float) -> None:
-        stale = [pod for pod, nodes in self._node_of.items()
-                 if all(self.nodes.get(n, {}).get(pod, (None, now))[1] <= now for n in nodes)]
-        for pod in stale:
+        for pod, (_, deadline) in list(self._pods.items()):
+            if deadline > now:
+                break   # every later one was written later
             self.settle(pod)
-

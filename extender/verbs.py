@@ -207,7 +207,7 @@ class ExtenderVerbs:
                 _reasons(names, fits, fit_view, failed_view, unresolvable_view, failed, unresolvable,
                          kept.pos if kept is not None else None)
             if self.cache.expected.nodes:
-                self._keep_off_expected(request.name, amounts, fits, fit_view, blocked)
+                self._keep_off_expected(request.name, amounts, fits, blocked)
             if blocked:
                 asked = set(fits)
                 waits = {n: r for n, r in blocked.items() if n in asked}
@@ -246,17 +246,15 @@ class ExtenderVerbs:
         best = heapq.nlargest(self.filter_best_nodes, range(len(ids)), key=lambda i: score_of_id[ids[i]])
         return [scores.names[i] for i in sorted(best)]
 
-    def _keep_off_expected(self, pod: str, amounts: frozenset, fits: list[str], fit_view: dict,
-                           blocked: dict[str, str]) -> None:
-        """Add to ``blocked`` the nodes of ``fits`` just scored best for another pod asking the same
+    def _keep_off_expected(self, pod: str, amounts: frozenset, fits: list[str], blocked: dict[str, str]) -> None:
+        """Add to ``blocked`` the nodes of ``fits`` that filter answered for another pod asking the same
         amounts, whose bind has not arrived (``expectations``), as long as one of ``fits`` remains."""
-        candidates = [n for n in self.cache.expected.nodes if n in fit_view and n not in blocked]
-        guessed = self.cache.expected.blocked(candidates, pod, amounts, time.monotonic())
-        if guessed:
-            asked = set(fits)
-            guessed = {n: r for n, r in guessed.items() if n in asked}
-            if guessed and any(n not in blocked and n not in guessed for n in fits):
-                blocked.update(guessed)
+        expected = self.cache.expected
+        asked = set(fits)
+        held = expected.blocked([n for n in expected.nodes if n in asked and n not in blocked], pod, amounts,
+                                time.monotonic())
+        if held and any(n not in blocked and n not in held for n in fits):
+            blocked.update(held)
 
     # -- prioritize ------------------------------------------------------------------------------
 
@@ -318,7 +316,7 @@ class ExtenderVerbs:
             return wire.binding_result(f"{key}: cannot read the pod: {error_text(exc)}")
         cache = self.cache
         with cache.lock:
-            self.cache.expected.settle(key)  # from here the cache's own hold (or none) speaks for this pod
+            cache.expected.settle(key)  # from here the cache's own hold (or none) speaks for this pod
             node = cache.fleet.get(args.node)
             reason = None
             if node is None:

@@ -89,3 +89,18 @@ def test_an_expectation_lapses_when_no_bind_comes():
     assert not expected.blocked(["n1"], "ns/b", shape, now + 0.6)
     expected.expect("ns/c", ["n2"], shape, now + 0.6)   # each new expectation sweeps out the lapsed ones
     assert "n1" not in expected.nodes and "n2" in expected.nodes
+
+
+def test_a_flood_of_pods_that_never_bind_holds_no_node_past_the_ttl():
+    """A tenant creating pods of one size and deleting them before their bind: each filter holds its
+    nodes for ``ttl_s`` at most, and the books shrink back to what the last second wrote."""
+    expected = ExpectedBinds(ttl_s=1.0)
+    shape = frozenset({("nvidia.com/gpu", 1)})
+    now = time.monotonic()
+    for i in range(5000):
+        expected.expect(f"ns/flood-{i}", [f"n{i % 50}", f"n{(i + 1) % 50}"], shape, now + i * 0.0001)
+    assert expected.blocked([f"n{i}" for i in range(50)], "ns/victim", shape, now + 0.6)   # within the second
+    later = now + 2.0
+    assert not expected.blocked([f"n{i}" for i in range(50)], "ns/victim", shape, later)
+    expected.expect("ns/last", ["n0"], shape, later)
+    assert expected.nodes == {"n0": {"ns/last": shape}}
