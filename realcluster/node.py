@@ -26,11 +26,13 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import kubernetes
 import yaml
 
 from realcluster.components import Component, await_ready
 from realcluster.images import busybox_image, pause_image, write_image, PAUSE_IMAGE
-from tessera.daemonproc import free_port
+from simcluster.kubelet.simkubelet import KubeletPaths
+from tessera.daemonproc import free_port, process_argvs
 from tessera.log import get_logger
 
 log = get_logger("realcluster")
@@ -76,13 +78,10 @@ class RealNode:
         return self.root / "kubelet"
 
     @property
-    def device_plugin_dir(self) -> Path:
-        """Where the kubelet's registration socket (kubelet.sock) and device plugins' sockets are."""
-        return self.kubelet_root / "device-plugins"
-
-    @property
-    def pod_resources_socket(self) -> Path:
-        return self.kubelet_root / "pod-resources" / "kubelet.sock"
+    def paths(self) -> KubeletPaths:
+        """The kubelet's device-plugin folder, registration socket, checkpoint and pod-resources socket:
+        the simulated kubelet keeps the real one's layout under its root."""
+        return KubeletPaths(self.kubelet_root)
 
     def ctr(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """``ctr`` against this node's containerd, in the CRI's namespace."""
@@ -190,12 +189,13 @@ def start_node(cluster, name: str) -> RealNode:
 
 
 def node_ready(cluster, name: str) -> bool:
-    """Whether Node ``name`` exists in the API server with condition Ready True."""
-    got = cluster.kubectl("get", "node", name, "-o", "json", check=False)
-    if got.returncode != 0:
+    """Whether Node ``name`` exists in the API server with condition Ready True (polled: one API read,
+    no kubectl process each time)."""
+    try:
+        node = cluster.core_v1().read_node(name)
+    except kubernetes.client.ApiException:
         return False
-    conditions = json.loads(got.stdout)["status"].get("conditions") or []
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+    return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
 
 
 def stop_node(node: RealNode) -> None:
@@ -214,18 +214,12 @@ def stop_node(node: RealNode) -> None:
 
 
 def _kill_shims(containerd_socket: Path) -> None:
-    """The runc shims this node's containerd started (each in a session of its own, so a stop of
-    containerd's process group leaves them), and their containers' processes."""
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith(b"containerd-shim-runc-v2") and str(containerd_socket).encode() in argv:
+    """SIGKILL the runc shims this node's containerd started: each runs in a session of its own, so a
+    stop of containerd's process group leaves them."""
+    for pid, argv in process_argvs():
+        if argv[0].endswith(b"containerd-shim-runc-v2") and str(containerd_socket).encode() in argv:
             try:
-                os.killpg(int(proc.name), signal.SIGKILL)
+                os.killpg(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
 

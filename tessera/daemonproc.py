@@ -1,6 +1,6 @@
 """Running a Tessera daemon from this checkout as a process of its own (the demo, the embedded
-cluster, the tests and the benches do): a free port to give it, and the process with its output in a
-log file."""
+cluster, the tests and the benches do): a free port to give it, the process with its output in a
+log file, and the process table to find what such processes left running."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -18,6 +19,20 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def process_argvs() -> Iterator[tuple[int, list[bytes]]]:
+    """(pid, argv) of every process whose command line this one may read, from /proc (a process gone
+    meanwhile is skipped)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")
+        except OSError:
+            continue
+        yield int(entry), argv
 
 
 def spawn_daemon(module: str, args: list[str], log_path: str | None = None,

@@ -32,10 +32,11 @@ def _node(cluster) -> dict:
 
 
 def test_the_real_kubelet_registers_its_node_ready_on_containerd(real_node, real_cluster):
-    info = _node(real_cluster)["status"]["nodeInfo"]
+    status = _node(real_cluster)["status"]
+    info = status["nodeInfo"]
     assert info["kubeletVersion"] == KUBE_VERSION
     assert info["containerRuntimeVersion"].startswith("containerd://2."), info
-    conditions = {c["type"]: c["status"] for c in _node(real_cluster)["status"]["conditions"]}
+    conditions = {c["type"]: c["status"] for c in status["conditions"]}
     assert conditions["Ready"] == "True", conditions
 
 
