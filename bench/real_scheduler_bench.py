@@ -50,8 +50,9 @@ for that round trip, as it does for the kubelet's Allocate in a cluster; pods it
 kube-scheduler's back-off (counted under the table: the extender's decisions during the phase).
 
 Where the time goes: each phase's row says how busy this machine's CPUs were from its first bind to its
-last (a phase at 100 % is bound by CPU, one well below by waiting), and a second table gives the CPU
-milliseconds per pod each process used over the phase (creation included), from /proc/<pid>/stat.
+last (a phase at 100 % is bound by CPU, one well below by waiting; nan where a pod was left unbound),
+and a second table gives the CPU milliseconds per pod each process used over the phase (creation
+included), from /proc/<pid>/stat.
 Everything shares this machine's CPUs; ``--pin`` puts the control plane, the schedulers and this bench
 on CPU 0 and Tessera's extender and the allocation stand-in on the others in both phases, as a cluster
 gives the extender CPUs of its own and runs the device plugins on the GPU nodes.
@@ -304,9 +305,10 @@ class PhaseWatch(threading.Thread):
             self.added.setdefault(name, now)
             if (pod.get("spec") or {}).get("nodeName") and name not in self.bound:
                 self.bound[name] = now
-                self.ticks_at_last_bind = cpu_ticks()
-                if self.ticks_at_first_bind is None:
-                    self.ticks_at_first_bind = self.ticks_at_last_bind
+                if len(self.bound) == 1:
+                    self.ticks_at_first_bind = cpu_ticks()
+                if len(self.bound) == self.pods:   # read twice a phase, not once a pod
+                    self.ticks_at_last_bind = cpu_ticks()
 
 
 @dataclass
