@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import grpc
 
 from deviceplugin import metrics
-from deviceplugin.server import ResourceServer
+from deviceplugin.server import ResourceServer, ServeError
 from tessera.backoff import Backoff
 from tessera.kubeletapi import KUBELET_SOCKET_NAME
 from tessera.log import get_logger
@@ -32,6 +32,7 @@ from tessera.log import get_logger
 log = get_logger("deviceplugin")
 
 RETRY_BASE_S, RETRY_CAP_S = 0.1, 1.0  # a refused Register is sent again within 0.05-1 s
+STEP_RETRY_CAP_S = 10.0  # a step that fails (a socket that cannot be served) is tried again within 5-10 s
 
 
 def _inode(path: str) -> tuple[int, int] | None:
@@ -102,12 +103,23 @@ class Registrar:
         return (not missing, "ok" if not missing else "not registered: " + ", ".join(missing))
 
     def _run(self) -> None:
+        failures = Backoff(base_s=self.poll_s, cap_s=STEP_RETRY_CAP_S)
+        last_reason = None
         while not self._stop.is_set():
+            wait_s = self.poll_s
             try:
                 self._step()
+                failures.reset()
+                last_reason = None
+            except ServeError as err:   # a known condition: one line, logged again only when it changes
+                wait_s = failures.failed()
+                if str(err) != last_reason:
+                    log.error("resource_socket_unavailable", reason=str(err), retry_within_s=failures.ceiling())
+                last_reason = str(err)
             except Exception:  # noqa: BLE001 - keep watching
-                log.exception("registration_loop_failed")
-            self._wake.wait(self.poll_s)
+                wait_s = failures.failed()
+                log.exception("registration_loop_failed", retry_within_s=failures.ceiling())
+            self._wake.wait(wait_s)
             self._wake.clear()
 
     def _step(self) -> None:

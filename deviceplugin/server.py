@@ -28,6 +28,10 @@ def socket_name(resource: str) -> str:
     return "tessera-" + resource.split("/", 1)[1] + ".sock"
 
 
+class ServeError(OSError):
+    """A resource's socket cannot be served; the message says why."""
+
+
 class ResourceServer(deviceplugin_grpc.DevicePluginServicer):
     """The kubelet's view of one resource."""
 
@@ -50,8 +54,17 @@ class ResourceServer(deviceplugin_grpc.DevicePluginServicer):
         self._stopped.clear()
         server = grpc.server(ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"dp-{socket_name(self.resource)}"))
         deviceplugin_grpc.add_DevicePluginServicer_to_server(self, server)
-        if server.add_insecure_port(f"unix://{self.socket_path}") == 0:
-            raise OSError(f"cannot listen on {self.socket_path}")
+        try:
+            bound = server.add_insecure_port(f"unix://{self.socket_path}")
+        except RuntimeError:   # grpcio >= 1.60 raises where older ones returned 0
+            bound = 0
+        if bound == 0:
+            server.stop(grace=None)
+            if not os.path.isdir(self.plugin_dir):
+                raise ServeError(f"cannot listen on {self.socket_path}: the folder {self.plugin_dir} does not "
+                                 "exist; --device-plugin-path must be the kubelet's device-plugin folder (the "
+                                 "kubelet makes /var/lib/kubelet/device-plugins, whatever its --root-dir)")
+            raise ServeError(f"cannot listen on {self.socket_path}")
         server.start()
         self._server = server
 

@@ -3,7 +3,8 @@
 - CRI-O: two ``hooks.d`` files (hooks schema 1.0.0, ``when: always``), one for ``createRuntime``
   and one for ``poststop``; CRI-O reads ``/etc/containers/oci/hooks.d`` without a restart.
 - containerd: a base runtime spec (containerd's default spec plus the hooks) at
-  ``/etc/containerd/tessera-base-spec.json`` and a config drop-in that sets ``base_runtime_spec``
+  ``<containerd config dir>/tessera-base-spec.json`` and a config drop-in (``conf.d/tessera.toml``,
+  config version 2, which containerd 1.7 reads as is and 2.x migrates on load) that sets ``base_runtime_spec``
   and ``container_annotations = ["tessera.io/*"]`` on the runc runtime (without the latter
   containerd does not copy a device plugin's annotations into config.json, and every GPU
   container would be refused as one that reaches GPU devices without a grant).
@@ -24,8 +25,9 @@ import sys
 from hook.settings import HookSettings
 
 CRIO_HOOKS_DIR = "etc/containers/oci/hooks.d"
-CONTAINERD_BASE_SPEC = "etc/containerd/tessera-base-spec.json"
-CONTAINERD_DROP_IN = "etc/containerd/conf.d/tessera.toml"
+CONTAINERD_CONFIG_DIR = "/etc/containerd"   # k3s: /var/lib/rancher/k3s/agent/etc/containerd
+CONTAINERD_BASE_SPEC = "tessera-base-spec.json"
+CONTAINERD_DROP_IN = "conf.d/tessera.toml"
 TOOLKIT_CONFIG = "etc/nvidia-container-runtime/config.toml"
 TOOLKIT_SWITCH = "accept-nvidia-visible-devices-envvar-when-unprivileged"
 HOOK_TIMEOUT_S = 10
@@ -52,7 +54,9 @@ def hook_entries(settings: HookSettings, hook_path: str) -> dict[str, list[dict]
 
 
 def containerd_default_spec() -> dict:
-    """containerd's default Linux spec (``ctr oci spec``), which a base runtime spec replaces."""
+    """containerd's default Linux spec (``ctr oci spec`` of containerd 2.4, the CRI's starting point
+    where no base runtime spec is set), which a base runtime spec replaces. Older containerd masks
+    fewer paths (1.7 leaves ``/proc/interrupts`` visible); masking more is harmless there."""
     return {
         "ociVersion": "1.1.0",
         "process": {"user": {"uid": 0, "gid": 0}, "cwd": "/",
@@ -76,7 +80,7 @@ def containerd_default_spec() -> dict:
              "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
         ],
         "linux": {
-            "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+            "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
                             "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
                             "/sys/devices/virtual/powercap", "/proc/scsi"],
             "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
@@ -110,11 +114,12 @@ def install_crio(settings: HookSettings, root: str, hook_path: str) -> list[str]
     return written
 
 
-def containerd_drop_in(base_spec: str) -> str:
-    """The containerd (1.6/1.7, config version 2) drop-in for the CRI plugin's runc runtime."""
+def containerd_drop_in(base_spec: str, config_dir: str = CONTAINERD_CONFIG_DIR) -> str:
+    """The containerd drop-in for the CRI plugin's runc runtime (config version 2: containerd 1.6/1.7
+    read it as is, 2.x migrates it on load and merges it key by key into the main config's tables)."""
     return (
         "# Written by tessera-hook install. containerd reads it where config.toml has\n"
-        '# imports = ["/etc/containerd/conf.d/*.toml"].\n'
+        f'# imports = ["{config_dir}/conf.d/*.toml"].\n'
         "version = 2\n\n"
         '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]\n'
         f'  base_runtime_spec = "{base_spec}"\n'
@@ -122,12 +127,16 @@ def containerd_drop_in(base_spec: str) -> str:
     )
 
 
-def install_containerd(settings: HookSettings, root: str, hook_path: str) -> list[str]:
-    """Write containerd's base runtime spec and config drop-in; return what was written."""
+def install_containerd(settings: HookSettings, root: str, hook_path: str,
+                       config_dir: str = CONTAINERD_CONFIG_DIR) -> list[str]:
+    """Write containerd's base runtime spec and config drop-in into ``config_dir`` (a path as the host
+    sees it, under ``root``); return what was written."""
     spec = containerd_default_spec()
     spec["hooks"] = hook_entries(settings, hook_path)
-    base = _write(root, CONTAINERD_BASE_SPEC, json.dumps(spec, indent=2) + "\n")
-    drop_in = _write(root, CONTAINERD_DROP_IN, containerd_drop_in("/" + CONTAINERD_BASE_SPEC))
+    folder = os.path.join("/", config_dir).rstrip("/")
+    base = _write(root, f"{folder}/{CONTAINERD_BASE_SPEC}".lstrip("/"), json.dumps(spec, indent=2) + "\n")
+    drop_in = _write(root, f"{folder}/{CONTAINERD_DROP_IN}".lstrip("/"),
+                     containerd_drop_in(f"{folder}/{CONTAINERD_BASE_SPEC}", folder))
     return [base, drop_in]
 
 
@@ -145,15 +154,18 @@ def set_toolkit_switch(text: str) -> str:
     return "\n".join(lines + [line]) + "\n"
 
 
-def install(settings: HookSettings, root: str = "/", hook_path: str | None = None) -> list[str]:
-    """Install for ``settings.runtime`` under ``root``; return lines saying what was written."""
+def install(settings: HookSettings, root: str = "/", hook_path: str | None = None,
+            containerd_config_dir: str = CONTAINERD_CONFIG_DIR) -> list[str]:
+    """Install for ``settings.runtime`` under ``root`` (the host's ``/``); return lines saying what was
+    written. ``containerd_config_dir`` is containerd's configuration folder as the host sees it."""
     hook_path = hook_path or default_hook_path()
     if settings.runtime == "crio":
         written = install_crio(settings, root, hook_path)
         notes = ["CRI-O picks up hooks.d changes without a restart"]
     else:
-        written = install_containerd(settings, root, hook_path)
-        notes = ['containerd: make sure /etc/containerd/config.toml has imports = ["/etc/containerd/conf.d/*.toml"]'
+        written = install_containerd(settings, root, hook_path, containerd_config_dir)
+        folder = os.path.join("/", containerd_config_dir).rstrip("/")
+        notes = [f'containerd: make sure {folder}/config.toml has imports = ["{folder}/conf.d/*.toml"]'
                  ", then restart containerd"]
     toolkit = os.path.join(root, TOOLKIT_CONFIG)
     if os.path.exists(toolkit):

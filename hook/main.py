@@ -40,6 +40,10 @@ def build_parser():
                         help="install: write under this directory instead of / (for tests and images)")
     parser.add_argument("--hook-path", default=None, metavar="PATH",
                         help="install: the hook executable the runtime runs (default: this tessera-hook)")
+    parser.add_argument("--containerd-config-dir", default="/etc/containerd", metavar="DIR",
+                        help="install: containerd's configuration folder as the host sees it, where the base "
+                             "runtime spec and conf.d/tessera.toml go (k3s: "
+                             "/var/lib/rancher/k3s/agent/etc/containerd; default: /etc/containerd)")
     return parser
 
 
@@ -90,7 +94,8 @@ def _main(argv: list[str]) -> int:
     if args.stage == "install":
         from hook.install import install
 
-        for line in install(settings, root=args.root, hook_path=args.hook_path):
+        for line in install(settings, root=args.root, hook_path=args.hook_path,
+                            containerd_config_dir=args.containerd_config_dir):
             print(line)
         return 0
     return run_stage(args.stage, settings, sys.stdin.buffer)

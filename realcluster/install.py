@@ -64,13 +64,13 @@ def find(objects: list[dict], kind: str, name: str) -> dict:
 
 
 def container_args(objects: list[dict], workload: str, container: str) -> list[str]:
-    """The args deploy/ gives one container of one workload."""
+    """The args deploy/ gives one container (or init container) of one workload."""
     for kind in WORKLOAD_KINDS:
         try:
             spec = find(objects, kind, workload)["spec"]["template"]["spec"]
         except LookupError:
             continue
-        for c in spec.get("containers", []):
+        for c in [*spec.get("initContainers", []), *spec.get("containers", [])]:
             if c["name"] == container:
                 return list(c.get("args", []))
     raise LookupError(f"deploy/ has no container {container} in {workload}")

@@ -30,6 +30,7 @@ import kubernetes
 import yaml
 
 from realcluster.components import Component, await_ready
+from simcluster.readiness import http_ok
 from realcluster.images import busybox_image, pause_image, write_image, PAUSE_IMAGE
 from simcluster.kubelet.simkubelet import KubeletPaths
 from tessera.daemonproc import free_port, process_argvs
@@ -39,6 +40,7 @@ log = get_logger("realcluster")
 CNI_PLUGINS = Path("/usr/lib/cni")
 RUNC = Path("/usr/sbin/runc")
 NAMESPACE = "k8s.io"   # containerd's namespace for the CRI
+DEVICE_PLUGINS = Path("/var/lib/kubelet/device-plugins")
 
 
 class NodeUnavailable(RuntimeError):
@@ -56,7 +58,32 @@ def node_prerequisites(binaries) -> list[str]:
         missing.append(f"{CNI_PLUGINS}/bridge (Debian package containernetworking-plugins)")
     if not Path("/bin/busybox").exists():
         missing.append("/bin/busybox (Debian package busybox-static)")
+    if _socket_answers(DEVICE_PLUGINS / "kubelet.sock"):
+        missing.append(f"a machine without a kubelet of its own ({DEVICE_PLUGINS}/kubelet.sock answers; the "
+                       "kubelet's device-plugin folder is fixed, so only one kubelet can run per machine)")
     return missing
+
+
+def _socket_answers(path: Path) -> bool:
+    """Whether something listens on the unix socket ``path``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(2)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
+def _clear_device_plugins() -> None:
+    """Empty the kubelet's device-plugin folder: sockets of an earlier node and, above all, its
+    checkpoint (a kubelet would restore another run's device assignments from it)."""
+    if DEVICE_PLUGINS.is_dir():
+        for entry in DEVICE_PLUGINS.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
 
 
 @dataclass
@@ -68,6 +95,7 @@ class RealNode:
     binaries: object
     containerd: Component
     kubelet: Component | None = None
+    kubelet_healthz: str = ""
 
     @property
     def containerd_socket(self) -> Path:
@@ -78,10 +106,45 @@ class RealNode:
         return self.root / "kubelet"
 
     @property
-    def paths(self) -> KubeletPaths:
-        """The kubelet's device-plugin folder, registration socket, checkpoint and pod-resources socket:
-        the simulated kubelet keeps the real one's layout under its root."""
-        return KubeletPaths(self.kubelet_root)
+    def pod_resources_socket(self) -> Path:
+        """The kubelet's pod-resources API (under its --root-dir)."""
+        return KubeletPaths(self.kubelet_root).pod_resources_socket
+
+    @property
+    def device_plugins(self) -> Path:
+        """The kubelet's device-plugin folder: its registration socket, the plugins' sockets and its
+        checkpoint. Fixed in the kubelet (``pluginapi.DevicePluginPath``), whatever its --root-dir: one
+        real kubelet per machine."""
+        return DEVICE_PLUGINS
+
+    @property
+    def kubelet_socket(self) -> Path:
+        return DEVICE_PLUGINS / "kubelet.sock"
+
+    @property
+    def checkpoint(self) -> Path:
+        return DEVICE_PLUGINS / "kubelet_internal_checkpoint"
+
+    @property
+    def containerd_config_dir(self) -> Path:
+        """Where drop-ins for this node's containerd go (its /etc/containerd)."""
+        return self.root / "etc" / "containerd"
+
+    def restart_kubelet(self) -> None:
+        """Stop the kubelet (SIGTERM) and start it again with the same flags; returns once its /healthz
+        answers. Containers keep running under containerd meanwhile."""
+        self.kubelet.stop()
+        self.kubelet.start()
+        await_ready(self.kubelet, lambda: http_ok(self.kubelet_healthz), f"the kubelet of {self.name} answering "
+                    "/healthz after its restart")
+
+    def restart_containerd(self) -> None:
+        """Stop containerd and start it again with the same configuration (running containers keep
+        running under their shims), as an admin does after changing its configuration."""
+        self.containerd.stop()
+        self.containerd.start()
+        await_ready(self.containerd, lambda: self.ctr("version", check=False).returncode == 0,
+                    f"containerd of {self.name} answering again after its restart")
 
     def ctr(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """``ctr`` against this node's containerd, in the CRI's namespace."""
@@ -92,6 +155,8 @@ class RealNode:
 def _containerd_config(root: Path, runc: str) -> str:
     return f"""version = 3
 root = "{root / 'containerd-root'}"
+# Drop-ins (tessera-hook install writes one), as a node's /etc/containerd/config.toml imports them.
+imports = ["{root / 'etc' / 'containerd' / 'conf.d'}/*.toml"]
 state = "{root / 'containerd-state'}"
 
 [grpc]
@@ -136,11 +201,12 @@ def host_address() -> str:
         return probe.getsockname()[0]
 
 
-def _kubelet_config(node: RealNode, ca: Path, address: str) -> dict:
+def _kubelet_config(node: RealNode, ca: Path, address: str, taints: list[dict], healthz_port: int) -> dict:
     return {
+        "registerWithTaints": list(taints),
         "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
         "address": address, "port": free_port(), "readOnlyPort": 0,
-        "healthzBindAddress": "127.0.0.1", "healthzPort": free_port(),
+        "healthzBindAddress": "127.0.0.1", "healthzPort": healthz_port,
         "containerRuntimeEndpoint": f"unix://{node.containerd_socket}",
         "cgroupDriver": "cgroupfs", "failCgroupV1": False, "failSwapOn": False,
         "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True},
@@ -152,13 +218,15 @@ def _kubelet_config(node: RealNode, ca: Path, address: str) -> dict:
     }
 
 
-def start_node(cluster, name: str) -> RealNode:
-    """containerd and a kubelet for Node ``name`` of ``cluster`` (a realcluster.RealCluster), Ready."""
+def start_node(cluster, name: str, taints: list[dict] | None = None) -> RealNode:
+    """containerd and a kubelet for Node ``name`` of ``cluster`` (a realcluster.RealCluster), Ready,
+    registered with ``taints`` (``{key, value, effect}``)."""
     missing = node_prerequisites(cluster.binaries)
     if missing:
         raise NodeUnavailable("cannot run a real node here: needs " + "; ".join(missing))
     root = cluster.workdir / "real-nodes" / name
     (root / "cni").mkdir(parents=True)
+    _clear_device_plugins()
     logs = cluster.workdir / "logs"
     logs.mkdir(exist_ok=True)
     (root / "containerd.toml").write_text(_containerd_config(root, str(RUNC)))
@@ -175,11 +243,14 @@ def start_node(cluster, name: str) -> RealNode:
             tarball = write_image(spec, root / f"{spec.name.rpartition('/')[2].replace(':', '-')}.oci.tar")
             node.ctr("images", "import", str(tarball))
         address = host_address()
-        (root / "kubelet.yaml").write_text(yaml.safe_dump(_kubelet_config(node, cluster.control.ca.cert, address)))
+        healthz_port = free_port()
+        node.kubelet_healthz = f"http://127.0.0.1:{healthz_port}/healthz"
+        (root / "kubelet.yaml").write_text(yaml.safe_dump(_kubelet_config(
+            node, cluster.control.ca.cert, address, taints or [], healthz_port)))
         node.kubelet = Component(f"kubelet-{name}", [
             cluster.binaries["kubelet"], f"--config={root / 'kubelet.yaml'}",
             f"--kubeconfig={cluster.node_kubeconfig(name)}", f"--root-dir={node.kubelet_root}",
-            f"--hostname-override={name}", f"--node-ip={address}", "--v=2"], logs / f"kubelet-{name}.log").start()
+            f"--hostname-override={name}", f"--node-ip={address}", f"--cert-dir={root / 'kubelet-pki'}", "--v=2"], logs / f"kubelet-{name}.log").start()
         await_ready(node.kubelet, lambda: node_ready(cluster, name), f"Node {name} registered and Ready")
     except BaseException:
         stop_node(node)
@@ -208,6 +279,7 @@ def stop_node(node: RealNode) -> None:
         node.kubelet.stop()
     node.containerd.stop()
     _kill_shims(node.containerd_socket)
+    _clear_device_plugins()
     _unmount_under(node.root)
     shutil.rmtree(node.root, ignore_errors=True)
     log.info("real_node_stopped", node=node.name)

@@ -97,7 +97,8 @@ def pod_phase(restart_policy: str, records: list[ContainerRecord]) -> str:
 
 def pod_conditions(phase: str, records: list[ContainerRecord], since: dict[str, tuple[str, str]],
                    now: str) -> list[dict]:
-    """PodScheduled, Initialized, ContainersReady and Ready; ``since`` keeps each condition's last
+    """PodReadyToStartContainers, Initialized, Ready, ContainersReady and PodScheduled (kubelet v1.37's
+    order); ``since`` keeps each condition's last
     (status, transition time) so a transition time moves only when its status does."""
     unready = [r.name for r in records if not r.running]
     if phase in ("Succeeded", "Failed"):
@@ -106,9 +107,12 @@ def pod_conditions(phase: str, records: list[ContainerRecord], since: dict[str, 
         ready = ("False", "ContainersNotReady", f"containers with unready status: [{' '.join(unready)}]")
     else:
         ready = ("True", "", "")
+    # PodReadyToStartContainers (GA in 1.29): the pod's sandbox is up; it goes once the pod is finished.
+    sandbox = ("False", "", "") if phase in ("Succeeded", "Failed") else ("True", "", "")
     conditions = []
-    for kind, (status, reason, message) in (("PodScheduled", ("True", "", "")), ("Initialized", ("True", "", "")),
-                                            ("ContainersReady", ready), ("Ready", ready)):
+    for kind, (status, reason, message) in (("PodReadyToStartContainers", sandbox), ("Initialized", ("True", "", "")),
+                                            ("Ready", ready), ("ContainersReady", ready),
+                                            ("PodScheduled", ("True", "", ""))):
         previous = since.get(kind)
         changed_at = previous[1] if previous and previous[0] == status else now
         since[kind] = (status, changed_at)

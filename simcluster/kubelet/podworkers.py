@@ -93,6 +93,13 @@ class PodWorkers:
         with self._lock:
             run.logs[self._scheme + container_id(meta["uid"], name, record.restart_count)] = log
         assert self.runner is not None
+        # As kubelet v1.37 reports them: the image (never pulled here), then the container created by
+        # CreateContainer; containerd runs runc at StartContainer, so a refusal comes after "Created",
+        # while CRI-O runs it at create (no "Created" then: see started()).
+        self._event(run, "Normal", "Pulled",
+                    f'Container image "{record.image}" already present on machine and can be accessed by the pod')
+        if self._flavour != "crio":
+            self._event(run, "Normal", "Created", "Container created")
         self.runner.start(run.pod, name, record.restart_count, run.bundles[name], log)
 
     # what the runner reports ---------------------------------------------------------------------
@@ -105,7 +112,9 @@ class PodWorkers:
                 return
             run.records[name].ran(self._scheme + cid, now_rfc3339())
             self._post(run)
-            self._event(run, "Normal", "Started", f"Started container {name}")
+            if self._flavour == "crio":
+                self._event(run, "Normal", "Created", "Container created")
+            self._event(run, "Normal", "Started", "Container started")
 
     def exited(self, exit: ContainerExit) -> None:
         """A container ended, or never started: record it, restart it if its policy says so, and release
@@ -163,8 +172,9 @@ class PodWorkers:
             if run.done or self._stopping.is_set() or self._pods.get(run.meta["uid"]) is not run:
                 return
             if new_container:
+                # The count shows with the new container's state (the real kubelet counts the exited
+                # containers it finds when it writes the status after starting the next one).
                 run.records[name].restarted()
-                self._post(run)
         self._start(run, name)
 
     # the pod's status and events -----------------------------------------------------------------

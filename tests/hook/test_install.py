@@ -53,3 +53,14 @@ def test_containerd_base_spec_and_drop_in(tmp_path):
 def test_no_toolkit_no_toolkit_file(tmp_path):
     install(tmp_path, "--runtime", "crio")
     assert not (tmp_path / "etc/nvidia-container-runtime").exists()
+
+
+def test_containerd_config_dir_elsewhere_is_where_the_files_go_and_what_the_drop_in_names(tmp_path):
+    # k3s keeps containerd's configuration under /var/lib/rancher/k3s/agent/etc/containerd.
+    k3s = "/var/lib/rancher/k3s/agent/etc/containerd"
+    out = install(tmp_path, "--runtime", "containerd", "--containerd-config-dir", k3s)
+    assert (tmp_path / k3s.lstrip("/") / "tessera-base-spec.json").is_file()
+    drop_in = (tmp_path / k3s.lstrip("/") / "conf.d/tessera.toml").read_text()
+    assert f'base_runtime_spec = "{k3s}/tessera-base-spec.json"' in drop_in   # the path as the host sees it
+    assert f'imports = ["{k3s}/conf.d/*.toml"]' in out
+    assert not (tmp_path / "etc/containerd").exists()

@@ -66,6 +66,46 @@ def _wait_for_gpu_capacity(cluster) -> None:
                      what="every node Ready, untainted, with its Tessera resources")
 
 
+@pytest.fixture(scope="session")
+def real_node(real_cluster):
+    """A real kubelet and containerd (realcluster.node) registered as Node real-node-1; skips, with the
+    reason, where this machine cannot run one (not root, no runc, no CNI plugins, no node binaries)."""
+    from realcluster.node import node_prerequisites, start_node, stop_node
+    from gpunode import NODE, TAINT
+
+    missing = node_prerequisites(real_cluster.binaries)
+    if missing:
+        pytest.skip("this machine cannot run a real node: needs " + "; ".join(missing))
+    node = start_node(real_cluster, NODE, taints=[TAINT])
+    yield node
+    stop_node(node)
+    real_cluster.kubectl("delete", "node", NODE, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def gpu_node(real_cluster, real_node):
+    """Tessera's node side installed on the real node as deploy/ installs it (realcluster.nodeside), its
+    Tessera resources allocatable."""
+    from realcluster.nodeside import install_node_side, stop_node_side
+    from gpunode import ALLOCATABLE, DESCRIPTION, PLUGIN_CONFIG
+
+    side = install_node_side(real_cluster, real_node, DESCRIPTION, PLUGIN_CONFIG)
+    core = real_cluster.core_v1()
+
+    def advertised() -> bool:
+        allocatable = core.read_node(real_node.name).status.allocatable or {}
+        return all(allocatable.get(k) == v for k, v in ALLOCATABLE.items())
+
+    try:
+        real_cluster.wait_for(advertised, timeout_s=120, interval_s=0.5,
+                              what=f"{real_node.name} allocatable {ALLOCATABLE}")
+    except BaseException:
+        stop_node_side(side)
+        raise
+    yield side
+    stop_node_side(side)
+
+
 @pytest.fixture
 def namespace(real_cluster):
     """A namespace of this test's own, deleted afterwards."""

@@ -7,24 +7,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
+from gpunode import NODE, TOLERATION
 from realcluster.binaries import KUBE_VERSION
-
-NODE = "real-node-1"
-
-
-@pytest.fixture(scope="module")
-def real_node(real_cluster):
-    from realcluster.node import node_prerequisites, start_node, stop_node
-
-    missing = node_prerequisites(real_cluster.binaries)
-    if missing:
-        pytest.skip("this machine cannot run a real node: needs " + "; ".join(missing))
-    node = start_node(real_cluster, NODE)
-    yield node
-    stop_node(node)
-    real_cluster.kubectl("delete", "node", NODE, "--wait=false", check=False)
 
 
 def _node(cluster) -> dict:
@@ -44,6 +28,7 @@ def test_a_pod_runs_under_containerd_on_the_real_kubelet_and_kubectl_logs_reads_
                                                                                      namespace):
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hello", "namespace": namespace},
            "spec": {"restartPolicy": "Never", "hostNetwork": True, "nodeSelector": {"kubernetes.io/hostname": NODE},
+                    "tolerations": [TOLERATION],
                     "containers": [{"name": "main", "image": "tessera.local/busybox:test",
                                     "imagePullPolicy": "Never",
                                     "command": ["sh", "-c", "echo hello from $POD_NAME; id -u"],

@@ -218,3 +218,20 @@ def test_a_container_that_ran_shows_its_output_in_kubectl_logs_with_previous_run
     assert previous.returncode == 0 and sorted(previous.stdout.splitlines()) == ["oops", "run"], previous.stderr
     gone = kubectl(api, "logs", "nothing-here")
     assert gone.returncode != 0 and 'pods "nothing-here" not found' in gone.stderr
+
+
+def test_events_and_conditions_read_as_kubelet_v1_37_writes_them(node, eventually):
+    """What tests/real/test_simulated_and_real_kubelet_agree.py found the real kubelet does: Pulled and
+    Created before Started, v1.37's wording, and PodReadyToStartContainers (False once the pod is done)."""
+    _, v1 = node
+    v1.create_namespaced_pod("default", job("once", "Never", run_seconds=0.3, exit_code=0))
+    running = eventually(lambda: (p := v1.read_namespaced_pod("once", "default")).status.phase == "Running" and p,
+                         WAIT_S, "Running")
+    conditions = {c.type: c.status for c in running.status.conditions}
+    assert conditions["PodReadyToStartContainers"] == "True"
+    done = eventually(lambda: (p := v1.read_namespaced_pod("once", "default")).status.phase == "Succeeded" and p,
+                      WAIT_S, "Succeeded")
+    assert {c.type: c.status for c in done.status.conditions}["PodReadyToStartContainers"] == "False"
+    said = [(r, m) for _, r, m in events(v1, "once")]
+    assert said[:3] == [("Pulled", 'Container image "busybox" already present on machine and can be accessed by '
+                                   "the pod"), ("Created", "Container created"), ("Started", "Container started")]
