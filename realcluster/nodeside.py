@@ -35,6 +35,7 @@ import yaml
 
 from realcluster.components import Component, await_ready
 from realcluster.install import container_args, rewrite_flags
+from deviceplugin.mpsdaemon import MpsDaemon
 from realcluster.node import RealNode
 from simcluster.fakemps import CONTROL as FAKE_MPS_CONTROL
 from simcluster.fakenodes import make_device_nodes
@@ -220,9 +221,16 @@ def install_node_side(cluster, node: RealNode, description: dict, config: dict |
 
 
 def stop_node_side(side: NodeSide) -> None:
-    """Stop the device plugin, then the MPS daemon (the plugin must not start another meanwhile)."""
+    """Stop the device plugin, then the MPS daemon (the plugin must not start another meanwhile), and
+    any daemon the plugin started on the same pipe folder while its own was gone (``-d``, detached:
+    not in any process group stopped here)."""
     side.plugin.stop()
     side.mps_daemon.stop()
+    root = side.mps_root
+    daemon = MpsDaemon(str(side.node.root / "usr" / "bin" / "nvidia-cuda-mps-control"), str(root / "pipe"),
+                       str(root / "log"), user=side.mps_user)
+    if not daemon.stop(10.0):
+        log.error("mps_daemon_not_stopped", node=side.node.name, pid=daemon.pid())
 
 
 def start_exporter(cluster, side: NodeSide, interval_s: float = 1.0) -> tuple[Component, str]:

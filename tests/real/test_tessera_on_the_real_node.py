@@ -353,3 +353,22 @@ def test_two_same_size_pods_bound_in_a_row_each_get_the_share_the_extender_signe
         ids.append(set(allocated["nvidia.com/mps-core"]["deviceIDs"]))
         check_container_sees_its_grant(real_cluster, gpu_node, pod, "main", limits)
     assert not ids[0] & ids[1]
+
+
+def test_a_killed_mps_daemon_is_started_again_by_the_plugin_and_mps_pods_still_run(gpu_node, real_cluster, namespace):
+    """The mps-control-daemon container crashes: the plugin starts a daemon on the same pipe folder as
+    the MPS user (never a second one beside a live one), and MPS pods start as before."""
+    offset = gpu_node.plugin.log_path.stat().st_size
+    killed = gpu_node.mps_daemon.proc.pid
+    gpu_node.mps_daemon.proc.kill()
+    gpu_node.mps_daemon.proc.wait(timeout=10)
+    wait_for(lambda: any(e.get("event") == "mps_daemon_started" for e in plugin_events(gpu_node, offset)),
+             "the plugin starting the MPS daemon again", timeout_s=120)
+    pid_file = gpu_node.mps_root / "pipe" / "nvidia-cuda-mps-control.pid"
+    pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), "the new daemon's pid file"))
+    assert pid != killed and Path(f"/proc/{pid}").stat().st_uid == MPS_USER
+    limits = {"nvidia.com/mps-core": 30, "nvidia.com/mps-memory": 8}
+    real_cluster.apply([node_pod("after-crash", namespace, [probe_container("main", limits)], run_as=MPS_USER)])
+    pod = run_to_end(real_cluster, namespace, "after-crash")
+    assert pod["status"]["phase"] == "Succeeded", pod["status"]
+    check_container_sees_its_grant(real_cluster, gpu_node, pod, "main", limits)
