@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import re
+
 from tessera_cli.fake_nvml import fake_nvml_main
 
 from fakegpu import one_model
+
+
+def table_rows(text: str, title: str) -> list[str]:
+    """The rows of the table titled ``title...`` in ``text`` (after its header and rule). A log line from
+    another test's thread can land in captured stdout (seen once in a full run): lines that read as a
+    log record are not rows."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(title))
+    rule = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("---"))
+    return [line for line in lines[rule + 1:]
+            if not re.match(r"\d{4}-\d\d-\d\d[ T]\d\d:", line) and not line.startswith("{")]
 
 
 def test_lose_then_show(tmp_path, capsys):
@@ -12,7 +25,7 @@ def test_lose_then_show(tmp_path, capsys):
     assert fake_nvml_main(["processes", "--node", node, "--gpu", "0", "--gpu-instance", "1", "--process", "31:2048"]) == 0
     assert fake_nvml_main(["lose", "--node", node, "--gpu", "1"]) == 0
     assert fake_nvml_main(["show", "--node", node]) == 0
-    out = [line.split() for line in capsys.readouterr().out.splitlines()[3:]]
+    out = [line.split() for line in table_rows(capsys.readouterr().out, "2 GPU(s) on ")]
     assert out[0][:3] == ["0", "NVIDIA", "A100-SXM4-80GB"] and out[0][3].startswith("GPU-")
     assert out[0][4] == "2048/81920"
     assert out[1][0] == "7g.80gb" and out[1][1].startswith("MIG-") and out[1][-4:] == ["gi", "1", "slot", "0+8"]
