@@ -309,7 +309,8 @@ def test_the_exporter_attributes_a_container_s_gpu_process_to_its_pod_through_th
             used = [v for n, labels, v in samples if n == "tessera_container_gpu_memory_used_bytes"
                     and labels.items() >= who.items() and labels.get("UUID", uuid) == uuid]
             device = [labels for n, labels, _ in samples if n == "DCGM_FI_DEV_FB_USED" and labels.get("UUID") == uuid]
-            return used and device and (used, device)
+            # The container's series exists (0 bytes) from its grant on; wait for a collection that saw the process.
+            return used and any(used) and device and (used, device)
 
         used, device = wait_for(attributed, "the exporter's series for the trainer's GPU process", timeout_s=60)
         assert used == [1024 * 2**20]                         # the process, through the hook's record and its cgroup
