@@ -27,7 +27,6 @@ ratios, and runs made side by side.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import statistics
@@ -42,7 +41,8 @@ sys.path.insert(0, str(REPO))
 import realcluster  # noqa: E402
 from realcluster.node import node_prerequisites, start_node, stop_node  # noqa: E402
 from realcluster.nodeside import (  # noqa: E402
-    MIXED_NODE_ALLOCATABLE, MIXED_NODE_PLUGIN_CONFIG, install_node_side, mixed_node_description, stop_node_side,
+    MIXED_NODE_ALLOCATABLE, MIXED_NODE_PLUGIN_CONFIG, install_node_side, log_events, mixed_node_description,
+    stop_node_side,
 )
 from simcluster.embedded import poll_until  # noqa: E402
 from simcluster.plugins import device_plugins  # noqa: E402
@@ -108,17 +108,8 @@ def allocatable_whole(core) -> bool:
 
 
 def registered_since(side, offset: int) -> set[str]:
-    with open(side.plugin.log_path, "rb") as fh:
-        fh.seek(offset)
-        lines = fh.read().decode(errors="replace").splitlines()
-    found = set()
-    for line in lines:
-        if '"registered"' in line:
-            try:
-                found.add(json.loads(line).get("resource"))
-            except ValueError:
-                continue
-    return found
+    """The resources the plugin logged as registered after byte ``offset`` of its log."""
+    return {e.get("resource") for e in log_events(side.plugin.log_path, offset) if e.get("event") == "registered"}
 
 
 def restart_once(cluster, node, side) -> tuple[float, float, bool]:

@@ -24,6 +24,7 @@ deploy/'s init container copies its Python to /opt/tessera).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -97,6 +98,23 @@ class NodeSide:
         self.plugin.start()
         await_ready(self.plugin, lambda: http_ok(f"{self.metrics_url}/healthz"),
                     f"the device plugin of {self.node.name} answering /healthz again")
+
+
+def log_events(path: Path, offset: int = 0) -> list[dict]:
+    """The JSON log records of a Tessera daemon's log file from byte ``offset`` on (lines that are not
+    JSON, grpc's own, are left out)."""
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        lines = fh.read().decode(errors="replace").splitlines()
+    events = []
+    for line in lines:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            events.append(event)
+    return events
 
 
 def _flag(args: list[str], name: str) -> str:

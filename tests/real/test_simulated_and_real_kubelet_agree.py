@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import pytest
 
 from gpunode import IMAGE as REAL_IMAGE, MPS_USER as REAL_MPS_USER, NODE as REAL_NODE, TOLERATION
+from realcluster.nodeside import log_events
 from realtier import GPU_IMAGE, events_for, read_pod, wait_for
 
 
@@ -63,17 +64,8 @@ def _pod(name: str, namespace: str, scenario: Scenario, *, real: bool) -> dict:
 
 def _plugin_calls(log_path, offset: int) -> list[tuple[str, str]]:
     """(call, resource) in order, from the plugin's log after ``offset``."""
-    calls = []
-    with open(log_path, "rb") as fh:
-        fh.seek(offset)
-        for line in fh.read().decode(errors="replace").splitlines():
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if event.get("event") in ("preferred_allocation", "allocated"):
-                calls.append((event["event"], event["resource"]))
-    return calls
+    return [(e["event"], e["resource"]) for e in log_events(log_path, offset)
+            if e.get("event") in ("preferred_allocation", "allocated")]
 
 
 def _call_units(calls: list[tuple[str, str]]) -> list[tuple[str, tuple[str, ...]]]:

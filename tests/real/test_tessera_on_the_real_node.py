@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gpunode import (
     ALLOCATABLE, MPS_USER, PROBE, allocated_uuids, expected_devices, node_pod, parse_probe, probe_container,
 )
-from realcluster.nodeside import start_exporter
+from realcluster.nodeside import log_events, start_exporter
 from realtier import events_for, read_pod, wait_for
 from tessera import ANNOTATION_ALLOCATED, ANNOTATION_ASSIGNMENT
 from tessera.assignment import read_assignment
@@ -145,17 +145,8 @@ def test_the_base_spec_tessera_installs_is_containerd_s_own_default_spec_plus_th
 
 
 def plugin_events(side, offset: int = 0) -> list[dict]:
-    """The device plugin's JSON log lines from byte ``offset`` on."""
-    with open(side.plugin.log_path, "rb") as fh:
-        fh.seek(offset)
-        lines = fh.read().decode(errors="replace").splitlines()
-    events = []
-    for line in lines:
-        try:
-            events.append(json.loads(line))
-        except ValueError:
-            continue   # grpc's own lines
-    return events
+    """The device plugin's JSON log records from byte ``offset`` on."""
+    return log_events(side.plugin.log_path, offset)
 
 
 def wait_reregistered(cluster, side, offset: int) -> None:
