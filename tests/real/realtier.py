@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 import kubernetes
@@ -42,13 +43,23 @@ def read_pod(core: kubernetes.client.CoreV1Api, namespace: str, name: str) -> di
         raise
 
 
+def _first_seen(event: dict) -> datetime:
+    """When ``event`` first happened: a repeated event's lastTimestamp moves on with each repeat (a
+    crash-looping pod's Pulled overtakes its BackOff), and the scheduler's events carry only eventTime,
+    in microseconds where the kubelet's firstTimestamp is in seconds, so both are parsed, not compared
+    as text."""
+    stamp = event.get("firstTimestamp") or event.get("eventTime") or event["metadata"]["creationTimestamp"]
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).replace(microsecond=0)
+
+
 def events_for(core: kubernetes.client.CoreV1Api, namespace: str, name: str) -> list[dict]:
-    """The Events about pod ``name``, oldest first: (reason, message, reporting component)."""
+    """The Events about pod ``name`` in the order they first happened (within a second, in the API
+    server's order, which is the order they were made): reason, message, reporting component."""
     doc = json.loads(core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}",
                                                 _preload_content=False).data)
     return [{"reason": e.get("reason"), "message": e.get("message", ""),
              "source": (e.get("source") or {}).get("component") or e.get("reportingComponent", "")}
-            for e in sorted(doc["items"], key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")]
+            for e in sorted(doc["items"], key=_first_seen)]
 
 
 def wait_for(predicate, what: str, timeout_s: float = 90.0, interval_s: float = 0.2):
