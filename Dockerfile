@@ -14,6 +14,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY tessera ./tessera
 COPY deviceplugin ./deviceplugin
+COPY draplugin ./draplugin
 COPY extender ./extender
 COPY hook ./hook
 COPY exporter ./exporter

@@ -1,5 +1,6 @@
 """Real node benchmark: kubelet v1.37.2 and containerd 2.4 (scripts/build-kube.sh) with Tessera's node
-side installed as deploy/ installs it (realcluster.nodeside), on the mixed node of five fake A100s.
+side installed as deploy/ installs it (realcluster.nodeside), on the mixed node of six fake A100s (five
+through the device plugin; the sixth is the DRA driver's, bench/dra_node_bench.py).
 
     python bench/real_node_bench.py [--pods 5] [--restarts 10]
 
@@ -41,8 +42,8 @@ sys.path.insert(0, str(REPO))
 import realcluster  # noqa: E402
 from realcluster.node import node_prerequisites, start_node, stop_node  # noqa: E402
 from realcluster.nodeside import (  # noqa: E402
-    MIXED_NODE_ALLOCATABLE, MIXED_NODE_PLUGIN_CONFIG, install_node_side, log_events, mixed_node_description,
-    stop_node_side,
+    MIXED_NODE_ALLOCATABLE, MIXED_NODE_DRA_GPUS, MIXED_NODE_PLUGIN_CONFIG, install_node_side, log_events,
+    mixed_node_description, stop_node_side,
 )
 from simcluster.embedded import poll_until  # noqa: E402
 from simcluster.plugins import device_plugins  # noqa: E402
@@ -151,7 +152,8 @@ def main() -> int:
         node = start_node(cluster, NODE)
         side = None
         try:
-            side = install_node_side(cluster, node, mixed_node_description(NODE), MIXED_NODE_PLUGIN_CONFIG)
+            side = install_node_side(cluster, node, mixed_node_description(NODE), MIXED_NODE_PLUGIN_CONFIG,
+                                     dra_gpus=MIXED_NODE_DRA_GPUS)
             core = cluster.core_v1()
             poll(lambda: allocatable_whole(core), 120, "allocatable whole", 0.2)
             admission = {kind: [admit_once(cluster, f"a{i}-{n}", limits) for n in range(args.pods)]

@@ -14,7 +14,7 @@ from typing import Any
 import kubernetes
 
 from tessera import LABEL_GPU_MODE
-from tessera.kube import watch_events
+from tessera.kube import client_configuration, watch_events
 from tessera.log import get_logger
 
 log = get_logger("deviceplugin")
@@ -100,18 +100,14 @@ def mode_label_of(node: dict | None) -> str | None:
 
 def connect(kubeconfig: str, node: str) -> NodeApi | None:
     """A NodeApi from ``kubeconfig``, or the in-cluster config; None when neither is there."""
-    configuration = kubernetes.client.Configuration()
     try:
-        if kubeconfig:
-            kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-        elif os.environ.get("KUBERNETES_SERVICE_HOST"):
-            kubernetes.config.load_incluster_config(client_configuration=configuration)
-        else:
-            log.warning("api_server_not_configured",
-                        effect="no node inventory, labels, assignments or ledger; kubelet-only mode")
-            return None
+        configuration = client_configuration(kubeconfig)
     except (kubernetes.config.ConfigException, OSError) as err:
         log.error("api_server_config_failed", kubeconfig=kubeconfig or "in-cluster", reason=str(err))
+        return None
+    if configuration is None:
+        log.warning("api_server_not_configured",
+                    effect="no node inventory, labels, assignments or ledger; kubelet-only mode")
         return None
     node = node or os.environ.get("NODE_NAME", "") or os.uname().nodename
     return NodeApi(kubernetes.client.ApiClient(configuration), node)

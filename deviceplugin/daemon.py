@@ -33,8 +33,9 @@ class DevicePluginDaemon:
     """Everything one node's plugin runs; :meth:`start`, then :meth:`stop` on SIGTERM."""
 
     def __init__(self, config: DevicePluginConfig, *, mps_control_binary: str | None = None,
-                 api=None) -> None:
+                 api=None, dra_gpus: list[int] | None = None) -> None:
         self.config = config
+        self.dra_gpus = frozenset(dra_gpus or ())  # served by the DRA driver: never advertised here
         self.node = config.node_name or os.environ.get("NODE_NAME", "") or os.uname().nodename
         self.mps_control_binary = mps_control_binary
         self.api = api  # deviceplugin.apiclient.NodeApi or None (no API server: kubelet-only mode)
@@ -49,6 +50,10 @@ class DevicePluginDaemon:
         cfg = self.config
         self.nvml.open()
         gpus = self.nvml.read_gpus()
+        if self.dra_gpus:
+            log.info("gpus_left_to_dra_driver", indices=sorted(self.dra_gpus),
+                     uuids=[g.uuid for g in gpus if g.index in self.dra_gpus])
+            gpus = [g for g in gpus if g.index not in self.dra_gpus]
         node_doc = self.api.node_or_none() if self.api else None
         label = mode_label_of(node_doc)
         health = HealthTracker(cfg.application_xids, cfg.fatal_xids, cfg.xid_quiet_period_s)

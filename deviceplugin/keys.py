@@ -2,29 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 from tessera.assignment import AssignmentError, load_public_key
-from tessera.grant import GrantError, generate_key, load_key
 from tessera.log import get_logger
+from tessera.nodekey import node_grant_key
 
 log = get_logger("deviceplugin")
-
-
-def node_grant_key(path: str) -> bytes:
-    """The node key at ``path``, generated (mode 0600) if there is none yet."""
-    try:
-        return load_key(path)
-    except GrantError:
-        if os.path.exists(path):
-            raise
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    try:
-        key = generate_key(path)
-        log.info("grant_key_generated", path=path)
-        return key
-    except FileExistsError:  # the hook's installer or a sibling wrote it meanwhile
-        return load_key(path)
+__all__ = ["extender_public_key", "node_grant_key"]
 
 
 def extender_public_key(path: str):

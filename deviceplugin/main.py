@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     from tessera.gpu import NvmlUnavailable
 
     api = connect(cfg.kubeconfig, cfg.node_name)
-    daemon = DevicePluginDaemon(cfg, mps_control_binary=cfg.mps_control_binary, api=api)
+    daemon = DevicePluginDaemon(cfg, mps_control_binary=cfg.mps_control_binary, api=api,
+                                dra_gpus=config.draplugin.gpus)
     faulthandler.register(signal.SIGUSR1)  # thread dump on demand
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

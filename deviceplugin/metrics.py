@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from tessera.httpserve import HttpService, RequestHandler, ServeLimits
+from tessera.httpserve import HttpService, ServeLimits
+from tessera.httpserve.metricsport import serve_metrics
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 ALLOCATIONS = Counter("tessera_deviceplugin_allocations", "Allocate answers per resource and result",
@@ -24,30 +24,7 @@ REGISTRATIONS = Counter("tessera_deviceplugin_registrations", "Registrations wit
                         ["resource", "result"], registry=REGISTRY)
 
 
-class _Handler(RequestHandler):
-    """``/metrics`` and ``/healthz`` (``self.server.app`` is the readiness check)."""
-
-    @classmethod
-    def runs_inline(cls, method: str, path: str) -> bool:
-        return True  # answered from memory
-
-    def do_GET(self) -> None:  # noqa: N802
-        path = self.path.split("?", 1)[0]
-        if path == "/metrics":
-            body, code, ctype = generate_latest(REGISTRY), 200, CONTENT_TYPE_LATEST
-        elif path == "/healthz":
-            ok, why = self.server.app()
-            body, code, ctype = (why + "\n").encode(), 200 if ok else 503, "text/plain"
-        else:
-            body, code, ctype = b"not found\n", 404, "text/plain"
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
 def serve(listen: str, ready: Callable[[], tuple[bool, str]], limits: ServeLimits | None = None) -> HttpService:
     """Serve ``/metrics`` and ``/healthz`` (200 only when ``ready()`` says so) on ``host:port``, on a
     thread of its own; ``shutdown()`` stops it."""
-    return HttpService(listen, _Handler, app=ready, name="deviceplugin-metrics", limits=limits).start()
+    return serve_metrics(listen, REGISTRY, ready, "deviceplugin-metrics", limits)

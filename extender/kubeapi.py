@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import ssl
 import threading
 from collections.abc import Callable, Iterator
@@ -17,19 +16,15 @@ import kubernetes
 import orjson
 from kubernetes.client.rest import ApiException
 
-from tessera.kube import watch_events
+from tessera.kube import client_configuration, watch_events
 
 TIMEOUT_S = 10
 
 
 def api_client(kubeconfig: str) -> kubernetes.client.ApiClient:
     """An ApiClient from a kubeconfig file, else the in-cluster config (raises ConfigException)."""
-    configuration = kubernetes.client.Configuration()
-    if kubeconfig:
-        kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
-        kubernetes.config.load_incluster_config(client_configuration=configuration)
-    else:
+    configuration = client_configuration(kubeconfig)
+    if configuration is None:
         raise kubernetes.config.ConfigException("no kubeconfig given and not running in a cluster")
     configuration.connection_pool_maxsize = 32
     return kubernetes.client.ApiClient(configuration)

@@ -21,6 +21,7 @@ from hook.errors import HookFailure, Refused
 from hook.settings import HookSettings
 
 GRANT_ANNOTATION_PREFIX = "tessera.io/grant."  # tessera.grant's; imported only where a grant is found
+GRANT_ENV_PREFIX = "TESSERA_GRANT_"   # the DRA driver's grants, in the environment its CDI spec sets
 
 
 def _majors(spec: ContainerSpec) -> GpuMajors:
@@ -32,9 +33,10 @@ def start(state: OciState, settings: HookSettings, spec: ContainerSpec | None = 
     """Admit or refuse the container; the path of its record where one was written."""
     spec = spec if spec is not None else read_spec(state.bundle)
     annotated = {k: v for k, v in spec.annotations.items() if k.startswith(GRANT_ANNOTATION_PREFIX)}
+    in_env = [item for item in spec.env if item.startswith(GRANT_ENV_PREFIX)]
     pod = spec.identity(settings.runtime)
     who = f"pod {pod.describe()}" if pod.name else f"container {state.id}"
-    if not annotated:
+    if not annotated and not in_env:
         if pod.namespace and pod.namespace in settings.exempt_namespaces:
             return None
         check_ungranted(spec.devices, spec.device_rules, spec.mounts, _majors(spec), who)
@@ -47,7 +49,7 @@ def _start_granted(state: OciState, settings: HookSettings, spec: ContainerSpec,
     """Verify, check, bind and record a container that carries grants."""
     from hook.environment import check_environment, check_mps
     from hook.records import bind_grant, write_record
-    from tessera.grant import GrantError, load_key, verify
+    from tessera.grant import GrantError, grant_env_entries, load_key, verify, verify_env
 
     if not pod.uid:
         raise Refused(f"container {state.id} carries a Tessera grant but no pod UID in annotation "
@@ -59,6 +61,10 @@ def _start_granted(state: OciState, settings: HookSettings, spec: ContainerSpec,
         raise HookFailure(str(err)) from None
     try:
         grants = [verify(k, v, key) for k, v in sorted(annotated.items())]
+        for name, value in grant_env_entries(spec.env):
+            grant = verify_env(name, value, key)
+            if grant not in grants:   # a variable's copies (the pod's own and the CDI spec's) count once
+                grants.append(grant)
     except GrantError as err:
         raise Refused(f"{who}: {err}") from None
     paths = {p for g in grants for p in g.paths}

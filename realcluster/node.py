@@ -126,6 +126,21 @@ class RealNode:
         return DEVICE_PLUGINS / "kubelet_internal_checkpoint"
 
     @property
+    def plugins_registry(self) -> Path:
+        """Where the kubelet's plugin watcher finds DRA drivers' registration sockets (under its --root-dir)."""
+        return self.kubelet_root / "plugins_registry"
+
+    @property
+    def plugins_dir(self) -> Path:
+        """Where kubelet plugins keep their own sockets and state (under its --root-dir)."""
+        return self.kubelet_root / "plugins"
+
+    @property
+    def cdi_dir(self) -> Path:
+        """The folder this node's containerd reads CDI specs from (its /var/run/cdi)."""
+        return self.root / "cdi"
+
+    @property
     def containerd_config_dir(self) -> Path:
         """Where drop-ins for this node's containerd go (its /etc/containerd)."""
         return self.root / "etc" / "containerd"
@@ -172,6 +187,9 @@ state = "{root / 'containerd-state'}"
   # No CAP_SYS_RESOURCE here: a pod sandbox's oom_score_adj of -998 cannot be written. Containers get
   # at least containerd's own, as in rootless or nested setups.
   restrict_oom_score_adj = true
+  # DRA drivers' CDI specs (the default is /etc/cdi and /var/run/cdi: the host's, not this node's).
+  enable_cdi = true
+  cdi_spec_dirs = ["{root / 'cdi'}"]
 
 [plugins.'io.containerd.cri.v1.runtime'.cni]
   bin_dirs = ["{CNI_PLUGINS}"]
@@ -226,6 +244,7 @@ def start_node(cluster, name: str, taints: list[dict] | None = None) -> RealNode
         raise NodeUnavailable("cannot run a real node here: needs " + "; ".join(missing))
     root = cluster.workdir / "real-nodes" / name
     (root / "cni").mkdir(parents=True)
+    (root / "cdi").mkdir()
     _clear_device_plugins()
     logs = cluster.workdir / "logs"
     logs.mkdir(exist_ok=True)

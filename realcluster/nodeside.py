@@ -55,12 +55,14 @@ GPU_NODE_LABEL = "tessera.io/gpu-node"
 # bench/real_node_bench.py run on it.
 def mixed_node_description(name: str) -> dict:
     """The fake-NVML description of the mixed node called ``name``."""
-    return {"node": name, "minor_numbers": [3, 0, 2, 1, 4], "gpus": [
+    return {"node": name, "minor_numbers": [3, 0, 2, 1, 4, 6], "gpus": [
         {"model": "A100-SXM4-80GB", "count": 4},
-        {"model": "A100-SXM4-80GB", "count": 1, "mig": ["3g.40gb", "2g.20gb", "1g.10gb", "1g.10gb"]}]}
+        {"model": "A100-SXM4-80GB", "count": 1, "mig": ["3g.40gb", "2g.20gb", "1g.10gb", "1g.10gb"]},
+        {"model": "A100-SXM4-80GB", "count": 1}]}
 
 
 MIXED_NODE_PLUGIN_CONFIG = {"gpu_modes": {2: "mps", 3: "timeslice", 4: "mig"}}
+MIXED_NODE_DRA_GPUS = [5]   # served by the DRA driver (draplugin.gpus): the device plugin leaves it out
 MIXED_NODE_ALLOCATABLE = {
     "nvidia.com/gpu": "2", "nvidia.com/mps-core": "100", "nvidia.com/mps-memory": "80", "nvidia.com/gpu.shared": "4",
     "nvidia.com/mig-3g.40gb": "1", "nvidia.com/mig-2g.20gb": "1", "nvidia.com/mig-1g.10gb": "2"}
@@ -90,11 +92,19 @@ class NodeSide:
     def mps_root(self) -> Path:
         return self.node.root / "run" / "tessera" / "mps"
 
-    def restart_plugin(self, source: Path = REPO_ROOT) -> None:
+    @property
+    def config(self) -> Path:
+        """The node's Tessera config file (``--config`` of the device plugin and the DRA driver)."""
+        return self.node.root / "tessera.yaml"
+
+    def restart_plugin(self, source: Path = REPO_ROOT, config: Path | None = None) -> None:
         """Stop the device plugin (SIGTERM) and start it again with the same flags, from the checkout at
-        ``source`` (another version: a DaemonSet's rolling upgrade or rollback; default this one)."""
+        ``source`` (another version: a DaemonSet's rolling upgrade or rollback; default this one) and
+        with ``config`` as its config file (default the node's)."""
         self.plugin.stop()
-        self.plugin.argv = [f"PYTHONPATH={source}" if a.startswith("PYTHONPATH=") else a for a in self.plugin.argv]
+        config = config or self.config
+        self.plugin.argv = [f"PYTHONPATH={source}" if a.startswith("PYTHONPATH=") else
+                            f"--config={config}" if a.startswith("--config=") else a for a in self.plugin.argv]
         self.plugin.start()
         await_ready(self.plugin, lambda: http_ok(f"{self.metrics_url}/healthz"),
                     f"the device plugin of {self.node.name} answering /healthz again")
@@ -187,9 +197,11 @@ def _start_mps_daemon(node: RealNode, folders: dict[str, Path], user: int, logs:
     return daemon, control
 
 
-def install_node_side(cluster, node: RealNode, description: dict, config: dict | None = None) -> NodeSide:
+def install_node_side(cluster, node: RealNode, description: dict, config: dict | None = None,
+                      dra_gpus: list[int] | None = None) -> NodeSide:
     """Install Tessera's node side on ``node`` (GPUs from the fake-NVML ``description``; ``config``: a
-    Tessera config file's ``deviceplugin`` section, given with ``--config``) and wait until the node
+    Tessera config file's ``deviceplugin`` section, given with ``--config``; ``dra_gpus``: its
+    ``draplugin.gpus``, the GPUs the device plugin leaves to the DRA driver) and wait until the node
     advertises its Tessera resources."""
     logs = cluster.workdir / "logs"
     # The MPS user must reach its folders under the cluster's (root-only) working folder.
@@ -208,8 +220,11 @@ def install_node_side(cluster, node: RealNode, description: dict, config: dict |
     mps = _mps_folders(_under(node.root, _flag(args, "--mps-pipe-directory")).parent, mps_user)
     daemon, control = _start_mps_daemon(node, mps, mps_user, logs)
     port = free_port()
-    config_path = node.root / "tessera.yaml"
-    config_path.write_text(yaml.safe_dump({"version": "v1", "deviceplugin": dict(config or {})}))
+    config_path = node.root / "tessera.yaml"   # NodeSide.config
+    config_doc = {"version": "v1", "deviceplugin": dict(config or {})}
+    if dra_gpus:
+        config_doc["draplugin"] = {"gpus": list(dra_gpus)}
+    config_path.write_text(yaml.safe_dump(config_doc))
     overuse = _under(node.root, _flag(args, "--overuse-dir"))
     overuse.mkdir(parents=True, exist_ok=True)
     args = rewrite_flags(args, {

@@ -36,6 +36,13 @@ A grant names no pod; the hook binds its nonce to the first pod UID that starts 
 The environment a grant implies (:func:`grant_env`) is the contract between both sides: the plugin
 puts exactly these variables in its Allocate response, the hook refuses a container whose
 environment says anything else. Standard library only: the hook imports this at every start.
+
+The DRA driver's grants travel in the environment instead, because a CDI spec can set variables and
+device nodes but no OCI annotation: ``TESSERA_GRANT_<nonce>=v1.<payload>.<mac>``, the same signed
+value, its MAC still over the resource's annotation key (:func:`env_entry`, :func:`verify_env`).
+A variable per grant, named by its nonce, so that two claims' grants in one container do not
+overwrite each other. A tenant may write such a variable in their pod; it verifies only if the node
+signed it, and a copied one is refused by the nonce's binding to the pod that used it first.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ import time
 from tessera.deviceids import MEM, parse_share
 
 GRANT_ANNOTATION_PREFIX = "tessera.io/grant."
+GRANT_ENV_PREFIX = "TESSERA_GRANT_"
 GRANT_VERSION = "v1"
 RESOURCE_PREFIX = "nvidia.com/"
 RESOURCE_MPS_CORE = "nvidia.com/mps-core"
@@ -140,6 +148,40 @@ def sign(grant: Grant, key: bytes) -> str:
 def encode(grant: Grant, key: bytes) -> dict[str, str]:
     """``{annotation key: signed value}``, ready for ContainerAllocateResponse.annotations."""
     return {grant.annotation_key: sign(grant, key)}
+
+
+def env_name(grant: Grant) -> str:
+    """The environment variable a grant travels in when it cannot be an annotation (DRA's CDI specs)."""
+    return GRANT_ENV_PREFIX + grant.nonce
+
+
+def env_entry(grant: Grant, key: bytes) -> tuple[str, str]:
+    """``(variable, signed value)`` for ``grant``."""
+    return env_name(grant), sign(grant, key)
+
+
+def verify_env(name: str, value: str, key: bytes) -> Grant:
+    """The grant in environment variable ``name``, or GrantError: as :func:`verify`, and the variable
+    must be named after the grant's own nonce."""
+    parts = value.split(".")
+    resource = None
+    if len(parts) == 3:
+        try:
+            doc = json.loads(_unb64(parts[1]))
+            resource = doc.get("resource") if isinstance(doc, dict) else None
+        except (ValueError, UnicodeDecodeError):
+            resource = None
+    if not isinstance(resource, str) or not resource.startswith(RESOURCE_PREFIX):
+        raise GrantError(f"variable {name} is not a {GRANT_VERSION} grant (expected v1.<payload>.<mac>)")
+    grant = verify(annotation_key(resource), value, key)
+    if name != env_name(grant):
+        raise GrantError(f"variable {name} carries the grant named {env_name(grant)}; a grant is not moved")
+    return grant
+
+
+def grant_env_entries(env: list[str]) -> list[tuple[str, str]]:
+    """The ``TESSERA_GRANT_*`` entries of an OCI ``process.env`` list, every copy, in order."""
+    return [tuple(item.split("=", 1)) for item in env if item.startswith(GRANT_ENV_PREFIX) and "=" in item]
 
 
 def grant_annotations(annotations: dict) -> dict[str, str]:

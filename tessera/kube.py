@@ -7,6 +7,7 @@ the wire format without the client's model classes in the way.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -16,6 +17,20 @@ import kubernetes
 import orjson
 from kubernetes.client.rest import ApiException
 from kubernetes.watch.watch import iter_resp_lines
+
+
+def client_configuration(kubeconfig: str) -> kubernetes.client.Configuration | None:
+    """The API server's address and credentials: from the ``kubeconfig`` file, else the pod's in-cluster
+    service account, else None (neither is there). Raises ``kubernetes.config.ConfigException`` or
+    ``OSError`` for a file or mount that cannot be used."""
+    configuration = kubernetes.client.Configuration()
+    if kubeconfig:
+        kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+        kubernetes.config.load_incluster_config(client_configuration=configuration)
+    else:
+        return None
+    return configuration
 
 
 class WatchExpired(Exception):

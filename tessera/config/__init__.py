@@ -13,6 +13,7 @@ from tessera.config.schema import ConfigError, ConfigFileError
 from tessera.config.v1 import (
     CONFIG_VERSION,
     DevicePluginConfig,
+    DraPluginConfig,
     ExporterConfig,
     ExtenderConfig,
     HookConfig,
@@ -21,7 +22,7 @@ from tessera.config.v1 import (
 )
 
 __all__ = [
-    "CONFIG_ENV", "CONFIG_VERSION", "ConfigError", "ConfigFileError", "DevicePluginConfig", "ExporterConfig", "ExtenderConfig",
+    "CONFIG_ENV", "CONFIG_VERSION", "ConfigError", "ConfigFileError", "DevicePluginConfig", "DraPluginConfig", "ExporterConfig", "ExtenderConfig",
     "HookConfig", "LoggingConfig", "TesseraConfig", "add_common_flags", "add_section_flags",
     "config_from_args", "daemon_config", "load_config", "parse_config",
 ]

@@ -3,6 +3,7 @@
     version: v1
     logging: {level: info, format: auto}
     deviceplugin: {default_mode: mps, gpu_modes: {0: mig}}
+    draplugin: {gpus: [4, 5]}
     extender: {policy: fragmentation}
     hook: {runtime: containerd}
     exporter: {interval_s: 5}
@@ -112,6 +113,27 @@ class DevicePluginConfig(HttpPortConfig):
 
 
 @dataclass(frozen=True)
+class DraPluginConfig(HttpPortConfig):
+    gpus: list[int] = setting([], "GPU indices the DRA driver publishes; the device plugin leaves them out, so no "
+                                  "GPU is served both ways (empty: the driver publishes nothing)")
+    driver_name: str = setting("gpu.tessera.io", "the DRA driver's name: ResourceSlices' and DeviceClasses' "
+                                                 "spec.driver, and its kubelet plugin folder's name")
+    plugins_registry_path: str = setting("/var/lib/kubelet/plugins_registry",
+                                         "the kubelet's plugin registration folder (<--root-dir>/plugins_registry)")
+    plugin_path: str = setting("/var/lib/kubelet/plugins/gpu.tessera.io",
+                               "this driver's own folder: its DRA socket and its checkpoint")
+    cdi_dir: str = setting("/var/run/cdi", "where the per-claim CDI specs are written: one of containerd's "
+                                           "cdi_spec_dirs")
+    device_root: str = setting("/", "where the GPU device nodes are on the host: / on a real node; a fake node's own "
+                                    "folder in the test tier")
+    grant_key_path: str = setting("/etc/tessera/node-grant.key", "per-node key that signs grants for the hook (the "
+                                                                 "device plugin's: one key per node)")
+    kubeconfig: str = setting("", "kubeconfig file for the API server; empty means in-cluster config")
+    node_name: str = setting("", "this node's name; empty means the NODE_NAME environment variable")
+    listen: str = setting("0.0.0.0:8082", "address:port of /healthz and /metrics")
+
+
+@dataclass(frozen=True)
 class ExtenderConfig(HttpPortConfig):
     listen: str = setting("127.0.0.1:8888", "address:port of the scheduler extender's verbs (and /healthz, /metrics): "
                                             "plain HTTP on a loopback address for a kube-scheduler in the same pod; "
@@ -216,6 +238,7 @@ class TesseraConfig:
     version: str = setting(CONFIG_VERSION, "config format version", choices=(CONFIG_VERSION,), flag=False)
     logging: LoggingConfig = setting(LoggingConfig(), "logging", flag=False)
     deviceplugin: DevicePluginConfig = setting(DevicePluginConfig(), "device plugin", flag=False)
+    draplugin: DraPluginConfig = setting(DraPluginConfig(), "DRA driver (kubelet plugin)", flag=False)
     extender: ExtenderConfig = setting(ExtenderConfig(), "scheduler extender and webhook", flag=False)
     hook: HookConfig = setting(HookConfig(), "OCI hook", flag=False)
     exporter: ExporterConfig = setting(ExporterConfig(), "exporter", flag=False)

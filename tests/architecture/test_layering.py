@@ -1,5 +1,5 @@
-"""The rooms of the tree import downward only: the core imports none of its users, the four daemons
-import the core and not each other, the embedded cluster stands in for Kubernetes and hardware above
+"""The rooms of the tree import downward only: the core imports none of its users, the five daemons
+(the DRA driver beside the four) import the core and not each other, the embedded cluster stands in for Kubernetes and hardware above
 them, the real control plane (``realcluster``) runs upstream Kubernetes with the embedded cluster's
 simulated nodes, and the ``tessera`` command sits on top. Read from the import graph of every module (imports
 inside functions included), so a lazy import cannot hide an upward one."""
@@ -17,12 +17,14 @@ REPO = Path(__file__).resolve().parents[2]
 ROOMS: dict[str, set[str]] = {
     "tessera": set(),
     "deviceplugin": {"tessera"},
+    "draplugin": {"tessera"},
     "extender": {"tessera"},
     "hook": {"tessera"},
     "exporter": {"tessera"},
     "simcluster": {"tessera", "deviceplugin", "extender", "hook", "exporter"},
-    "realcluster": {"tessera", "deviceplugin", "extender", "hook", "exporter", "simcluster"},
-    "tessera_cli": {"tessera", "deviceplugin", "extender", "hook", "exporter", "simcluster", "realcluster"},
+    "realcluster": {"tessera", "deviceplugin", "draplugin", "extender", "hook", "exporter", "simcluster"},
+    "tessera_cli": {"tessera", "deviceplugin", "draplugin", "extender", "hook", "exporter", "simcluster",
+                    "realcluster"},
 }
 # What stands in for Kubernetes or hardware lives in simcluster/ or beside the NVML access layer.
 SIMULATION_WORDS = ("sim", "fake", "launch", "replay", "trace")

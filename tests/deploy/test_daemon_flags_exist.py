@@ -12,6 +12,7 @@ import yaml
 from manifests import OVERLAYS, containers, flag
 
 from deviceplugin.main import build_parser as device_plugin_parser
+from draplugin.main import build_parser as dra_plugin_parser
 from exporter.main import build_parser as exporter_parser
 from extender.main import build_parser as extender_parser
 from hook.install import hook_entries
@@ -20,6 +21,7 @@ from hook.main import settings_from_args
 from hook.settings import HookSettings, parse_fast
 from tessera.config import (
     DevicePluginConfig,
+    DraPluginConfig,
     ExporterConfig,
     ExtenderConfig,
     HookConfig,
@@ -29,11 +31,12 @@ from tessera.config import (
 from tessera.config.schema import section_fields
 
 SECTIONS = {DevicePluginConfig: "deviceplugin", ExtenderConfig: "extender", ExporterConfig: "exporter",
-            HookConfig: "hook"}
+            HookConfig: "hook", DraPluginConfig: "draplugin"}
 # command -> (parser, what the command puts before its arguments, its config section)
 ENTRY_POINTS = {
     "tessera-extender": (extender_parser, [], ExtenderConfig),
     "tessera-device-plugin": (device_plugin_parser, [], DevicePluginConfig),
+    "tessera-dra-plugin": (dra_plugin_parser, [], DraPluginConfig),
     "tessera-exporter": (exporter_parser, [], ExporterConfig),
     # deploy/node/install-hook.sh ends in: tessera-hook install --root ... --hook-path ... "$@"
     "tessera-install-hook": (hook_parser, ["install", "--root", "/host", "--hook-path", "/opt/tessera/current/bin/x"],
@@ -181,3 +184,16 @@ def test_paths_in_flags_are_mounted(rendered):
     mps_env = {e["name"]: e.get("value") for e in by_name["mps-control-daemon"]["env"]}
     assert mps_env["CUDA_MPS_PIPE_DIRECTORY"] == flag(plugin["args"], "mps-pipe-directory")
     assert {m["mountPath"] for m in by_name["mps-control-daemon"]["volumeMounts"]} >= {"/dev/shm"}
+
+
+def test_the_dra_driver_s_paths_are_mounted_and_its_key_and_config_are_the_device_plugin_s(rendered):
+    by_name = {c["name"]: c for _, c in containers(rendered["default"])}
+    dra, plugin, hook = by_name["dra-plugin"], by_name["device-plugin"], by_name["install-hook"]
+    for name in ("plugins-registry-path", "plugin-path", "cdi-dir", "grant-key-path"):
+        assert mounted(dra, flag(dra["args"], name)), f"DRA driver --{name} is not mounted"
+    # The hook verifies the driver's grants with the key the device plugin's grants use.
+    assert flag(dra["args"], "grant-key-path") == flag(hook["args"], "grant-key-path")
+    # One config file says which GPUs are the DRA driver's: both daemons read the same one.
+    config = {c["name"]: {e["name"]: e.get("value") for e in c["env"]}.get("TESSERA_CONFIG") for c in (dra, plugin)}
+    assert config["dra-plugin"] and config["dra-plugin"] == config["device-plugin"], config
+    assert mounted(dra, config["dra-plugin"]) and mounted(plugin, config["device-plugin"])

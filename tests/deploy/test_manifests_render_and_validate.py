@@ -18,6 +18,8 @@ from tessera.assignment import load_private_key, load_public_key
 from tessera.config import ExtenderConfig
 
 KUBERNETES_VERSION = "1.32.0"
+# resource.k8s.io/v1 (DRA: the DeviceClass of the DRA driver) is served from Kubernetes 1.34 on.
+DRA_KUBERNETES_VERSION = "1.34.0"
 # Not in the Kubernetes schema: custom resources (their CRDs belong to cert-manager and the
 # Prometheus Operator) are checked for the fields Tessera relies on below.
 CUSTOM_KINDS = {"Certificate", "Issuer", "PodMonitor", "PrometheusRule"}
@@ -40,7 +42,8 @@ def test_every_object_validates_against_the_kubernetes_schema(rendered):
             if obj["kind"] in CUSTOM_KINDS:
                 continue
             try:
-                kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+                version = DRA_KUBERNETES_VERSION if obj["apiVersion"].startswith("resource.k8s.io/") else KUBERNETES_VERSION
+                kubernetes_validate.validate(obj, version, strict=True)
             except kubernetes_validate.ValidationError as err:
                 pytest.fail(f"{overlay}: {obj['kind']}/{obj['metadata']['name']}: {err.message} at {list(err.path)}")
         assert {"Deployment", "DaemonSet", "MutatingWebhookConfiguration", "ClusterRole", "Secret"} <= kinds

@@ -256,3 +256,49 @@ def test_privileged_cpu_container_needs_no_grant_until_it_names_a_gpu(node):
     config["linux"]["devices"].append({"path": "/dev/nvidia0", "type": "c", "major": 195, "minor": 0})
     result = node.run_hook(config, "containerd")
     assert result.returncode == 1 and "/dev/nvidia0" in one_line(result)
+
+
+def dra_response(node, grant, *, name: str | None = None, key: bytes | None = None):
+    """What containerd makes of the DRA driver's CDI spec for ``grant``: its variables (the NVIDIA ones
+    and ``TESSERA_GRANT_<nonce>``) and device nodes, and no annotation (CDI cannot set one)."""
+    from tessera.grant import env_entry
+
+    response = node.response(grant)
+    response.annotations.clear()
+    env_name, value = env_entry(grant, key or node.key)
+    response.envs[name or env_name] = value
+    return response
+
+
+def test_a_grant_in_the_environment_is_verified_bound_and_recorded(node):
+    grant, _ = node.allocate("nvidia.com/gpu", [1])
+    result = node.run_hook(node.config("true", [dra_response(node, grant)], pod_uid="uid-dra"), "containerd")
+    assert result.returncode == 0, result.stderr
+    (record,) = node.records()
+    assert record["grants"][0]["nonce"] == grant.nonce
+    copy = node.config("true", [dra_response(node, grant)], pod_uid="uid-thief")
+    refused = node.run_hook(copy, "containerd")
+    assert refused.returncode == 1 and "already bound to pod uid-dra" in one_line(refused)
+
+
+def test_a_grant_in_the_environment_must_be_the_node_s_and_under_its_own_name(node):
+    grant, _ = node.allocate("nvidia.com/gpu", [1])
+    forged = node.run_hook(node.config("true", [dra_response(node, grant, key=b"z" * 32)]), "containerd")
+    assert forged.returncode == 1 and "bad signature" in one_line(forged)
+    renamed = node.run_hook(node.config("true", [dra_response(node, grant, name="TESSERA_GRANT_" + "0" * 32)]),
+                            "containerd")
+    assert renamed.returncode == 1 and "a grant is not moved" in one_line(renamed)
+    junk = node.run_hook(node.config("true", env={"TESSERA_GRANT_x": "hello"}), "containerd")
+    assert junk.returncode == 1 and "is not a v1 grant" in one_line(junk)
+    assert node.records() == []
+
+
+def test_a_grant_in_the_environment_still_needs_its_device_nodes(node):
+    """A tenant who copies a grant's variable into a pod without the GPU gets nothing started."""
+    from tessera.grant import env_entry
+
+    grant, _ = node.allocate("nvidia.com/gpu", [1])
+    name, value = env_entry(grant, node.key)
+    result = node.run_hook(node.config("true", env={name: value, "NVIDIA_VISIBLE_DEVICES": grant.uuids[0],
+                                                    "CUDA_VISIBLE_DEVICES": grant.uuids[0]}), "containerd")
+    assert result.returncode == 1 and "/dev/nvidia1" in one_line(result)

@@ -87,9 +87,9 @@ def gpu_node(real_cluster, real_node):
     """Tessera's node side installed on the real node as deploy/ installs it (realcluster.nodeside), its
     Tessera resources allocatable."""
     from realcluster.nodeside import install_node_side, stop_node_side
-    from gpunode import ALLOCATABLE, DESCRIPTION, PLUGIN_CONFIG
+    from gpunode import ALLOCATABLE, DESCRIPTION, DRA_GPUS, PLUGIN_CONFIG
 
-    side = install_node_side(real_cluster, real_node, DESCRIPTION, PLUGIN_CONFIG)
+    side = install_node_side(real_cluster, real_node, DESCRIPTION, PLUGIN_CONFIG, dra_gpus=DRA_GPUS)
     core = real_cluster.core_v1()
 
     def advertised() -> bool:
@@ -104,6 +104,17 @@ def gpu_node(real_cluster, real_node):
         raise
     yield side
     stop_node_side(side)
+
+
+@pytest.fixture(scope="session")
+def dra_node(real_cluster, gpu_node):
+    """Tessera's DRA driver on the real node beside its device plugin (realcluster.draside), registered
+    with the real kubelet and its ResourceSlice published."""
+    from realcluster.draside import start_dra_plugin
+
+    dra = start_dra_plugin(real_cluster, gpu_node)
+    yield dra
+    dra.plugin.stop()
 
 
 @pytest.fixture

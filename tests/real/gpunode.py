@@ -1,6 +1,7 @@
 """The real node's fake GPUs, and what a container on it should see.
 
-The node is realcluster.nodeside's mixed node (five A100s in four modes). A probe container
+The node is realcluster.nodeside's mixed node (six A100s: five in four modes through the device plugin,
+one through the DRA driver). A probe container
 prints its GPU device nodes (path, major, minor), its NVIDIA/CUDA variables, its mounts and its uid;
 :func:`expected_devices` derives from the fake NVML's description which device nodes a grant of
 those UUIDs must give, independently of the device plugin.
@@ -9,11 +10,16 @@ those UUIDs must give, independently of the device plugin.
 from __future__ import annotations
 
 import json
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from realcluster.nodeside import MIXED_NODE_ALLOCATABLE, MIXED_NODE_PLUGIN_CONFIG, mixed_node_description
+from prometheus_client.parser import text_string_to_metric_families
+
+from realcluster.nodeside import (
+    MIXED_NODE_ALLOCATABLE, MIXED_NODE_DRA_GPUS, MIXED_NODE_PLUGIN_CONFIG, mixed_node_description,
+)
 from tessera import ANNOTATION_ALLOCATED
 from tessera.fakenvml import load_description
 from tessera.fakenvml.driverfiles import (
@@ -27,6 +33,7 @@ TOLERATION = {"key": TAINT["key"], "operator": "Equal", "value": TAINT["value"],
 IMAGE = "tessera.local/busybox:test"
 DESCRIPTION = mixed_node_description(NODE)
 PLUGIN_CONFIG = MIXED_NODE_PLUGIN_CONFIG
+DRA_GPUS = MIXED_NODE_DRA_GPUS
 ALLOCATABLE = MIXED_NODE_ALLOCATABLE
 MPS_USER = 1000   # deploy/'s --mps-user
 PROBE = ("for d in $(find /dev -name 'nvidia*' -type c); do stat -c '%n %t %T' $d; done; echo ---; "
@@ -107,3 +114,24 @@ def expected_devices(description_path: Path, uuids: list[str]) -> dict[str, tupl
                                 ci_capability_minor(gpu.minor, mig.gpu_instance_id, 0)):
                         devices[f"/dev/nvidia-caps/nvidia-cap{cap}"] = (CAPS_MAJOR, cap)
     return devices
+
+
+def scrape(url: str) -> list[tuple[str, dict, float]]:
+    """Every sample of the exporter's /metrics: (name, labels, value)."""
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        text = resp.read().decode()
+    return [(s.name, s.labels, s.value) for family in text_string_to_metric_families(text) for s in family.samples]
+
+
+def host_pids_in(container_id: str, comm: str) -> list[int]:
+    """Host PIDs of the processes named ``comm`` whose cgroup is the container's."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() == comm and container_id in (entry / "cgroup").read_text():
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids

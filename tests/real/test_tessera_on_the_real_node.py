@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import urllib.request
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+import yaml
 
 from gpunode import (
-    ALLOCATABLE, MPS_USER, PROBE, allocated_uuids, expected_devices, node_pod, parse_probe, probe_container,
+    ALLOCATABLE, DRA_GPUS, MPS_USER, PROBE, host_pids_in, scrape, allocated_uuids, expected_devices, node_pod, parse_probe, probe_container,
 )
 from realcluster.nodeside import log_events, start_exporter
 from realtier import events_for, read_pod, wait_for
@@ -149,14 +148,14 @@ def plugin_events(side, offset: int = 0) -> list[dict]:
     return log_events(side.plugin.log_path, offset)
 
 
-def wait_reregistered(cluster, side, offset: int) -> None:
+def wait_reregistered(cluster, side, offset: int, allocatable: dict[str, str] = ALLOCATABLE) -> None:
     """Until the plugin has registered every resource again (its log after ``offset``) and the Node's
-    allocatable is whole again."""
+    allocatable is ``allocatable`` again."""
     core = cluster.core_v1()
     wait_for(lambda: {e.get("resource") for e in plugin_events(side, offset) if e.get("event") == "registered"}
-             >= set(ALLOCATABLE), "every resource registered again", timeout_s=120)
+             >= set(allocatable), "every resource registered again", timeout_s=120)
     wait_for(lambda: all((core.read_node(side.node.name).status.allocatable or {}).get(k) == v
-                         for k, v in ALLOCATABLE.items()), f"allocatable {ALLOCATABLE} again", timeout_s=120)
+                         for k, v in allocatable.items()), f"allocatable {allocatable} again", timeout_s=120)
 
 
 def running_holder(cluster, side, namespace: str, name: str, limits: dict) -> dict:
@@ -232,11 +231,20 @@ def test_a_device_plugin_rollback_and_upgrade_leave_running_pods_untouched(gpu_n
     previous = release_checkout(PREVIOUS_RELEASE, real_cluster.workdir / "previous-release")
     holder = running_holder(real_cluster, gpu_node, namespace, "holder", {"nvidia.com/gpu.shared": 1})
     container_id = holder["status"]["containerStatuses"][0]["containerID"]
+    # The previous release predates the DRA driver and refuses a config file with a draplugin section: it
+    # gets the node's config without it (and so, while it runs, advertises the DRA driver's GPU too;
+    # README: rolling back below the DRA driver's release).
+    config = yaml.safe_load(gpu_node.config.read_text())
+    config.pop("draplugin", None)
+    previous_config = real_cluster.workdir / "previous-release.yaml"
+    previous_config.write_text(yaml.safe_dump(config))
+    before_dra = {**ALLOCATABLE, "nvidia.com/gpu": str(int(ALLOCATABLE["nvidia.com/gpu"]) + len(DRA_GPUS))}
     try:
-        for source in (previous, REPO_ROOT):
+        for source, config_path, allocatable in ((previous, previous_config, before_dra),
+                                                 (REPO_ROOT, gpu_node.config, ALLOCATABLE)):
             offset = gpu_node.plugin.log_path.stat().st_size
-            gpu_node.restart_plugin(source)
-            wait_reregistered(real_cluster, gpu_node, offset)
+            gpu_node.restart_plugin(source, config_path)
+            wait_reregistered(real_cluster, gpu_node, offset, allocatable)
             after = read_pod(core, namespace, "holder")
             status = after["status"]["containerStatuses"][0]
             assert after["status"]["phase"] == "Running" and status["containerID"] == container_id, source
@@ -252,27 +260,6 @@ def test_a_device_plugin_rollback_and_upgrade_leave_running_pods_untouched(gpu_n
                 ["nvidia.com/gpu.shared"]["deviceIDs"] for p in [holder, *others]]
     assert len({i for ids in replicas for i in ids}) == 4, replicas
     assert all(allocated_uuids(p, "main")["nvidia.com/gpu.shared"] == shared for p in others)
-
-
-def scrape(url: str) -> list[tuple[str, dict, float]]:
-    """Every sample of the exporter's /metrics: (name, labels, value)."""
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        text = resp.read().decode()
-    return [(s.name, s.labels, s.value) for family in text_string_to_metric_families(text) for s in family.samples]
-
-
-def host_pids_in(container_id: str, comm: str) -> list[int]:
-    """Host PIDs of the processes named ``comm`` whose cgroup is the container's."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if (entry / "comm").read_text().strip() == comm and container_id in (entry / "cgroup").read_text():
-                pids.append(int(entry.name))
-        except OSError:
-            continue
-    return pids
 
 
 def test_the_exporter_attributes_a_container_s_gpu_process_to_its_pod_through_the_real_node(gpu_node, real_cluster,

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from deviceplugin.main import build_parser as device_plugin_parser
+from draplugin.main import build_parser as dra_plugin_parser
 from exporter.main import build_parser as exporter_parser
 from extender.main import build_parser as extender_parser
 from hook.main import build_parser as hook_parser
@@ -21,8 +22,8 @@ from tessera.config import TesseraConfig, config_from_args
 from tessera.config.schema import section_fields
 
 BIN = Path(sys.executable).parent
-SCRIPTS = ["tessera", "tessera-device-plugin", "tessera-extender", "tessera-hook", "tessera-exporter",
-           "kubectl-tessera"]
+SCRIPTS = ["tessera", "tessera-device-plugin", "tessera-dra-plugin", "tessera-extender", "tessera-hook",
+           "tessera-exporter", "kubectl-tessera"]
 
 
 def script(name: str) -> str:
@@ -45,6 +46,7 @@ def test_help_runs(name):
 # Each daemon: its parser, its config section, and flags that are not section keys.
 DAEMONS = {
     "tessera-device-plugin": (device_plugin_parser, "deviceplugin", ["--config", "--log-level", "--log-format"]),
+    "tessera-dra-plugin": (dra_plugin_parser, "draplugin", ["--config", "--log-level", "--log-format"]),
     "tessera-extender": (extender_parser, "extender", ["--config", "--log-level", "--log-format"]),
     "tessera-exporter": (exporter_parser, "exporter", ["--config", "--log-level", "--log-format"]),
     "tessera-hook": (hook_parser, "hook", ["--config", "--log-level", "--log-format", "--root", "--hook-path"]),

@@ -1,0 +1,78 @@
+"""The claims this driver prepared, on disk, so that a restart loses nothing.
+
+The kubelet calls NodePrepareResources again for a claim after its own restart and the driver's, and
+NodeUnprepareResources once the last pod using it is gone, possibly after a restart of either. The
+checkpoint holds, per claim UID, what the answer was (devices, CDI IDs) and the grant's nonce, so a
+repeated prepare gives the same answer (the container already started with that grant), and an
+unprepare after a restart still finds what to remove. Written whole and renamed, mode 0600.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class PreparedDevice:
+    """One allocated device as NodePrepareResources answered it."""
+
+    request_names: list[str]
+    pool: str
+    device: str
+    cdi_ids: list[str]
+    uuid: str
+
+
+@dataclass
+class PreparedClaim:
+    """One prepared claim."""
+
+    namespace: str
+    name: str
+    devices: list[PreparedDevice] = field(default_factory=list)
+
+
+class CheckpointError(ValueError):
+    """The checkpoint file cannot be read as one; the message says which file and why."""
+
+
+class Checkpoint:
+    """Prepared claims by UID, saved to ``path`` on every change."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+        self.lock = threading.Lock()
+        self.claims: dict[str, PreparedClaim] = self._load()
+
+    def _load(self) -> dict[str, PreparedClaim]:
+        try:
+            doc = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as err:
+            raise CheckpointError(f"checkpoint {self.path}: {err}") from None
+        if not isinstance(doc, dict) or doc.get("version") != CHECKPOINT_VERSION:
+            raise CheckpointError(f"checkpoint {self.path}: not a version {CHECKPOINT_VERSION} checkpoint")
+        try:
+            return {uid: PreparedClaim(c["namespace"], c["name"], [PreparedDevice(**d) for d in c["devices"]])
+                    for uid, c in doc["claims"].items()}
+        except (KeyError, TypeError, AttributeError) as err:
+            raise CheckpointError(f"checkpoint {self.path}: malformed claim entry ({err})") from None
+
+    def save(self) -> None:
+        """Write the claims (call with ``lock`` held)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        doc = {"version": CHECKPOINT_VERSION, "claims": {uid: asdict(c) for uid, c in sorted(self.claims.items())}}
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(doc, out, indent=1)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, self.path)

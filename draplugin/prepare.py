@@ -1,0 +1,201 @@
+"""NodePrepareResources and NodeUnprepareResources: the kubelet's two calls, answered per claim.
+
+Prepare reads the ResourceClaim from the API server (the request names only namespace, name and UID),
+takes the results of its allocation that name this driver, and for each request signs one grant
+(resource ``nvidia.com/gpu``: the GPUs of that request, their device nodes and the control nodes) and
+writes the claim's CDI spec: per device its node, and the request's NVIDIA variables and grant. The
+kubelet passes the returned CDI IDs to containerd, the hook verifies the grant at container start.
+
+Both calls are idempotent, as the kubelet retries them: a claim prepared before (the checkpoint says
+so and its CDI spec is there) gets the same answer; unpreparing a claim this driver does not know is a
+success. A claim's failure is its own error string; the other claims of the call go on.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import kubernetes
+
+from draplugin import cdi
+from draplugin.checkpoint import Checkpoint, PreparedClaim, PreparedDevice
+from draplugin.devices import PublishedGpu
+from tessera import RESOURCE_GPU
+from tessera.grant import env_entry, grant_env, new_grant
+from tessera.kubeletapi import dra_grpc, dra_pb2
+from tessera.log import get_logger
+
+log = get_logger("draplugin")
+CONTROL_NODES = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools")
+TIMEOUT_S = 10
+
+
+class PrepareError(Exception):
+    """One claim cannot be prepared; the message, for ``kubectl describe pod``, says why."""
+
+
+@dataclass(frozen=True)
+class PrepareSettings:
+    """What preparing needs besides the claim."""
+
+    driver: str
+    node: str
+    cdi_dir: str
+    device_root: str          # where the device nodes are on the host ("/" on a real node)
+    grant_key: bytes
+
+
+def host_path(device_root: str, path: str) -> str:
+    return path if device_root in ("", "/") else f"{device_root.rstrip('/')}{path}"
+
+
+class ClaimReader:
+    """ResourceClaims from the API server, as plain dicts."""
+
+    def __init__(self, client: kubernetes.client.ApiClient) -> None:
+        self.objects = kubernetes.client.CustomObjectsApi(client)
+
+    def __call__(self, namespace: str, name: str) -> dict:
+        try:
+            return json.loads(self.objects.get_namespaced_custom_object(
+                "resource.k8s.io", "v1", namespace, "resourceclaims", name, _preload_content=False,
+                _request_timeout=TIMEOUT_S).data)
+        except kubernetes.client.ApiException as exc:
+            if exc.status == 404:
+                raise PrepareError(f"ResourceClaim {namespace}/{name} does not exist (deleted meanwhile?)") from None
+            raise
+
+
+def my_results(claim: dict, driver: str, node: str) -> list[dict]:
+    """The allocation results of ``claim`` for this driver; PrepareError when it is not allocated, or
+    allocated from another node's pool."""
+    allocation = (claim.get("status") or {}).get("allocation")
+    if not allocation:
+        raise PrepareError(f"ResourceClaim {_ref(claim)} is not allocated")
+    results = [r for r in (allocation.get("devices") or {}).get("results") or [] if r.get("driver") == driver]
+    for result in results:
+        if result.get("pool") != node:
+            raise PrepareError(f"ResourceClaim {_ref(claim)}: device {result.get('device')} is from pool "
+                               f"{result.get('pool')!r}, not this node's ({node!r})")
+    return results
+
+
+def _ref(claim: dict) -> str:
+    meta = claim.get("metadata") or {}
+    return f"{meta.get('namespace')}/{meta.get('name')}"
+
+
+class DraService(dra_grpc.DRAPluginServicer):
+    """The kubelet's DRA calls for this node's published GPUs."""
+
+    def __init__(self, settings: PrepareSettings, devices: Callable[[], dict[str, PublishedGpu]],
+                 read_claim: Callable[[str, str], dict], checkpoint: Checkpoint,
+                 observe: Callable[[str, str, float], None] = lambda call, result, seconds: None) -> None:
+        self.settings = settings
+        self.devices = devices
+        self.read_claim = read_claim
+        self.checkpoint = checkpoint
+        self.observe = observe
+
+    # ---- the two RPCs ----------------------------------------------------------------------
+    def NodePrepareResources(self, request, context):  # noqa: N802
+        response = dra_pb2.NodePrepareResourcesResponse()
+        for claim in request.claims:
+            started = time.monotonic()
+            answer = response.claims[claim.uid]
+            try:
+                prepared = self.prepare(claim.namespace, claim.name, claim.uid)
+            except PrepareError as err:
+                answer.error = str(err)
+                log.warning("claim_prepare_failed", claim=f"{claim.namespace}/{claim.name}", uid=claim.uid,
+                            reason=str(err))
+                self.observe("prepare", "error", time.monotonic() - started)
+                continue
+            except Exception as err:  # noqa: BLE001 - the API server away, a file that cannot be written
+                answer.error = f"preparing ResourceClaim {claim.namespace}/{claim.name} failed: {err}"
+                log.error("claim_prepare_failed", claim=f"{claim.namespace}/{claim.name}", uid=claim.uid,
+                          reason=str(err)[:300])
+                self.observe("prepare", "error", time.monotonic() - started)
+                continue
+            for device in prepared.devices:
+                answer.devices.add(request_names=device.request_names, pool_name=device.pool,
+                                   device_name=device.device, cdi_device_ids=device.cdi_ids)
+            self.observe("prepare", "ok", time.monotonic() - started)
+        return response
+
+    def NodeUnprepareResources(self, request, context):  # noqa: N802
+        response = dra_pb2.NodeUnprepareResourcesResponse()
+        for claim in request.claims:
+            started = time.monotonic()
+            answer = response.claims[claim.uid]
+            try:
+                self.unprepare(claim.namespace, claim.name, claim.uid)
+                self.observe("unprepare", "ok", time.monotonic() - started)
+            except Exception as err:  # noqa: BLE001 - reported to the kubelet, which retries
+                answer.error = f"unpreparing ResourceClaim {claim.namespace}/{claim.name} failed: {err}"
+                log.error("claim_unprepare_failed", claim=f"{claim.namespace}/{claim.name}", uid=claim.uid,
+                          reason=str(err)[:300])
+                self.observe("unprepare", "error", time.monotonic() - started)
+        return response
+
+    # ---- what they do ----------------------------------------------------------------------
+    def prepare(self, namespace: str, name: str, uid: str) -> PreparedClaim:
+        """Prepare claim ``uid`` (idempotent) and return what the kubelet is told."""
+        started = time.monotonic()
+        with self.checkpoint.lock:
+            known = self.checkpoint.claims.get(uid)
+            if known is not None and cdi.spec_path(self.settings.cdi_dir, uid).exists():
+                log.info("claim_already_prepared", claim=f"{namespace}/{name}", uid=uid)
+                return known
+        claim = self.read_claim(namespace, name)
+        if (claim.get("metadata") or {}).get("uid") != uid:
+            raise PrepareError(f"ResourceClaim {namespace}/{name} has UID {(claim.get('metadata') or {}).get('uid')}, "
+                               f"not {uid}: it was deleted and made again")
+        results = my_results(claim, self.settings.driver, self.settings.node)
+        published = self.devices()
+        by_request: dict[str, list[tuple[dict, PublishedGpu]]] = {}
+        for result in results:
+            gpu = published.get(result.get("device"))
+            if gpu is None:
+                raise PrepareError(f"ResourceClaim {namespace}/{name}: device {result.get('device')!r} is not one "
+                                   f"this node publishes ({', '.join(sorted(published)) or 'none'})")
+            by_request.setdefault(result.get("request", ""), []).append((result, gpu))
+        edits: dict[str, dict] = {}
+        prepared = PreparedClaim(namespace, name)
+        for request_name, entries in by_request.items():
+            gpus = [gpu for _, gpu in entries]
+            paths = list(dict.fromkeys([g.device_node for g in gpus] + list(CONTROL_NODES)))
+            uuids = [g.gpu.uuid for g in gpus]
+            grant = new_grant(RESOURCE_GPU, self.settings.node, uuids, uuids, paths)
+            env = dict(grant_env(grant))
+            env.update([env_entry(grant, self.settings.grant_key)])
+            for result, gpu in entries:
+                nodes = [(p, host_path(self.settings.device_root, p)) for p in [gpu.device_node, *CONTROL_NODES]]
+                edits[gpu.name] = cdi.container_edits(env, nodes)
+                prepared.devices.append(PreparedDevice(
+                    request_names=[request_name], pool=result["pool"], device=gpu.name,
+                    cdi_ids=[cdi.device_id(uid, gpu.name)], uuid=gpu.gpu.uuid))
+        with self.checkpoint.lock:
+            cdi.write_spec(self.settings.cdi_dir, uid, cdi.claim_spec(uid, edits))
+            self.checkpoint.claims[uid] = prepared
+            self.checkpoint.save()
+        log.info("claim_prepared", claim=f"{namespace}/{name}", uid=uid,
+                 devices=[d.device for d in prepared.devices], gpus=[d.uuid for d in prepared.devices],
+                 seconds=round(time.monotonic() - started, 6))
+        return prepared
+
+    def unprepare(self, namespace: str, name: str, uid: str) -> None:
+        """Forget claim ``uid`` and remove its CDI spec (nothing to do for an unknown claim)."""
+        with self.checkpoint.lock:
+            known = self.checkpoint.claims.pop(uid, None)
+            removed = cdi.remove_spec(self.settings.cdi_dir, uid)
+            if known is not None:
+                self.checkpoint.save()
+        if known is None and not removed:
+            log.info("claim_unprepare_unknown", claim=f"{namespace}/{name}", uid=uid)
+            return
+        log.info("claim_unprepared", claim=f"{namespace}/{name}", uid=uid,
+                 devices=[d.device for d in known.devices] if known else [])

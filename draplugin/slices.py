@@ -1,0 +1,168 @@
+"""This node's ResourceSlice: written at start, and again whenever it is gone or differs.
+
+The kubelet deletes every ResourceSlice of its node when it starts, and a driver's slices 30 s after
+the driver's registration ends; an admin may delete one by hand. So the publisher does not write once:
+it watches the slices of this node and this driver (field selectors ``spec.nodeName`` and
+``spec.driver``) and writes the wanted one again whenever what the API server holds is not it. The
+slice is owned by the Node (deleted with it) and its pool is named after the node, one slice per pool.
+Each write of new content bumps the pool's generation, as the scheduler takes the newest generation.
+
+A GPU the node's inventory (``tessera.io/gpu-inventory``, the device plugin's) lists is left out of
+the slice, whatever the config says: the device plugin serves it, and a GPU is never served both
+ways (a device plugin of an older release, or one started with another config, would otherwise hand
+out a GPU that kube-scheduler also allocates). The watch ends every minute, so a GPU the device
+plugin gives up is published within one.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+
+import kubernetes
+
+from tessera import ANNOTATION_INVENTORY
+from tessera.backoff import Backoff
+from tessera.inventory import InventoryError, NodeInventory
+from tessera.kube import watch_events
+from tessera.log import get_logger
+
+log = get_logger("draplugin")
+
+GROUP, VERSION, PLURAL = "resource.k8s.io", "v1", "resourceslices"
+TIMEOUT_S = 10
+WATCH_S = 60   # a watch's length: the slice is checked against the Node at least this often
+
+
+def device_plugin_gpus(node: dict) -> set[str]:
+    """The GPU UUIDs the Node's inventory annotation lists (the device plugin serves them); an annotation
+    that does not parse counts as listing none, and is logged."""
+    text = ((node.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_INVENTORY)
+    if not text:
+        return set()
+    try:
+        return {g.uuid for g in NodeInventory.from_json(text).gpus}
+    except InventoryError as err:
+        log.warning("node_inventory_unreadable", node=node["metadata"]["name"], reason=str(err))
+        return set()
+
+
+def wanted_slice(node: dict, driver: str, devices: list[dict], generation: int) -> dict:
+    """The ResourceSlice of ``devices`` on Node ``node`` (its name and uid from the Node object)."""
+    name = node["metadata"]["name"]
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "ResourceSlice",
+        "metadata": {"name": f"{name}-{driver}",
+                     "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": name,
+                                          "uid": node["metadata"]["uid"], "controller": True}]},
+        "spec": {"driver": driver, "nodeName": name,
+                 "pool": {"name": name, "generation": generation, "resourceSliceCount": 1},
+                 "devices": devices},
+    }
+
+
+def same_content(held: dict, wanted: dict) -> bool:
+    """Whether the slice the API server ``held`` publishes the ``wanted`` devices on the same node."""
+    h, w = held.get("spec") or {}, wanted["spec"]
+    return (h.get("driver") == w["driver"] and h.get("nodeName") == w["nodeName"]
+            and (h.get("pool") or {}).get("name") == w["pool"]["name"] and h.get("devices") == w["devices"])
+
+
+class SlicePublisher:
+    """Keeps the wanted ResourceSlice in the API server; :meth:`start` a thread, :meth:`stop` it."""
+
+    def __init__(self, client: kubernetes.client.ApiClient, node: str, driver: str,
+                 devices: Callable[[], list[dict]]) -> None:
+        self.objects = kubernetes.client.CustomObjectsApi(client)
+        self.core = kubernetes.client.CoreV1Api(client)
+        self.node, self.driver, self.devices = node, driver, devices
+        self.published = threading.Event()   # set once the API server holds the wanted slice
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dra-slices", daemon=True)
+        self._response = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        response = self._response
+        if response is not None:
+            response.close()
+        self._thread.join(timeout=5)
+
+    def _selector(self) -> str:
+        return f"spec.nodeName={self.node},spec.driver={self.driver}"
+
+    def reconcile(self) -> str:
+        """Make the API server hold exactly the wanted slice; the resourceVersion to watch from."""
+        node = json.loads(self.core.read_node(self.node, _preload_content=False, _request_timeout=TIMEOUT_S).data)
+        listed = json.loads(self.objects.list_cluster_custom_object(
+            GROUP, VERSION, PLURAL, field_selector=self._selector(), _preload_content=False,
+            _request_timeout=TIMEOUT_S).data)
+        held = listed.get("items", [])
+        generation = max([(s["spec"].get("pool") or {}).get("generation", 0) for s in held] or [0])
+        taken = device_plugin_gpus(node)
+        devices = []
+        for device in self.devices():
+            uuid = (device["attributes"].get("uuid") or {}).get("string")
+            if uuid in taken:
+                log.warning("gpu_served_by_device_plugin", device=device["name"], uuid=uuid,
+                            effect="left out of the ResourceSlice")
+            else:
+                devices.append(device)
+        wanted = wanted_slice(node, self.driver, devices, generation)
+        name = wanted["metadata"]["name"]
+        mine = next((s for s in held if s["metadata"]["name"] == name), None)
+        for other in held:
+            if other is not mine:
+                self.objects.delete_cluster_custom_object(GROUP, VERSION, PLURAL, other["metadata"]["name"],
+                                                          _request_timeout=TIMEOUT_S)
+                log.info("resource_slice_deleted", slice=other["metadata"]["name"], reason="not this driver's slice")
+        if mine is None:
+            wanted["spec"]["pool"]["generation"] = generation + 1
+            self.objects.create_cluster_custom_object(GROUP, VERSION, PLURAL, wanted, _request_timeout=TIMEOUT_S)
+            log.info("resource_slice_published", slice=name, devices=len(wanted["spec"]["devices"]),
+                     generation=generation + 1)
+        elif not same_content(mine, wanted) or len(held) > 1:
+            wanted["spec"]["pool"]["generation"] = generation + 1
+            wanted["metadata"]["resourceVersion"] = mine["metadata"]["resourceVersion"]
+            self.objects.replace_cluster_custom_object(GROUP, VERSION, PLURAL, name, wanted,
+                                                       _request_timeout=TIMEOUT_S)
+            log.info("resource_slice_updated", slice=name, devices=len(wanted["spec"]["devices"]),
+                     generation=generation + 1)
+        self.published.set()
+        return listed["metadata"]["resourceVersion"]
+
+    def _run(self) -> None:
+        backoff = Backoff()
+        while not self._stop.is_set():
+            try:
+                version = self.reconcile()
+                backoff.reset()
+                self._watch(version)
+            except Exception as exc:  # noqa: BLE001 - the API server may be away; try again
+                if self._stop.is_set():
+                    return
+                log.warning("resource_slice_sync_failed", reason=str(exc)[:300],
+                            retry_within_s=round(backoff.ceiling(), 2))
+                if not backoff.wait(self._stop):
+                    return
+
+    def _watch(self, version: str) -> None:
+        """Return at the first change to this node's slices (so :meth:`reconcile` runs), or when the
+        watch ends."""
+        response = self.objects.list_cluster_custom_object(
+            GROUP, VERSION, PLURAL, field_selector=self._selector(), watch=True, resource_version=version,
+            allow_watch_bookmarks=True, timeout_seconds=WATCH_S, _preload_content=False)
+        self._response = response
+        try:
+            for event in watch_events(response):
+                if self._stop.is_set():
+                    return
+                if event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
+                    return
+        finally:
+            self._response = None
+            response.close()

@@ -1,0 +1,1 @@
+"""Generated code for the kubelet's plugin registration API (see proto/pluginregistration/)."""

@@ -1,0 +1,104 @@
+"""NodePrepareResources and NodeUnprepareResources over the driver's real unix socket, as the kubelet
+calls them: what the container will get (the claim's CDI spec), idempotent repeats, a restart, and one
+claim's failure kept to that claim."""
+
+from __future__ import annotations
+
+import json
+
+from draharness import GPUS, KEY, NODE, claim
+from tessera.grant import container_env, verify_env
+from tessera.kubeletapi import dra_pb2
+
+UID_A, UID_B = "11111111-aaaa-4000-8000-000000000001", "22222222-bbbb-4000-8000-000000000002"
+
+
+def prepare(d, *claims: tuple[str, str, str]):
+    request = dra_pb2.NodePrepareResourcesRequest(
+        claims=[dra_pb2.Claim(namespace=ns, name=name, uid=uid) for ns, name, uid in claims])
+    return d.stub.NodePrepareResources(request, timeout=10)
+
+
+def unprepare(d, *claims: tuple[str, str, str]):
+    request = dra_pb2.NodeUnprepareResourcesRequest(
+        claims=[dra_pb2.Claim(namespace=ns, name=name, uid=uid) for ns, name, uid in claims])
+    return d.stub.NodeUnprepareResources(request, timeout=10)
+
+
+def edits_of(d, uid: str) -> dict[str, dict]:
+    spec = json.loads((d.cdi_dir / f"k8s.gpu.tessera.io-claim_{uid}.json").read_text())
+    assert spec["kind"] == "k8s.gpu.tessera.io/claim"
+    return {device["name"]: device["containerEdits"] for device in spec["devices"]}
+
+
+def test_a_claim_s_gpu_comes_with_its_device_nodes_variables_and_a_grant_the_hook_verifies(driver):
+    d = driver({("team-a", "train"): claim("train", UID_A, [("gpu", "gpu-5")])})
+    answer = prepare(d, ("team-a", "train", UID_A)).claims[UID_A]
+    assert answer.error == ""
+    (device,) = answer.devices
+    assert (list(device.request_names), device.pool_name, device.device_name) == (["gpu"], NODE, "gpu-5")
+    assert list(device.cdi_device_ids) == [f"k8s.gpu.tessera.io/claim={UID_A}-gpu-5"]
+    edits = edits_of(d, UID_A)[f"{UID_A}-gpu-5"]
+    nodes = {n["path"]: n["hostPath"] for n in edits["deviceNodes"]}
+    # GPU 5's minor number is 2, not 5: the node is named by the minor.
+    assert nodes == {p: str(d.root / "host") + p for p in
+                     ("/dev/nvidia2", "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools")}
+    env = dict(item.split("=", 1) for item in edits["env"])
+    (grant_name,) = [n for n in env if n.startswith("TESSERA_GRANT_")]
+    grant = verify_env(grant_name, env[grant_name], KEY)
+    assert grant.node == NODE and grant.uuids == [GPUS[1].uuid] and "/dev/nvidia2" in grant.paths
+    assert {k: v for k, v in env.items() if k != grant_name} == container_env([grant])
+    assert (d.cdi_dir / f"k8s.gpu.tessera.io-claim_{UID_A}.json").stat().st_mode & 0o077 == 0
+
+
+def test_prepare_again_and_after_a_restart_answers_the_same_without_reading_the_claim(driver):
+    d = driver({("team-a", "train"): claim("train", UID_A, [("gpu", "gpu-4")])})
+    first = prepare(d, ("team-a", "train", UID_A)).claims[UID_A]
+    spec_before = edits_of(d, UID_A)
+    again = prepare(d, ("team-a", "train", UID_A)).claims[UID_A]
+    d.start()   # a restart: the checkpoint is all it knows
+    after_restart = prepare(d, ("team-a", "train", UID_A)).claims[UID_A]
+    assert first == again == after_restart
+    assert edits_of(d, UID_A) == spec_before   # the same grant: a container already started with it
+    assert d.reads == [("team-a", "train")]
+
+
+def test_unprepare_removes_the_spec_and_the_record_even_after_a_restart_and_repeats_quietly(driver):
+    d = driver({("team-a", "train"): claim("train", UID_A, [("gpu", "gpu-4")])})
+    prepare(d, ("team-a", "train", UID_A))
+    d.start()
+    assert unprepare(d, ("team-a", "train", UID_A)).claims[UID_A].error == ""
+    assert not (d.cdi_dir / f"k8s.gpu.tessera.io-claim_{UID_A}.json").exists()
+    assert UID_A not in json.loads(d.checkpoint.path.read_text())["claims"]
+    assert unprepare(d, ("team-a", "train", UID_A)).claims[UID_A].error == ""
+
+
+def test_two_requests_get_a_grant_each(driver):
+    d = driver({("team-a", "pair"): claim("pair", UID_A, [("left", "gpu-4"), ("right", "gpu-5")])})
+    answer = prepare(d, ("team-a", "pair", UID_A)).claims[UID_A]
+    assert {(tuple(x.request_names), x.device_name) for x in answer.devices} == {(("left",), "gpu-4"),
+                                                                                 (("right",), "gpu-5")}
+    grants = set()
+    for edits in edits_of(d, UID_A).values():
+        env = dict(item.split("=", 1) for item in edits["env"])
+        grants |= {k for k in env if k.startswith("TESSERA_GRANT_")}
+    assert len(grants) == 2
+
+
+def test_each_claim_fails_on_its_own_with_a_reason(driver):
+    d = driver({
+        ("team-a", "good"): claim("good", UID_A, [("gpu", "gpu-4")]),
+        ("team-a", "elsewhere"): claim("elsewhere", "u-2", [("gpu", "gpu-4")], pool="gpu-node-8"),
+        ("team-a", "pending"): claim("pending", "u-3", [], allocated=False),
+        ("team-a", "unknown"): claim("unknown", "u-4", [("gpu", "gpu-9")]),
+        ("team-a", "replaced"): claim("replaced", "u-new", [("gpu", "gpu-4")]),
+    })
+    answers = prepare(d, ("team-a", "good", UID_A), ("team-a", "elsewhere", "u-2"), ("team-a", "pending", "u-3"),
+                      ("team-a", "unknown", "u-4"), ("team-a", "replaced", "u-old"), ("team-a", "gone", "u-6")).claims
+    assert answers[UID_A].error == "" and len(answers[UID_A].devices) == 1
+    assert "not this node's ('gpu-node-7')" in answers["u-2"].error
+    assert "is not allocated" in answers["u-3"].error
+    assert "'gpu-9' is not one this node publishes (gpu-4, gpu-5)" in answers["u-4"].error
+    assert "deleted and made again" in answers["u-old"].error
+    assert "does not exist" in answers["u-6"].error
+    assert not list(d.cdi_dir.glob("*u-*"))

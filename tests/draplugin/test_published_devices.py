@@ -1,0 +1,54 @@
+"""What the driver publishes: device names and attributes a CEL selector can use, and never a GPU the
+device plugin's inventory lists."""
+
+from __future__ import annotations
+
+import pytest
+
+from draharness import GPUS, NODE
+from draplugin.devices import attributes, device_entry, select_gpus, semantic_version
+from draplugin.slices import device_plugin_gpus, same_content, wanted_slice
+from tessera import ANNOTATION_INVENTORY
+from tessera.inventory import GpuInventory, NodeInventory
+
+
+@pytest.mark.parametrize("text, version", [("550.54.15", "550.54.15"), ("535.104.05", "535.104.5"),
+                                           ("12.4", "12.4.0"), ("r550", None), ("", None), ("1.2.3.4", None)])
+def test_driver_versions_become_semantic_versions_or_nothing(text, version):
+    assert semantic_version(text) == version
+
+
+def test_a_gpu_s_attributes_say_what_nvml_read_and_leave_out_what_it_did_not():
+    attrs = attributes(GPUS[1], "535.104.05")
+    assert attrs["uuid"] == {"string": GPUS[1].uuid} and attrs["index"] == {"int": 5}
+    assert attrs["minor"] == {"int": 2} and attrs["cudaComputeCapability"] == {"version": "8.0.0"}
+    assert attrs["driverVersion"] == {"version": "535.104.5"} and attrs["migEnabled"] == {"bool": False}
+    assert "numaNode" not in attrs and "pciBusID" not in attrs   # the fixture's GPUs do not say
+    entry = device_entry(select_gpus(GPUS, [5])[0], "")
+    assert entry["name"] == "gpu-5" and entry["capacity"]["memory"] == {"value": "81920Mi"}
+    assert "driverVersion" not in entry["attributes"]
+
+
+def test_a_gpu_index_nvml_does_not_show_is_an_error_not_a_silence():
+    with pytest.raises(ValueError, match=r"names GPU indices \[7\], but NVML shows \[4, 5\]"):
+        select_gpus(GPUS, [5, 7])
+
+
+def test_gpus_the_device_plugin_lists_are_known_and_a_bad_inventory_lists_none():
+    listed = NodeInventory(NODE, (GpuInventory(4, GPUS[0].uuid, "A100-SXM4-80GB", 81920, 108, "exclusive"),))
+    node = {"metadata": {"name": NODE, "uid": "n-1", "annotations": {ANNOTATION_INVENTORY: listed.to_json()}}}
+    assert device_plugin_gpus(node) == {GPUS[0].uuid}
+    node["metadata"]["annotations"][ANNOTATION_INVENTORY] = "{not json"
+    assert device_plugin_gpus(node) == set()
+    assert device_plugin_gpus({"metadata": {"name": NODE}}) == set()
+
+
+def test_the_slice_is_the_node_s_pool_and_content_compares_without_generation():
+    node = {"metadata": {"name": NODE, "uid": "n-1"}}
+    devices = [device_entry(g, "550.54.15") for g in select_gpus(GPUS, [4, 5])]
+    first = wanted_slice(node, "gpu.tessera.io", devices, 1)
+    assert first["spec"]["pool"] == {"name": NODE, "generation": 1, "resourceSliceCount": 1}
+    assert first["metadata"]["ownerReferences"][0] == {"apiVersion": "v1", "kind": "Node", "name": NODE,
+                                                       "uid": "n-1", "controller": True}
+    assert same_content(first, wanted_slice(node, "gpu.tessera.io", devices, 7))
+    assert not same_content(first, wanted_slice(node, "gpu.tessera.io", devices[:1], 1))

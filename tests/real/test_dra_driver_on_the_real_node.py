@@ -1,0 +1,219 @@
+"""Tessera's DRA driver (gpu.tessera.io) on the real node, beside its device plugin: the GPU of
+``draplugin.gpus`` published as a ResourceSlice, allocated to ResourceClaims by kube-scheduler's own
+DRA allocator (the default scheduler: these pods ask for no extended resource), prepared by the real
+kubelet through the driver, and started by containerd with the CDI spec the driver wrote, past
+tessera-hook, which verifies the grant the spec carries. What the container got is read back from
+inside it."""
+
+from __future__ import annotations
+
+import json
+
+import kubernetes
+
+from gpunode import (
+    DRA_GPUS, NODE, PROBE, expected_devices, host_pids_in, node_pod, parse_probe, probe_container, scrape,
+)
+from realcluster.draside import DRIVER
+from realtier import events_for, read_pod, wait_for
+from tessera import ANNOTATION_INVENTORY
+from tessera.fakenvml import load_description
+
+GROUP = "resource.k8s.io"
+
+
+def gpu_uuid(side, index: int) -> str:
+    return next(g.uuid for g in load_description(side.description).gpus if g.index == index)
+
+
+def claim_template(namespace: str, name: str = "one-gpu") -> dict:
+    """A ResourceClaimTemplate for one whole GPU of the driver's DeviceClass, as a user writes it."""
+    return {"apiVersion": f"{GROUP}/v1", "kind": "ResourceClaimTemplate",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"spec": {"devices": {"requests": [
+                {"name": "gpu", "exactly": {"deviceClassName": "gpu.tessera.io"}}]}}}}
+
+
+def claim_pod(name: str, namespace: str, command: str, *, template: str = "one-gpu",
+              env: dict[str, str] | None = None) -> dict:
+    """A pod for the real node whose one container uses a claim made from ``template`` (or, with
+    ``template=""``, no claim at all)."""
+    container = probe_container("main", {}, env=env, command=command)
+    del container["resources"]["limits"]
+    pod = node_pod(name, namespace, [container])
+    if template:
+        pod["spec"]["resourceClaims"] = [{"name": "gpu", "resourceClaimTemplateName": template}]
+        container["resources"]["claims"] = [{"name": "gpu"}]
+    return pod
+
+
+def wait_phase(cluster, namespace: str, name: str, phases: tuple[str, ...]) -> dict:
+    core = cluster.core_v1()
+    try:
+        return wait_for(lambda: (p := read_pod(core, namespace, name)) and p["status"].get("phase") in phases and p,
+                        f"pod {namespace}/{name} in {phases}", timeout_s=180)
+    except TimeoutError as exc:
+        current = read_pod(core, namespace, name)
+        raise TimeoutError(f"{exc}: status {json.dumps((current or {}).get('status'))}; "
+                           f"events {events_for(core, namespace, name)}") from None
+
+
+def running_with_probe(cluster, namespace: str, name: str):
+    """The pod once Running and its probe's output printed: (pod, parsed probe)."""
+    pod = wait_phase(cluster, namespace, name, ("Running",))
+
+    def printed():   # the probe's four parts, up to its uid line (a command may print more after it)
+        text = cluster.kubectl("logs", "-n", namespace, name, check=False).stdout
+        *head, tail = text.split("---\n")
+        uid = tail.splitlines()[0] if len(head) == 3 and tail.strip() else ""
+        return uid.strip().isdigit() and "---\n".join([*head, uid + "\n"])
+    return pod, parse_probe(wait_for(printed, f"the probe of {namespace}/{name} printed", timeout_s=60))
+
+
+def pod_claim(cluster, pod: dict) -> dict:
+    """The ResourceClaim kube-scheduler allocated for the pod's one claim."""
+    (status,) = pod["status"]["resourceClaimStatuses"]
+    objects = kubernetes.client.CustomObjectsApi(cluster.client())
+    return objects.get_namespaced_custom_object(GROUP, "v1", pod["metadata"]["namespace"], "resourceclaims",
+                                                status["resourceClaimName"])
+
+
+def node_slices(cluster) -> list[dict]:
+    objects = kubernetes.client.CustomObjectsApi(cluster.client())
+    return objects.list_cluster_custom_object(GROUP, "v1", "resourceslices",
+                                              field_selector=f"spec.nodeName={NODE},spec.driver={DRIVER}")["items"]
+
+
+def test_the_driver_publishes_only_its_gpus_and_the_device_plugin_leaves_them_out(dra_node, real_cluster):
+    side = dra_node.side
+    (published,) = node_slices(real_cluster)
+    devices = {d["name"]: d for d in published["spec"]["devices"]}
+    assert set(devices) == {f"gpu-{i}" for i in DRA_GPUS}
+    attrs = devices[f"gpu-{DRA_GPUS[0]}"]["attributes"]
+    assert attrs["uuid"]["string"] == gpu_uuid(side, DRA_GPUS[0])
+    assert attrs["productName"]["string"].startswith("NVIDIA A100")
+    assert published["spec"]["pool"]["name"] == NODE
+    assert published["metadata"]["ownerReferences"][0]["kind"] == "Node"
+    node = real_cluster.core_v1().read_node(NODE)
+    inventory = json.loads(node.metadata.annotations[ANNOTATION_INVENTORY])
+    listed = {g["uuid"] for g in inventory["gpus"]}
+    assert gpu_uuid(side, DRA_GPUS[0]) not in listed and len(listed) == 5
+
+
+def test_a_claimed_gpu_reaches_the_container_through_cdi_and_is_unprepared_after(dra_node, real_cluster, namespace):
+    side = dra_node.side
+    real_cluster.apply([claim_template(namespace), claim_pod("trainer", namespace, PROBE + "; sleep 3600")])
+    pod, probe = running_with_probe(real_cluster, namespace, "trainer")
+    claim = pod_claim(real_cluster, pod)
+    (result,) = claim["status"]["allocation"]["devices"]["results"]
+    assert (result["driver"], result["pool"], result["device"]) == (DRIVER, NODE, f"gpu-{DRA_GPUS[0]}")
+    uuid = gpu_uuid(side, DRA_GPUS[0])
+    assert probe.devices == expected_devices(side.description, [uuid])
+    assert probe.env["NVIDIA_VISIBLE_DEVICES"] == probe.env["CUDA_VISIBLE_DEVICES"] == uuid
+    # The hook verified the grant the CDI spec carried and bound it to this pod.
+    bindings = side.state_dir / "bindings"
+    assert pod["metadata"]["uid"] in {f.read_text() for f in bindings.iterdir() if not f.name.startswith(".")}
+    spec_file = dra_node.cdi_dir / f"k8s.gpu.tessera.io-claim_{claim['metadata']['uid']}.json"
+    assert spec_file.exists() and spec_file.stat().st_mode & 0o077 == 0
+    real_cluster.kubectl("delete", "pod", "-n", namespace, "trainer", "--wait=true", "--timeout=120s")
+    wait_for(lambda: not spec_file.exists(), "the claim's CDI spec removed at unprepare", timeout_s=120)
+    checkpoint = json.loads(dra_node.checkpoint.read_text())
+    assert claim["metadata"]["uid"] not in checkpoint["claims"]
+
+
+def test_a_second_claim_waits_until_the_only_gpu_is_released(dra_node, real_cluster, namespace):
+    real_cluster.apply([claim_template(namespace), claim_pod("first", namespace, PROBE + "; sleep 3600")])
+    running_with_probe(real_cluster, namespace, "first")
+    real_cluster.apply([claim_pod("second", namespace, PROBE + "; sleep 3600")])
+    core = real_cluster.core_v1()
+    refused = wait_for(lambda: [e for e in events_for(core, namespace, "second") if e["reason"] == "FailedScheduling"],
+                       "kube-scheduler's FailedScheduling for the second claim", timeout_s=120)
+    assert "cannot allocate all claims" in refused[-1]["message"], refused
+    assert read_pod(core, namespace, "second")["status"]["phase"] == "Pending"
+    real_cluster.kubectl("delete", "pod", "-n", namespace, "first", "--wait=true", "--timeout=120s")
+    _, probe = running_with_probe(real_cluster, namespace, "second")
+    assert probe.env["NVIDIA_VISIBLE_DEVICES"] == gpu_uuid(dra_node.side, DRA_GPUS[0])
+
+
+def test_restarts_of_the_driver_and_the_kubelet_keep_a_prepared_claim(dra_node, real_cluster, namespace):
+    """The driver restarted (its checkpoint), then the kubelet (which deletes the node's ResourceSlices at
+    start: the driver publishes again): the running pod keeps its container, and its claim is still
+    unprepared when it ends."""
+    real_cluster.apply([claim_template(namespace), claim_pod("holder", namespace, PROBE + "; sleep 3600")])
+    pod, _ = running_with_probe(real_cluster, namespace, "holder")
+    container_id = pod["status"]["containerStatuses"][0]["containerID"]
+    claim_uid = pod_claim(real_cluster, pod)["metadata"]["uid"]
+    spec_file = dra_node.cdi_dir / f"k8s.gpu.tessera.io-claim_{claim_uid}.json"
+    dra_node.restart()
+    assert claim_uid in json.loads(dra_node.checkpoint.read_text())["claims"]
+    before = node_slices(real_cluster)[0]["metadata"]["uid"]
+    dra_node.side.node.restart_kubelet()
+    wait_for(lambda: (s := node_slices(real_cluster)) and s[0]["metadata"]["uid"] != before and s,
+             "the driver's ResourceSlice published again after the kubelet deleted it", timeout_s=120)
+    core = real_cluster.core_v1()
+    after = read_pod(core, namespace, "holder")
+    status = after["status"]["containerStatuses"][0]
+    assert after["status"]["phase"] == "Running" and status["containerID"] == container_id
+    assert status["restartCount"] == 0 and spec_file.exists()
+    real_cluster.kubectl("delete", "pod", "-n", namespace, "holder", "--wait=true", "--timeout=120s")
+    wait_for(lambda: not spec_file.exists(), "the claim unprepared after both restarts", timeout_s=120)
+    assert claim_uid not in json.loads(dra_node.checkpoint.read_text())["claims"]
+
+
+def test_a_tenant_cannot_carry_a_dra_grant_into_another_pod(dra_node, real_cluster, namespace):
+    """A tenant reads the grant their claim's container was given (its environment) and writes it into a
+    second pod, with no claim, and into a third that has a claim of its own: the hook refuses both
+    (the grant's device nodes are not the second pod's; its nonce is bound to the first pod)."""
+    show = PROBE + "; env | grep ^TESSERA_GRANT_; sleep 3600"
+    real_cluster.apply([claim_template(namespace), claim_pod("owner", namespace, show)])
+    running_with_probe(real_cluster, namespace, "owner")
+    line = wait_for(lambda: [ln for ln in real_cluster.kubectl("logs", "-n", namespace, "owner").stdout.splitlines()
+                             if ln.startswith("TESSERA_GRANT_")], "the owner's grant printed", timeout_s=60)[0]
+    name, _, value = line.partition("=")
+    real_cluster.apply([claim_pod("thief", namespace, PROBE, template="", env={name: value})])
+    core = real_cluster.core_v1()
+
+    def refused(pod_name):
+        return wait_for(lambda: [e for e in events_for(core, namespace, pod_name)
+                                 if e["reason"] == "Failed" and "tessera-hook" in e["message"]],
+                        f"the hook's refusal of {pod_name}", timeout_s=120)[0]["message"]
+    assert "/dev/nvidia" in refused("thief")
+    real_cluster.kubectl("delete", "pod", "-n", namespace, "owner", "--wait=true", "--timeout=120s")
+    real_cluster.apply([claim_pod("reuser", namespace, PROBE, env={name: value})])
+    assert "is already bound to pod" in refused("reuser")
+
+
+def test_the_exporter_attributes_a_claim_s_gpu_and_its_process_to_the_pod(dra_node, real_cluster, namespace):
+    """The exporter, as deploy/ runs it, on a DRA pod: the GPU process and the device's series are the
+    pod's through the hook's record of the container (it verified the claim's grant at start), with no
+    device plugin involved."""
+    from realcluster.nodeside import start_exporter
+    from tessera.fakenvml.control import FaultInjector
+
+    side = dra_node.side
+    exporter, metrics = start_exporter(real_cluster, side)
+    injector = FaultInjector(side.description)
+    index, uuid = DRA_GPUS[0], gpu_uuid(side, DRA_GPUS[0])
+    try:
+        real_cluster.apply([claim_template(namespace),
+                            claim_pod("trainer", namespace, PROBE + "; sleep 3600 & wait")])
+        pod, _ = running_with_probe(real_cluster, namespace, "trainer")
+        container_id = pod["status"]["containerStatuses"][0]["containerID"].removeprefix("containerd://")
+        pid = wait_for(lambda: host_pids_in(container_id, "sleep"), "the trainer's sleep process")[0]
+        injector.set_processes(index, [(pid, 2048)])
+        who = {"pod": "trainer", "namespace": namespace, "container": "main"}
+
+        def attributed():
+            samples = scrape(metrics)
+            used = [v for n, labels, v in samples if n == "tessera_container_gpu_memory_used_bytes"
+                    and labels.items() >= who.items() and labels.get("UUID", uuid) == uuid]
+            device = [labels for n, labels, _ in samples if n == "DCGM_FI_DEV_FB_USED" and labels.get("UUID") == uuid
+                      and labels.get("pod")]
+            return used and any(used) and device and (used, device)
+
+        used, device = wait_for(attributed, "the exporter's series for the claim's GPU process", timeout_s=60)
+        assert used == [2048 * 2**20]
+        assert {k: device[0][k] for k in who} == who
+    finally:
+        injector.set_processes(index, [])
+        exporter.stop()
