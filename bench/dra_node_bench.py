@@ -35,7 +35,7 @@ import realcluster  # noqa: E402
 from realcluster.draside import start_dra_plugin  # noqa: E402
 from realcluster.node import node_prerequisites, start_node, stop_node  # noqa: E402
 from realcluster.nodeside import (  # noqa: E402
-    MIXED_NODE_ALLOCATABLE, MIXED_NODE_DRA_GPUS, MIXED_NODE_PLUGIN_CONFIG, install_node_side, log_events,
+    MIXED_NODE_ALLOCATABLE, MIXED_NODE_DRA_CONFIG, MIXED_NODE_PLUGIN_CONFIG, install_node_side, log_events,
     mixed_node_description, stop_node_side,
 )
 from simcluster.embedded import poll_until  # noqa: E402
@@ -115,7 +115,7 @@ def main() -> int:
         side = dra = None
         try:
             side = install_node_side(cluster, node, mixed_node_description(NODE), MIXED_NODE_PLUGIN_CONFIG,
-                                     dra_gpus=MIXED_NODE_DRA_GPUS)
+                                     dra_config=MIXED_NODE_DRA_CONFIG)
             core = cluster.core_v1()
             poll(lambda: all((core.read_node(NODE).status.allocatable or {}).get(k) == v
                              for k, v in MIXED_NODE_ALLOCATABLE.items()), 120, "allocatable whole", 0.2)

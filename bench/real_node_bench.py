@@ -42,7 +42,7 @@ sys.path.insert(0, str(REPO))
 import realcluster  # noqa: E402
 from realcluster.node import node_prerequisites, start_node, stop_node  # noqa: E402
 from realcluster.nodeside import (  # noqa: E402
-    MIXED_NODE_ALLOCATABLE, MIXED_NODE_DRA_GPUS, MIXED_NODE_PLUGIN_CONFIG, install_node_side, log_events,
+    MIXED_NODE_ALLOCATABLE, MIXED_NODE_DRA_CONFIG, MIXED_NODE_PLUGIN_CONFIG, install_node_side, log_events,
     mixed_node_description, stop_node_side,
 )
 from simcluster.embedded import poll_until  # noqa: E402
@@ -153,7 +153,7 @@ def main() -> int:
         side = None
         try:
             side = install_node_side(cluster, node, mixed_node_description(NODE), MIXED_NODE_PLUGIN_CONFIG,
-                                     dra_gpus=MIXED_NODE_DRA_GPUS)
+                                     dra_config=MIXED_NODE_DRA_CONFIG)
             core = cluster.core_v1()
             poll(lambda: allocatable_whole(core), 120, "allocatable whole", 0.2)
             admission = {kind: [admit_once(cluster, f"a{i}-{n}", limits) for n in range(args.pods)]

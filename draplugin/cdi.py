@@ -34,11 +34,17 @@ def claim_spec(claim_uid: str, devices: dict[str, dict]) -> dict:
             "devices": [{"name": f"{claim_uid}-{name}", "containerEdits": edits} for name, edits in devices.items()]}
 
 
-def container_edits(env: dict[str, str], device_nodes: list[tuple[str, str]]) -> dict:
-    """Edits that set ``env`` and give the device nodes ``(container path, host path)`` (containerd
-    reads their type and numbers from the host path)."""
-    return {"env": [f"{k}={v}" for k, v in env.items()],
-            "deviceNodes": [{"path": path, "hostPath": host, "permissions": "rw"} for path, host in device_nodes]}
+def container_edits(env: dict[str, str], device_nodes: list[tuple[str, str]],
+                    mounts: list[tuple[str, str]] = ()) -> dict:
+    """Edits that set ``env``, give the device nodes ``(container path, host path)`` (containerd reads
+    their type and numbers from the host path) and bind-mount ``mounts`` ``(host path, container path)``
+    read-write (an MPS client's pipe and shm folders)."""
+    edits = {"env": [f"{k}={v}" for k, v in env.items()],
+             "deviceNodes": [{"path": path, "hostPath": host, "permissions": "rw"} for path, host in device_nodes]}
+    if mounts:
+        edits["mounts"] = [{"hostPath": host, "containerPath": path, "type": "bind",
+                            "options": ["rbind", "rw", "nosuid", "nodev"]} for host, path in mounts]
+    return edits
 
 
 def write_spec(cdi_dir: str, claim_uid: str, spec: dict) -> Path:

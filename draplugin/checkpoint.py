@@ -27,6 +27,7 @@ class PreparedDevice:
     device: str
     cdi_ids: list[str]
     uuid: str
+    share_id: str | None = None   # an MPS GPU's share: the allocation's shareID
 
 
 @dataclass

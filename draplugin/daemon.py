@@ -52,7 +52,7 @@ class DraPluginDaemon:
             gpus = nvml.read_gpus()
             self.driver_version = nvml.driver_version()
         try:
-            selected = select_gpus(gpus, cfg.gpus)
+            selected = select_gpus(gpus, cfg.gpus, cfg.gpu_modes)
             key = node_grant_key(cfg.grant_key_path)
         except (ValueError, GrantError) as err:
             raise StartError(str(err)) from None
@@ -60,7 +60,8 @@ class DraPluginDaemon:
         checkpoint = Checkpoint(os.path.join(cfg.plugin_path, "checkpoint.json"))
         metrics.PREPARED.set_function(lambda: len(checkpoint.claims))
         metrics.PUBLISHED.set(len(self.gpus))
-        settings = PrepareSettings(cfg.driver_name, self.node, cfg.cdi_dir, cfg.device_root, key)
+        settings = PrepareSettings(cfg.driver_name, self.node, cfg.cdi_dir, cfg.device_root, key,
+                                   cfg.mps_pipe_directory, cfg.mps_shm_directory)
         service = DraService(settings, lambda: self.gpus, ClaimReader(self.client), checkpoint, metrics.observe)
         dra_socket = os.path.join(cfg.plugin_path, "dra.sock")
         self.registration = RegistrationService(cfg.driver_name, dra_socket)

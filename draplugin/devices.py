@@ -2,7 +2,14 @@
 
 A device is named ``gpu-<index>`` (a DNS label, as ResourceSlice device names must be). Its attributes
 are what a CEL selector in a DeviceClass or a claim can test (``device.attributes["gpu.tessera.io"]``):
-the same facts the device plugin writes in the node's inventory.
+the same facts the device plugin writes in the node's inventory, and its ``mode``.
+
+An ``exclusive`` GPU goes to one claim whole. An ``mps`` GPU is shared (``allowMultipleAllocations``)
+as consumable capacity: ``cores`` (percent of its SMs, 1..100 in steps of 1, as ``nvidia.com/mps-core``)
+and ``memory`` (whole GiB, 1 GiB up to the card's, as ``nvidia.com/mps-memory``). kube-scheduler adds
+up what the claims on the GPU consume and never lets it pass the GPU's 100 cores or its GiB. A request
+that names neither takes the whole GPU (both policies default to all of it), still through MPS; one
+that names only ``cores`` takes all the memory, so ask for both.
 """
 
 from __future__ import annotations
@@ -14,12 +21,22 @@ from tessera.gpu import GpuInfo
 DRIVER_NAME = "gpu.tessera.io"
 
 
+MODE_EXCLUSIVE, MODE_MPS = "exclusive", "mps"
+GIB_MIB = 1024
+
+
 @dataclass(frozen=True)
 class PublishedGpu:
-    """One whole GPU as a DRA device."""
+    """One GPU as a DRA device, in its mode."""
 
     name: str
     gpu: GpuInfo
+    mode: str = MODE_EXCLUSIVE
+
+    @property
+    def memory_gib(self) -> int:
+        """Whole GiB of the GPU's memory: what an MPS GPU offers as ``memory``."""
+        return self.gpu.memory_total_mib // GIB_MIB
 
     @property
     def device_node(self) -> str:
@@ -34,14 +51,20 @@ def device_name(gpu: GpuInfo) -> str:
     return f"gpu-{gpu.index}"
 
 
-def select_gpus(gpus: list[GpuInfo], indices: list[int]) -> list[PublishedGpu]:
-    """The GPUs at ``indices`` (the config's ``draplugin.gpus``); ValueError naming an index NVML does not
-    show, so a typo is not a GPU silently left unpublished."""
+def select_gpus(gpus: list[GpuInfo], indices: list[int], modes: dict[int, str] | None = None) -> list[PublishedGpu]:
+    """The GPUs at ``indices`` (the config's ``draplugin.gpus``) in their ``modes`` (``draplugin.gpu_modes``);
+    ValueError naming an index NVML does not show, or a mode given for a GPU not in ``indices``, so a typo
+    is not a GPU silently left unpublished or served in the wrong mode."""
+    modes = modes or {}
     by_index = {g.index: g for g in gpus}
     missing = sorted(set(indices) - set(by_index))
     if missing:
         raise ValueError(f"draplugin.gpus names GPU indices {missing}, but NVML shows {sorted(by_index)}")
-    return [PublishedGpu(device_name(by_index[i]), by_index[i]) for i in sorted(set(indices))]
+    stray = sorted(set(modes) - set(indices))
+    if stray:
+        raise ValueError(f"draplugin.gpu_modes gives modes for GPU indices {stray}, which draplugin.gpus does not list")
+    return [PublishedGpu(device_name(by_index[i]), by_index[i], modes.get(i, MODE_EXCLUSIVE))
+            for i in sorted(set(indices))]
 
 
 def semantic_version(text: str) -> str | None:
@@ -80,14 +103,29 @@ def attributes(gpu: GpuInfo, driver_version: str) -> dict[str, dict]:
 
 
 def capacity(gpu: GpuInfo) -> dict[str, dict]:
-    """The GPU's capacity: its memory and streaming multiprocessors."""
+    """An exclusive GPU's capacity: its memory and streaming multiprocessors."""
     caps = {"memory": {"value": f"{gpu.memory_total_mib}Mi"}}
     if gpu.sm_count:
         caps["multiprocessors"] = {"value": str(gpu.sm_count)}
     return caps
 
 
+def mps_capacity(published: PublishedGpu) -> dict[str, dict]:
+    """An MPS GPU's consumable capacity: ``cores`` 1..100 and ``memory`` in whole GiB, all by default."""
+    gib = published.memory_gib
+    return {
+        "cores": {"value": "100", "requestPolicy": {
+            "default": "100", "validRange": {"min": "1", "max": "100", "step": "1"}}},
+        "memory": {"value": f"{gib}Gi", "requestPolicy": {
+            "default": f"{gib}Gi", "validRange": {"min": "1Gi", "max": f"{gib}Gi", "step": "1Gi"}}},
+    }
+
+
 def device_entry(published: PublishedGpu, driver_version: str) -> dict:
     """The ResourceSlice ``spec.devices[]`` entry of one GPU."""
-    return {"name": published.name, "attributes": attributes(published.gpu, driver_version),
-            "capacity": capacity(published.gpu)}
+    attrs = attributes(published.gpu, driver_version)
+    attrs["mode"] = {"string": published.mode}
+    if published.mode == MODE_MPS:
+        return {"name": published.name, "attributes": attrs, "allowMultipleAllocations": True,
+                "capacity": mps_capacity(published)}
+    return {"name": published.name, "attributes": attrs, "capacity": capacity(published.gpu)}

@@ -1,10 +1,16 @@
 """NodePrepareResources and NodeUnprepareResources: the kubelet's two calls, answered per claim.
 
 Prepare reads the ResourceClaim from the API server (the request names only namespace, name and UID),
-takes the results of its allocation that name this driver, and for each request signs one grant
-(resource ``nvidia.com/gpu``: the GPUs of that request, their device nodes and the control nodes) and
-writes the claim's CDI spec: per device its node, and the request's NVIDIA variables and grant. The
-kubelet passes the returned CDI IDs to containerd, the hook verifies the grant at container start.
+takes the results of its allocation that name this driver, and for each request signs its grants and
+writes the claim's CDI spec: per device its node, and the request's variables and grants. The kubelet
+passes the returned CDI IDs to containerd, the hook verifies the grants at container start.
+
+- Exclusive GPUs: one grant of ``nvidia.com/gpu`` over the request's GPUs, their device nodes and the
+  control nodes, as the device plugin's.
+- An MPS GPU: the share kube-scheduler consumed from it (the result's ``consumedCapacity``: ``cores``
+  and ``memory``) as the device plugin's pair of grants, ``nvidia.com/mps-core`` (with the pipe folder)
+  and ``nvidia.com/mps-memory``, their ``CUDA_MPS_*`` variables, and the MPS daemon's pipe and shm
+  folders mounted (shm as ``/dev/shm``). One MPS GPU per request.
 
 Both calls are idempotent, as the kubelet retries them: a claim prepared before (the checkpoint says
 so and its CDI spec is there) gets the same answer; unpreparing a claim this driver does not know is a
@@ -22,11 +28,12 @@ import kubernetes
 
 from draplugin import cdi
 from draplugin.checkpoint import Checkpoint, PreparedClaim, PreparedDevice
-from draplugin.devices import PublishedGpu
-from tessera import RESOURCE_GPU
-from tessera.grant import env_entry, grant_env, new_grant
+from draplugin.devices import MODE_MPS, PublishedGpu
+from tessera import RESOURCE_GPU, RESOURCE_MPS_CORE, RESOURCE_MPS_MEMORY
+from tessera.grant import container_env, env_entry, new_grant
 from tessera.kubeletapi import dra_grpc, dra_pb2
 from tessera.log import get_logger
+from tessera.quantity import QuantityError, parse_quantity
 
 log = get_logger("draplugin")
 CONTROL_NODES = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools")
@@ -46,6 +53,27 @@ class PrepareSettings:
     cdi_dir: str
     device_root: str          # where the device nodes are on the host ("/" on a real node)
     grant_key: bytes
+    mps_pipe_directory: str = "/run/tessera/mps/pipe"
+    mps_shm_directory: str = "/run/tessera/mps/shm"
+
+
+CONTAINER_SHM = "/dev/shm"
+
+
+def mps_share(result: dict, where: str) -> tuple[int, int]:
+    """(cores, GiB) an MPS result consumed; PrepareError when the allocation does not say, or says
+    something an MPS share cannot be."""
+    consumed = result.get("consumedCapacity") or {}
+    try:
+        cores, memory = parse_quantity(consumed["cores"]), parse_quantity(consumed["memory"]) / 2**30
+    except (KeyError, QuantityError) as err:
+        raise PrepareError(f"{where}: the allocation of MPS device {result.get('device')} records no usable "
+                           f"consumedCapacity ({err}); kube-scheduler needs DRAConsumableCapacity (beta, on by "
+                           "default since 1.34)") from None
+    if cores.denominator != 1 or not 1 <= cores <= 100 or memory.denominator != 1 or memory < 1:
+        raise PrepareError(f"{where}: MPS device {result.get('device')} consumed {consumed}: an MPS share is "
+                           "1..100 cores and whole GiB of memory")
+    return int(cores), int(memory)
 
 
 def host_path(device_root: str, path: str) -> str:
@@ -121,8 +149,10 @@ class DraService(dra_grpc.DRAPluginServicer):
                 self.observe("prepare", "error", time.monotonic() - started)
                 continue
             for device in prepared.devices:
-                answer.devices.add(request_names=device.request_names, pool_name=device.pool,
-                                   device_name=device.device, cdi_device_ids=device.cdi_ids)
+                entry = answer.devices.add(request_names=device.request_names, pool_name=device.pool,
+                                           device_name=device.device, cdi_device_ids=device.cdi_ids)
+                if device.share_id:
+                    entry.share_id = device.share_id
             self.observe("prepare", "ok", time.monotonic() - started)
         return response
 
@@ -169,15 +199,26 @@ class DraService(dra_grpc.DRAPluginServicer):
             gpus = [gpu for _, gpu in entries]
             paths = list(dict.fromkeys([g.device_node for g in gpus] + list(CONTROL_NODES)))
             uuids = [g.gpu.uuid for g in gpus]
-            grant = new_grant(RESOURCE_GPU, self.settings.node, uuids, uuids, paths)
-            env = dict(grant_env(grant))
-            env.update([env_entry(grant, self.settings.grant_key)])
+            mounts: list[tuple[str, str]] = []
+            if any(g.mode == MODE_MPS for g in gpus):
+                if len(entries) != 1:
+                    raise PrepareError(f"ResourceClaim {namespace}/{name}: request {request_name!r} was allocated "
+                                       f"{len(entries)} devices with MPS among them; an MPS request takes one GPU")
+                cores, gib = mps_share(entries[0][0], f"ResourceClaim {namespace}/{name}")
+                pipe = self.settings.mps_pipe_directory
+                grants = [new_grant(RESOURCE_MPS_CORE, self.settings.node, uuids, uuids, paths, core=cores, pipe=pipe),
+                          new_grant(RESOURCE_MPS_MEMORY, self.settings.node, uuids, uuids, paths, mem_gib=gib)]
+                mounts = [(pipe, pipe), (self.settings.mps_shm_directory, CONTAINER_SHM)]
+            else:
+                grants = [new_grant(RESOURCE_GPU, self.settings.node, uuids, uuids, paths)]
+            env = container_env(grants)
+            env.update(env_entry(grant, self.settings.grant_key) for grant in grants)
             for result, gpu in entries:
                 nodes = [(p, host_path(self.settings.device_root, p)) for p in [gpu.device_node, *CONTROL_NODES]]
-                edits[gpu.name] = cdi.container_edits(env, nodes)
+                edits[gpu.name] = cdi.container_edits(env, nodes, mounts)
                 prepared.devices.append(PreparedDevice(
                     request_names=[request_name], pool=result["pool"], device=gpu.name,
-                    cdi_ids=[cdi.device_id(uid, gpu.name)], uuid=gpu.gpu.uuid))
+                    cdi_ids=[cdi.device_id(uid, gpu.name)], uuid=gpu.gpu.uuid, share_id=result.get("shareID")))
         with self.checkpoint.lock:
             cdi.write_spec(self.settings.cdi_dir, uid, cdi.claim_spec(uid, edits))
             self.checkpoint.claims[uid] = prepared

@@ -27,6 +27,7 @@ from tessera.backoff import Backoff
 from tessera.inventory import InventoryError, NodeInventory
 from tessera.kube import watch_events
 from tessera.log import get_logger
+from tessera.quantity import QuantityError, parse_quantity
 
 log = get_logger("draplugin")
 
@@ -62,11 +63,47 @@ def wanted_slice(node: dict, driver: str, devices: list[dict], generation: int) 
     }
 
 
+def _amounts(value):
+    """``value`` with every quantity string read as its amount: the API server stores quantities in its
+    canonical form ("81920Mi" comes back as "80Gi"), which must not read as a change."""
+    if isinstance(value, dict):
+        return {k: _amounts(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_amounts(v) for v in value]
+    if isinstance(value, str):
+        try:
+            return parse_quantity(value)
+        except QuantityError:
+            return value
+    return value
+
+
+def _same(key: str, a, b) -> bool:
+    return _amounts(a) == _amounts(b) if key == "capacity" else a == b
+
+
+def differences(held: dict, wanted: dict) -> list[str]:
+    """Where the slice the API server ``held`` differs from the ``wanted`` one (its generation aside):
+    ``spec.driver``, ``spec.devices[gpu-5].capacity``, ... (empty: the same)."""
+    h, w = held.get("spec") or {}, wanted["spec"]
+    found = [f"spec.{key}" for key in ("driver", "nodeName") if h.get(key) != w[key]]
+    if (h.get("pool") or {}).get("name") != w["pool"]["name"]:
+        found.append("spec.pool.name")
+    held_devices = {d.get("name"): d for d in h.get("devices") or []}
+    wanted_devices = {d["name"]: d for d in w["devices"]}
+    for name in sorted(set(held_devices) | set(wanted_devices)):
+        a, b = held_devices.get(name), wanted_devices.get(name)
+        if a is None or b is None:
+            found.append(f"spec.devices[{name}]")
+            continue
+        found.extend(f"spec.devices[{name}].{key}" for key in sorted(set(a) | set(b))
+                     if not _same(key, a.get(key), b.get(key)))
+    return found
+
+
 def same_content(held: dict, wanted: dict) -> bool:
     """Whether the slice the API server ``held`` publishes the ``wanted`` devices on the same node."""
-    h, w = held.get("spec") or {}, wanted["spec"]
-    return (h.get("driver") == w["driver"] and h.get("nodeName") == w["nodeName"]
-            and (h.get("pool") or {}).get("name") == w["pool"]["name"] and h.get("devices") == w["devices"])
+    return not differences(held, wanted)
 
 
 class SlicePublisher:
@@ -131,7 +168,7 @@ class SlicePublisher:
             self.objects.replace_cluster_custom_object(GROUP, VERSION, PLURAL, name, wanted,
                                                        _request_timeout=TIMEOUT_S)
             log.info("resource_slice_updated", slice=name, devices=len(wanted["spec"]["devices"]),
-                     generation=generation + 1)
+                     generation=generation + 1, differed=differences(mine, wanted)[:8])
         self.published.set()
         return listed["metadata"]["resourceVersion"]
 

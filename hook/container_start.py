@@ -2,8 +2,9 @@
 
 At ``createRuntime`` (or ``prestart``), in this order, so that a refused container changes nothing:
 
-1. No ``tessera.io/grant.*`` annotation: the container starts unless its spec would reach a GPU
-   device node (namespaces in ``exempt_namespaces`` excepted); nothing is written.
+1. No ``tessera.io/grant.*`` annotation and no ``TESSERA_GRANT_*`` variable (the DRA driver's grants,
+   set by its CDI spec): the container starts unless its spec would reach a GPU device node
+   (namespaces in ``exempt_namespaces`` excepted); nothing is written.
 2. A grant: the pod's UID must be known (from the configured runtime's keys), every grant must
    verify with the node key, MPS grants need the MPS user, the environment must say exactly what
    the grants say, and the spec may reach only the granted device nodes (a privileged container

@@ -60,6 +60,7 @@ def start_dra_plugin(cluster, side: NodeSide) -> DraSide:
         "--plugins-registry-path": str(node.plugins_registry), "--plugin-path": str(plugin_dir),
         "--cdi-dir": str(node.cdi_dir), "--device-root": str(node.root),
         "--grant-key-path": str(side.grant_key), "--listen": f"127.0.0.1:{port}",
+        "--mps-pipe-directory": str(side.mps_root / "pipe"), "--mps-shm-directory": str(side.mps_root / "shm"),
         "--kubeconfig": str(cluster.service_account_kubeconfig(NAMESPACE, SERVICE_ACCOUNT)),
         "--node-name": node.name, "--config": str(node.root / "tessera.yaml")})
     plugin = Component(f"dra-plugin-{node.name}", [

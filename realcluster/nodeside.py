@@ -55,14 +55,17 @@ GPU_NODE_LABEL = "tessera.io/gpu-node"
 # bench/real_node_bench.py run on it.
 def mixed_node_description(name: str) -> dict:
     """The fake-NVML description of the mixed node called ``name``."""
-    return {"node": name, "minor_numbers": [3, 0, 2, 1, 4, 6], "gpus": [
+    return {"node": name, "minor_numbers": [3, 0, 2, 1, 4, 6, 5], "gpus": [
         {"model": "A100-SXM4-80GB", "count": 4},
         {"model": "A100-SXM4-80GB", "count": 1, "mig": ["3g.40gb", "2g.20gb", "1g.10gb", "1g.10gb"]},
-        {"model": "A100-SXM4-80GB", "count": 1}]}
+        {"model": "A100-SXM4-80GB", "count": 2}]}
 
 
 MIXED_NODE_PLUGIN_CONFIG = {"gpu_modes": {2: "mps", 3: "timeslice", 4: "mig"}}
-MIXED_NODE_DRA_GPUS = [5]   # served by the DRA driver (draplugin.gpus): the device plugin leaves it out
+# The DRA driver's (the config's draplugin section): GPU 5 whole, GPU 6 shared through MPS; the device
+# plugin leaves both out.
+MIXED_NODE_DRA_CONFIG = {"gpus": [5, 6], "gpu_modes": {6: "mps"}}
+MIXED_NODE_DRA_GPUS = MIXED_NODE_DRA_CONFIG["gpus"]
 MIXED_NODE_ALLOCATABLE = {
     "nvidia.com/gpu": "2", "nvidia.com/mps-core": "100", "nvidia.com/mps-memory": "80", "nvidia.com/gpu.shared": "4",
     "nvidia.com/mig-3g.40gb": "1", "nvidia.com/mig-2g.20gb": "1", "nvidia.com/mig-1g.10gb": "2"}
@@ -198,10 +201,10 @@ def _start_mps_daemon(node: RealNode, folders: dict[str, Path], user: int, logs:
 
 
 def install_node_side(cluster, node: RealNode, description: dict, config: dict | None = None,
-                      dra_gpus: list[int] | None = None) -> NodeSide:
+                      dra_config: dict | None = None) -> NodeSide:
     """Install Tessera's node side on ``node`` (GPUs from the fake-NVML ``description``; ``config``: a
-    Tessera config file's ``deviceplugin`` section, given with ``--config``; ``dra_gpus``: its
-    ``draplugin.gpus``, the GPUs the device plugin leaves to the DRA driver) and wait until the node
+    Tessera config file's ``deviceplugin`` section, given with ``--config``; ``dra_config``: its
+    ``draplugin`` section, whose GPUs the device plugin leaves to the DRA driver) and wait until the node
     advertises its Tessera resources."""
     logs = cluster.workdir / "logs"
     # The MPS user must reach its folders under the cluster's (root-only) working folder.
@@ -222,8 +225,8 @@ def install_node_side(cluster, node: RealNode, description: dict, config: dict |
     port = free_port()
     config_path = node.root / "tessera.yaml"   # NodeSide.config
     config_doc = {"version": "v1", "deviceplugin": dict(config or {})}
-    if dra_gpus:
-        config_doc["draplugin"] = {"gpus": list(dra_gpus)}
+    if dra_config:
+        config_doc["draplugin"] = dict(dra_config)
     config_path.write_text(yaml.safe_dump(config_doc))
     overuse = _under(node.root, _flag(args, "--overuse-dir"))
     overuse.mkdir(parents=True, exist_ok=True)

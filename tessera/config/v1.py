@@ -32,6 +32,7 @@ DEFAULT_APPLICATION_XIDS = [13, 31, 43, 45, 68, 109]
 DEFAULT_FATAL_XIDS = [48, 63, 64, 79, 94, 95]
 RUNTIMES = ("containerd", "crio")
 DEVICE_LIST_STRATEGIES = ("device-nodes", "cdi")
+DRA_GPU_MODES = ("exclusive", "mps")   # the DRA driver's so far (MIG and time-slicing: issue 18's next steps)
 # Who may add, change or remove tessera.io/* annotations on a pod after its creation: deploy/'s ServiceAccounts.
 DEFAULT_LEDGER_WRITERS = [service_account_username(NAMESPACE, SERVICE_ACCOUNT_DEVICE_PLUGIN),
                           service_account_username(NAMESPACE, SERVICE_ACCOUNT_EXTENDER)]
@@ -116,6 +117,13 @@ class DevicePluginConfig(HttpPortConfig):
 class DraPluginConfig(HttpPortConfig):
     gpus: list[int] = setting([], "GPU indices the DRA driver publishes; the device plugin leaves them out, so no "
                                   "GPU is served both ways (empty: the driver publishes nothing)")
+    gpu_modes: dict[int, str] = setting({}, "mode per GPU index of draplugin.gpus: exclusive (one claim takes the "
+                                            "GPU) or mps (claims share it through MPS as consumable capacity: "
+                                            "cores and memory); unlisted GPUs are exclusive",
+                                        choices=DRA_GPU_MODES, flag=False)
+    mps_pipe_directory: str = setting("/run/tessera/mps/pipe", "MPS control daemon pipe directory on the host (the "
+                                                               "device plugin's daemon serves both)")
+    mps_shm_directory: str = setting("/run/tessera/mps/shm", "MPS shared-memory directory, mounted as /dev/shm")
     driver_name: str = setting("gpu.tessera.io", "the DRA driver's name: ResourceSlices' and DeviceClasses' "
                                                  "spec.driver, and its kubelet plugin folder's name")
     plugins_registry_path: str = setting("/var/lib/kubelet/plugins_registry",

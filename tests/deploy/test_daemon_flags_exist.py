@@ -197,3 +197,6 @@ def test_the_dra_driver_s_paths_are_mounted_and_its_key_and_config_are_the_devic
     config = {c["name"]: {e["name"]: e.get("value") for e in c["env"]}.get("TESSERA_CONFIG") for c in (dra, plugin)}
     assert config["dra-plugin"] and config["dra-plugin"] == config["device-plugin"], config
     assert mounted(dra, config["dra-plugin"]) and mounted(plugin, config["device-plugin"])
+    # MPS shares through DRA use the device plugin's MPS daemon.
+    for name in ("mps-pipe-directory", "mps-shm-directory"):
+        assert flag(dra["args"], name) == flag(plugin["args"], name)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from draharness import GPUS, KEY, NODE, claim
+from draharness import GPUS, KEY, NODE, PIPE, SHM, claim
 from tessera.grant import container_env, verify_env
 from tessera.kubeletapi import dra_pb2
 
@@ -98,7 +98,36 @@ def test_each_claim_fails_on_its_own_with_a_reason(driver):
     assert answers[UID_A].error == "" and len(answers[UID_A].devices) == 1
     assert "not this node's ('gpu-node-7')" in answers["u-2"].error
     assert "is not allocated" in answers["u-3"].error
-    assert "'gpu-9' is not one this node publishes (gpu-4, gpu-5)" in answers["u-4"].error
+    assert "'gpu-9' is not one this node publishes (gpu-4, gpu-5, gpu-6)" in answers["u-4"].error
     assert "deleted and made again" in answers["u-old"].error
     assert "does not exist" in answers["u-6"].error
     assert not list(d.cdi_dir.glob("*u-*"))
+
+
+def test_an_mps_share_comes_as_the_device_plugin_s_pair_of_grants_with_the_daemon_s_folders(driver):
+    d = driver({("team-a", "infer"): claim("infer", UID_A, [("share", "gpu-6")],
+                                           consumed={"cores": "30", "memory": "8Gi"})})
+    answer = prepare(d, ("team-a", "infer", UID_A)).claims[UID_A]
+    assert answer.error == ""
+    (device,) = answer.devices
+    assert device.device_name == "gpu-6" and device.share_id == "5ba7e0de-0000-4000-8000-000000000000"
+    edits = edits_of(d, UID_A)[f"{UID_A}-gpu-6"]
+    env = dict(item.split("=", 1) for item in edits["env"])
+    grants = [verify_env(k, v, KEY) for k, v in env.items() if k.startswith("TESSERA_GRANT_")]
+    assert sorted((g.resource, g.core, g.mem_gib) for g in grants) == [
+        ("nvidia.com/mps-core", 30, None), ("nvidia.com/mps-memory", None, 8)]
+    assert env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "30" and env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] == "0=8G"
+    assert env["CUDA_MPS_PIPE_DIRECTORY"] == PIPE and env["NVIDIA_VISIBLE_DEVICES"] == GPUS[2].uuid
+    assert {(m["hostPath"], m["containerPath"]) for m in edits["mounts"]} == {(PIPE, PIPE), (SHM, "/dev/shm")}
+    assert {n["path"] for n in edits["deviceNodes"]} >= {"/dev/nvidia0"}   # GPU 6's minor
+
+
+def test_an_mps_allocation_that_records_no_usable_share_is_refused(driver):
+    d = driver({("team-a", "old"): claim("old", "u-1", [("share", "gpu-6")]),
+                ("team-a", "odd"): claim("odd", "u-2", [("share", "gpu-6")], consumed={"cores": "150", "memory": "8Gi"}),
+                ("team-a", "half"): claim("half", "u-3", [("share", "gpu-6")],
+                                          consumed={"cores": "30", "memory": "1536Mi"})})
+    answers = prepare(d, ("team-a", "old", "u-1"), ("team-a", "odd", "u-2"), ("team-a", "half", "u-3")).claims
+    assert "records no usable consumedCapacity" in answers["u-1"].error
+    assert "an MPS share is 1..100 cores and whole GiB" in answers["u-2"].error
+    assert "an MPS share is 1..100 cores and whole GiB" in answers["u-3"].error

@@ -3,11 +3,13 @@ device plugin's inventory lists."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
-from draharness import GPUS, NODE
+from draharness import GPUS, MODES, NODE
 from draplugin.devices import attributes, device_entry, select_gpus, semantic_version
-from draplugin.slices import device_plugin_gpus, same_content, wanted_slice
+from draplugin.slices import device_plugin_gpus, differences, same_content, wanted_slice
 from tessera import ANNOTATION_INVENTORY
 from tessera.inventory import GpuInventory, NodeInventory
 
@@ -30,7 +32,7 @@ def test_a_gpu_s_attributes_say_what_nvml_read_and_leave_out_what_it_did_not():
 
 
 def test_a_gpu_index_nvml_does_not_show_is_an_error_not_a_silence():
-    with pytest.raises(ValueError, match=r"names GPU indices \[7\], but NVML shows \[4, 5\]"):
+    with pytest.raises(ValueError, match=r"names GPU indices \[7\], but NVML shows \[4, 5, 6\]"):
         select_gpus(GPUS, [5, 7])
 
 
@@ -52,3 +54,35 @@ def test_the_slice_is_the_node_s_pool_and_content_compares_without_generation():
                                                        "uid": "n-1", "controller": True}
     assert same_content(first, wanted_slice(node, "gpu.tessera.io", devices, 7))
     assert not same_content(first, wanted_slice(node, "gpu.tessera.io", devices[:1], 1))
+
+
+def test_an_mps_gpu_is_shared_capacity_that_refuses_what_mps_core_and_mps_memory_refuse():
+    (mps,) = select_gpus(GPUS, [6], {6: "mps"})
+    entry = device_entry(mps, "550.54.15")
+    assert entry["allowMultipleAllocations"] is True and entry["attributes"]["mode"] == {"string": "mps"}
+    assert entry["capacity"] == {
+        "cores": {"value": "100", "requestPolicy": {"default": "100",
+                                                    "validRange": {"min": "1", "max": "100", "step": "1"}}},
+        "memory": {"value": "40Gi", "requestPolicy": {"default": "40Gi",
+                                                      "validRange": {"min": "1Gi", "max": "40Gi", "step": "1Gi"}}}}
+    whole = device_entry(select_gpus(GPUS, [4])[0], "")
+    assert "allowMultipleAllocations" not in whole and whole["attributes"]["mode"] == {"string": "exclusive"}
+
+
+def test_a_mode_for_a_gpu_the_driver_does_not_publish_is_an_error():
+    with pytest.raises(ValueError, match=r"gives modes for GPU indices \[4\], which draplugin.gpus does not list"):
+        select_gpus(GPUS, [6], {4: "mps", 6: "mps"})
+
+
+def test_quantities_the_api_server_wrote_in_canonical_form_are_no_change():
+    """kube-apiserver stores 81920Mi as 80Gi: read back, the slice must not look changed, or the driver
+    would rewrite it on each of its own MODIFIED events (seen on the real tier before this was known)."""
+    node = {"metadata": {"name": NODE, "uid": "n-1"}}
+    wanted = wanted_slice(node, "gpu.tessera.io", [device_entry(g, "") for g in select_gpus(GPUS, [4, 6], MODES)], 1)
+    stored = copy.deepcopy(wanted)
+    stored["spec"]["devices"][0]["capacity"]["memory"]["value"] = "80Gi"
+    stored["spec"]["devices"][1]["capacity"]["memory"]["requestPolicy"]["validRange"]["max"] = "40960Mi"
+    assert differences(stored, wanted) == []
+    stored["spec"]["devices"][1]["capacity"]["cores"]["value"] = "99"
+    stored["spec"]["devices"][0]["attributes"]["minor"] = {"int": 7}
+    assert differences(stored, wanted) == ["spec.devices[gpu-4].attributes", "spec.devices[gpu-6].capacity"]

@@ -87,9 +87,9 @@ def gpu_node(real_cluster, real_node):
     """Tessera's node side installed on the real node as deploy/ installs it (realcluster.nodeside), its
     Tessera resources allocatable."""
     from realcluster.nodeside import install_node_side, stop_node_side
-    from gpunode import ALLOCATABLE, DESCRIPTION, DRA_GPUS, PLUGIN_CONFIG
+    from gpunode import ALLOCATABLE, DESCRIPTION, DRA_CONFIG, PLUGIN_CONFIG
 
-    side = install_node_side(real_cluster, real_node, DESCRIPTION, PLUGIN_CONFIG, dra_gpus=DRA_GPUS)
+    side = install_node_side(real_cluster, real_node, DESCRIPTION, PLUGIN_CONFIG, dra_config=DRA_CONFIG)
     core = real_cluster.core_v1()
 
     def advertised() -> bool:

@@ -1,7 +1,7 @@
 """The real node's fake GPUs, and what a container on it should see.
 
-The node is realcluster.nodeside's mixed node (six A100s: five in four modes through the device plugin,
-one through the DRA driver). A probe container
+The node is realcluster.nodeside's mixed node (seven A100s: five in four modes through the device plugin,
+two through the DRA driver, one whole and one shared through MPS). A probe container
 prints its GPU device nodes (path, major, minor), its NVIDIA/CUDA variables, its mounts and its uid;
 :func:`expected_devices` derives from the fake NVML's description which device nodes a grant of
 those UUIDs must give, independently of the device plugin.
@@ -18,7 +18,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from realcluster.nodeside import (
-    MIXED_NODE_ALLOCATABLE, MIXED_NODE_DRA_GPUS, MIXED_NODE_PLUGIN_CONFIG, mixed_node_description,
+    MIXED_NODE_ALLOCATABLE, MIXED_NODE_DRA_CONFIG, MIXED_NODE_PLUGIN_CONFIG, mixed_node_description,
 )
 from tessera import ANNOTATION_ALLOCATED
 from tessera.fakenvml import load_description
@@ -33,7 +33,8 @@ TOLERATION = {"key": TAINT["key"], "operator": "Equal", "value": TAINT["value"],
 IMAGE = "tessera.local/busybox:test"
 DESCRIPTION = mixed_node_description(NODE)
 PLUGIN_CONFIG = MIXED_NODE_PLUGIN_CONFIG
-DRA_GPUS = MIXED_NODE_DRA_GPUS
+DRA_CONFIG = MIXED_NODE_DRA_CONFIG
+DRA_GPUS = MIXED_NODE_DRA_CONFIG["gpus"]
 ALLOCATABLE = MIXED_NODE_ALLOCATABLE
 MPS_USER = 1000   # deploy/'s --mps-user
 PROBE = ("for d in $(find /dev -name 'nvidia*' -type c); do stat -c '%n %t %T' $d; done; echo ---; "

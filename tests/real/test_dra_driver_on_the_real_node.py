@@ -12,9 +12,10 @@ import json
 import kubernetes
 
 from gpunode import (
-    DRA_GPUS, NODE, PROBE, expected_devices, host_pids_in, node_pod, parse_probe, probe_container, scrape,
+    DRA_GPUS, MPS_USER, NODE, PROBE, expected_devices, host_pids_in, node_pod, parse_probe, probe_container, scrape,
 )
 from realcluster.draside import DRIVER
+from realcluster.nodeside import log_events
 from realtier import events_for, read_pod, wait_for
 from tessera import ANNOTATION_INVENTORY
 from tessera.fakenvml import load_description
@@ -34,13 +35,22 @@ def claim_template(namespace: str, name: str = "one-gpu") -> dict:
                 {"name": "gpu", "exactly": {"deviceClassName": "gpu.tessera.io"}}]}}}}
 
 
+def mps_template(namespace: str, name: str, cores: int, gib: int) -> dict:
+    """A ResourceClaimTemplate for an MPS share of ``cores`` % and ``gib`` GiB of one GPU."""
+    return {"apiVersion": f"{GROUP}/v1", "kind": "ResourceClaimTemplate",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"spec": {"devices": {"requests": [
+                {"name": "share", "exactly": {"deviceClassName": "mps.gpu.tessera.io", "capacity": {
+                    "requests": {"cores": str(cores), "memory": f"{gib}Gi"}}}}]}}}}
+
+
 def claim_pod(name: str, namespace: str, command: str, *, template: str = "one-gpu",
-              env: dict[str, str] | None = None) -> dict:
+              env: dict[str, str] | None = None, run_as: int | None = None) -> dict:
     """A pod for the real node whose one container uses a claim made from ``template`` (or, with
     ``template=""``, no claim at all)."""
     container = probe_container("main", {}, env=env, command=command)
     del container["resources"]["limits"]
-    pod = node_pod(name, namespace, [container])
+    pod = node_pod(name, namespace, [container], run_as=run_as)
     if template:
         pod["spec"]["resourceClaims"] = [{"name": "gpu", "resourceClaimTemplateName": template}]
         container["resources"]["claims"] = [{"name": "gpu"}]
@@ -94,6 +104,12 @@ def test_the_driver_publishes_only_its_gpus_and_the_device_plugin_leaves_them_ou
     assert attrs["productName"]["string"].startswith("NVIDIA A100")
     assert published["spec"]["pool"]["name"] == NODE
     assert published["metadata"]["ownerReferences"][0]["kind"] == "Node"
+    # Written once: what the API server stores reads as what the driver wants (no rewrite loop on its
+    # own MODIFIED events, which a normalised field would start).
+    writes = [e for e in log_events(dra_node.plugin.log_path)
+              if e.get("event") in ("resource_slice_published", "resource_slice_updated")]
+    assert [e["event"] for e in writes] == ["resource_slice_published"], json.dumps(writes[1:3])
+    assert published["spec"]["pool"]["generation"] == 1
     node = real_cluster.core_v1().read_node(NODE)
     inventory = json.loads(node.metadata.annotations[ANNOTATION_INVENTORY])
     listed = {g["uuid"] for g in inventory["gpus"]}
@@ -217,3 +233,45 @@ def test_the_exporter_attributes_a_claim_s_gpu_and_its_process_to_the_pod(dra_no
     finally:
         injector.set_processes(index, [])
         exporter.stop()
+
+
+def test_two_mps_claims_share_one_gpu_s_capacity_and_a_third_waits_for_it(dra_node, real_cluster, namespace):
+    """Consumable capacity: kube-scheduler adds up what the claims on the MPS GPU consume (cores 30 + 50
+    of 100), keeps a third (40) pending until one ends, and each container gets exactly its share."""
+    side = dra_node.side
+    uuid = gpu_uuid(side, DRA_GPUS[1])
+    real_cluster.apply([mps_template(namespace, "small", 30, 8), mps_template(namespace, "large", 50, 16),
+                        mps_template(namespace, "third", 40, 8)])
+    hold = PROBE + "; sleep 3600"
+    real_cluster.apply([claim_pod("small", namespace, hold, template="small", run_as=MPS_USER),
+                        claim_pod("large", namespace, hold, template="large", run_as=MPS_USER)])
+    for name, cores, gib in (("small", 30, 8), ("large", 50, 16)):
+        pod, probe = running_with_probe(real_cluster, namespace, name)
+        (result,) = pod_claim(real_cluster, pod)["status"]["allocation"]["devices"]["results"]
+        assert (result["device"], result["consumedCapacity"]) == (f"gpu-{DRA_GPUS[1]}",
+                                                                  {"cores": str(cores), "memory": f"{gib}Gi"})
+        assert probe.devices == expected_devices(side.description, [uuid])
+        assert probe.env["NVIDIA_VISIBLE_DEVICES"] == probe.env["CUDA_VISIBLE_DEVICES"] == uuid
+        assert probe.env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == str(cores)
+        assert probe.env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] == f"0={gib}G"
+        pipe = side.mps_root / "pipe"
+        assert probe.env["CUDA_MPS_PIPE_DIRECTORY"] == str(pipe) and probe.mounts[str(pipe)] == str(pipe)
+        assert probe.mounts["/dev/shm"] == str(side.mps_root / "shm") and probe.uid == MPS_USER
+    real_cluster.apply([claim_pod("third", namespace, hold, template="third", run_as=MPS_USER)])
+    core = real_cluster.core_v1()
+    refused = wait_for(lambda: [e for e in events_for(core, namespace, "third") if e["reason"] == "FailedScheduling"],
+                       "kube-scheduler's FailedScheduling for the third share", timeout_s=120)
+    assert "cannot allocate all claims" in refused[-1]["message"], refused
+    real_cluster.kubectl("delete", "pod", "-n", namespace, "large", "--wait=true", "--timeout=120s")
+    _, probe = running_with_probe(real_cluster, namespace, "third")
+    assert probe.env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "40"
+
+
+def test_an_mps_share_s_container_must_run_as_the_mps_user(dra_node, real_cluster, namespace):
+    real_cluster.apply([mps_template(namespace, "small", 10, 1),
+                        claim_pod("root-client", namespace, PROBE, template="small")])
+    core = real_cluster.core_v1()
+    refused = wait_for(lambda: [e for e in events_for(core, namespace, "root-client")
+                                if e["reason"] == "Failed" and "tessera-hook" in e["message"]],
+                       "the hook's refusal of an MPS client running as root", timeout_s=120)
+    assert f"MPS clients must run as uid {MPS_USER}" in refused[0]["message"]
