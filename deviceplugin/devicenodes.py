@@ -15,9 +15,9 @@ On a node without the real device files (the fake node) the DeviceSpecs are retu
 from __future__ import annotations
 
 from deviceplugin.rm import Device, RequestError
+from tessera.hostdevices import CONTROL_NODES
 from tessera.migcaps import MIG_MINORS_PATH, capability_device
 
-CONTROL_NODES = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools")
 CDI_KIND = "nvidia.com/gpu"
 
 

@@ -10,14 +10,13 @@ directory, the thread percentage, the mounts and the core grant; memory's carrie
 
 from __future__ import annotations
 
-import os
-
 from dataclasses import dataclass
 
 from deviceplugin.devicenodes import cdi_names, device_paths
 from deviceplugin.rm import Request
 from tessera import RESOURCE_MPS_CORE, RESOURCE_MPS_MEMORY
 from tessera.grant import encode, grant_env, new_grant
+from tessera.hostdevices import host_device_path
 from tessera.kubeletapi import deviceplugin_pb2 as api
 
 MEMORY_ENV = "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"
@@ -64,8 +63,3 @@ def container_response(request: Request, settings: ResponseSettings,
             response.devices.add(container_path=path, host_path=host_device_path(settings.device_root, path),
                                  permissions="rw")
     return response
-
-
-def host_device_path(device_root: str, path: str) -> str:
-    """The host path of a device node: ``/dev/nvidia0`` under ``device_root`` (``/`` on a real node)."""
-    return path if device_root in ("", "/") else os.path.join(device_root, path.lstrip("/"))

@@ -10,9 +10,9 @@ spec watcher never reads half a file.
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
+
+from draplugin.privatefile import write_private_json
 
 CDI_VERSION = "0.6.0"
 CDI_KIND = "k8s.gpu.tessera.io/claim"
@@ -50,14 +50,7 @@ def container_edits(env: dict[str, str], device_nodes: list[tuple[str, str]],
 def write_spec(cdi_dir: str, claim_uid: str, spec: dict) -> Path:
     """Write the claim's spec (mode 0600: it holds the claim's grant, for root only) and return its path."""
     path = spec_path(cdi_dir, claim_uid)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(spec, out, indent=1, sort_keys=True)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
+    write_private_json(path, spec, indent=1, sort_keys=True)
     return path
 
 

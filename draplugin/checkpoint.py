@@ -10,10 +10,11 @@ unprepare after a restart still finds what to remove. Written whole and renamed,
 from __future__ import annotations
 
 import json
-import os
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from draplugin.privatefile import write_private_json
 
 CHECKPOINT_VERSION = 1
 
@@ -68,12 +69,5 @@ class Checkpoint:
 
     def save(self) -> None:
         """Write the claims (call with ``lock`` held)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         doc = {"version": CHECKPOINT_VERSION, "claims": {uid: asdict(c) for uid, c in sorted(self.claims.items())}}
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump(doc, out, indent=1)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, self.path)
+        write_private_json(self.path, doc, indent=1)

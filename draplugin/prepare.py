@@ -31,12 +31,12 @@ from draplugin.checkpoint import Checkpoint, PreparedClaim, PreparedDevice
 from draplugin.devices import MODE_MPS, PublishedGpu
 from tessera import RESOURCE_GPU, RESOURCE_MPS_CORE, RESOURCE_MPS_MEMORY
 from tessera.grant import container_env, env_entry, new_grant
+from tessera.hostdevices import CONTROL_NODES, host_device_path
 from tessera.kubeletapi import dra_grpc, dra_pb2
 from tessera.log import get_logger
 from tessera.quantity import QuantityError, parse_quantity
 
 log = get_logger("draplugin")
-CONTROL_NODES = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools")
 TIMEOUT_S = 10
 
 
@@ -74,10 +74,6 @@ def mps_share(result: dict, where: str) -> tuple[int, int]:
         raise PrepareError(f"{where}: MPS device {result.get('device')} consumed {consumed}: an MPS share is "
                            "1..100 cores and whole GiB of memory")
     return int(cores), int(memory)
-
-
-def host_path(device_root: str, path: str) -> str:
-    return path if device_root in ("", "/") else f"{device_root.rstrip('/')}{path}"
 
 
 class ClaimReader:
@@ -214,7 +210,7 @@ class DraService(dra_grpc.DRAPluginServicer):
             env = container_env(grants)
             env.update(env_entry(grant, self.settings.grant_key) for grant in grants)
             for result, gpu in entries:
-                nodes = [(p, host_path(self.settings.device_root, p)) for p in [gpu.device_node, *CONTROL_NODES]]
+                nodes = [(p, host_device_path(self.settings.device_root, p)) for p in [gpu.device_node, *CONTROL_NODES]]
                 edits[gpu.name] = cdi.container_edits(env, nodes, mounts)
                 prepared.devices.append(PreparedDevice(
                     request_names=[request_name], pool=result["pool"], device=gpu.name,
