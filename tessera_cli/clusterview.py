@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 
 STATE_ALLOCATED = "allocated"   # the device plugin recorded it (tessera.io/allocated): the kubelet gave it
 STATE_ASSIGNED = "assigned"     # the extender placed it (tessera.io/assignment), not yet allocated
+VIA_PLUGIN = "device-plugin"    # a GPU the device plugin serves (the node's tessera.io/gpu-inventory)
+VIA_DRA = "dra"                 # a GPU the DRA driver publishes (a ResourceSlice), held by ResourceClaims
 
 
 @dataclass(frozen=True)
@@ -19,6 +21,10 @@ class Holder:
 
     ``core_pct`` and ``memory_gib`` are what it holds of this GPU (100 and the card for a whole GPU,
     the MIG instance's memory for MIG, None for a time-slice replica, which has no isolation).
+
+    Through DRA (``via`` "dra") a holder is one allocation result of a ResourceClaim: ``claim`` and
+    ``request`` name it, ``pods`` are the pods it is reserved for (``pod`` the first, "" when none yet),
+    ``container`` is "", and an MPS share's ``core_pct``/``memory_gib`` are its consumed capacity.
     """
 
     namespace: str
@@ -31,10 +37,21 @@ class Holder:
     mig_uuid: str = ""
     mig_profile: str = ""
     replicas: int = 0
+    via: str = VIA_PLUGIN
+    claim: str = ""
+    request: str = ""
+    pods: tuple[str, ...] = ()
+    share_id: str = ""
 
     @property
     def pod_key(self) -> str:
         return f"{self.namespace}/{self.pod}"
+
+    @property
+    def pod_keys(self) -> list[str]:
+        """``namespace/name`` of every pod this holder stands for (none for an unreserved claim)."""
+        names = self.pods or ((self.pod,) if self.pod else ())
+        return [f"{self.namespace}/{p}" for p in names]
 
 
 @dataclass(frozen=True)
@@ -44,8 +61,8 @@ class GpuFree:
 
     cores: float               # in the extender's unit: 100 per GPU, by the mode's own measure
     whole: bool = False        # exclusive GPU not held / MPS GPU with nothing held
-    core_pct: int | None = None        # mps
-    memory_gib: int | None = None      # mps
+    core_pct: int | float | None = None        # mps
+    memory_gib: int | float | None = None      # mps
     mig: dict[str, int] = field(default_factory=dict)  # mig: free instances by profile
     replicas: int | None = None        # timeslice: free replicas
     replicas_total: int | None = None
@@ -67,6 +84,8 @@ class GpuView:
     mig_instances: dict[str, str]  # MIG UUID -> profile (mig mode)
     holders: tuple[Holder, ...]
     free: GpuFree
+    via: str = VIA_PLUGIN       # VIA_PLUGIN or VIA_DRA
+    device: str = ""            # DRA: the ResourceSlice's device name (gpu-<index>)
 
 
 @dataclass(frozen=True)
@@ -84,7 +103,7 @@ class NodeView:
     @property
     def pods(self) -> list[str]:
         """``namespace/name`` of every pod holding a share here, once each, in order."""
-        return list(dict.fromkeys(h.pod_key for g in self.gpus for h in g.holders))
+        return list(dict.fromkeys(k for g in self.gpus for h in g.holders for k in h.pod_keys))
 
 
 @dataclass(frozen=True)
@@ -97,7 +116,9 @@ class ShapeWeight:
 
 @dataclass(frozen=True)
 class ClusterView:
-    """Every node inspected, with the cluster's fragmentation and the shapes it was measured with."""
+    """Every node inspected, with the cluster's fragmentation and the shapes it was measured with.
+    ``dra_problem`` says why DRA objects could not be read ('' when they were); ``dra_notes`` are DRA
+    objects that match no node shown (a claim on a device no slice publishes, a slice without a node)."""
 
     server: str
     nodes: tuple[NodeView, ...]
@@ -105,6 +126,8 @@ class ClusterView:
     shape_source: str
     fragmentation_cores: float
     free_cores_by_mode: dict[str, float]
+    dra_problem: str = ""
+    dra_notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         """The ``-o json`` document: plain dicts, lists and scalars."""

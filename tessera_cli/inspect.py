@@ -7,6 +7,11 @@ device plugin's record ``tessera.io/allocated`` (what the kubelet gave), else th
 ``NodeState`` through ``extender.assignments.placement_of``, so free capacity and fragmentation are
 computed by the code the extender schedules with (``extender.placement.fragmentation``).
 
+GPUs Tessera's DRA driver publishes (ResourceSlices of ``gpu.tessera.io``) are shown beside them, held by
+the ResourceClaims kube-scheduler allocated (:mod:`tessera_cli.inspect_dra`); where resource.k8s.io cannot
+be read (absent, forbidden) the view says why in one line and shows the device-plugin GPUs alone.
+DRA GPUs are outside the extender's capacity model, so they count in free cores, not in fragmentation.
+
     view = inspect_cluster("/path/to/kubeconfig")         # or a CoreV1Api, or None for the default
     print(render_text(view))                              # tessera_cli.inspect_table
 """
@@ -31,6 +36,7 @@ from tessera import ANNOTATION_ALLOCATED, ANNOTATION_ASSIGNMENT, ANNOTATION_INVE
 from tessera.allocated import decode_allocated
 from tessera.assignment import Assignment, AssignmentError, read_assignment
 from extender.placement.shapes import DEFAULT_SHAPES, describe, learned_shapes, shape_counts
+from tessera_cli.inspect_dra import DraGpus, dra_gpus
 from tessera_cli.clusterview import (STATE_ALLOCATED, STATE_ASSIGNED, ClusterView, GpuFree, GpuView, Holder,
                                      NodeView, ShapeWeight)
 from tessera.inventory import InventoryError, NodeInventory
@@ -108,6 +114,47 @@ def _list(core: kubernetes.client.CoreV1Api, what: str) -> list[dict]:
     except Exception as exc:  # noqa: BLE001 - any failure to read is said in one line
         host = core.api_client.configuration.host
         raise InspectError(f"cannot list {what} from {host}: {_one_line(exc)}") from None
+
+
+DRA_GROUP, DRA_VERSION = "resource.k8s.io", "v1"
+
+
+def _dra_problem(plural: str, exc: BaseException) -> str:
+    if isinstance(exc, kubernetes.client.ApiException) and exc.status == 404:
+        return f"DRA objects not read: the API server serves no {DRA_GROUP}/{DRA_VERSION} {plural} (404)"
+    return f"DRA objects not read: cannot list {plural}.{DRA_GROUP}: {_one_line(exc)}"
+
+
+def _list_dra(core: kubernetes.client.CoreV1Api) -> tuple[list, list, str]:
+    """(ResourceSlices, ResourceClaims of all namespaces, why not all could be read: '' when they were).
+    Never raises: without DRA objects inspect shows the device-plugin GPUs alone."""
+    objects = kubernetes.client.CustomObjectsApi(core.api_client)
+    found: dict[str, list] = {"resourceslices": [], "resourceclaims": []}
+    for plural in found:
+        try:
+            resp = objects.list_cluster_custom_object(DRA_GROUP, DRA_VERSION, plural, _preload_content=False,
+                                                      _request_timeout=REQUEST_TIMEOUT)
+            items = json.loads(resp.data).get("items")
+        except Exception as exc:  # noqa: BLE001 - any failure to read is said in one line
+            problem = _dra_problem(plural, exc)
+            if plural == "resourceclaims":
+                problem += " (DRA GPUs are shown without their holders)"
+            return found["resourceslices"], [], problem
+        found[plural] = items if isinstance(items, list) else []
+    return found["resourceslices"], found["resourceclaims"], ""
+
+
+def _with_dra(view: NodeView, gpus: list[GpuView], notes: list[str]) -> NodeView:
+    """The node's view with its DRA GPUs after its device-plugin ones (a node without the inventory
+    annotation but with DRA GPUs has no problem)."""
+    if not gpus and not notes:
+        return view
+    problem = "" if view.problem == NO_INVENTORY and gpus else view.problem
+    plugin = {g.uuid for g in view.gpus}
+    twice = [f"GPU {g.uuid} is served both by the device plugin and through DRA ({g.device})"
+             for g in gpus if g.uuid and g.uuid in plugin]
+    return dataclasses.replace(view, gpus=view.gpus + tuple(gpus), problem=problem,
+                               notes=view.notes + tuple(twice) + tuple(notes))
 
 
 # -- the ledger ---------------------------------------------------------------------------------------
@@ -250,6 +297,8 @@ def gather(core: kubernetes.client.CoreV1Api, node: str | None = None, shapes: S
     """Read every node (or the one named) and the pods holding GPU shares; raises InspectError when the
     API server cannot be read or the node does not exist, ShapeError for a bad ``shapes`` entry."""
     nodes = _list(core, "nodes")
+    slices, claims, dra_problem = _list_dra(core)
+    dra: DraGpus = dra_gpus(slices, claims)
     pods = [p for p in _list(core, "pods") if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
     by_node: dict[str, list[tuple[dict, Assignment | None, str]]] = {}
     holding = []
@@ -278,7 +327,10 @@ def gather(core: kubernetes.client.CoreV1Api, node: str | None = None, shapes: S
         view = _node_view(n, by_node.get(name, []), model)
         if notes.get(name):
             view = dataclasses.replace(view, notes=view.notes + tuple(notes[name]))
-        views.append(view)
+        views.append(_with_dra(view, dra.by_node.get(name, []), dra.notes.get(name, [])))
+    dra_notes = [text for where, texts in dra.notes.items() if where not in names for text in texts]
+    dra_notes += [f"{len(gpus)} DRA GPU(s) published for node {where!r}, which the cluster does not have"
+                  for where, gpus in dra.by_node.items() if where not in names]
     free: dict[str, float] = {}
     for v in views:
         for g in v.gpus:
@@ -287,7 +339,8 @@ def gather(core: kubernetes.client.CoreV1Api, node: str | None = None, shapes: S
     total = round(sum(v.fragmentation_cores or 0.0 for v in views), 2)
     log.debug("inspected", nodes=len(views), pods=len(holding))
     return ClusterView(server=core.api_client.configuration.host, nodes=tuple(views), shapes=shape_weights,
-                       shape_source=source, fragmentation_cores=total, free_cores_by_mode=free)
+                       shape_source=source, fragmentation_cores=total, free_cores_by_mode=free,
+                       dra_problem=dra_problem, dra_notes=tuple(dra_notes))
 
 
 def inspect_cluster(source: kubernetes.client.CoreV1Api | str | os.PathLike | None = None, *,

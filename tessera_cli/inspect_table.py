@@ -10,12 +10,14 @@ import argparse
 import json
 import sys
 
-from tessera_cli.clusterview import STATE_ASSIGNED, ClusterView, GpuView, Holder, NodeView
+from tessera_cli.clusterview import STATE_ASSIGNED, VIA_DRA, ClusterView, GpuView, Holder, NodeView
 from tessera.table import render_table
 
 JSON_VERSION = 1
 NODE_HEADERS = ("NODE", "MODE", "GPUS OK", "MODEL", "PODS", "FREE CORES", "FRAGMENTATION", "NOTE")
-GPU_HEADERS = ("NODE", "GPU", "MODE", "HEALTH", "HELD BY", "CORE", "GiB", "SHARE", "FREE")
+GPU_HEADERS = ("NODE", "GPU", "VIA", "MODE", "HEALTH", "HELD BY", "CORE", "GiB", "SHARE", "FREE")
+VIA_TEXT = {VIA_DRA: "dra"}   # else "plugin"
+DRA_NOTES_SHOWN = 10
 
 
 def render_json(view: ClusterView) -> dict:
@@ -43,6 +45,13 @@ def _health_text(gpu: GpuView) -> str:
 
 
 def _share_text(h: Holder) -> str:
+    if h.via == VIA_DRA:
+        parts = [f"claim {h.claim}" + (f" ({h.request})" if h.request else "")]
+        if not h.pod_keys:
+            parts.append("not reserved for a pod")
+        if h.kind == "mps" and h.core_pct is None:
+            parts.append("consumed capacity unknown")
+        return "; ".join(parts)
     parts = []
     if h.mig_profile:
         parts.append(f"{h.mig_profile} {h.mig_uuid}")
@@ -58,15 +67,18 @@ def _share_text(h: Holder) -> str:
 def _gpu_rows(node: NodeView) -> list[list[object]]:
     rows: list[list[object]] = []
     for g in node.gpus:
-        head = [node.name, g.index, g.mode, _health_text(g)]
+        head = [node.name, g.index, VIA_TEXT.get(g.via, "plugin"), g.mode, _health_text(g)]
         holders = g.holders or (None,)
         for i, h in enumerate(holders):
-            lead = head if i == 0 else ["", "", "", ""]
+            lead = head if i == 0 else ["", "", "", "", ""]
             free = _free_text(g) if i == 0 else ""
             if h is None:
                 rows.append(lead + ["-", "", "", "", free])
                 continue
-            who = h.pod_key if h.container == "main" else f"{h.pod_key} ({h.container})"
+            if h.via == VIA_DRA:
+                who = ", ".join(h.pod_keys) or "-"
+            else:
+                who = h.pod_key if h.container == "main" else f"{h.pod_key} ({h.container})"
             core = "" if h.core_pct is None else f"{h.core_pct}%"
             gib = "" if h.memory_gib is None else h.memory_gib
             rows.append(lead + [who, core, gib, _share_text(h), free])
@@ -74,15 +86,31 @@ def _gpu_rows(node: NodeView) -> list[list[object]]:
 
 
 def _node_row(node: NodeView) -> list[object]:
-    if node.problem:
+    if node.problem and not node.gpus:
         return [node.name, "", "", "", "", "", "", node.problem]
     modes = ",".join(dict.fromkeys(g.mode for g in node.gpus)) or "-"
     models = ",".join(dict.fromkeys(g.model for g in node.gpus))
     healthy = sum(1 for g in node.gpus if g.healthy)
     free = round(sum(g.free.cores for g in node.gpus if g.schedulable), 2)
     frag = "" if node.fragmentation_cores is None else f"{node.fragmentation_cores:g} of {node.idle_cores:g}"
-    note = "; ".join(node.notes)
+    note = "; ".join(((node.problem,) if node.problem else ()) + node.notes)
     return [node.name, modes, f"{healthy}/{len(node.gpus)}", models, len(node.pods), f"{free:g}", frag, note[:200]]
+
+
+def _dra_lines(view: ClusterView) -> list[str]:
+    """One line on the DRA GPUs (or why DRA objects could not be read), then notes on DRA objects that
+    match no node shown."""
+    if view.dra_problem:
+        lines = [view.dra_problem]
+    else:
+        gpus = [g for n in view.nodes for g in n.gpus if g.via == VIA_DRA]
+        claims = {(h.namespace, h.claim) for g in gpus for h in g.holders}
+        lines = [f"DRA: {len(gpus)} GPU(s) published through the DRA driver, held by {len(claims)} ResourceClaim(s)"]
+    notes = view.dra_notes
+    lines += [f"  {text}" for text in notes[:DRA_NOTES_SHOWN]]
+    if len(notes) > DRA_NOTES_SHOWN:
+        lines.append(f"  ... and {len(notes) - DRA_NOTES_SHOWN} more (-o json lists them all)")
+    return lines
 
 
 def render_text(view: ClusterView) -> str:
@@ -96,9 +124,10 @@ def render_text(view: ClusterView) -> str:
         f"Cluster {view.server}: {len(view.nodes)} node(s), {len(gpus)} GPU(s) "
         f"({sum(1 for g in gpus if g.healthy)} healthy), {len(pods)} pod(s) holding GPU shares",
         f"Free on schedulable GPUs (cores, 100 per GPU): {free}",
-        f"Fragmentation: {view.fragmentation_cores:g} of {idle:g} idle cores (MPS and whole GPUs) "
+        f"Fragmentation: {view.fragmentation_cores:g} of {idle:g} idle cores (device-plugin MPS and whole GPUs) "
         "no typical pod could use",
         f"  shapes {view.shape_source}: {shapes}",
+        *_dra_lines(view),
         "",
         render_table(NODE_HEADERS, [_node_row(n) for n in view.nodes], title="Nodes"),
     ]
