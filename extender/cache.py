@@ -36,6 +36,7 @@ from tessera.allocated import decode_allocated
 from tessera.inventory import NodeInventory
 from tessera.log import get_logger
 
+from extender.dranodes import claim_status_problem, dra_node, dra_request
 from extender.placement.fleet import Fleet
 from extender.assignments import NodeMismatchError, ask_amounts, holding_mismatch, placement_of
 from extender.expectations import ExpectedBinds
@@ -86,6 +87,7 @@ class ClusterCache:
         self._mps_cards: dict[str, tuple[int, int]] = {}  # node -> (smallest, largest) MPS card GiB
         self.pending: dict[str, dict[str, frozenset]] = {}  # node -> pod -> amounts, bound and not allocated
         self.expected = ExpectedBinds()  # the nodes filter answered for pods whose bind has not arrived
+        self.dra_nodes: set[str] = set()  # nodes where kube-scheduler serves nvidia.com/gpu through DRA (dranodes)
 
     # -- nodes -----------------------------------------------------------------------------------
 
@@ -97,10 +99,16 @@ class ClusterCache:
             with self.lock:
                 self._node_facts.pop(name, None)
                 self._mps_cards.pop(name, None)
+                self.dra_nodes.discard(name)
                 self.fleet.remove(name)
             return
         facts = self._facts(name, node)
+        dra = dra_node(node)
         with self.lock:
+            if dra:
+                self.dra_nodes.add(name)
+            else:
+                self.dra_nodes.discard(name)
             if self._node_facts.get(name) == facts:
                 return
             self._node_facts[name] = facts
@@ -218,6 +226,8 @@ class ClusterCache:
         if not node:
             return None
         amounts = ask_amounts(request) if request is not None else frozenset()
+        if doc is None and request is not None and dra_request(request) and claim_status_problem(pod, request) is None:
+            amounts = frozenset()  # its GPUs are a DRA claim's: no device plugin allocation to wait for
         return PodRecord(key, uid, node, request, doc, allocated is not None, amounts, bool(bound), rejected,
                          value if rejected else None, fallback, placement)
 
@@ -359,13 +369,16 @@ class ClusterCache:
     def inflight(self, key: str) -> bool:
         return key in self._inflight
 
-    def assume(self, placement: Placement, request: PodRequest, uid: str) -> None:
-        """Hold a placement at once, before its assignment and Binding are written (call with ``lock``)."""
+    def assume(self, placement: Placement, request: PodRequest, uid: str, *, through_dra: bool = False) -> None:
+        """Hold a placement at once, before its assignment and Binding are written (call with ``lock``).
+        ``through_dra``: its GPUs are a DRA claim's (the placement holds CPU and memory only), so no
+        device plugin allocation is awaited."""
         key = placement.pod
         self.expected.settle(key)  # from here this hold speaks for the pod
         self._drop(key)  # a stale hold from an earlier, failed bind of this pod
         self.fleet[placement.node].assume(placement)
-        record = PodRecord(key, uid, placement.node, request, None, False, ask_amounts(request))
+        record = PodRecord(key, uid, placement.node, request, None, False,
+                           frozenset() if through_dra else ask_amounts(request))
         self._records[key] = record
         self._inflight.add(key)
         self._set_pending(record)

@@ -33,10 +33,12 @@ from extender.cache import ClusterCache
 from extender.kubeapi import KubeApi
 from tessera.kube import error_text
 from extender.assignments import ask_amounts, assignment_of
+from extender.dranodes import claim_status_problem, dra_request, pass_dra_nodes
 from extender.metrics import ExtenderMetrics
 from extender.pendingpods import PendingPods
 from extender.placement import (
     NameLists,
+    Placement,
     PlacementError,
     PolicyContext,
     choose_gpus,
@@ -206,6 +208,10 @@ class ExtenderVerbs:
             if len(fits) < len(names):
                 _reasons(names, fits, fit_view, failed_view, unresolvable_view, failed, unresolvable,
                          kept.pos if kept is not None else None)
+                if cache.dra_nodes and dra_request(request):
+                    passed = pass_dra_nodes(cache.dra_nodes, names, fits, failed, unresolvable)
+                    if passed is not None:  # answered afresh: no kept positions cover them
+                        fits, fits_json, kept = passed, None, None
             if self.cache.expected.nodes:
                 self._keep_off_expected(request.name, amounts, fits, blocked)
             if blocked:
@@ -307,7 +313,8 @@ class ExtenderVerbs:
             self._decide("bind", "error", "not_leader")
             return wire.binding_result("tessera-extender: this replica is not the leader; retry")
         try:
-            request = self._bind_request(args)
+            pod, request = self._bind_request(args)
+            dra_problem = self._dra_problem(args, pod, request)
         except (RequestError, PlacementError) as exc:
             self._decide("bind", "error", "bad_pod_request")
             return wire.binding_result(f"{key}: {exc}")
@@ -318,6 +325,7 @@ class ExtenderVerbs:
         with cache.lock:
             cache.expected.settle(key)  # from here the cache's own hold (or none) speaks for this pod
             node = cache.fleet.get(args.node)
+            through_dra = node is not None and args.node in cache.dra_nodes and dra_request(request)
             reason = None
             if node is None:
                 reason = f"node {args.node} is not known to tessera-extender"
@@ -325,10 +333,15 @@ class ExtenderVerbs:
                 reason = "a bind of this pod is already in flight"
             elif cache.bound_to(key):
                 reason = f"the pod is already bound to {cache.bound_to(key)}"
+            elif through_dra:  # kube-scheduler's DRA allocator fit it; the claim it allocated must be named
+                reason = dra_problem
             else:
                 misfit = node_fit(request, node) if key not in node.pods else None
                 reason = misfit.reason if misfit else cache.blocked(args.node, ask_amounts(request))
-            if reason is None:
+            if reason is None and through_dra:  # the GPUs are the claim's; the books hold CPU and memory
+                placement = Placement(pod=key, node=args.node, containers=(), cpu_milli=request.cpu_milli,
+                                      memory_bytes=request.memory_bytes, workload=request.workload)
+            elif reason is None:
                 try:
                     scratch = node
                     if key in node.pods:  # a stale hold of this pod from an earlier failed bind
@@ -341,19 +354,22 @@ class ExtenderVerbs:
                 self._decide("bind", "refused", "no_fit")
                 log.info("bind_refused", pod=key, node=args.node, reason=reason)
                 return wire.binding_result(f"{key} does not fit on {args.node} now: {reason}")
-            cache.assume(placement, request, args.pod_uid)
+            cache.assume(placement, request, args.pod_uid, through_dra=through_dra)
             shapes = self.ctx.shapes
             if hasattr(shapes, "observe"):
                 shapes.observe(request)
         try:
-            doc = assignment_of(placement, request, args.pod_uid)
-            value = sign_assignment(doc, self.signing_key)
-            if self._own_key:  # its watch events need no signature check: this replica just signed it
-                cache.trust(value, args.pod_uid, doc, placement)
-            # One write: the API server sets nodeName and the assignment together, so no pod is ever
-            # bound without its assignment, nor carries one for a bind that failed.
-            self.api.bind(args.pod_namespace, args.pod_name, args.pod_uid, args.node,
-                          annotations={ANNOTATION_ASSIGNMENT: value})
+            if through_dra:  # no assignment: the DRA driver signs the claim's grant at prepare
+                self.api.bind(args.pod_namespace, args.pod_name, args.pod_uid, args.node)
+            else:
+                doc = assignment_of(placement, request, args.pod_uid)
+                value = sign_assignment(doc, self.signing_key)
+                if self._own_key:  # its watch events need no signature check: this replica just signed it
+                    cache.trust(value, args.pod_uid, doc, placement)
+                # One write: the API server sets nodeName and the assignment together, so no pod is ever
+                # bound without its assignment, nor carries one for a bind that failed.
+                self.api.bind(args.pod_namespace, args.pod_name, args.pod_uid, args.node,
+                              annotations={ANNOTATION_ASSIGNMENT: value})
         except Exception as exc:  # noqa: BLE001 - any failure: give the hold back and say why
             cache.forget(key)
             self._decide("bind", "error", "api_error")
@@ -363,15 +379,15 @@ class ExtenderVerbs:
         if self.warmer is not None:
             self.warmer.poke()
         self._decide("bind", "bound", "")
-        log.info("pod_bound", pod=key, node=args.node,
+        log.info("pod_bound", pod=key, node=args.node, through="dra" if through_dra else "device-plugin",
                  gpus=[g.gpu_uuid for g in placement.grants], ms=round((time.perf_counter() - t0) * 1000, 2))
         return wire.binding_result()
 
-    def _bind_request(self, args: wire.BindingArgs) -> PodRequest:
-        """The request of the pod being bound, as the API server has it: from the watch when it has
-        delivered the pod, else read now. Never from a filter, prioritize or preempt body (or the memo
-        they fill), which whoever reaches the verb port writes."""
-        pod = self.pending.get(args.pod_uid, args.pod_namespace, args.pod_name) if self.pending else None
+    def _bind_request(self, args: wire.BindingArgs, fresh: bool = False) -> tuple[dict, PodRequest]:
+        """The pod being bound and its request, as the API server has it: from the watch when it has
+        delivered the pod (unless ``fresh``), else read now. Never from a filter, prioritize or preempt
+        body (or the memo they fill), which whoever reaches the verb port writes."""
+        pod = self.pending.get(args.pod_uid, args.pod_namespace, args.pod_name) if self.pending and not fresh else None
         if pod is None:
             pod = self.api.get_pod(args.pod_namespace, args.pod_name)
         if (pod.get("metadata") or {}).get("uid") != args.pod_uid:
@@ -380,7 +396,20 @@ class ExtenderVerbs:
             raise PlacementError(f"the pod is already bound to {pod['spec']['nodeName']}")
         request = pod_request(pod, self.workload_label)
         resolve_policy(request, None, self.ctx)
-        return request
+        return pod, request
+
+    def _dra_problem(self, args: wire.BindingArgs, pod: dict, request: PodRequest) -> str | None:
+        """For a pod that asks whole GPUs only: why its status does not (yet) name the claim kube-scheduler
+        allocated for them, else None; what bind to a node that serves them through DRA requires.
+        kube-scheduler writes that status just before it binds, so where the node is one, a copy from the
+        watch without it is read again from the API server."""
+        if not dra_request(request):
+            return None
+        problem = claim_status_problem(pod, request)
+        if problem is not None and self.pending is not None and args.node in self.cache.dra_nodes:
+            pod, request = self._bind_request(args, fresh=True)
+            problem = claim_status_problem(pod, request)
+        return problem
 
     # -- preempt ---------------------------------------------------------------------------------
 
@@ -399,6 +428,9 @@ class ExtenderVerbs:
             for name, (uids, pdb) in args.victims.items():
                 node = cache.fleet.get(name)
                 if node is None:
+                    continue
+                if name in cache.dra_nodes and dra_request(request):
+                    kept[name] = (uids, pdb)  # kube-scheduler's DRA allocator found the fit with these victims gone
                     continue
                 trial = node.copy()
                 for uid in uids:
