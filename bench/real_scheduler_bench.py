@@ -222,6 +222,14 @@ def _mark(plugin: NodeApi, pod: dict, marked: set[str]) -> None:
             or meta.get("uid") in marked):
         return
     marked.add(meta["uid"])
+    mark_pod_allocated(plugin, pod)
+
+
+def mark_pod_allocated(plugin: NodeApi, pod: dict) -> None:
+    """Write ``tessera.io/allocated`` on ``pod`` (bound with an assignment) as the device plugin would once
+    the kubelet allocated it; a pod deleted meanwhile is left alone."""
+    meta, annotations = pod["metadata"], pod["metadata"].get("annotations") or {}
+    node = pod["spec"]["nodeName"]
     doc, _ = read_assignment(annotations[ANNOTATION_ASSIGNMENT])
     try:
         plugin.patch_pod_annotations(meta["namespace"], meta["name"],
@@ -433,6 +441,16 @@ def ratio_rows(phases: list[Phase]) -> list[list]:
     return rows
 
 
+def quiet_binaries(program: str):
+    """Tessera's logging silenced, and the real tier's binaries; None, said on stderr, where they are missing."""
+    configure_logging("warning", "json", stream=open("/dev/null", "w"))  # noqa: SIM115
+    try:
+        return realcluster.find_binaries()
+    except realcluster.BinariesMissing as exc:
+        print(f"{program}: {exc}", file=sys.stderr)
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--nodes", type=int, default=1000, help="light nodes of 8 GPUs (default 1000)")
@@ -452,11 +470,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("nodes", "pods", "rounds", "creators"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be at least 1")
-    configure_logging("warning", "json", stream=open("/dev/null", "w"))  # noqa: SIM115
-    try:
-        binaries = realcluster.find_binaries()
-    except realcluster.BinariesMissing as exc:
-        print(f"real_scheduler_bench: {exc}", file=sys.stderr)
+    binaries = quiet_binaries("real_scheduler_bench")
+    if binaries is None:
         return 2
     tessera_cpus: set[int] | None = None
     if args.pin:
