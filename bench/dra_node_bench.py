@@ -4,18 +4,20 @@ device plugin, on the mixed node (realcluster.nodeside, realcluster.draside).
     python bench/dra_node_bench.py [--pods 20]
 
 In one run on one machine, ``--pods`` pods one at a time (each deleted before the next) of each path
-to one whole A100:
+to one whole A100, and of one path to a MIG device:
 
 - **DRA**: a ResourceClaimTemplate of class ``gpu.tessera.io``, allocated by kube-scheduler's own DRA
   allocator (default scheduler), prepared by the real kubelet through the driver (CDI spec), started by
   containerd past tessera-hook;
 - **device plugin**: ``nvidia.com/gpu: 1``, placed by the tessera-scheduler through the extender,
-  allocated by the device plugin.
+  allocated by the device plugin;
+- **DRA MIG**: a claim of class ``mig.gpu.tessera.io`` for a 1g.10gb device on the MIG GPU, made at
+  prepare (fake NVML: the control-file write every process of the node reads) and removed at unprepare.
 
 Printed: bound to started (the pod's ``nodeName`` seen, to its phase leaving Pending) per path, median
 and max, and their ratio; NodePrepareResources per claim as the driver times it (its log's ``seconds``:
 reading the claim from the API server, signing, the CDI spec and the checkpoint written and synced),
-p50 and p99; and as the kubelet times its gRPC call (``dra_grpc_operations_duration_seconds``, mean)
+p50 and p99, for whole GPUs and for MIG devices; and as the kubelet times its gRPC call (``dra_grpc_operations_duration_seconds``, mean)
 against the driver's own mean, and its whole PrepareResources per pod (``dra_operations_duration_seconds``). Wall-clock times vary from day to day on shared machines: compare ratios.
 """
 
@@ -48,6 +50,13 @@ TEMPLATE = {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaimTemplate",
             "metadata": {"name": "one-gpu", "namespace": "default"},
             "spec": {"spec": {"devices": {"requests": [{"name": "gpu",
                                                         "exactly": {"deviceClassName": "gpu.tessera.io"}}]}}}}
+MIG_TEMPLATE = {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaimTemplate",
+                "metadata": {"name": "one-mig", "namespace": "default"},
+                "spec": {"spec": {"devices": {"requests": [{"name": "gpu", "exactly": {
+                    "deviceClassName": "mig.gpu.tessera.io", "selectors": [{"cel": {
+                        "expression": 'device.attributes["gpu.tessera.io"].profile == "1g.10gb"'}}]}}]}}}}
+PATHS = {"dra": "DRA (claim, gpu.tessera.io)", "dp": "device plugin (nvidia.com/gpu: 1)",
+         "mig": "DRA MIG (claim, 1g.10gb made at prepare)"}
 
 
 def poll(predicate, timeout_s: float, what: str, step_s: float = 0.02):
@@ -55,20 +64,23 @@ def poll(predicate, timeout_s: float, what: str, step_s: float = 0.02):
     return poll_until(predicate, timeout_s, step_s, what)
 
 
-def pod_doc(name: str, dra: bool) -> dict:
+def pod_doc(name: str, path: str) -> dict:
+    """A pod of ``path`` (a key of :data:`PATHS`)."""
+    dra = path != "dp"
     container = {"name": "main", "image": IMAGE, "imagePullPolicy": "Never", "command": ["true"],
                  "resources": {"claims": [{"name": "gpu"}]} if dra else {"limits": {"nvidia.com/gpu": "1"}}}
     spec = {"restartPolicy": "Never", "hostNetwork": True, "nodeSelector": {"kubernetes.io/hostname": NODE},
             "containers": [container]}
     if dra:
-        spec["resourceClaims"] = [{"name": "gpu", "resourceClaimTemplateName": "one-gpu"}]
+        template = "one-mig" if path == "mig" else "one-gpu"
+        spec["resourceClaims"] = [{"name": "gpu", "resourceClaimTemplateName": template}]
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"}, "spec": spec}
 
 
-def admit_once(cluster, name: str, dra: bool) -> float:
+def admit_once(cluster, name: str, path: str) -> float:
     """Seconds from the pod's nodeName seen to its phase leaving Pending; the pod is deleted after."""
     core = cluster.core_v1()
-    cluster.apply([pod_doc(name, dra)])
+    cluster.apply([pod_doc(name, path)])
     poll(lambda: core.read_namespaced_pod(name, "default").spec.node_name, 120, f"{name} bound")
     bound = time.monotonic()
     pod = poll(lambda: (p := core.read_namespaced_pod(name, "default")).status.phase != "Pending" and p, 120,
@@ -120,14 +132,15 @@ def main() -> int:
             poll(lambda: all((core.read_node(NODE).status.allocatable or {}).get(k) == v
                              for k, v in MIXED_NODE_ALLOCATABLE.items()), 120, "allocatable whole", 0.2)
             dra = start_dra_plugin(cluster, side)
-            cluster.apply([TEMPLATE])
+            cluster.apply([TEMPLATE, MIG_TEMPLATE])
             offset = dra.plugin.log_path.stat().st_size
-            paths = {"DRA (claim, gpu.tessera.io)": [], "device plugin (nvidia.com/gpu: 1)": []}
-            for n in range(args.pods):   # interleaved, so both paths see the same machine load
-                paths["DRA (claim, gpu.tessera.io)"].append(admit_once(cluster, f"dra-{n}", True))
-                paths["device plugin (nvidia.com/gpu: 1)"].append(admit_once(cluster, f"dp-{n}", False))
-            prepared = [e["seconds"] for e in log_events(dra.plugin.log_path, offset)
-                        if e.get("event") == "claim_prepared"]
+            paths = {label: [] for label in PATHS.values()}
+            for n in range(args.pods):   # interleaved, so every path sees the same machine load
+                for key, label in PATHS.items():
+                    paths[label].append(admit_once(cluster, f"{key}-{n}", key))
+            events = [e for e in log_events(dra.plugin.log_path, offset) if e.get("event") == "claim_prepared"]
+            prepared = [e["seconds"] for e in events if not any("-mig-" in d for d in e["devices"])]
+            prepared_mig = [e["seconds"] for e in events if any("-mig-" in d for d in e["devices"])]
             text = cluster.kubectl("get", "--raw", f"/api/v1/nodes/{NODE}/proxy/metrics").stdout
             grpc_means = kubelet_means(text, "dra_grpc_operations_duration_seconds", "method_name")
             operation_means = kubelet_means(text, "dra_operations_duration_seconds", "operation_name")
@@ -138,21 +151,25 @@ def main() -> int:
                 stop_node_side(side)
             stop_node(node)
 
-    dra_times, dp_times = paths.values()
+    dra_times, dp_times, mig_times = paths.values()
     print(f"\nBound to started ({args.pods} pods a path, one at a time, interleaved)")
     rows = [[name, f"{statistics.median(v) * 1000:.0f}", f"{max(v) * 1000:.0f}"] for name, v in paths.items()]
     print(render_table(["path to one whole GPU", "median ms", "max ms"], rows))
     print(f"ratio DRA / device plugin (medians): {statistics.median(dra_times) / statistics.median(dp_times):.2f}")
-    own = statistics.fmean(prepared)
-    print(f"\nNodePrepareResources per claim ({len(prepared)} claims)")
-    rows = [["the driver's own", f"{percentile(prepared, 0.5) * 1000:.1f}", f"{percentile(prepared, 0.99) * 1000:.1f}",
-             f"{own * 1000:.1f}"]]
+    print(f"ratio DRA MIG / DRA whole GPU (medians): {statistics.median(mig_times) / statistics.median(dra_times):.2f}")
+    own = statistics.fmean(prepared + prepared_mig)
+    print(f"\nNodePrepareResources per claim ({len(prepared)} whole-GPU claims, {len(prepared_mig)} MIG claims)")
+    rows = [[f"the driver's own, {what}", f"{percentile(values, 0.5) * 1000:.1f}",
+             f"{percentile(values, 0.99) * 1000:.1f}", f"{statistics.fmean(values) * 1000:.1f}"]
+            for what, values in (("whole GPU", prepared), ("MIG device made", prepared_mig))]
     grpc_mean = grpc_means.get("NodePrepareResources")
     operation_mean = operation_means.get("PrepareResources")
     rows.append(["the kubelet's gRPC call", "-", "-", f"{grpc_mean * 1000:.1f}" if grpc_mean else "-"])
     rows.append(["the kubelet's PrepareResources (per pod)", "-", "-",
                  f"{operation_mean * 1000:.1f}" if operation_mean else "-"])
     print(render_table(["", "p50 ms", "p99 ms", "mean ms"], rows))
+    print(f"ratio MIG / whole-GPU prepare (medians): "
+          f"{percentile(prepared_mig, 0.5) / percentile(prepared, 0.5):.2f}")
     if grpc_mean:
         print(f"ratio kubelet gRPC call / driver's own (means): {grpc_mean / own:.2f}")
     if not grpc_mean or not operation_mean:

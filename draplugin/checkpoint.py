@@ -29,6 +29,8 @@ class PreparedDevice:
     cdi_ids: list[str]
     uuid: str
     share_id: str | None = None   # an MPS GPU's share: the allocation's shareID
+    gpu_index: int | None = None  # a MIG device made for the claim: its GPU's index and GPU-instance id
+    gpu_instance_id: int | None = None
 
 
 @dataclass

@@ -3,6 +3,10 @@
 Start order: read the GPUs and the checkpoint (a driver that restarts knows what it prepared), serve
 the DRA socket and then the registration socket (the kubelet registers the driver), publish the
 slice. ``/healthz`` answers 200 once the kubelet registered the driver and the slice is published.
+
+With ``mig`` GPUs the NVML session stays open (prepare makes MIG devices), and at start every MIG
+device on those GPUs that no prepared claim holds is removed: the driver owns their partitioning, and a
+device left by a prepare that crashed before its checkpoint would otherwise block its placement.
 """
 
 from __future__ import annotations
@@ -12,7 +16,10 @@ import threading
 
 from draplugin import metrics
 from draplugin.checkpoint import Checkpoint
-from draplugin.devices import PublishedGpu, device_entry, select_gpus
+from draplugin.devices import (
+    MODE_MIG, Published, PublishedGpu, PublishedMig, counter_set, device_entry, mig_device_entry, mig_partitions,
+    select_gpus,
+)
 from draplugin.prepare import ClaimReader, DraService, PrepareSettings
 from draplugin.registration import PluginServer, RegistrationService, registration_socket
 from draplugin.slices import SlicePublisher
@@ -23,6 +30,7 @@ from tessera.httpserve.metricsport import serve_metrics
 from tessera.log import get_logger
 from tessera.nodekey import node_grant_key
 from tessera.nvml import Nvml
+from tessera.nvmlmig import MigError, MigPlacement
 
 log = get_logger("draplugin")
 
@@ -38,7 +46,9 @@ class DraPluginDaemon:
         self.config = config
         self.client = client   # kubernetes.client.ApiClient
         self.node = config.node_name or os.environ.get("NODE_NAME", "") or os.uname().nodename
-        self.gpus: dict[str, PublishedGpu] = {}
+        self.gpus: dict[str, Published] = {}   # device name -> what it is
+        self.mig_gpus: list[tuple[PublishedGpu, list[MigPlacement]]] = []
+        self.nvml: Nvml | None = None   # kept open while there are mig GPUs
         self.driver_version = ""
         self.server: PluginServer | None = None
         self.publisher: SlicePublisher | None = None
@@ -48,35 +58,67 @@ class DraPluginDaemon:
 
     def start(self) -> None:
         cfg = self.config
-        with Nvml() as nvml:
+        nvml = Nvml().open()
+        try:
             gpus = nvml.read_gpus()
             self.driver_version = nvml.driver_version()
-        try:
-            selected = select_gpus(gpus, cfg.gpus, cfg.gpu_modes)
-            key = node_grant_key(cfg.grant_key_path)
-        except (ValueError, GrantError) as err:
-            raise StartError(str(err)) from None
-        self.gpus = {g.name: g for g in selected}
-        checkpoint = Checkpoint(os.path.join(cfg.plugin_path, "checkpoint.json"))
+            try:
+                selected = select_gpus(gpus, cfg.gpus, cfg.gpu_modes)
+                key = node_grant_key(cfg.grant_key_path)
+            except (ValueError, GrantError) as err:
+                raise StartError(str(err)) from None
+            checkpoint = Checkpoint(os.path.join(cfg.plugin_path, "checkpoint.json"))
+            for gpu in selected:
+                if gpu.mode == MODE_MIG:
+                    self.mig_gpus.append((gpu, nvml.mig_placements(gpu.gpu.index)))
+                    self.gpus.update((m.name, m) for m in mig_partitions(gpu, self.mig_gpus[-1][1]))
+                else:
+                    self.gpus[gpu.name] = gpu
+            if self.mig_gpus:
+                self._remove_unheld_mig_devices(nvml, checkpoint)
+                self.nvml = nvml
+        finally:
+            if self.nvml is None:
+                nvml.close()
         metrics.PREPARED.set_function(lambda: len(checkpoint.claims))
         metrics.PUBLISHED.set(len(self.gpus))
         settings = PrepareSettings(cfg.driver_name, self.node, cfg.cdi_dir, cfg.device_root, key,
                                    cfg.mps_pipe_directory, cfg.mps_shm_directory)
-        service = DraService(settings, lambda: self.gpus, ClaimReader(self.client), checkpoint, metrics.observe)
+        service = DraService(settings, lambda: self.gpus, ClaimReader(self.client), checkpoint, metrics.observe,
+                             mig=self.nvml)
         dra_socket = os.path.join(cfg.plugin_path, "dra.sock")
         self.registration = RegistrationService(cfg.driver_name, dra_socket)
         self.server = PluginServer(service, self.registration, dra_socket,
                                    registration_socket(cfg.plugins_registry_path, cfg.driver_name))
         self.server.start()
-        self.publisher = SlicePublisher(self.client, self.node, cfg.driver_name, self._devices)
+        self.publisher = SlicePublisher(self.client, self.node, cfg.driver_name, self._devices, self._counter_sets)
         self.publisher.start()
         self.http = serve_metrics(cfg.listen, metrics.REGISTRY, self.ready, "draplugin-metrics",
                                   ServeLimits.from_config(cfg, max_body_bytes=64 * 1024))
         log.info("dra_plugin_started", node=self.node, driver=cfg.driver_name, devices=sorted(self.gpus),
                  prepared_claims=len(checkpoint.claims))
 
+    def _remove_unheld_mig_devices(self, nvml: Nvml, checkpoint: Checkpoint) -> None:
+        held = {d.uuid for c in checkpoint.claims.values() for d in c.devices if d.gpu_instance_id is not None}
+        infos = {g.index: g for g in nvml.read_gpus()}
+        for gpu, _ in self.mig_gpus:
+            for instance in infos[gpu.gpu.index].mig_instances:
+                if instance.uuid in held:
+                    continue
+                try:
+                    nvml.destroy_mig_device(gpu.gpu.index, instance.gpu_instance_id)
+                    log.warning("mig_device_removed", gpu=gpu.gpu.index, uuid=instance.uuid, profile=instance.profile,
+                                reason="on a mig GPU of this driver and held by no prepared claim")
+                except MigError as err:
+                    log.error("mig_device_remove_failed", gpu=gpu.gpu.index, uuid=instance.uuid, reason=str(err),
+                              effect="its memory slices stay taken; claims placed over them fail to prepare")
+
     def _devices(self) -> list[dict]:
-        return [device_entry(g, self.driver_version) for g in self.gpus.values()]
+        return [mig_device_entry(g, self.driver_version) if isinstance(g, PublishedMig)
+                else device_entry(g, self.driver_version) for g in self.gpus.values()]
+
+    def _counter_sets(self) -> list[dict]:
+        return [counter_set(gpu, placements) for gpu, placements in self.mig_gpus]
 
     def ready(self) -> tuple[bool, str]:
         """Whether the kubelet registered the driver and its slice is published; why not."""
@@ -94,4 +136,6 @@ class DraPluginDaemon:
             self.server.stop()
         if self.http is not None:
             self.http.shutdown()
+        if self.nvml is not None:
+            self.nvml.close()
         self.stopped.set()

@@ -10,6 +10,13 @@ and ``memory`` (whole GiB, 1 GiB up to the card's, as ``nvidia.com/mps-memory``)
 up what the claims on the GPU consume and never lets it pass the GPU's 100 cores or its GiB. A request
 that names neither takes the whole GPU (both policies default to all of it), still through MPS; one
 that names only ``cores`` takes all the memory, so ask for both.
+
+A ``mig`` GPU (one the admin put in MIG mode) is published as partitionable devices: one per MIG
+profile and placement the GPU offers (``gpu-4-mig-1g-10gb-2``: profile 1g.10gb at memory slice 2), each
+consuming from the GPU's counter set (``gpu-4-mig``) the memory slices it spans (``memory-slice-<k>``,
+1 each) and its compute slices (``compute-slices``). kube-scheduler allocates devices whose counters
+add up, which is exactly the set of MIG instances that fit beside each other; the driver makes the
+instance at prepare and removes it at unprepare. Media-extension profiles (``+me``) are not offered.
 """
 
 from __future__ import annotations
@@ -17,11 +24,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tessera.gpu import GpuInfo
+from tessera.nvmlmig import MigPlacement
 
 DRIVER_NAME = "gpu.tessera.io"
 
 
-MODE_EXCLUSIVE, MODE_MPS = "exclusive", "mps"
+MODE_EXCLUSIVE, MODE_MPS, MODE_MIG = "exclusive", "mps", "mig"
+COMPUTE_SLICES = "compute-slices"
 GIB_MIB = 1024
 
 
@@ -51,6 +60,59 @@ def device_name(gpu: GpuInfo) -> str:
     return f"gpu-{gpu.index}"
 
 
+@dataclass(frozen=True)
+class PublishedMig:
+    """A MIG device the driver makes on demand on a ``mig`` GPU: one profile at one placement."""
+
+    name: str
+    parent: PublishedGpu
+    placement: MigPlacement
+    mode: str = MODE_MIG
+
+    @property
+    def gpu(self) -> GpuInfo:
+        """The GPU it is made on."""
+        return self.parent.gpu
+
+    @property
+    def counter_set(self) -> str:
+        return counter_set_name(self.parent.gpu)
+
+    def counters(self) -> dict[str, dict]:
+        """What it consumes from its GPU's counter set."""
+        spans = range(self.placement.start, self.placement.start + self.placement.size)
+        used = {f"memory-slice-{k}": {"value": "1"} for k in spans}
+        used[COMPUTE_SLICES] = {"value": str(self.placement.slices)}
+        return used
+
+
+Published = PublishedGpu | PublishedMig
+
+
+def counter_set_name(gpu: GpuInfo) -> str:
+    return f"gpu-{gpu.index}-mig"
+
+
+def mig_partitions(parent: PublishedGpu, placements: list[MigPlacement]) -> list[PublishedMig]:
+    """The MIG devices offered on ``parent``: every placement of every profile but media extensions."""
+    found = []
+    for p in placements:
+        if "+" in p.profile:
+            continue
+        label = p.profile.replace(".", "-")
+        found.append(PublishedMig(f"gpu-{parent.gpu.index}-mig-{label}-{p.start}", parent, p))
+    return sorted(found, key=lambda m: (m.placement.start, -m.placement.size, m.placement.profile))
+
+
+def counter_set(parent: PublishedGpu, placements: list[MigPlacement]) -> dict:
+    """The ResourceSlice ``spec.sharedCounters[]`` entry of a ``mig`` GPU: each memory slice once, and
+    its compute slices (the largest profile's)."""
+    slots = max((p.start + p.size for p in placements), default=0)
+    counters = {f"memory-slice-{k}": {"value": "1"} for k in range(slots)}
+    counters[COMPUTE_SLICES] = {"value": str(max((p.slices for p in placements), default=0))}
+    return {"name": counter_set_name(parent.gpu), "counters": counters}
+
+
 def select_gpus(gpus: list[GpuInfo], indices: list[int], modes: dict[int, str] | None = None) -> list[PublishedGpu]:
     """The GPUs at ``indices`` (the config's ``draplugin.gpus``) in their ``modes`` (``draplugin.gpu_modes``);
     ValueError naming an index NVML does not show, or a mode given for a GPU not in ``indices``, so a typo
@@ -63,6 +125,10 @@ def select_gpus(gpus: list[GpuInfo], indices: list[int], modes: dict[int, str] |
     stray = sorted(set(modes) - set(indices))
     if stray:
         raise ValueError(f"draplugin.gpu_modes gives modes for GPU indices {stray}, which draplugin.gpus does not list")
+    not_mig = sorted(i for i, mode in modes.items() if mode == MODE_MIG and not by_index[i].mig_enabled)
+    if not_mig:
+        raise ValueError(f"draplugin.gpu_modes makes GPU indices {not_mig} mig, but they are not in MIG mode; the "
+                         "admin enables it (nvidia-smi -i <index> -mig 1, and a GPU reset), Tessera never does")
     return [PublishedGpu(device_name(by_index[i]), by_index[i], modes.get(i, MODE_EXCLUSIVE))
             for i in sorted(set(indices))]
 
@@ -129,3 +195,20 @@ def device_entry(published: PublishedGpu, driver_version: str) -> dict:
         return {"name": published.name, "attributes": attrs, "allowMultipleAllocations": True,
                 "capacity": mps_capacity(published)}
     return {"name": published.name, "attributes": attrs, "capacity": capacity(published.gpu)}
+
+
+def mig_device_entry(mig: PublishedMig, driver_version: str) -> dict:
+    """The ResourceSlice ``spec.devices[]`` entry of one MIG device: its GPU's attributes (the GPU's UUID
+    as ``parentUUID``; the MIG device's own UUID exists only once it is made), its profile and placement,
+    its memory and multiprocessors, and the counters it consumes."""
+    attrs = attributes(mig.gpu, driver_version)
+    attrs["parentUUID"] = attrs.pop("uuid")
+    p = mig.placement
+    attrs.update({"type": {"string": "mig"}, "mode": {"string": MODE_MIG}, "profile": {"string": p.profile},
+                  "migPlacementStart": {"int": p.start}, "migMemorySlices": {"int": p.size},
+                  "computeSlices": {"int": p.slices}})
+    capacity = {"memory": {"value": f"{p.memory_mib}Mi"}}
+    if p.sm_count:
+        capacity["multiprocessors"] = {"value": str(p.sm_count)}
+    return {"name": mig.name, "attributes": attrs, "capacity": capacity,
+            "consumesCounters": [{"counterSet": mig.counter_set, "counters": mig.counters()}]}

@@ -12,6 +12,11 @@ passes the returned CDI IDs to containerd, the hook verifies the grants at conta
   and ``nvidia.com/mps-memory``, their ``CUDA_MPS_*`` variables, and the MPS daemon's pipe and shm
   folders mounted (shm as ``/dev/shm``). One MPS GPU per request.
 
+- A MIG device (a device of a ``mig`` GPU: a profile at a placement): the MIG instance is made there
+  (GPU instance and its compute instance, :mod:`tessera.nvmlmig`), granted as the device plugin grants a
+  MIG device (``nvidia.com/mig-<profile>`` over its UUID, its GPU's node and its two capability nodes),
+  and removed at unprepare. A prepare that fails after making instances removes them again.
+
 Both calls are idempotent, as the kubelet retries them: a claim prepared before (the checkpoint says
 so and its CDI spec is there) gets the same answer; unpreparing a claim this driver does not know is a
 success. A claim's failure is its own error string; the other claims of the call go on.
@@ -20,6 +25,7 @@ success. A claim's failure is its own error string; the other claims of the call
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,12 +34,15 @@ import kubernetes
 
 from draplugin import cdi
 from draplugin.checkpoint import Checkpoint, PreparedClaim, PreparedDevice
-from draplugin.devices import MODE_MPS, PublishedGpu
-from tessera import RESOURCE_GPU, RESOURCE_MPS_CORE, RESOURCE_MPS_MEMORY
+from draplugin.devices import MODE_MPS, Published, PublishedMig
+from tessera import RESOURCE_GPU, RESOURCE_MPS_CORE, RESOURCE_MPS_MEMORY, mig_resource_name
+from tessera.gpu import MigInstance
 from tessera.grant import container_env, env_entry, new_grant
 from tessera.hostdevices import CONTROL_NODES, host_device_path
 from tessera.kubeletapi import dra_grpc, dra_pb2
 from tessera.log import get_logger
+from tessera.migcaps import capability_device
+from tessera.nvmlmig import MigAdmin, MigError
 from tessera.quantity import QuantityError, parse_quantity
 
 log = get_logger("draplugin")
@@ -115,10 +124,13 @@ def _ref(claim: dict) -> str:
 class DraService(dra_grpc.DRAPluginServicer):
     """The kubelet's DRA calls for this node's published GPUs."""
 
-    def __init__(self, settings: PrepareSettings, devices: Callable[[], dict[str, PublishedGpu]],
+    def __init__(self, settings: PrepareSettings, devices: Callable[[], dict[str, Published]],
                  read_claim: Callable[[str, str], dict], checkpoint: Checkpoint,
-                 observe: Callable[[str, str, float], None] = lambda call, result, seconds: None) -> None:
+                 observe: Callable[[str, str, float], None] = lambda call, result, seconds: None,
+                 mig: MigAdmin | None = None) -> None:
         self.settings = settings
+        self.mig = mig   # an open Nvml where the driver has mig GPUs
+        self.mig_lock = threading.Lock()   # one MIG change at a time: the kubelet calls in parallel
         self.devices = devices
         self.read_claim = read_claim
         self.checkpoint = checkpoint
@@ -182,50 +194,134 @@ class DraService(dra_grpc.DRAPluginServicer):
                                f"not {uid}: it was deleted and made again")
         results = my_results(claim, self.settings.driver, self.settings.node)
         published = self.devices()
-        by_request: dict[str, list[tuple[dict, PublishedGpu]]] = {}
+        by_request: dict[str, list[tuple[dict, Published]]] = {}
         for result in results:
             gpu = published.get(result.get("device"))
             if gpu is None:
                 raise PrepareError(f"ResourceClaim {namespace}/{name}: device {result.get('device')!r} is not one "
                                    f"this node publishes ({', '.join(sorted(published)) or 'none'})")
             by_request.setdefault(result.get("request", ""), []).append((result, gpu))
-        edits: dict[str, dict] = {}
         prepared = PreparedClaim(namespace, name)
-        for request_name, entries in by_request.items():
-            gpus = [gpu for _, gpu in entries]
-            paths = list(dict.fromkeys([g.device_node for g in gpus] + list(CONTROL_NODES)))
-            uuids = [g.gpu.uuid for g in gpus]
-            mounts: list[tuple[str, str]] = []
-            if any(g.mode == MODE_MPS for g in gpus):
-                if len(entries) != 1:
-                    raise PrepareError(f"ResourceClaim {namespace}/{name}: request {request_name!r} was allocated "
-                                       f"{len(entries)} devices with MPS among them; an MPS request takes one GPU")
-                cores, gib = mps_share(entries[0][0], f"ResourceClaim {namespace}/{name}")
-                pipe = self.settings.mps_pipe_directory
-                grants = [new_grant(RESOURCE_MPS_CORE, self.settings.node, uuids, uuids, paths, core=cores, pipe=pipe),
-                          new_grant(RESOURCE_MPS_MEMORY, self.settings.node, uuids, uuids, paths, mem_gib=gib)]
-                mounts = [(pipe, pipe), (self.settings.mps_shm_directory, CONTAINER_SHM)]
-            else:
-                grants = [new_grant(RESOURCE_GPU, self.settings.node, uuids, uuids, paths)]
-            env = container_env(grants)
-            env.update(env_entry(grant, self.settings.grant_key) for grant in grants)
-            for result, gpu in entries:
-                nodes = [(p, host_device_path(self.settings.device_root, p)) for p in [gpu.device_node, *CONTROL_NODES]]
-                edits[gpu.name] = cdi.container_edits(env, nodes, mounts)
-                prepared.devices.append(PreparedDevice(
-                    request_names=[request_name], pool=result["pool"], device=gpu.name,
-                    cdi_ids=[cdi.device_id(uid, gpu.name)], uuid=gpu.gpu.uuid, share_id=result.get("shareID")))
-        with self.checkpoint.lock:
-            cdi.write_spec(self.settings.cdi_dir, uid, cdi.claim_spec(uid, edits))
-            self.checkpoint.claims[uid] = prepared
-            self.checkpoint.save()
+        made: list[tuple[int, MigInstance]] = []
+        try:
+            edits: dict[str, dict] = {}
+            for request_name, entries in by_request.items():
+                if any(isinstance(g, PublishedMig) for _, g in entries):
+                    self._mig_request(f"{namespace}/{name}", uid, request_name, entries, edits, prepared, made)
+                else:
+                    self._gpu_request(f"{namespace}/{name}", uid, request_name, entries, edits, prepared)
+            with self.checkpoint.lock:
+                cdi.write_spec(self.settings.cdi_dir, uid, cdi.claim_spec(uid, edits))
+                self.checkpoint.claims[uid] = prepared
+                self.checkpoint.save()
+        except BaseException:
+            self._remove_made(made, f"{namespace}/{name}")
+            raise
         log.info("claim_prepared", claim=f"{namespace}/{name}", uid=uid,
                  devices=[d.device for d in prepared.devices], gpus=[d.uuid for d in prepared.devices],
                  seconds=round(time.monotonic() - started, 6))
         return prepared
 
+    def _gpu_request(self, claim: str, uid: str, request_name: str, entries: list[tuple[dict, Published]],
+                     edits: dict[str, dict], prepared: PreparedClaim) -> None:
+        """Whole GPUs or one MPS share: their grants, CDI edits and answer."""
+        gpus = [gpu for _, gpu in entries]
+        paths = list(dict.fromkeys([g.device_node for g in gpus] + list(CONTROL_NODES)))
+        uuids = [g.gpu.uuid for g in gpus]
+        mounts: list[tuple[str, str]] = []
+        if any(g.mode == MODE_MPS for g in gpus):
+            if len(entries) != 1:
+                raise PrepareError(f"ResourceClaim {claim}: request {request_name!r} was allocated "
+                                   f"{len(entries)} devices with MPS among them; an MPS request takes one GPU")
+            cores, gib = mps_share(entries[0][0], f"ResourceClaim {claim}")
+            pipe = self.settings.mps_pipe_directory
+            grants = [new_grant(RESOURCE_MPS_CORE, self.settings.node, uuids, uuids, paths, core=cores, pipe=pipe),
+                      new_grant(RESOURCE_MPS_MEMORY, self.settings.node, uuids, uuids, paths, mem_gib=gib)]
+            mounts = [(pipe, pipe), (self.settings.mps_shm_directory, CONTAINER_SHM)]
+        else:
+            grants = [new_grant(RESOURCE_GPU, self.settings.node, uuids, uuids, paths)]
+        env = container_env(grants)
+        env.update(env_entry(grant, self.settings.grant_key) for grant in grants)
+        for result, gpu in entries:
+            nodes = [(p, host_device_path(self.settings.device_root, p)) for p in [gpu.device_node, *CONTROL_NODES]]
+            edits[gpu.name] = cdi.container_edits(env, nodes, mounts)
+            prepared.devices.append(PreparedDevice(
+                request_names=[request_name], pool=result["pool"], device=gpu.name,
+                cdi_ids=[cdi.device_id(uid, gpu.name)], uuid=gpu.gpu.uuid, share_id=result.get("shareID")))
+
+    def _mig_request(self, claim: str, uid: str, request_name: str, entries: list[tuple[dict, Published]],
+                     edits: dict[str, dict], prepared: PreparedClaim, made: list[tuple[int, MigInstance]]) -> None:
+        """MIG devices: each made at its placement, granted per profile (``made`` collects what was made,
+        for the caller to remove should the claim fail)."""
+        if not all(isinstance(g, PublishedMig) for _, g in entries):
+            raise PrepareError(f"ResourceClaim {claim}: request {request_name!r} mixes MIG devices and whole GPUs")
+        if self.mig is None:
+            raise PrepareError(f"ResourceClaim {claim}: this driver has no NVML session for MIG devices")
+        instances = []
+        for _, mig in entries:
+            with self.mig_lock:
+                try:
+                    instance = self.mig.create_mig_device(mig.gpu.index, mig.placement)
+                except MigError as err:
+                    raise PrepareError(f"ResourceClaim {claim}: {err}") from None
+            made.append((mig.gpu.index, instance))
+            if instance.capability_minors is None:
+                raise PrepareError(f"ResourceClaim {claim}: MIG device {instance.uuid} has no capability device "
+                                   "nodes in the driver's table (/proc/driver/nvidia-caps/mig-minors)")
+            log.info("mig_device_made", claim=claim, device=mig.name, gpu=mig.gpu.index, uuid=instance.uuid,
+                     gpu_instance=instance.gpu_instance_id, profile=instance.profile)
+            instances.append(instance)
+        nodes_of = {i.uuid: [mig.parent.device_node, *(capability_device(m) for m in i.capability_minors)]
+                    for (_, mig), i in zip(entries, instances)}
+        by_profile: dict[str, list[str]] = {}
+        for (_, mig), instance in zip(entries, instances):
+            by_profile.setdefault(mig.placement.profile, []).append(instance.uuid)
+        grants = []
+        for profile, uuids in by_profile.items():
+            paths = list(dict.fromkeys([p for u in uuids for p in nodes_of[u]] + list(CONTROL_NODES)))
+            grants.append(new_grant(mig_resource_name(profile), self.settings.node, uuids, uuids, paths))
+        env = container_env(grants)
+        env.update(env_entry(grant, self.settings.grant_key) for grant in grants)
+        for (result, mig), instance in zip(entries, instances):
+            nodes = [(p, host_device_path(self.settings.device_root, p)) for p in [*nodes_of[instance.uuid],
+                                                                                   *CONTROL_NODES]]
+            edits[mig.name] = cdi.container_edits(env, nodes, [])
+            prepared.devices.append(PreparedDevice(
+                request_names=[request_name], pool=result["pool"], device=mig.name,
+                cdi_ids=[cdi.device_id(uid, mig.name)], uuid=instance.uuid, gpu_index=mig.gpu.index,
+                gpu_instance_id=instance.gpu_instance_id))
+
+    def _remove_made(self, made: list[tuple[int, MigInstance]], claim: str) -> None:
+        for index, instance in made:
+            try:
+                with self.mig_lock:
+                    self.mig.destroy_mig_device(index, instance.gpu_instance_id)
+                log.info("mig_device_removed", claim=claim, gpu=index, uuid=instance.uuid,
+                         reason="the claim's prepare failed")
+            except MigError as err:
+                log.error("mig_device_remove_failed", claim=claim, gpu=index, uuid=instance.uuid, reason=str(err))
+
+    def remove_mig_devices(self, devices: list[PreparedDevice], claim: str) -> None:
+        """Remove the MIG devices made for a claim (one gone already is fine); MigError when one is still
+        in use, so the kubelet retries the unprepare."""
+        for device in devices:
+            if device.gpu_instance_id is None or device.gpu_index is None or self.mig is None:
+                continue
+            with self.mig_lock:
+                current = self.mig.mig_device(device.gpu_index, device.gpu_instance_id)
+                if current is None or current.uuid != device.uuid:
+                    log.info("mig_device_already_gone", claim=claim, gpu=device.gpu_index, uuid=device.uuid)
+                    continue
+                self.mig.destroy_mig_device(device.gpu_index, device.gpu_instance_id)
+            log.info("mig_device_removed", claim=claim, gpu=device.gpu_index, uuid=device.uuid,
+                     gpu_instance=device.gpu_instance_id, reason="claim unprepared")
+
     def unprepare(self, namespace: str, name: str, uid: str) -> None:
         """Forget claim ``uid`` and remove its CDI spec (nothing to do for an unknown claim)."""
+        with self.checkpoint.lock:
+            known = self.checkpoint.claims.get(uid)
+        if known is not None:
+            self.remove_mig_devices(known.devices, f"{namespace}/{name}")   # first: a failure keeps the claim known
         with self.checkpoint.lock:
             known = self.checkpoint.claims.pop(uid, None)
             removed = cdi.remove_spec(self.settings.cdi_dir, uid)

@@ -4,8 +4,13 @@ The kubelet deletes every ResourceSlice of its node when it starts, and a driver
 the driver's registration ends; an admin may delete one by hand. So the publisher does not write once:
 it watches the slices of this node and this driver (field selectors ``spec.nodeName`` and
 ``spec.driver``) and writes the wanted one again whenever what the API server holds is not it. The
-slice is owned by the Node (deleted with it) and its pool is named after the node, one slice per pool.
-Each write of new content bumps the pool's generation, as the scheduler takes the newest generation.
+slice is owned by the Node (deleted with it) and its pool is named after the node. Each write of new
+content bumps the pool's generation, as the scheduler takes the newest generation.
+
+The pool is one slice, or more where the API server's limits ask for it: a slice holds either devices
+or shared counters (a ``mig`` GPU's counter set), never both, so MIG GPUs add a ``<node>-<driver>-counters``
+slice; and a slice whose devices consume counters holds at most 64 devices, so more are split over
+``<node>-<driver>-1``, ``-2``, ... Every slice of the pool carries the same generation and the count.
 
 A GPU the node's inventory (``tessera.io/gpu-inventory``, the device plugin's) lists is left out of
 the slice, whatever the config says: the device plugin serves it, and a GPU is never served both
@@ -34,6 +39,7 @@ log = get_logger("draplugin")
 GROUP, VERSION, PLURAL = "resource.k8s.io", "v1", "resourceslices"
 TIMEOUT_S = 10
 WATCH_S = 60   # a watch's length: the slice is checked against the Node at least this often
+MAX_DEVICES = 64   # per slice, where devices consume counters or carry taints (ResourceSliceMaxDevicesWithAdvancedFeatures)
 
 
 def device_plugin_gpus(node: dict) -> set[str]:
@@ -63,6 +69,28 @@ def wanted_slice(node: dict, driver: str, devices: list[dict], generation: int) 
     }
 
 
+def wanted_slices(node: dict, driver: str, devices: list[dict], counter_sets: list[dict],
+                  generation: int) -> list[dict]:
+    """The slices of this node's pool: the devices, at most :data:`MAX_DEVICES` a slice, then the counter
+    sets (if any) in a slice of their own; each names the pool's slice count."""
+    chunks = [devices[i:i + MAX_DEVICES] for i in range(0, len(devices), MAX_DEVICES)] or [[]]
+    slices = []
+    for k, chunk in enumerate(chunks):
+        one = wanted_slice(node, driver, chunk, generation)
+        if k:
+            one["metadata"]["name"] += f"-{k}"
+        slices.append(one)
+    if counter_sets:
+        one = wanted_slice(node, driver, [], generation)
+        one["metadata"]["name"] += "-counters"
+        del one["spec"]["devices"]
+        one["spec"]["sharedCounters"] = counter_sets
+        slices.append(one)
+    for one in slices:
+        one["spec"]["pool"]["resourceSliceCount"] = len(slices)
+    return slices
+
+
 def _amounts(value):
     """``value`` with every quantity string read as its amount: the API server stores quantities in its
     canonical form ("81920Mi" comes back as "80Gi"), which must not read as a change."""
@@ -79,7 +107,7 @@ def _amounts(value):
 
 
 def _same(key: str, a, b) -> bool:
-    return _amounts(a) == _amounts(b) if key == "capacity" else a == b
+    return _amounts(a) == _amounts(b) if key in ("capacity", "consumesCounters", "sharedCounters") else a == b
 
 
 def differences(held: dict, wanted: dict) -> list[str]:
@@ -87,10 +115,13 @@ def differences(held: dict, wanted: dict) -> list[str]:
     ``spec.driver``, ``spec.devices[gpu-5].capacity``, ... (empty: the same)."""
     h, w = held.get("spec") or {}, wanted["spec"]
     found = [f"spec.{key}" for key in ("driver", "nodeName") if h.get(key) != w[key]]
-    if (h.get("pool") or {}).get("name") != w["pool"]["name"]:
-        found.append("spec.pool.name")
+    for key in ("name", "resourceSliceCount"):
+        if (h.get("pool") or {}).get(key) != w["pool"][key]:
+            found.append(f"spec.pool.{key}")
+    if not _same("sharedCounters", h.get("sharedCounters"), w.get("sharedCounters")):
+        found.append("spec.sharedCounters")
     held_devices = {d.get("name"): d for d in h.get("devices") or []}
-    wanted_devices = {d["name"]: d for d in w["devices"]}
+    wanted_devices = {d["name"]: d for d in w.get("devices") or []}
     for name in sorted(set(held_devices) | set(wanted_devices)):
         a, b = held_devices.get(name), wanted_devices.get(name)
         if a is None or b is None:
@@ -110,10 +141,10 @@ class SlicePublisher:
     """Keeps the wanted ResourceSlice in the API server; :meth:`start` a thread, :meth:`stop` it."""
 
     def __init__(self, client: kubernetes.client.ApiClient, node: str, driver: str,
-                 devices: Callable[[], list[dict]]) -> None:
+                 devices: Callable[[], list[dict]], counter_sets: Callable[[], list[dict]] = list) -> None:
         self.objects = kubernetes.client.CustomObjectsApi(client)
         self.core = kubernetes.client.CoreV1Api(client)
-        self.node, self.driver, self.devices = node, driver, devices
+        self.node, self.driver, self.devices, self.counter_sets = node, driver, devices, counter_sets
         self.published = threading.Event()   # set once the API server holds the wanted slice
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dra-slices", daemon=True)
@@ -141,34 +172,40 @@ class SlicePublisher:
         held = listed.get("items", [])
         generation = max([(s["spec"].get("pool") or {}).get("generation", 0) for s in held] or [0])
         taken = device_plugin_gpus(node)
-        devices = []
+        devices, left_out = [], set()
         for device in self.devices():
-            uuid = (device["attributes"].get("uuid") or {}).get("string")
+            attrs = device["attributes"]
+            uuid = (attrs.get("uuid") or attrs.get("parentUUID") or {}).get("string")
             if uuid in taken:
                 log.warning("gpu_served_by_device_plugin", device=device["name"], uuid=uuid,
                             effect="left out of the ResourceSlice")
+                left_out.update(c["counterSet"] for c in device.get("consumesCounters") or [])
             else:
                 devices.append(device)
-        wanted = wanted_slice(node, self.driver, devices, generation)
-        name = wanted["metadata"]["name"]
-        mine = next((s for s in held if s["metadata"]["name"] == name), None)
-        for other in held:
-            if other is not mine:
+        counter_sets = [c for c in self.counter_sets() if c["name"] not in left_out]
+        wanted = wanted_slices(node, self.driver, devices, counter_sets, generation)
+        mine = {s["metadata"]["name"]: s for s in held}
+        changed = [w for w in wanted if w["metadata"]["name"] not in mine
+                   or not same_content(mine[w["metadata"]["name"]], w)]
+        stale = [s for name, s in mine.items() if name not in {w["metadata"]["name"] for w in wanted}]
+        if changed or stale:
+            for w in wanted:   # the whole pool moves to the new generation together
+                w["spec"]["pool"]["generation"] = generation + 1
+                name = w["metadata"]["name"]
+                if name in mine:
+                    w["metadata"]["resourceVersion"] = mine[name]["metadata"]["resourceVersion"]
+                    self.objects.replace_cluster_custom_object(GROUP, VERSION, PLURAL, name, w,
+                                                               _request_timeout=TIMEOUT_S)
+                    log.info("resource_slice_updated", slice=name, devices=len(w["spec"].get("devices") or []),
+                             generation=generation + 1, differed=differences(mine[name], w)[:8])
+                else:
+                    self.objects.create_cluster_custom_object(GROUP, VERSION, PLURAL, w, _request_timeout=TIMEOUT_S)
+                    log.info("resource_slice_published", slice=name, devices=len(w["spec"].get("devices") or []),
+                             generation=generation + 1)
+            for other in stale:
                 self.objects.delete_cluster_custom_object(GROUP, VERSION, PLURAL, other["metadata"]["name"],
                                                           _request_timeout=TIMEOUT_S)
-                log.info("resource_slice_deleted", slice=other["metadata"]["name"], reason="not this driver's slice")
-        if mine is None:
-            wanted["spec"]["pool"]["generation"] = generation + 1
-            self.objects.create_cluster_custom_object(GROUP, VERSION, PLURAL, wanted, _request_timeout=TIMEOUT_S)
-            log.info("resource_slice_published", slice=name, devices=len(wanted["spec"]["devices"]),
-                     generation=generation + 1)
-        elif not same_content(mine, wanted) or len(held) > 1:
-            wanted["spec"]["pool"]["generation"] = generation + 1
-            wanted["metadata"]["resourceVersion"] = mine["metadata"]["resourceVersion"]
-            self.objects.replace_cluster_custom_object(GROUP, VERSION, PLURAL, name, wanted,
-                                                       _request_timeout=TIMEOUT_S)
-            log.info("resource_slice_updated", slice=name, devices=len(wanted["spec"]["devices"]),
-                     generation=generation + 1, differed=differences(mine, wanted)[:8])
+                log.info("resource_slice_deleted", slice=other["metadata"]["name"], reason="not in this driver's pool")
         self.published.set()
         return listed["metadata"]["resourceVersion"]
 

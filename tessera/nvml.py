@@ -1,4 +1,5 @@
-"""Tessera's access to NVML: the only production module that calls pynvml.
+"""Tessera's access to NVML: with :mod:`tessera.nvmlmig` (MIG devices made and removed), the only
+production module that calls pynvml.
 
 Reads each GPU's inventory (:meth:`Nvml.read_gpus`, with NVLink and PCIe wiring from
 :mod:`tessera.topology`), samples what it is doing
@@ -29,6 +30,7 @@ from tessera.gpu import (
 )
 from tessera.log import get_logger
 from tessera.migcaps import MigMinors, instance_capabilities
+from tessera.nvmlmig import MigAdmin
 from tessera.topology import PcieTopology, Wiring, nvlink_ends, with_peers
 from tessera.topology import bus as _bus
 from tessera.topology import text as _text
@@ -86,7 +88,7 @@ def _mig_profile_name(slices: int, memory_mb: int, total_bytes: int) -> str:
     return f"{slices}g.{round(fraction * ((total_bytes + GIB - 1) // GIB))}gb"
 
 
-class Nvml:
+class Nvml(MigAdmin):
     """A session with NVML. Use as ``with Nvml() as nvml: nvml.read_gpus()``."""
 
     def __init__(self) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from draplugin.devices import DRIVER_NAME, MODE_EXCLUSIVE, MODE_MPS
+from draplugin.devices import DRIVER_NAME, MODE_EXCLUSIVE, MODE_MIG, MODE_MPS
 from tessera.podrequest import KIND_GPU, KIND_MPS
 from tessera.quantity import QuantityError, parse_quantity
 from tessera_cli.clusterview import STATE_ALLOCATED, VIA_DRA, GpuFree, GpuView, Holder
@@ -223,7 +223,10 @@ def _view(d: _Device, driver: str) -> GpuView:
     mode = _text(_attribute(d.spec, "mode", "string", driver)) or (MODE_MPS if shared else MODE_EXCLUSIVE)
     gib, free = _free(d, shared, driver)
     reason = _closed(d)
-    return GpuView(index=_index(d, driver), uuid=_text(_attribute(d.spec, "uuid", "string", driver)),
+    if mode == MODE_MIG:   # a MIG device made for its claim on the GPU named by parentUUID
+        mode = f"mig {_text(_attribute(d.spec, 'profile', 'string', driver))}"
+    uuid = _attribute(d.spec, "uuid", "string", driver) or _attribute(d.spec, "parentUUID", "string", driver)
+    return GpuView(index=_index(d, driver), uuid=_text(uuid),
                    model=_text(_attribute(d.spec, "productName", "string", driver)), memory_gib=gib, mode=mode,
                    healthy=True, reason=reason, schedulable=not reason, pending_mode=None, mig_instances={},
                    holders=tuple(d.holders), free=free, via=VIA_DRA, device=d.name)
@@ -237,6 +240,9 @@ def dra_gpus(slices: object, claims: object, driver: str = DRIVER_NAME) -> DraGp
     devices = _devices(_items(slices), driver, out)
     _claims(_items(claims), devices, driver, out)
     for d in devices.values():
+        mode = _attribute(d.spec, "mode", "string", driver)
+        if mode == MODE_MIG and not d.holders:
+            continue   # a MIG placement nobody holds: one of many the driver offers, not a GPU
         if not _is_shared(d, driver) and len(d.holders) > 1:
             out.note(d.node, f"exclusive DRA device {d.name} is allocated to {len(d.holders)} claims")
         out.by_node.setdefault(d.node, []).append(_view(d, driver))

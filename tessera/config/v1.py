@@ -32,7 +32,7 @@ DEFAULT_APPLICATION_XIDS = [13, 31, 43, 45, 68, 109]
 DEFAULT_FATAL_XIDS = [48, 63, 64, 79, 94, 95]
 RUNTIMES = ("containerd", "crio")
 DEVICE_LIST_STRATEGIES = ("device-nodes", "cdi")
-DRA_GPU_MODES = ("exclusive", "mps")   # the DRA driver's so far (MIG and time-slicing: issue 18's next steps)
+DRA_GPU_MODES = ("exclusive", "mps", "mig")   # the DRA driver's so far (time-slicing: issue 18's next step)
 # Who may add, change or remove tessera.io/* annotations on a pod after its creation: deploy/'s ServiceAccounts.
 DEFAULT_LEDGER_WRITERS = [service_account_username(NAMESPACE, SERVICE_ACCOUNT_DEVICE_PLUGIN),
                           service_account_username(NAMESPACE, SERVICE_ACCOUNT_EXTENDER)]
@@ -118,8 +118,11 @@ class DraPluginConfig(HttpPortConfig):
     gpus: list[int] = setting([], "GPU indices the DRA driver publishes; the device plugin leaves them out, so no "
                                   "GPU is served both ways (empty: the driver publishes nothing)")
     gpu_modes: dict[int, str] = setting({}, "mode per GPU index of draplugin.gpus: exclusive (one claim takes the "
-                                            "GPU) or mps (claims share it through MPS as consumable capacity: "
-                                            "cores and memory); unlisted GPUs are exclusive",
+                                            "GPU), mps (claims share it through MPS as consumable capacity: "
+                                            "cores and memory) or mig (a GPU the admin put in MIG mode: each claim "
+                                            "gets a MIG device made for it at prepare and removed at unprepare; "
+                                            "the driver then owns the GPU's MIG instances); unlisted GPUs are "
+                                            "exclusive",
                                         choices=DRA_GPU_MODES, flag=False)
     mps_pipe_directory: str = setting("/run/tessera/mps/pipe", "MPS control daemon pipe directory on the host (the "
                                                                "device plugin's daemon serves both)")

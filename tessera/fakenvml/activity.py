@@ -56,7 +56,7 @@ class ActivityFunctions(FakeCalls):
         if not gpu.spec.mig_enabled:
             return Activity(gpu.gpu_util, gpu.mem_util, gpu.sm_occupancy)
         slices = gpu.spec.model.mig_compute_slices
-        parts = [(m.placed.profile.slices, gpu.gi_activity.get(m.gpu_instance_id, Activity())) for m in gpu.spec.mig]
+        parts = [(m.placed.profile.slices, gpu.gi_activity.get(m.gpu_instance_id, Activity())) for m in gpu.mig]
         weighted = [sum(n * value(a) for n, a in parts) / slices
                     for value in (lambda a: a.gpu, lambda a: a.mem,
                                   lambda a: a.gpu if a.sm_occupancy is None else a.sm_occupancy)]
@@ -97,7 +97,7 @@ class ActivityFunctions(FakeCalls):
     @nvml_call
     def nvmlGpmMigSampleGet(self, handle, gpu_instance_id: int, sample):
         gpu = self._gpm_gpu(handle)
-        if not gpu.spec.mig_enabled or all(m.gpu_instance_id != gpu_instance_id for m in gpu.spec.mig):
+        if not gpu.spec.mig_enabled or all(m.gpu_instance_id != gpu_instance_id for m in gpu.mig):
             raise nvml_error("INVALID_ARGUMENT")
         return self._record(sample, gpu, gpu_instance_id)
 

@@ -66,8 +66,8 @@ class FakeCalls:
         gpu, mig = self.node.gpus[decoded[0]], decoded[1]
         if gpu.error_code is not None:
             raise NVMLError(gpu.error_code)
-        if mig is not None and (mig >= len(gpu.spec.mig) or not mig_ok):
-            raise nvml_error("INVALID_ARGUMENT" if mig >= len(gpu.spec.mig) else "NOT_SUPPORTED")
+        if mig is not None and (mig >= len(gpu.mig) or not mig_ok):
+            raise nvml_error("INVALID_ARGUMENT" if mig >= len(gpu.mig) else "NOT_SUPPORTED")
         return gpu, mig
 
     def _whole(self, handle) -> GpuState:
@@ -95,7 +95,7 @@ class FakeCalls:
         for gpu in self.node.gpus:
             if gpu.spec.uuid == uuid:
                 return self._handle_of(gpu.spec.index)
-            for j, m in enumerate(gpu.spec.mig):
+            for j, m in enumerate(gpu.mig):
                 if m.uuid == uuid:
                     return self._handle_of(gpu.spec.index, j)
         raise nvml_error("NOT_FOUND")

@@ -104,7 +104,7 @@ class FaultInjector:
             _check_pct(f"process {pid} sm_util", sm)
             _check_pct(f"process {pid} mem_util", mem)
             rows.append({"pid": pid, "used_mib": used, "mps": is_mps, "sm_util": sm, "mem_util": mem})
-        limit = gpu.model.memory_mib if gpu_instance_id is None else self._gi(gpu, gpu_instance_id).placed.profile.memory_mib
+        limit = gpu.model.memory_mib if gpu_instance_id is None else self._gi(gpu, gpu_instance_id).profile.memory_mib
         if sum(r["used_mib"] for r in rows) > limit:
             raise ValueError(f"processes use more than the {limit} MiB there are on GPU {gpu_index}")
         self._write({"op": "processes", "gpu": gpu_index, "gi": gpu_instance_id, "processes": rows})
@@ -150,18 +150,27 @@ class FaultInjector:
         return gpus[index]
 
     def _gi(self, gpu, gpu_instance_id: int):
-        for m in gpu.mig:
-            if m.gpu_instance_id == gpu_instance_id:
-                return m
-        ids = ", ".join(str(m.gpu_instance_id) for m in gpu.mig) or "none"
-        raise ValueError(f"GPU {gpu.index} has no MIG GPU instance {gpu_instance_id} (has: {ids})")
+        """The GPU instance as the node has it now: laid out by the description or made since."""
+        from tessera.fakenvml.state import FakeNode   # state imports this module
+
+        live = FakeNode(self.description).gpus[gpu.index]
+        placed = live.gpu_instance(gpu_instance_id)
+        if placed is None:
+            ids = ", ".join(str(p.gpu_instance_id) for p in live.gpu_instances()) or "none"
+            raise ValueError(f"GPU {gpu.index} has no MIG GPU instance {gpu_instance_id} (has: {ids})")
+        return placed
 
     def _write(self, command: dict) -> None:
-        command["ts"] = time.time()
-        line = (json.dumps(command, sort_keys=True) + "\n").encode()
-        self.control_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.control_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line)  # one write of one line: appends from several writers do not interleave
-        finally:
-            os.close(fd)
+        append_command(self.control_path, command)
+
+
+def append_command(control_path: Path, command: dict) -> None:
+    """Append one command to a node's control file, stamped with the time, in one write."""
+    command["ts"] = time.time()
+    line = (json.dumps(command, sort_keys=True) + "\n").encode()
+    control_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(control_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)  # one write of one line: appends from several writers do not interleave
+    finally:
+        os.close(fd)

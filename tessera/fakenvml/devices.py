@@ -28,13 +28,13 @@ class DeviceFunctions(FakeCalls):
     @nvml_call
     def nvmlDeviceGetUUID(self, handle) -> str:
         gpu, mig = self._gpu(handle)
-        return gpu.spec.uuid if mig is None else gpu.spec.mig[mig].uuid
+        return gpu.spec.uuid if mig is None else gpu.mig[mig].uuid
 
     @nvml_call
     def nvmlDeviceGetName(self, handle) -> str:
         gpu, mig = self._gpu(handle)
         name = gpu.spec.model.nvml_name
-        return name if mig is None else f"{name} MIG {gpu.spec.mig[mig].placed.profile.name}"
+        return name if mig is None else f"{name} MIG {gpu.mig[mig].placed.profile.name}"
 
     @nvml_call
     def nvmlDeviceGetNumGpuCores(self, handle) -> int:
@@ -45,7 +45,7 @@ class DeviceFunctions(FakeCalls):
         gpu, mig = self._gpu(handle)
         if mig is None:  # "currently only supports MIG device handles"
             raise nvml_error("NOT_SUPPORTED")
-        p = gpu.spec.mig[mig].placed.profile
+        p = gpu.mig[mig].placed.profile
         return pynvml.c_nvmlDeviceAttributes(
             multiprocessorCount=p.sm_count, sharedCopyEngineCount=p.slices, sharedDecoderCount=p.slices,
             gpuInstanceSliceCount=p.slices, computeInstanceSliceCount=p.slices, memorySizeMB=p.memory_mib)
@@ -136,7 +136,7 @@ class DeviceFunctions(FakeCalls):
         gpu = self._mig_capable(handle)
         if not gpu.spec.mig_enabled:
             raise nvml_error("INVALID_ARGUMENT")
-        if not 0 <= index < len(gpu.spec.mig):
+        if not 0 <= index < len(gpu.mig):
             raise nvml_error("NOT_FOUND")
         return device_handle(gpu.spec.index, index)
 
@@ -155,7 +155,7 @@ class DeviceFunctions(FakeCalls):
         gpu, mig = self._gpu(handle)
         if mig is None:
             raise nvml_error("NOT_SUPPORTED" if not gpu.spec.mig_enabled else "INVALID_ARGUMENT")
-        return gpu.spec.mig[mig]
+        return gpu.mig[mig]
 
     @nvml_call
     def nvmlDeviceGetGpuInstanceId(self, handle) -> int:
@@ -169,7 +169,7 @@ class DeviceFunctions(FakeCalls):
     @nvml_call
     def nvmlDeviceGetGpuInstanceById(self, handle, gpu_instance_id: int):
         gpu = self._mig_capable(handle)
-        if not any(m.gpu_instance_id == gpu_instance_id for m in gpu.spec.mig):
+        if gpu.gpu_instance(gpu_instance_id) is None:
             raise nvml_error("NOT_FOUND")
         return gpu_instance_handle(gpu.spec.index, gpu_instance_id)
 
@@ -181,13 +181,12 @@ class DeviceFunctions(FakeCalls):
         gpu = self.node.gpus[decoded[0]]
         if gpu.error_code is not None:
             raise NVMLError(gpu.error_code)
-        for m in gpu.spec.mig:
-            if m.gpu_instance_id == decoded[1]:
-                p = m.placed
-                return pynvml.c_nvmlGpuInstanceInfo_t(
-                    device=device_handle(gpu.spec.index), id=p.gpu_instance_id, profileId=p.profile.profile_id,
-                    placement=pynvml.c_nvmlGpuInstancePlacement_t(start=p.start, size=p.size))
-        raise nvml_error("INVALID_ARGUMENT")
+        p = gpu.gpu_instance(decoded[1])
+        if p is None:
+            raise nvml_error("INVALID_ARGUMENT")
+        return pynvml.c_nvmlGpuInstanceInfo_t(
+            device=device_handle(gpu.spec.index), id=p.gpu_instance_id, profileId=p.profile.profile_id,
+            placement=pynvml.c_nvmlGpuInstancePlacement_t(start=p.start, size=p.size))
 
     @nvml_call
     def nvmlDeviceGetGpuInstanceProfileInfo(self, handle, profile: int, version: int = 2):

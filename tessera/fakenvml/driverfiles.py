@@ -80,5 +80,11 @@ def device_nodes(description: NodeDescription) -> list[tuple[str, int, int]]:
     nodes += [("/dev/nvidiactl", NVIDIA_MAJOR, NVIDIACTL_MINOR), ("/dev/nvidia-uvm", UVM_MAJOR, 0),
               ("/dev/nvidia-uvm-tools", UVM_MAJOR, 1)]
     caps = [CONFIG_CAP, MONITOR_CAP] + [minor for _, minor in _instance_capabilities(description)]
+    # Instances made later (tessera.fakenvml.miglifecycle) need theirs too: on a real node the driver's
+    # nvidia-caps module makes them as instances appear; here every GPU instance id's GI and CI 0 node is
+    # made up front on a GPU in MIG mode.
+    caps += sorted({minor for gpu in description.gpus if gpu.mig_enabled for gi in range(1, CAPS_TABLE_GIS)
+                    for minor in (gi_capability_minor(gpu.minor, gi), ci_capability_minor(gpu.minor, gi, 0))}
+                   - set(caps))
     nodes += [(capability_device(minor), CAPS_MAJOR, minor) for minor in caps]
     return nodes

@@ -15,10 +15,11 @@ from pynvml import NVMLError
 from tessera.fakenvml.activity import ActivityFunctions
 from tessera.fakenvml.calls import nvml_error, nvml_call
 from tessera.fakenvml.devices import DeviceFunctions
+from tessera.fakenvml.miglifecycle import MigLifecycleFunctions
 from tessera.fakenvml.telemetry import TelemetryFunctions
 
 
-class FakeFunctions(DeviceFunctions, TelemetryFunctions, ActivityFunctions):
+class FakeFunctions(DeviceFunctions, MigLifecycleFunctions, TelemetryFunctions, ActivityFunctions):
     """The fake pynvml functions for one fake node."""
 
     # ---- library and system -------------------------------------------------------------------

@@ -14,6 +14,7 @@ _DEVICE_BASE = 0x7E55_0000_0000
 _GI_BASE = 0x7E56_0000_0000
 _EVENT_SET_BASE = 0x7E57_0000_0000
 _GPM_SAMPLE_BASE = 0x7E58_0000_0000
+_CI_BASE = 0x7E59_0000_0000
 _MASK = 0xFFFF_FFFF
 
 
@@ -54,6 +55,20 @@ def decode_gpu_instance(handle) -> tuple[int, int] | None:
     if value is None or value & ~_MASK != _GI_BASE:
         return None
     return (value & _MASK) >> 8, value & 0xFF
+
+
+def compute_instance_handle(gpu_index: int, gpu_instance_id: int, compute_instance_id: int):
+    """The handle of a MIG compute instance."""
+    return _make(pynvml.c_nvmlComputeInstance_t,
+                 _CI_BASE | (gpu_index << 16) | (gpu_instance_id << 8) | compute_instance_id)
+
+
+def decode_compute_instance(handle) -> tuple[int, int, int] | None:
+    """``(gpu index, GPU-instance id, compute-instance id)`` for a fake compute-instance handle."""
+    value = pointer_value(handle)
+    if value is None or value & ~_MASK != _CI_BASE:
+        return None
+    return (value & _MASK) >> 16, (value >> 8) & 0xFF, value & 0xFF
 
 
 def event_set_handle(number: int):

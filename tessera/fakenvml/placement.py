@@ -99,3 +99,17 @@ def _search(model: GpuModel, todo: list[tuple[MigProfile, int | None]], chosen: 
             return found
         chosen.pop()
     return None
+
+
+def check_addition(model: GpuModel, existing: list[PlacedInstance], new: PlacedInstance, where: str) -> None:
+    """MigLayoutError unless ``new`` fits beside the ``existing`` instances as placed: an allowed start,
+    no memory slice shared, the profile and compute-slice limits kept (what the driver checks when a GPU
+    instance is made with a placement)."""
+    if new.start not in new.profile.starts or new.start + new.size > model.mig_memory_slices:
+        allowed = ", ".join(map(str, new.profile.starts))
+        raise MigLayoutError(f"{where}: {new.profile.name} may start at memory slice {allowed}, not {new.start}")
+    taken = {slot for p in existing for slot in range(p.start, p.start + p.size)}
+    clash = sorted(taken & set(range(new.start, new.start + new.size)))
+    if clash:
+        raise MigLayoutError(f"{where}: memory slices {clash} are taken by another GPU instance")
+    _check_counts(model, [p.profile for p in existing] + [new.profile], where)

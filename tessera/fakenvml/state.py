@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pynvml
 
-from tessera.fakenvml.control import control_path_for
-from tessera.fakenvml.description import GpuSpec, NodeDescription
+from tessera.fakenvml.control import append_command, control_path_for
+from tessera.fakenvml.description import GpuSpec, MigSpec, NodeDescription
+from tessera.fakenvml.migstate import apply_mig_command
+from tessera.fakenvml.placement import PlacedInstance
 from tessera.log import get_logger
 
 log = get_logger("fakenvml")
@@ -66,6 +68,22 @@ class GpuState:
     retirement_pending: bool = False
     remapped_uncorrectable: int = 0  # row remapping (Ampere and later)
     remap_pending: bool = False
+    mig: list[MigSpec] = field(default_factory=list)  # MIG devices now: GPU instances with their compute instance
+    bare_gis: dict[int, PlacedInstance] = field(default_factory=dict)  # GPU instances made without one yet
+
+    def __post_init__(self) -> None:
+        self.mig = list(self.spec.mig)
+
+    def gpu_instance(self, gpu_instance_id: int) -> PlacedInstance | None:
+        """The GPU instance ``gpu_instance_id`` (with or without its compute instance), None if absent."""
+        for m in self.mig:
+            if m.gpu_instance_id == gpu_instance_id:
+                return m.placed
+        return self.bare_gis.get(gpu_instance_id)
+
+    def gpu_instances(self) -> list[PlacedInstance]:
+        """Every GPU instance on the GPU now."""
+        return [m.placed for m in self.mig] + list(self.bare_gis.values())
 
     def used_mib(self, gpu_instance_id: int | None = None) -> int:
         """Memory the processes hold, on the GPU or one GPU instance."""
@@ -120,6 +138,17 @@ class FakeNode:
                 if line.strip():
                     self._apply_line(line, deliver)
 
+    def command(self, cmd: dict) -> None:
+        """Change the node for every process of it: append ``cmd`` to the control file and apply what
+        is new there (this command, and any another process wrote first); a node read from memory
+        applies it at once. A command the state does not allow is logged and skipped, as in every reader."""
+        with self.lock:
+            if self.control_path is None:
+                self._apply_line(json.dumps(cmd).encode(), True)
+                return
+            append_command(self.control_path, cmd)
+            self.refresh()
+
     def _reset(self) -> None:
         self.gpus = [GpuState(g) for g in self.description.gpus]
 
@@ -162,6 +191,8 @@ class FakeNode:
                 gpu.gi_activity[int(cmd["gi"])] = Activity(int(cmd["gpu_pct"]), int(cmd["mem_pct"]), occupancy)
         elif op == "ecc":
             self._ecc(gpu, int(cmd["corrected"]), int(cmd["uncorrected"]), deliver)
+        elif op in ("create_gi", "create_ci", "destroy_ci", "destroy_gi"):
+            apply_mig_command(gpu, cmd)
         else:
             raise ValueError(f"unknown op {op!r}")
 

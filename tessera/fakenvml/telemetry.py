@@ -22,7 +22,7 @@ class TelemetryFunctions(FakeCalls):
     # ---- workload -----------------------------------------------------------------------------
     def _processes(self, handle, mps: bool) -> list:
         gpu, mig = self._gpu(handle)
-        gi_only = None if mig is None else gpu.spec.mig[mig].gpu_instance_id
+        gi_only = None if mig is None else gpu.mig[mig].gpu_instance_id
         rows = []
         for p in gpu.processes:
             if p.mps != mps or (gi_only is not None and p.gpu_instance_id != gi_only):
@@ -51,7 +51,7 @@ class TelemetryFunctions(FakeCalls):
         if mig is None:
             total, used = gpu.spec.model.memory_mib, gpu.used_mib()
         else:
-            m = gpu.spec.mig[mig]
+            m = gpu.mig[mig]
             total, used = m.placed.profile.memory_mib, gpu.used_mib(m.gpu_instance_id)
         mem = pynvml.c_nvmlMemory_v2_t(version=version) if version else pynvml.c_nvmlMemory_t()
         mem.total, mem.used, mem.free = total * MIB, used * MIB, (total - used) * MIB

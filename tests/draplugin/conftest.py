@@ -16,8 +16,8 @@ def driver():
     root = Path(tempfile.mkdtemp(dir="/tmp", prefix="tdra-"))
     made = []
 
-    def make(claims: dict[tuple[str, str], dict]) -> Driver:
-        d = Driver(root, claims).start()
+    def make(claims: dict[tuple[str, str], dict], **kwargs) -> Driver:
+        d = Driver(root, claims, **kwargs).start()
         made.append(d)
         return d
 

@@ -41,8 +41,10 @@ def claim(name: str, uid: str, devices: list[tuple[str, str]], *, pool: str = NO
 class Driver:
     """One driver's service on its sockets, the claims it can read, and a stub of the kubelet's side."""
 
-    def __init__(self, root: Path, claims: dict[tuple[str, str], dict]) -> None:
+    def __init__(self, root: Path, claims: dict[tuple[str, str], dict], published: dict | None = None,
+                 mig=None) -> None:
         self.root, self.claims, self.reads = root, claims, []
+        self.published, self.mig = published, mig   # default: GPUS in MODES; mig: an open Nvml
         self.cdi_dir = root / "cdi"
         self.dra_socket = str(root / "plugins" / DRIVER / "dra.sock")
         self.registration_socket = str(root / "plugins_registry" / f"{DRIVER}-reg.sock")
@@ -59,9 +61,9 @@ class Driver:
         """Serve (again, as after a restart: the checkpoint is read anew)."""
         self.stop()
         settings = PrepareSettings(DRIVER, NODE, str(self.cdi_dir), str(self.root / "host"), KEY, PIPE, SHM)
-        published = {g.name: g for g in select_gpus(GPUS, [g.index for g in GPUS], MODES)}
+        published = self.published or {g.name: g for g in select_gpus(GPUS, [g.index for g in GPUS], MODES)}
         self.checkpoint = Checkpoint(str(self.root / "plugins" / DRIVER / "checkpoint.json"))
-        service = DraService(settings, lambda: published, self.read_claim, self.checkpoint)
+        service = DraService(settings, lambda: published, self.read_claim, self.checkpoint, mig=self.mig)
         self.registration = RegistrationService(DRIVER, self.dra_socket)
         self.server = PluginServer(service, self.registration, self.dra_socket, self.registration_socket)
         self.server.start()

@@ -22,6 +22,7 @@ from realcluster.nodeside import (
 )
 from tessera import ANNOTATION_ALLOCATED
 from tessera.fakenvml import load_description
+from tessera.fakenvml.state import FakeNode
 from tessera.fakenvml.driverfiles import (
     CAPS_MAJOR, NVIDIA_MAJOR, NVIDIACTL_MINOR, UVM_MAJOR, ci_capability_minor, gi_capability_minor,
 )
@@ -100,15 +101,18 @@ def allocated_uuids(pod: dict, container: str) -> dict[str, list[str]]:
 def expected_devices(description_path: Path, uuids: list[str]) -> dict[str, tuple[int, int]]:
     """The device nodes a container granted ``uuids`` must have, from the node's description: each GPU's
     /dev/nvidia<minor> (a MIG instance's parent GPU, plus its GPU- and compute-instance capability
-    nodes), and the driver's control and UVM nodes."""
+    nodes), and the driver's control and UVM nodes. MIG devices are the node's now: laid out by the
+    description or made since (by the DRA driver, read from the fake node's control file)."""
     description = load_description(description_path)
+    live = FakeNode(description)
     devices = {"/dev/nvidiactl": (NVIDIA_MAJOR, NVIDIACTL_MINOR), "/dev/nvidia-uvm": (UVM_MAJOR, 0),
                "/dev/nvidia-uvm-tools": (UVM_MAJOR, 1)}
     for uuid in uuids:
-        for gpu in description.gpus:
+        for state in live.gpus:
+            gpu = state.spec
             if gpu.uuid == uuid:
                 devices[f"/dev/nvidia{gpu.minor}"] = (NVIDIA_MAJOR, gpu.minor)
-            for mig in gpu.mig:
+            for mig in state.mig:
                 if mig.uuid == uuid:
                     devices[f"/dev/nvidia{gpu.minor}"] = (NVIDIA_MAJOR, gpu.minor)
                     for cap in (gi_capability_minor(gpu.minor, mig.gpu_instance_id),

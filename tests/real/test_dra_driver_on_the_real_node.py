@@ -21,6 +21,7 @@ from tessera import ANNOTATION_INVENTORY
 from tessera.fakenvml import load_description
 
 GROUP = "resource.k8s.io"
+MIG_GPU = DRA_GPUS[2]   # in draplugin.gpu_modes mig
 
 
 def gpu_uuid(side, index: int) -> str:
@@ -96,9 +97,16 @@ def node_slices(cluster) -> list[dict]:
 
 def test_the_driver_publishes_only_its_gpus_and_the_device_plugin_leaves_them_out(dra_node, real_cluster):
     side = dra_node.side
-    (published,) = node_slices(real_cluster)
+    slices = {s["metadata"]["name"]: s for s in node_slices(real_cluster)}
+    published, counters = slices[f"{NODE}-{DRIVER}"], slices[f"{NODE}-{DRIVER}-counters"]
+    assert len(slices) == 2 and {s["spec"]["pool"]["resourceSliceCount"] for s in slices.values()} == {2}
     devices = {d["name"]: d for d in published["spec"]["devices"]}
-    assert set(devices) == {f"gpu-{i}" for i in DRA_GPUS}
+    whole = {f"gpu-{i}" for i in DRA_GPUS[:2]}
+    assert whole <= set(devices) and f"gpu-{MIG_GPU}" not in devices
+    # the MIG GPU: every placement of its six profiles (A100 80GB: 7 + 4 + 3 + 2 + 1 + 1) over one counter set
+    assert len(set(devices) - whole) == 18 and all(n.startswith(f"gpu-{MIG_GPU}-mig-") for n in set(devices) - whole)
+    (counter_set,) = counters["spec"]["sharedCounters"]
+    assert counter_set["name"] == f"gpu-{MIG_GPU}-mig" and len(counter_set["counters"]) == 9
     attrs = devices[f"gpu-{DRA_GPUS[0]}"]["attributes"]
     assert attrs["uuid"]["string"] == gpu_uuid(side, DRA_GPUS[0])
     assert attrs["productName"]["string"].startswith("NVIDIA A100")
@@ -108,7 +116,7 @@ def test_the_driver_publishes_only_its_gpus_and_the_device_plugin_leaves_them_ou
     # own MODIFIED events, which a normalised field would start).
     writes = [e for e in log_events(dra_node.plugin.log_path)
               if e.get("event") in ("resource_slice_published", "resource_slice_updated")]
-    assert [e["event"] for e in writes] == ["resource_slice_published"], json.dumps(writes[1:3])
+    assert [e["event"] for e in writes] == ["resource_slice_published"] * 2, json.dumps(writes[2:4])
     assert published["spec"]["pool"]["generation"] == 1
     node = real_cluster.core_v1().read_node(NODE)
     inventory = json.loads(node.metadata.annotations[ANNOTATION_INVENTORY])
@@ -162,9 +170,9 @@ def test_restarts_of_the_driver_and_the_kubelet_keep_a_prepared_claim(dra_node, 
     spec_file = dra_node.cdi_dir / f"k8s.gpu.tessera.io-claim_{claim_uid}.json"
     dra_node.restart()
     assert claim_uid in json.loads(dra_node.checkpoint.read_text())["claims"]
-    before = node_slices(real_cluster)[0]["metadata"]["uid"]
+    before = {s["metadata"]["uid"] for s in node_slices(real_cluster)}
     dra_node.side.node.restart_kubelet()
-    wait_for(lambda: (s := node_slices(real_cluster)) and s[0]["metadata"]["uid"] != before and s,
+    wait_for(lambda: len(s := node_slices(real_cluster)) == 2 and not {x["metadata"]["uid"] for x in s} & before,
              "the driver's ResourceSlice published again after the kubelet deleted it", timeout_s=120)
     core = real_cluster.core_v1()
     after = read_pod(core, namespace, "holder")
@@ -275,3 +283,56 @@ def test_an_mps_share_s_container_must_run_as_the_mps_user(dra_node, real_cluste
                                 if e["reason"] == "Failed" and "tessera-hook" in e["message"]],
                        "the hook's refusal of an MPS client running as root", timeout_s=120)
     assert f"MPS clients must run as uid {MPS_USER}" in refused[0]["message"]
+
+
+def mig_template(namespace: str, name: str, profile: str) -> dict:
+    """A ResourceClaimTemplate for one MIG device of ``profile``, as a user writes it."""
+    return {"apiVersion": f"{GROUP}/v1", "kind": "ResourceClaimTemplate",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"spec": {"devices": {"requests": [{"name": "mig", "exactly": {
+                "deviceClassName": "mig.gpu.tessera.io", "selectors": [{"cel": {"expression":
+                    f'device.attributes["{DRIVER}"].profile == "{profile}"'}}]}}]}}}}
+
+
+def test_mig_claims_get_devices_made_for_them_where_they_fit_and_removed_after(dra_node, real_cluster, namespace):
+    """Partitionable devices: kube-scheduler places a 3g.40gb and a 2g.20gb claim on the MIG GPU where their
+    memory slices do not overlap (the GPU's counters), the driver makes each MIG device at prepare and the
+    container gets exactly it; a 4g.40gb claim, which no longer fits beside them, waits; when the pods end
+    the driver removes the devices, and the 4g.40gb claim then gets its own."""
+    from tessera.fakenvml.state import FakeNode
+
+    side = dra_node.side
+
+    def on_gpu() -> dict[str, tuple[str, int]]:   # MIG UUID -> (profile, placement start), as NVML has it now
+        gpu = FakeNode(load_description(side.description)).gpus[MIG_GPU]
+        return {m.uuid: (m.placed.profile.name, m.placed.start) for m in gpu.mig}
+
+    assert on_gpu() == {}
+    hold = PROBE + "; sleep 3600"
+    real_cluster.apply([mig_template(namespace, "three", "3g.40gb"), mig_template(namespace, "two", "2g.20gb"),
+                        mig_template(namespace, "four", "4g.40gb"),
+                        claim_pod("three", namespace, hold, template="three"),
+                        claim_pod("two", namespace, hold, template="two")])
+    spans = []
+    for name, profile in (("three", "3g.40gb"), ("two", "2g.20gb")):
+        pod, probe = running_with_probe(real_cluster, namespace, name)
+        (result,) = pod_claim(real_cluster, pod)["status"]["allocation"]["devices"]["results"]
+        start = int(result["device"].rsplit("-", 1)[1])
+        assert result["device"] == f"gpu-{MIG_GPU}-mig-{profile.replace('.', '-')}-{start}"
+        uuid = probe.env["NVIDIA_VISIBLE_DEVICES"]
+        assert on_gpu()[uuid] == (profile, start) and probe.env["CUDA_VISIBLE_DEVICES"] == uuid
+        assert probe.devices == expected_devices(side.description, [uuid])   # its GPU and its two capability nodes
+        assert sum(1 for d in probe.devices if d.startswith("/dev/nvidia-caps/")) == 2
+        spans.append(set(range(start, start + {"3g.40gb": 4, "2g.20gb": 2}[profile])))   # memory slices
+    assert not spans[0] & spans[1] and len(on_gpu()) == 2
+    real_cluster.apply([claim_pod("four", namespace, hold, template="four")])
+    core = real_cluster.core_v1()
+    refused = wait_for(lambda: [e for e in events_for(core, namespace, "four") if e["reason"] == "FailedScheduling"],
+                       "kube-scheduler's FailedScheduling for a MIG device that no longer fits", timeout_s=120)
+    assert "cannot allocate all claims" in refused[-1]["message"], refused
+    real_cluster.kubectl("delete", "pod", "-n", namespace, "three", "two", "--wait=true", "--timeout=120s")
+    wait_for(lambda: len(on_gpu()) <= 1, "the ended pods' MIG devices removed at unprepare", timeout_s=120)
+    _, probe = running_with_probe(real_cluster, namespace, "four")
+    assert list(on_gpu().values()) == [("4g.40gb", 0)] and probe.env["NVIDIA_VISIBLE_DEVICES"] in on_gpu()
+    real_cluster.kubectl("delete", "pod", "-n", namespace, "four", "--wait=true", "--timeout=120s")
+    wait_for(lambda: on_gpu() == {}, "the last MIG device removed", timeout_s=120)

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from gpunode import (
-    ALLOCATABLE, DRA_GPUS, MPS_USER, PROBE, host_pids_in, scrape, allocated_uuids, expected_devices, node_pod, parse_probe, probe_container,
+    ALLOCATABLE, DRA_CONFIG, DRA_GPUS, MPS_USER, PROBE, host_pids_in, scrape, allocated_uuids, expected_devices, node_pod, parse_probe, probe_container,
 )
 from realcluster.nodeside import log_events, start_exporter
 from realtier import events_for, read_pod, wait_for
@@ -238,7 +238,9 @@ def test_a_device_plugin_rollback_and_upgrade_leave_running_pods_untouched(gpu_n
     config.pop("draplugin", None)
     previous_config = real_cluster.workdir / "previous-release.yaml"
     previous_config.write_text(yaml.safe_dump(config))
-    before_dra = {**ALLOCATABLE, "nvidia.com/gpu": str(int(ALLOCATABLE["nvidia.com/gpu"]) + len(DRA_GPUS))}
+    # (its whole GPUs: the DRA driver's MIG-mode GPU has no MIG instance for it to advertise)
+    whole = [i for i in DRA_GPUS if DRA_CONFIG["gpu_modes"].get(i) != "mig"]
+    before_dra = {**ALLOCATABLE, "nvidia.com/gpu": str(int(ALLOCATABLE["nvidia.com/gpu"]) + len(whole))}
     try:
         for source, config_path, allocatable in ((previous, previous_config, before_dra),
                                                  (REPO_ROOT, gpu_node.config, ALLOCATABLE)):

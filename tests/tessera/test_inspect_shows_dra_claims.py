@@ -233,3 +233,21 @@ def test_claims_forbidden_shows_the_gpus_without_holders(monkeypatch):
     assert all(not g.holders for g in view.nodes[0].gpus)
     assert view.dra_problem.startswith("DRA objects not read: cannot list resourceclaims.resource.k8s.io: 403")
     assert view.dra_problem.endswith("(DRA GPUs are shown without their holders)")
+
+
+def test_a_mig_gpu_shows_the_devices_made_for_claims_not_every_placement_offered():
+    from draplugin.devices import MODE_MIG, counter_set, mig_device_entry, mig_partitions
+    from draplugin.slices import wanted_slices
+    from tessera.nvmlmig import MigPlacement
+
+    parent = PublishedGpu("gpu-2", GpuInfo(2, UUID1, "NVIDIA A100-SXM4-40GB", minor_number=5, memory_total_mib=40960,
+                                           sm_count=108, mig_enabled=True), MODE_MIG)
+    placements = [MigPlacement("1g.5gb", 19, 1, 4864, 14, s, 1) for s in range(7)] + [
+        MigPlacement("3g.20gb", 9, 3, 19968, 42, s, 4) for s in (0, 4)]
+    devices = [mig_device_entry(m, "550.54.15") for m in mig_partitions(parent, placements)]
+    slices = wanted_slices({"metadata": {"name": NODE, "uid": "u-1"}}, DRIVER, devices,
+                           [counter_set(parent, placements)], 1)
+    found = dra_gpus(slices, [_claim("infer", "gpu-2-mig-3g-20gb-4", ("infer-0",))])
+    (held,) = found.by_node[NODE]
+    assert (held.index, held.uuid, held.mode, held.device) == (2, UUID1, "mig 3g.20gb", "gpu-2-mig-3g-20gb-4")
+    assert [h.claim for h in held.holders] == ["infer"] and found.notes == {}

@@ -65,5 +65,7 @@ def test_simulated_node_gets_device_nodes_by_minor_and_capability_nodes(tmp_path
             for p in (tmp_path / "root").rglob("*") if stat.S_ISCHR(p.lstat().st_mode)}
     assert made["dev/nvidia3"] == (195, 3) and made["dev/nvidia0"] == (195, 0) and "dev/nvidia1" not in made
     caps = {k for k in made if k.startswith("dev/nvidia-caps/")}
-    assert len(caps) == 2 + 2 * 3 * 2  # config, monitor, and a GI and a CI node for each of 6 instances
+    # config, monitor, and on each of the 2 MIG GPUs a GI and a CI node for every GPU-instance id 1..14:
+    # the instances laid out now and any made later (tessera.fakenvml.miglifecycle)
+    assert len(caps) == 2 + 2 * 14 * 2
     assert {p.lstrip("/") for p, _, _ in device_nodes(fakenvml.load_description(path))} == set(made)

@@ -48,7 +48,7 @@ def test_the_fake_only_replaces_functions_pynvml_has():
 
 # The product's packages as pyproject.toml ships them; only these modules and the fake may import pynvml.
 REPO = Path(__file__).resolve().parents[2]
-PYNVML_IMPORTERS = ["tessera/gpm.py", "tessera/nvml.py", "tessera/topology.py"]
+PYNVML_IMPORTERS = ["tessera/gpm.py", "tessera/nvml.py", "tessera/nvmlmig.py", "tessera/topology.py"]
 FAKE = "tessera/fakenvml/"
 
 
@@ -100,7 +100,7 @@ def test_what_does_not_import_pynvml_is_not_counted(form):
     assert not imports_pynvml(form)
 
 
-def test_only_the_nvml_gpm_and_topology_modules_import_pynvml():
+def test_only_the_nvml_nvmlmig_gpm_and_topology_modules_import_pynvml():
     packages = product_packages()
     assert {"tessera", "deviceplugin", "extender", "hook", "exporter", "simcluster"} <= set(packages)
     importers = sorted(
