@@ -16,6 +16,8 @@ import threading
 
 from draplugin import metrics
 from draplugin.checkpoint import Checkpoint
+from draplugin.health import DeviceHealth
+from draplugin.healthstream import HealthStream
 from draplugin.devices import (
     MODE_MIG, Published, PublishedGpu, PublishedMig, counter_set, device_entry, mig_device_entry, mig_partitions,
     select_gpus,
@@ -24,6 +26,8 @@ from draplugin.prepare import ClaimReader, DraService, PrepareSettings
 from draplugin.registration import PluginServer, RegistrationService, registration_socket
 from draplugin.slices import SlicePublisher
 from tessera.config import DraPluginConfig
+from tessera.gpuhealth import HealthTracker
+from tessera.kubeletapi import DRA_HEALTH_SERVICE_V1, DRA_SERVICE_V1
 from tessera.grant import GrantError
 from tessera.httpserve import ServeLimits
 from tessera.httpserve.metricsport import serve_metrics
@@ -48,7 +52,9 @@ class DraPluginDaemon:
         self.node = config.node_name or os.environ.get("NODE_NAME", "") or os.uname().nodename
         self.gpus: dict[str, Published] = {}   # device name -> what it is
         self.mig_gpus: list[tuple[PublishedGpu, list[MigPlacement]]] = []
-        self.nvml: Nvml | None = None   # kept open while there are mig GPUs
+        self.nvml: Nvml | None = None   # open while the driver runs: health events, MIG devices
+        self.health: DeviceHealth | None = None
+        self.stream: HealthStream | None = None
         self.driver_version = ""
         self.server: PluginServer | None = None
         self.publisher: SlicePublisher | None = None
@@ -63,7 +69,7 @@ class DraPluginDaemon:
             gpus = nvml.read_gpus()
             self.driver_version = nvml.driver_version()
             try:
-                selected = select_gpus(gpus, cfg.gpus, cfg.gpu_modes)
+                selected = select_gpus(gpus, cfg.gpus, cfg.gpu_modes, cfg.timeslice_replicas)
                 key = node_grant_key(cfg.grant_key_path)
             except (ValueError, GrantError) as err:
                 raise StartError(str(err)) from None
@@ -76,7 +82,7 @@ class DraPluginDaemon:
                     self.gpus[gpu.name] = gpu
             if self.mig_gpus:
                 self._remove_unheld_mig_devices(nvml, checkpoint)
-                self.nvml = nvml
+            self.nvml = nvml
         finally:
             if self.nvml is None:
                 nvml.close()
@@ -85,14 +91,21 @@ class DraPluginDaemon:
         settings = PrepareSettings(cfg.driver_name, self.node, cfg.cdi_dir, cfg.device_root, key,
                                    cfg.mps_pipe_directory, cfg.mps_shm_directory)
         service = DraService(settings, lambda: self.gpus, ClaimReader(self.client), checkpoint, metrics.observe,
-                             mig=self.nvml)
+                             mig=self.nvml if self.mig_gpus else None)
         dra_socket = os.path.join(cfg.plugin_path, "dra.sock")
-        self.registration = RegistrationService(cfg.driver_name, dra_socket)
-        self.server = PluginServer(service, self.registration, dra_socket,
-                                   registration_socket(cfg.plugins_registry_path, cfg.driver_name))
-        self.server.start()
         self.publisher = SlicePublisher(self.client, self.node, cfg.driver_name, self._devices, self._counter_sets)
+        tracker = HealthTracker(cfg.application_xids, cfg.fatal_xids, cfg.xid_quiet_period_s, component="draplugin")
+        self.health = DeviceHealth(self.nvml, [g.gpu.index for g in selected], tracker, cfg.driver_name,
+                                   cfg.unhealthy_taint_effect, self._health_changed)
+        self.health.check([], self.nvml.read_gpus())   # a GPU unreadable now is published tainted
+        self.stream = HealthStream(self.node, lambda: {name: g.gpu.index for name, g in self.gpus.items()},
+                                   self.health.reason)
+        self.registration = RegistrationService(cfg.driver_name, dra_socket, (DRA_SERVICE_V1, DRA_HEALTH_SERVICE_V1))
+        self.server = PluginServer(service, self.registration, dra_socket,
+                                   registration_socket(cfg.plugins_registry_path, cfg.driver_name), self.stream)
+        self.server.start()
         self.publisher.start()
+        self.health.start()
         self.http = serve_metrics(cfg.listen, metrics.REGISTRY, self.ready, "draplugin-metrics",
                                   ServeLimits.from_config(cfg, max_body_bytes=64 * 1024))
         log.info("dra_plugin_started", node=self.node, driver=cfg.driver_name, devices=sorted(self.gpus),
@@ -113,9 +126,20 @@ class DraPluginDaemon:
                     log.error("mig_device_remove_failed", gpu=gpu.gpu.index, uuid=instance.uuid, reason=str(err),
                               effect="its memory slices stay taken; claims placed over them fail to prepare")
 
+    def _health_changed(self) -> None:
+        self.publisher.poke()
+        self.stream.notify()
+
     def _devices(self) -> list[dict]:
-        return [mig_device_entry(g, self.driver_version) if isinstance(g, PublishedMig)
-                else device_entry(g, self.driver_version) for g in self.gpus.values()]
+        entries = []
+        for g in self.gpus.values():
+            entry = (mig_device_entry(g, self.driver_version) if isinstance(g, PublishedMig)
+                     else device_entry(g, self.driver_version))
+            taints = self.health.taints(g.gpu.index) if self.health else []
+            if taints:
+                entry["taints"] = taints
+            entries.append(entry)
+        return entries
 
     def _counter_sets(self) -> list[dict]:
         return [counter_set(gpu, placements) for gpu, placements in self.mig_gpus]
@@ -130,6 +154,10 @@ class DraPluginDaemon:
         return True, f"ok: {len(self.gpus)} devices published"
 
     def stop(self) -> None:
+        if self.health is not None:
+            self.health.stop()
+        if self.stream is not None:
+            self.stream.stop()
         if self.publisher is not None:
             self.publisher.stop()
         if self.server is not None:

@@ -11,6 +11,9 @@ up what the claims on the GPU consume and never lets it pass the GPU's 100 cores
 that names neither takes the whole GPU (both policies default to all of it), still through MPS; one
 that names only ``cores`` takes all the memory, so ask for both.
 
+A ``timeslice`` GPU is shared whole, taking turns, by at most ``timeslice_replicas`` claims: shared
+(``allowMultipleAllocations``) with one capacity, ``replicas``, of which every claim takes exactly one.
+
 A ``mig`` GPU (one the admin put in MIG mode) is published as partitionable devices: one per MIG
 profile and placement the GPU offers (``gpu-4-mig-1g-10gb-2``: profile 1g.10gb at memory slice 2), each
 consuming from the GPU's counter set (``gpu-4-mig``) the memory slices it spans (``memory-slice-<k>``,
@@ -29,7 +32,7 @@ from tessera.nvmlmig import MigPlacement
 DRIVER_NAME = "gpu.tessera.io"
 
 
-MODE_EXCLUSIVE, MODE_MPS, MODE_MIG = "exclusive", "mps", "mig"
+MODE_EXCLUSIVE, MODE_MPS, MODE_MIG, MODE_TIMESLICE = "exclusive", "mps", "mig", "timeslice"
 COMPUTE_SLICES = "compute-slices"
 GIB_MIB = 1024
 
@@ -41,6 +44,7 @@ class PublishedGpu:
     name: str
     gpu: GpuInfo
     mode: str = MODE_EXCLUSIVE
+    replicas: int = 0   # a timeslice GPU's: how many claims may hold it at once
 
     @property
     def memory_gib(self) -> int:
@@ -113,7 +117,8 @@ def counter_set(parent: PublishedGpu, placements: list[MigPlacement]) -> dict:
     return {"name": counter_set_name(parent.gpu), "counters": counters}
 
 
-def select_gpus(gpus: list[GpuInfo], indices: list[int], modes: dict[int, str] | None = None) -> list[PublishedGpu]:
+def select_gpus(gpus: list[GpuInfo], indices: list[int], modes: dict[int, str] | None = None,
+                timeslice_replicas: int = 4) -> list[PublishedGpu]:
     """The GPUs at ``indices`` (the config's ``draplugin.gpus``) in their ``modes`` (``draplugin.gpu_modes``);
     ValueError naming an index NVML does not show, or a mode given for a GPU not in ``indices``, so a typo
     is not a GPU silently left unpublished or served in the wrong mode."""
@@ -129,7 +134,8 @@ def select_gpus(gpus: list[GpuInfo], indices: list[int], modes: dict[int, str] |
     if not_mig:
         raise ValueError(f"draplugin.gpu_modes makes GPU indices {not_mig} mig, but they are not in MIG mode; the "
                          "admin enables it (nvidia-smi -i <index> -mig 1, and a GPU reset), Tessera never does")
-    return [PublishedGpu(device_name(by_index[i]), by_index[i], modes.get(i, MODE_EXCLUSIVE))
+    return [PublishedGpu(device_name(by_index[i]), by_index[i], modes.get(i, MODE_EXCLUSIVE),
+                         timeslice_replicas if modes.get(i) == MODE_TIMESLICE else 0)
             for i in sorted(set(indices))]
 
 
@@ -194,6 +200,13 @@ def device_entry(published: PublishedGpu, driver_version: str) -> dict:
     if published.mode == MODE_MPS:
         return {"name": published.name, "attributes": attrs, "allowMultipleAllocations": True,
                 "capacity": mps_capacity(published)}
+    if published.mode == MODE_TIMESLICE:
+        # Only ``replicas`` is capacity: a capacity without a request policy is taken whole by the first
+        # claim. The card's memory is an attribute here.
+        attrs["memoryMiB"] = {"int": published.gpu.memory_total_mib}
+        return {"name": published.name, "attributes": attrs, "allowMultipleAllocations": True,
+                "capacity": {"replicas": {"value": str(published.replicas), "requestPolicy": {
+                    "default": "1", "validRange": {"min": "1", "max": "1"}}}}}
     return {"name": published.name, "attributes": attrs, "capacity": capacity(published.gpu)}
 
 

@@ -13,6 +13,8 @@ CALL_SECONDS = Histogram("tessera_draplugin_claim_seconds", "Time to prepare or 
 PREPARED = Gauge("tessera_draplugin_prepared_claims", "Claims prepared on this node now", registry=REGISTRY)
 PUBLISHED = Gauge("tessera_draplugin_published_devices", "Devices in this node's ResourceSlice",
                   registry=REGISTRY)
+UNHEALTHY = Gauge("tessera_draplugin_unhealthy_gpus", "GPUs of this driver out for their health (their devices "
+                  "tainted in the ResourceSlice)", registry=REGISTRY)
 
 
 def observe(call: str, result: str, seconds: float) -> None:

@@ -12,6 +12,8 @@ passes the returned CDI IDs to containerd, the hook verifies the grants at conta
   and ``nvidia.com/mps-memory``, their ``CUDA_MPS_*`` variables, and the MPS daemon's pipe and shm
   folders mounted (shm as ``/dev/shm``). One MPS GPU per request.
 
+- A timeslice GPU: one grant of ``nvidia.com/gpu.shared`` over it, as the device plugin's time-sliced
+  replicas (the GPU whole, its turns shared with the other claims on it).
 - A MIG device (a device of a ``mig`` GPU: a profile at a placement): the MIG instance is made there
   (GPU instance and its compute instance, :mod:`tessera.nvmlmig`), granted as the device plugin grants a
   MIG device (``nvidia.com/mig-<profile>`` over its UUID, its GPU's node and its two capability nodes),
@@ -34,8 +36,8 @@ import kubernetes
 
 from draplugin import cdi
 from draplugin.checkpoint import Checkpoint, PreparedClaim, PreparedDevice
-from draplugin.devices import MODE_MPS, Published, PublishedMig
-from tessera import RESOURCE_GPU, RESOURCE_MPS_CORE, RESOURCE_MPS_MEMORY, mig_resource_name
+from draplugin.devices import MODE_MPS, MODE_TIMESLICE, Published, PublishedMig
+from tessera import RESOURCE_GPU, RESOURCE_GPU_SHARED, RESOURCE_MPS_CORE, RESOURCE_MPS_MEMORY, mig_resource_name
 from tessera.gpu import MigInstance
 from tessera.grant import container_env, env_entry, new_grant
 from tessera.hostdevices import CONTROL_NODES, host_device_path
@@ -238,6 +240,11 @@ class DraService(dra_grpc.DRAPluginServicer):
             grants = [new_grant(RESOURCE_MPS_CORE, self.settings.node, uuids, uuids, paths, core=cores, pipe=pipe),
                       new_grant(RESOURCE_MPS_MEMORY, self.settings.node, uuids, uuids, paths, mem_gib=gib)]
             mounts = [(pipe, pipe), (self.settings.mps_shm_directory, CONTAINER_SHM)]
+        elif any(g.mode == MODE_TIMESLICE for g in gpus):
+            if not all(g.mode == MODE_TIMESLICE for g in gpus):
+                raise PrepareError(f"ResourceClaim {claim}: request {request_name!r} mixes time-sliced and "
+                                   "exclusive GPUs")
+            grants = [new_grant(RESOURCE_GPU_SHARED, self.settings.node, uuids, uuids, paths)]
         else:
             grants = [new_grant(RESOURCE_GPU, self.settings.node, uuids, uuids, paths)]
         env = container_env(grants)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import grpc
 
-from tessera.kubeletapi import DRA_PLUGIN_TYPE, DRA_SERVICE_V1, dra_grpc, registration_grpc, registration_pb2
+from tessera.kubeletapi import DRA_PLUGIN_TYPE, DRA_SERVICE_V1, dra_grpc, drahealth_grpc, registration_grpc, registration_pb2
 from tessera.log import get_logger
 
 log = get_logger("draplugin")
@@ -29,14 +29,14 @@ class ServeError(OSError):
 class RegistrationService(registration_grpc.RegistrationServicer):
     """What the kubelet's plugin watcher asks."""
 
-    def __init__(self, driver: str, endpoint: str) -> None:
-        self.driver, self.endpoint = driver, endpoint
+    def __init__(self, driver: str, endpoint: str, services: tuple[str, ...] = (DRA_SERVICE_V1,)) -> None:
+        self.driver, self.endpoint, self.services = driver, endpoint, list(services)
         self.registered = threading.Event()
         self.last_error = ""
 
     def GetInfo(self, request, context):  # noqa: N802
         return registration_pb2.PluginInfo(type=DRA_PLUGIN_TYPE, name=self.driver, endpoint=self.endpoint,
-                                           supported_versions=[DRA_SERVICE_V1])
+                                           supported_versions=self.services)
 
     def NotifyRegistrationStatus(self, request, context):  # noqa: N802
         if request.plugin_registered:
@@ -74,14 +74,16 @@ class PluginServer:
     served last, so the kubelet never dials a DRA socket that is not there yet."""
 
     def __init__(self, dra: dra_grpc.DRAPluginServicer, registration: RegistrationService, dra_socket: str,
-                 registration_socket_path: str) -> None:
-        self.dra, self.registration = dra, registration
+                 registration_socket_path: str, health=None) -> None:
+        self.dra, self.registration, self.health = dra, registration, health   # health: a DRAResourceHealth servicer
         self.dra_socket, self.registration_socket = dra_socket, registration_socket_path
         self._server: grpc.Server | None = None
 
     def start(self) -> None:
         server = grpc.server(ThreadPoolExecutor(max_workers=8, thread_name_prefix="dra"))
         dra_grpc.add_DRAPluginServicer_to_server(self.dra, server)
+        if self.health is not None:
+            drahealth_grpc.add_DRAResourceHealthServicer_to_server(self.health, server)
         registration_grpc.add_RegistrationServicer_to_server(self.registration, server)
         try:
             _listen(server, self.dra_socket)

@@ -106,7 +106,14 @@ def _amounts(value):
     return value
 
 
+def _taints(value) -> list:
+    """Taints as compared: the API server stamps ``timeAdded`` on a taint written without one."""
+    return [{k: v for k, v in t.items() if k != "timeAdded"} for t in value or [] if isinstance(t, dict)]
+
+
 def _same(key: str, a, b) -> bool:
+    if key == "taints":
+        return _taints(a) == _taints(b)
     return _amounts(a) == _amounts(b) if key in ("capacity", "consumesCounters", "sharedCounters") else a == b
 
 
@@ -147,6 +154,7 @@ class SlicePublisher:
         self.node, self.driver, self.devices, self.counter_sets = node, driver, devices, counter_sets
         self.published = threading.Event()   # set once the API server holds the wanted slice
         self._stop = threading.Event()
+        self._poked = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dra-slices", daemon=True)
         self._response = None
 
@@ -159,6 +167,13 @@ class SlicePublisher:
         if response is not None:
             response.close()
         self._thread.join(timeout=5)
+
+    def poke(self) -> None:
+        """Write the slices again now: what they should hold changed (a GPU's health)."""
+        self._poked.set()
+        response = self._response
+        if response is not None:
+            response.close()
 
     def _selector(self) -> str:
         return f"spec.nodeName={self.node},spec.driver={self.driver}"
@@ -213,12 +228,15 @@ class SlicePublisher:
         backoff = Backoff()
         while not self._stop.is_set():
             try:
+                self._poked.clear()
                 version = self.reconcile()
                 backoff.reset()
                 self._watch(version)
             except Exception as exc:  # noqa: BLE001 - the API server may be away; try again
                 if self._stop.is_set():
                     return
+                if self._poked.is_set():
+                    continue   # the watch was closed by poke()
                 log.warning("resource_slice_sync_failed", reason=str(exc)[:300],
                             retry_within_s=round(backoff.ceiling(), 2))
                 if not backoff.wait(self._stop):
@@ -231,6 +249,10 @@ class SlicePublisher:
             GROUP, VERSION, PLURAL, field_selector=self._selector(), watch=True, resource_version=version,
             allow_watch_bookmarks=True, timeout_seconds=WATCH_S, _preload_content=False)
         self._response = response
+        if self._poked.is_set():   # poked between the reconcile and this watch
+            response.close()
+            self._response = None
+            return
         try:
             for event in watch_events(response):
                 if self._stop.is_set():

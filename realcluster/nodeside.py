@@ -55,17 +55,19 @@ GPU_NODE_LABEL = "tessera.io/gpu-node"
 # bench/real_node_bench.py run on it.
 def mixed_node_description(name: str) -> dict:
     """The fake-NVML description of the mixed node called ``name``."""
-    return {"node": name, "minor_numbers": [3, 0, 2, 1, 4, 6, 5, 8], "gpus": [
+    return {"node": name, "minor_numbers": [3, 0, 2, 1, 4, 6, 5, 8, 7], "gpus": [
         {"model": "A100-SXM4-80GB", "count": 4},
         {"model": "A100-SXM4-80GB", "count": 1, "mig": ["3g.40gb", "2g.20gb", "1g.10gb", "1g.10gb"]},
         {"model": "A100-SXM4-80GB", "count": 2},
-        {"model": "A100-SXM4-80GB", "count": 1, "mode": "mig"}]}   # MIG mode, nothing made: the DRA driver's
+        {"model": "A100-SXM4-80GB", "count": 1, "mode": "mig"},   # MIG mode, nothing made: the DRA driver's
+        {"model": "A100-SXM4-80GB", "count": 1}]}
 
 
 MIXED_NODE_PLUGIN_CONFIG = {"gpu_modes": {2: "mps", 3: "timeslice", 4: "mig"}}
 # The DRA driver's (the config's draplugin section): GPU 5 whole, GPU 6 shared through MPS, GPU 7 (in MIG
-# mode) partitioned per claim; the device plugin leaves them out.
-MIXED_NODE_DRA_CONFIG = {"gpus": [5, 6, 7], "gpu_modes": {6: "mps", 7: "mig"}}
+# mode) partitioned per claim, GPU 8 time-sliced between two claims; the device plugin leaves them out.
+MIXED_NODE_DRA_CONFIG = {"gpus": [5, 6, 7, 8], "gpu_modes": {6: "mps", 7: "mig", 8: "timeslice"},
+                         "timeslice_replicas": 2}
 MIXED_NODE_DRA_GPUS = MIXED_NODE_DRA_CONFIG["gpus"]
 MIXED_NODE_ALLOCATABLE = {
     "nvidia.com/gpu": "2", "nvidia.com/mps-core": "100", "nvidia.com/mps-memory": "80", "nvidia.com/gpu.shared": "4",

@@ -4,7 +4,7 @@ Knows nothing of gRPC; :mod:`deviceplugin.server` asks it for every decision.
 """
 
 from deviceplugin.rm.devices import CORES_PER_GPU, Device, gpu_devices, node_devices
-from deviceplugin.rm.health import HealthTracker
+from tessera.gpuhealth import HealthTracker
 from deviceplugin.rm.node import NodeDevices
 from deviceplugin.rm.requests import Request, RequestError
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable
 
 from deviceplugin.rm.devices import CORES_PER_GPU, Device, node_devices
-from deviceplugin.rm.health import HealthTracker
+from tessera.gpuhealth import HealthTracker
 from tessera.deviceids import gpu_of, parse_share
 from deviceplugin.rm.modes import ModeBook, desired_modes
 from deviceplugin.rm.preferred import best_gpu_set, tightest

@@ -32,7 +32,7 @@ DEFAULT_APPLICATION_XIDS = [13, 31, 43, 45, 68, 109]
 DEFAULT_FATAL_XIDS = [48, 63, 64, 79, 94, 95]
 RUNTIMES = ("containerd", "crio")
 DEVICE_LIST_STRATEGIES = ("device-nodes", "cdi")
-DRA_GPU_MODES = ("exclusive", "mps", "mig")   # the DRA driver's so far (time-slicing: issue 18's next step)
+DRA_GPU_MODES = ("exclusive", "mps", "mig", "timeslice")
 # Who may add, change or remove tessera.io/* annotations on a pod after its creation: deploy/'s ServiceAccounts.
 DEFAULT_LEDGER_WRITERS = [service_account_username(NAMESPACE, SERVICE_ACCOUNT_DEVICE_PLUGIN),
                           service_account_username(NAMESPACE, SERVICE_ACCOUNT_EXTENDER)]
@@ -121,9 +121,22 @@ class DraPluginConfig(HttpPortConfig):
                                             "GPU), mps (claims share it through MPS as consumable capacity: "
                                             "cores and memory) or mig (a GPU the admin put in MIG mode: each claim "
                                             "gets a MIG device made for it at prepare and removed at unprepare; "
-                                            "the driver then owns the GPU's MIG instances); unlisted GPUs are "
-                                            "exclusive",
+                                            "the driver then owns the GPU's MIG instances) or timeslice (up to "
+                                            "timeslice_replicas claims share it whole, taking turns); unlisted "
+                                            "GPUs are exclusive",
                                         choices=DRA_GPU_MODES, flag=False)
+    application_xids: list[int] = setting(DEFAULT_APPLICATION_XIDS,
+                                          "Xids caused by the application: the GPU stays healthy", flag=False)
+    fatal_xids: list[int] = setting(DEFAULT_FATAL_XIDS,
+                                    "Xids after which a GPU stays out until it reads healthy again", flag=False)
+    xid_quiet_period_s: float = setting(300.0, "seconds without a further Xid before a GPU is healthy again",
+                                        minimum=0)
+    unhealthy_taint_effect: str = setting("NoSchedule", "the device taint an unhealthy GPU's devices get in the "
+                                                        "ResourceSlice: NoSchedule (no new claims) or NoExecute "
+                                                        "(also evicts the pods using it)",
+                                          choices=("NoSchedule", "NoExecute"))
+    timeslice_replicas: int = setting(4, "claims that may hold one timeslice GPU at once (the device plugin's "
+                                         "timeslice_replicas, for the driver's GPUs)", minimum=1, maximum=64)
     mps_pipe_directory: str = setting("/run/tessera/mps/pipe", "MPS control daemon pipe directory on the host (the "
                                                                "device plugin's daemon serves both)")
     mps_shm_directory: str = setting("/run/tessera/mps/shm", "MPS shared-memory directory, mounted as /dev/shm")

@@ -1,4 +1,5 @@
-"""The kubelet's gRPC APIs as Python: device-plugin v1beta1, pod-resources v1, DRA v1 and plugin registration v1.
+"""The kubelet's gRPC APIs as Python: device-plugin v1beta1, pod-resources v1, DRA v1, DRA resource health v1
+and plugin registration v1.
 
 The generated modules live under ``tessera.kubeletapi.deviceplugin.v1beta1`` and
 ``tessera.kubeletapi.podresources.v1`` (regenerate with ``python -m tessera.kubeletapi.generate``).
@@ -6,7 +7,8 @@ This package gives them short names::
 
     from tessera.kubeletapi import deviceplugin_pb2, deviceplugin_grpc
     from tessera.kubeletapi import podresources_pb2, podresources_grpc
-    from tessera.kubeletapi import dra_pb2, dra_grpc, registration_pb2, registration_grpc
+    from tessera.kubeletapi import dra_pb2, dra_grpc, drahealth_pb2, drahealth_grpc
+    from tessera.kubeletapi import registration_pb2, registration_grpc
 
 The aliases load on first use, so importing this package for its constants pulls in neither
 grpc nor protobuf.
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
     from tessera.kubeletapi.podresources.v1 import api_pb2_grpc as podresources_grpc
     from tessera.kubeletapi.dra.v1 import api_pb2 as dra_pb2
     from tessera.kubeletapi.dra.v1 import api_pb2_grpc as dra_grpc
+    from tessera.kubeletapi.drahealth.v1 import api_pb2 as drahealth_pb2
+    from tessera.kubeletapi.drahealth.v1 import api_pb2_grpc as drahealth_grpc
     from tessera.kubeletapi.pluginregistration.v1 import api_pb2 as registration_pb2
     from tessera.kubeletapi.pluginregistration.v1 import api_pb2_grpc as registration_grpc
 
@@ -46,6 +50,8 @@ PLUGINS_DIR = "/var/lib/kubelet/plugins"
 DRA_PLUGIN_TYPE = "DRAPlugin"
 #: The DRA gRPC services a driver offers, as PluginInfo.supported_versions names them.
 DRA_SERVICE_V1 = "v1.DRAPlugin"
+#: The optional service a driver streams its devices' health to the kubelet with (KEP 4680).
+DRA_HEALTH_SERVICE_V1 = "v1.DRAResourceHealth"
 
 _ALIASES: dict[str, str] = {
     "deviceplugin_pb2": "tessera.kubeletapi.deviceplugin.v1beta1.api_pb2",
@@ -54,6 +60,8 @@ _ALIASES: dict[str, str] = {
     "podresources_grpc": "tessera.kubeletapi.podresources.v1.api_pb2_grpc",
     "dra_pb2": "tessera.kubeletapi.dra.v1.api_pb2",
     "dra_grpc": "tessera.kubeletapi.dra.v1.api_pb2_grpc",
+    "drahealth_pb2": "tessera.kubeletapi.drahealth.v1.api_pb2",
+    "drahealth_grpc": "tessera.kubeletapi.drahealth.v1.api_pb2_grpc",
     "registration_pb2": "tessera.kubeletapi.pluginregistration.v1.api_pb2",
     "registration_grpc": "tessera.kubeletapi.pluginregistration.v1.api_pb2_grpc",
 }
@@ -61,6 +69,7 @@ _ALIASES: dict[str, str] = {
 __all__ = [
     "API_VERSION",
     "DEVICE_PLUGIN_DIR",
+    "DRA_HEALTH_SERVICE_V1",
     "DRA_PLUGIN_TYPE",
     "DRA_SERVICE_V1",
     "HEALTHY",

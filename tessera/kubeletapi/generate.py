@@ -26,6 +26,7 @@ PROTO_FILES: tuple[str, ...] = (
     "deviceplugin/v1beta1/api.proto",
     "podresources/v1/api.proto",
     "dra/v1/api.proto",
+    "drahealth/v1/api.proto",
     "pluginregistration/v1/api.proto",
 )
 GENERATED_SUFFIXES: tuple[str, ...] = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")

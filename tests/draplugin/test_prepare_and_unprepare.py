@@ -131,3 +131,21 @@ def test_an_mps_allocation_that_records_no_usable_share_is_refused(driver):
     assert "records no usable consumedCapacity" in answers["u-1"].error
     assert "an MPS share is 1..100 cores and whole GiB" in answers["u-2"].error
     assert "an MPS share is 1..100 cores and whole GiB" in answers["u-3"].error
+
+
+def test_a_timeslice_gpu_comes_whole_to_each_claim_with_a_gpu_shared_grant(driver):
+    from draplugin.devices import select_gpus
+
+    published = {g.name: g for g in select_gpus(GPUS, [4, 5], {4: "timeslice"})}
+    d = driver({("team-a", "a"): claim("a", UID_A, [("gpu", "gpu-4")], consumed={"replicas": "1"}),
+                ("team-a", "b"): claim("b", UID_B, [("gpu", "gpu-4")], consumed={"replicas": "1"}),
+                ("team-a", "mixed"): claim("mixed", "u-3", [("gpu", "gpu-4"), ("gpu", "gpu-5")])},
+               published=published)
+    answers = prepare(d, ("team-a", "a", UID_A), ("team-a", "b", UID_B), ("team-a", "mixed", "u-3")).claims
+    for uid in (UID_A, UID_B):
+        assert answers[uid].error == ""
+        env = dict(item.split("=", 1) for item in edits_of(d, uid)[f"{uid}-gpu-4"]["env"])
+        (grant,) = [verify_env(k, v, KEY) for k, v in env.items() if k.startswith("TESSERA_GRANT_")]
+        assert (grant.resource, grant.uuids) == ("nvidia.com/gpu.shared", [GPUS[0].uuid])
+        assert env["NVIDIA_VISIBLE_DEVICES"] == GPUS[0].uuid and "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE" not in env
+    assert "mixes time-sliced and exclusive GPUs" in answers["u-3"].error

@@ -86,3 +86,12 @@ def test_quantities_the_api_server_wrote_in_canonical_form_are_no_change():
     stored["spec"]["devices"][1]["capacity"]["cores"]["value"] = "99"
     stored["spec"]["devices"][0]["attributes"]["minor"] = {"int": 7}
     assert differences(stored, wanted) == ["spec.devices[gpu-4].attributes", "spec.devices[gpu-6].capacity"]
+
+
+def test_a_timeslice_gpu_is_held_by_at_most_its_replicas_each_claim_taking_one():
+    (ts,) = select_gpus(GPUS[:1], [GPUS[0].index], {GPUS[0].index: "timeslice"}, timeslice_replicas=3)
+    entry = device_entry(ts, "550.54.15")
+    assert entry["allowMultipleAllocations"] is True and entry["attributes"]["mode"] == {"string": "timeslice"}
+    assert entry["capacity"] == {"replicas": {"value": "3", "requestPolicy": {
+        "default": "1", "validRange": {"min": "1", "max": "1"}}}}
+    assert entry["attributes"]["memoryMiB"] == {"int": GPUS[0].memory_total_mib}

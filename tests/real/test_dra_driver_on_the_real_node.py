@@ -12,7 +12,7 @@ import json
 import kubernetes
 
 from gpunode import (
-    DRA_GPUS, MPS_USER, NODE, PROBE, expected_devices, host_pids_in, node_pod, parse_probe, probe_container, scrape,
+    DRA_CONFIG, DRA_GPUS, MPS_USER, NODE, PROBE, expected_devices, host_pids_in, node_pod, parse_probe, probe_container, scrape,
 )
 from realcluster.draside import DRIVER
 from realcluster.nodeside import log_events
@@ -22,6 +22,7 @@ from tessera.fakenvml import load_description
 
 GROUP = "resource.k8s.io"
 MIG_GPU = DRA_GPUS[2]   # in draplugin.gpu_modes mig
+TIMESLICE_GPU = DRA_GPUS[3]   # in draplugin.gpu_modes timeslice, two claims at once
 
 
 def gpu_uuid(side, index: int) -> str:
@@ -101,7 +102,7 @@ def test_the_driver_publishes_only_its_gpus_and_the_device_plugin_leaves_them_ou
     published, counters = slices[f"{NODE}-{DRIVER}"], slices[f"{NODE}-{DRIVER}-counters"]
     assert len(slices) == 2 and {s["spec"]["pool"]["resourceSliceCount"] for s in slices.values()} == {2}
     devices = {d["name"]: d for d in published["spec"]["devices"]}
-    whole = {f"gpu-{i}" for i in DRA_GPUS[:2]}
+    whole = {f"gpu-{i}" for i in DRA_GPUS if i != MIG_GPU}
     assert whole <= set(devices) and f"gpu-{MIG_GPU}" not in devices
     # the MIG GPU: every placement of its six profiles (A100 80GB: 7 + 4 + 3 + 2 + 1 + 1) over one counter set
     assert len(set(devices) - whole) == 18 and all(n.startswith(f"gpu-{MIG_GPU}-mig-") for n in set(devices) - whole)
@@ -336,3 +337,80 @@ def test_mig_claims_get_devices_made_for_them_where_they_fit_and_removed_after(d
     assert list(on_gpu().values()) == [("4g.40gb", 0)] and probe.env["NVIDIA_VISIBLE_DEVICES"] in on_gpu()
     real_cluster.kubectl("delete", "pod", "-n", namespace, "four", "--wait=true", "--timeout=120s")
     wait_for(lambda: on_gpu() == {}, "the last MIG device removed", timeout_s=120)
+
+
+def test_a_timeslice_gpu_is_held_whole_by_two_claims_and_a_third_waits(dra_node, real_cluster, namespace):
+    """Shared access: two claims of class timeslice.gpu.tessera.io hold the same GPU at once (replicas 2 in
+    the node's config), each container gets the whole GPU under a gpu.shared grant the hook verified, and
+    a third claim waits until one of them ends."""
+    side = dra_node.side
+    uuid = gpu_uuid(side, TIMESLICE_GPU)
+    template = {"apiVersion": f"{GROUP}/v1", "kind": "ResourceClaimTemplate",
+                "metadata": {"name": "turns", "namespace": namespace},
+                "spec": {"spec": {"devices": {"requests": [
+                    {"name": "gpu", "exactly": {"deviceClassName": "timeslice.gpu.tessera.io"}}]}}}}
+    hold = PROBE + "; sleep 3600"
+    real_cluster.apply([template, claim_pod("first", namespace, hold, template="turns"),
+                        claim_pod("second", namespace, hold, template="turns")])
+    for name in ("first", "second"):
+        pod, probe = running_with_probe(real_cluster, namespace, name)
+        (result,) = pod_claim(real_cluster, pod)["status"]["allocation"]["devices"]["results"]
+        assert (result["device"], result["consumedCapacity"]) == (f"gpu-{TIMESLICE_GPU}", {"replicas": "1"})
+        assert probe.env["NVIDIA_VISIBLE_DEVICES"] == probe.env["CUDA_VISIBLE_DEVICES"] == uuid
+        assert probe.devices == expected_devices(side.description, [uuid])
+    assert DRA_CONFIG["timeslice_replicas"] == 2
+    real_cluster.apply([claim_pod("third", namespace, hold, template="turns")])
+    core = real_cluster.core_v1()
+    refused = wait_for(lambda: [e for e in events_for(core, namespace, "third") if e["reason"] == "FailedScheduling"],
+                       "kube-scheduler's FailedScheduling for a third claim on a GPU of two replicas", timeout_s=120)
+    assert "cannot allocate all claims" in refused[-1]["message"], refused
+    real_cluster.kubectl("delete", "pod", "-n", namespace, "first", "--wait=true", "--timeout=120s")
+    _, probe = running_with_probe(real_cluster, namespace, "third")
+    assert probe.env["NVIDIA_VISIBLE_DEVICES"] == uuid
+
+
+def test_a_gpu_that_falls_off_the_bus_is_tainted_and_gets_no_claim_until_it_is_back(dra_node, real_cluster,
+                                                                                    namespace):
+    """Device health: the driver's whole GPU is lost (Xid 79, reads fail) on the fake node while a pod holds
+    it: its device gets the driver's NoSchedule taint in the ResourceSlice, the kubelet shows it Unhealthy
+    in the pod's status (the driver's health stream), and kube-scheduler allocates it to no new claim;
+    once the GPU reads well again (a reset) the taint goes and the waiting pod gets it."""
+    from tessera.fakenvml.control import FaultInjector
+
+    injector = FaultInjector(dra_node.side.description)
+    index = DRA_GPUS[0]
+
+    def taints():
+        devices = {d["name"]: d for s in node_slices(real_cluster) for d in s["spec"].get("devices") or []}
+        return devices[f"gpu-{index}"].get("taints") or []
+
+    assert taints() == []
+    real_cluster.apply([claim_template(namespace), claim_pod("holder", namespace, PROBE + "; sleep 3600")])
+    running_with_probe(real_cluster, namespace, "holder")
+    core = real_cluster.core_v1()
+    injector.lose_gpu(index)
+    try:
+        (taint,) = wait_for(taints, "the lost GPU's device tainted in the ResourceSlice", timeout_s=120)
+        assert (taint["key"], taint["effect"]) == (f"{DRIVER}/unhealthy", "NoSchedule")
+        assert taint["value"].startswith(("fatal-xid-79", "gpu-lost-from-the-bus"))
+
+        def reported():   # the driver's health stream, as the kubelet shows it in the holder's status
+            status = read_pod(core, namespace, "holder")["status"]["containerStatuses"][0]
+            return [r for entry in status.get("allocatedResourcesStatus") or [] for r in entry.get("resources") or []
+                    if r.get("health") == "Unhealthy"]
+        (device,) = wait_for(reported, "the holder's status showing its device Unhealthy", timeout_s=120)
+        assert f"gpu-{index}" in device["resourceID"]
+        real_cluster.kubectl("delete", "pod", "-n", namespace, "holder", "--wait=true", "--timeout=120s")
+        real_cluster.apply([claim_pod("waits", namespace, PROBE + "; sleep 3600")])
+        refused = wait_for(lambda: [e for e in events_for(core, namespace, "waits")
+                                    if e["reason"] == "FailedScheduling"],
+                           "kube-scheduler's FailedScheduling for a claim whose only device is tainted", timeout_s=120)
+        assert "cannot allocate all claims" in refused[-1]["message"], refused
+        # a fatal Xid holds until a reset: the driver must have seen the GPU fail to read before it is back
+        wait_for(lambda: (t := taints()) and "gpu-lost" in t[0]["value"], "the driver seeing the GPU unreadable",
+                 timeout_s=120)
+    finally:
+        injector.restore_gpu(index)
+    wait_for(lambda: taints() == [], "the taint removed once the GPU reads well again", timeout_s=120)
+    _, probe = running_with_probe(real_cluster, namespace, "waits")
+    assert probe.env["NVIDIA_VISIBLE_DEVICES"] == gpu_uuid(dra_node.side, index)

@@ -1,4 +1,5 @@
-"""GPU health from NVML events and reads: which GPUs are out, why, and until when.
+"""GPU health from NVML events and reads: which GPUs are out, why, and until when (the device plugin's
+and the DRA driver's, each for its own GPUs).
 
 - An application Xid (config ``application_xids``) changes nothing: the fault is the program's.
 - Another Xid, or an uncorrectable ECC error: out until ``xid_quiet_period_s`` pass without another.
@@ -22,7 +23,6 @@ from datetime import datetime, timezone
 from tessera.gpu import GpuEvent
 from tessera.log import get_logger
 
-log = get_logger("deviceplugin")
 
 
 @dataclass
@@ -45,7 +45,8 @@ class HealthTracker:
     """Per-GPU health; every method returns True when a GPU's health changed."""
 
     def __init__(self, application_xids: list[int], fatal_xids: list[int], quiet_period_s: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, component: str = "deviceplugin") -> None:
+        self.log = get_logger(component)
         self.application_xids = frozenset(application_xids)
         self.fatal_xids = frozenset(fatal_xids)
         self.quiet_period_s = quiet_period_s
@@ -59,11 +60,11 @@ class HealthTracker:
         """An NVML event; True when the GPU went out (or its reason changed)."""
         index = event.gpu_index
         if index is None:
-            log.warning("gpu_event_unattributed", kind=event.kind, xid=event.xid)
+            self.log.warning("gpu_event_unattributed", kind=event.kind, xid=event.xid)
             return False
         if event.kind == "xid":
             if event.xid in self.application_xids:
-                log.info("xid_ignored", gpu=index, xid=event.xid, reason="application Xid")
+                self.log.info("xid_ignored", gpu=index, xid=event.xid, reason="application Xid")
                 return False
             fatal = event.xid in self.fatal_xids
             reason = f"{'fatal ' if fatal else ''}Xid {event.xid}"
@@ -84,7 +85,7 @@ class HealthTracker:
         else:
             current.reason, current.until = reason, until
             current.fatal = current.fatal or fatal
-        log.warning("gpu_unhealthy", gpu=index, reason=reason, fatal=fatal,
+        self.log.warning("gpu_unhealthy", gpu=index, reason=reason, fatal=fatal,
                     back_in_s=None if fatal else self.quiet_period_s)
         return changed
 
@@ -94,7 +95,7 @@ class HealthTracker:
         if error is not None:
             if current is None:
                 self.out[index] = GpuCondition(error, _now_iso(), None, True, unreadable=True, reset_seen=True)
-                log.warning("gpu_unhealthy", gpu=index, reason=error, fatal=True, back_in_s=None)
+                self.log.warning("gpu_unhealthy", gpu=index, reason=error, fatal=True, back_in_s=None)
                 return True
             current.unreadable, current.reset_seen = True, True
             if not current.fatal or current.reason != error:
@@ -107,7 +108,7 @@ class HealthTracker:
         current.unreadable = False
         if current.fatal and current.reset_seen:
             del self.out[index]
-            log.info("gpu_healthy", gpu=index, reason="reads well again after a reset or return to the bus")
+            self.log.info("gpu_healthy", gpu=index, reason="reads well again after a reset or return to the bus")
             return True
         return False
 
@@ -116,7 +117,7 @@ class HealthTracker:
         if index in self.out:
             return False
         self.out[index] = GpuCondition(reason, since or _now_iso(), None, fatal=True)
-        log.warning("gpu_unhealthy", gpu=index, reason=reason, fatal=True, back_in_s=None, since=since,
+        self.log.warning("gpu_unhealthy", gpu=index, reason=reason, fatal=True, back_in_s=None, since=since,
                     carried_over=True)
         return True
 
@@ -126,11 +127,11 @@ class HealthTracker:
         if current is None:
             return False
         if current.unreadable:
-            log.warning("gpu_health_clear_refused", gpu=index, reason=current.reason,
+            self.log.warning("gpu_health_clear_refused", gpu=index, reason=current.reason,
                         why="NVML cannot read the GPU now")
             return False
         del self.out[index]
-        log.info("gpu_healthy", gpu=index, reason=f"cleared by the admin (was: {current.reason})")
+        self.log.info("gpu_healthy", gpu=index, reason=f"cleared by the admin (was: {current.reason})")
         return True
 
     def tick(self) -> bool:
@@ -139,7 +140,7 @@ class HealthTracker:
         for index, cond in list(self.out.items()):
             if not cond.fatal and cond.until is not None and now >= cond.until:
                 del self.out[index]
-                log.info("gpu_healthy", gpu=index, reason=f"no further Xid for {self.quiet_period_s:g}s")
+                self.log.info("gpu_healthy", gpu=index, reason=f"no further Xid for {self.quiet_period_s:g}s")
                 changed = True
         return changed
 
