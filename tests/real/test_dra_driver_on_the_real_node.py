@@ -12,12 +12,12 @@ import json
 import kubernetes
 
 from gpunode import (
-    DRA_CONFIG, DRA_GPUS, MPS_USER, NODE, PROBE, expected_devices, host_pids_in, node_pod, parse_probe, probe_container, scrape,
+    ALLOCATABLE, DRA_CONFIG, DRA_GPUS, MPS_USER, NODE, PROBE, expected_devices, host_pids_in, node_pod, parse_probe, probe_container, scrape,
 )
 from realcluster.draside import DRIVER
 from realcluster.nodeside import log_events
 from realtier import events_for, read_pod, wait_for
-from tessera import ANNOTATION_INVENTORY
+from tessera import ANNOTATION_ASSIGNMENT, ANNOTATION_INVENTORY
 from tessera.fakenvml import load_description
 
 GROUP = "resource.k8s.io"
@@ -414,3 +414,56 @@ def test_a_gpu_that_falls_off_the_bus_is_tainted_and_gets_no_claim_until_it_is_b
     wait_for(lambda: taints() == [], "the taint removed once the GPU reads well again", timeout_s=120)
     _, probe = running_with_probe(real_cluster, namespace, "waits")
     assert probe.env["NVIDIA_VISIBLE_DEVICES"] == gpu_uuid(dra_node.side, index)
+
+
+def test_a_plain_nvidia_gpu_pod_is_served_through_dra_on_the_real_kubelet(dra_node, real_cluster, namespace):
+    """Extended-resource mapping end to end: the admin moves the node's whole GPUs from the device plugin to
+    the driver (``draplugin.gpus``: the device plugin then advertises no ``nvidia.com/gpu``) and labels the
+    node a DRA node; a pod written with ``limits: {nvidia.com/gpu: 1}`` and no claim passes the webhook and
+    the extender, kube-scheduler allocates the claim it makes from deploy/'s class nvidia-gpu.tessera.io,
+    the real kubelet prepares it through the driver, and the container starts with exactly that GPU past
+    the hook. The node is put back as it was after."""
+    import yaml
+
+    side = dra_node.side
+    core = real_cluster.core_v1()
+    original = side.config.read_text()
+    config = yaml.safe_load(original)
+    config["draplugin"]["gpus"] = sorted({0, 1, *config["draplugin"]["gpus"]})
+    whole = {gpu_uuid(side, i): f"gpu-{i}" for i in (0, 1, DRA_GPUS[0])}   # UUID -> the driver's device
+
+    def device_plugin_gpus() -> str:
+        return (core.read_node(NODE).status.allocatable or {}).get("nvidia.com/gpu", "0")
+
+    try:
+        side.config.write_text(yaml.safe_dump(config))
+        side.restart_plugin()
+        wait_for(lambda: device_plugin_gpus() == "0", "the device plugin advertising no nvidia.com/gpu", timeout_s=120)
+        dra_node.restart()
+        wait_for(lambda: {"gpu-0", "gpu-1"} <= {d["name"] for s in node_slices(real_cluster)
+                                                for d in s["spec"].get("devices") or []},
+                 "GPUs 0 and 1 in the driver's ResourceSlice", timeout_s=120)
+        real_cluster.kubectl("label", "node", NODE, "tessera.io/dra-driver=true", "--overwrite")
+        container = probe_container("main", {"nvidia.com/gpu": 1}, command=PROBE + "; sleep 3600")
+        real_cluster.apply([node_pod("plain", namespace, [container])])
+        pod, probe = running_with_probe(real_cluster, namespace, "plain")
+        assert "resourceClaims" not in pod["spec"] and "claims" not in pod["spec"]["containers"][0]["resources"]
+        status = pod["status"]["extendedResourceClaimStatus"]
+        assert [(m["containerName"], m["resourceName"]) for m in status["requestMappings"]] == [
+            ("main", "nvidia.com/gpu")]
+        claim = kubernetes.client.CustomObjectsApi(real_cluster.client()).get_namespaced_custom_object(
+            GROUP, "v1", namespace, "resourceclaims", status["resourceClaimName"])
+        (result,) = claim["status"]["allocation"]["devices"]["results"]
+        assert (result["driver"], result["pool"]) == (DRIVER, NODE)
+        uuid = probe.env["NVIDIA_VISIBLE_DEVICES"]
+        assert whole.get(uuid) == result["device"]
+        assert probe.devices == expected_devices(side.description, [uuid])
+        assert ANNOTATION_ASSIGNMENT not in (pod["metadata"].get("annotations") or {})   # no device-plugin path
+        real_cluster.kubectl("delete", "pod", "-n", namespace, "plain", "--wait=true", "--timeout=120s")
+    finally:
+        real_cluster.kubectl("label", "node", NODE, "tessera.io/dra-driver-", check=False)
+        side.config.write_text(original)
+        dra_node.restart()
+        side.restart_plugin()
+        wait_for(lambda: all((core.read_node(NODE).status.allocatable or {}).get(k) == v for k, v in ALLOCATABLE.items()),
+                 "the node's allocatable as before", timeout_s=180)
