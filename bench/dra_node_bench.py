@@ -154,7 +154,7 @@ def main() -> int:
     dra_times, dp_times, mig_times = paths.values()
     print(f"\nBound to started ({args.pods} pods a path, one at a time, interleaved)")
     rows = [[name, f"{statistics.median(v) * 1000:.0f}", f"{max(v) * 1000:.0f}"] for name, v in paths.items()]
-    print(render_table(["path to one whole GPU", "median ms", "max ms"], rows))
+    print(render_table(["path (one whole GPU, or one MIG device)", "median ms", "max ms"], rows))
     print(f"ratio DRA / device plugin (medians): {statistics.median(dra_times) / statistics.median(dp_times):.2f}")
     print(f"ratio DRA MIG / DRA whole GPU (medians): {statistics.median(mig_times) / statistics.median(dra_times):.2f}")
     own = statistics.fmean(prepared + prepared_mig)
