@@ -112,18 +112,19 @@ class DraPluginDaemon:
                  prepared_claims=len(checkpoint.claims))
 
     def _remove_unheld_mig_devices(self, nvml: Nvml, checkpoint: Checkpoint) -> None:
-        held = {d.uuid for c in checkpoint.claims.values() for d in c.devices if d.gpu_instance_id is not None}
-        infos = {g.index: g for g in nvml.read_gpus()}
+        held = {(d.gpu_index, d.gpu_instance_id) for c in checkpoint.claims.values() for d in c.devices
+                if d.gpu_instance_id is not None}
         for gpu, _ in self.mig_gpus:
-            for instance in infos[gpu.gpu.index].mig_instances:
-                if instance.uuid in held:
+            index = gpu.gpu.index
+            for gpu_instance_id in nvml.gpu_instance_ids(index):
+                if (index, gpu_instance_id) in held:
                     continue
                 try:
-                    nvml.destroy_mig_device(gpu.gpu.index, instance.gpu_instance_id)
-                    log.warning("mig_device_removed", gpu=gpu.gpu.index, uuid=instance.uuid, profile=instance.profile,
+                    nvml.destroy_mig_device(index, gpu_instance_id)
+                    log.warning("mig_device_removed", gpu=index, gpu_instance=gpu_instance_id,
                                 reason="on a mig GPU of this driver and held by no prepared claim")
                 except MigError as err:
-                    log.error("mig_device_remove_failed", gpu=gpu.gpu.index, uuid=instance.uuid, reason=str(err),
+                    log.error("mig_device_remove_failed", gpu=index, gpu_instance=gpu_instance_id, reason=str(err),
                               effect="its memory slices stay taken; claims placed over them fail to prepare")
 
     def _health_changed(self) -> None:

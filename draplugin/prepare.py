@@ -133,10 +133,18 @@ class DraService(dra_grpc.DRAPluginServicer):
         self.settings = settings
         self.mig = mig   # an open Nvml where the driver has mig GPUs
         self.mig_lock = threading.Lock()   # one MIG change at a time: the kubelet calls in parallel
+        self._claim_locks: dict[str, threading.Lock] = {}
+        self._claim_locks_lock = threading.Lock()
         self.devices = devices
         self.read_claim = read_claim
         self.checkpoint = checkpoint
         self.observe = observe
+
+    def _claim_lock(self, uid: str) -> threading.Lock:
+        """One call at a time per claim: an unprepare that overtakes its claim's prepare (a kubelet retry
+        after a timeout) waits for it, and so finds what it made."""
+        with self._claim_locks_lock:
+            return self._claim_locks.setdefault(uid, threading.Lock())
 
     # ---- the two RPCs ----------------------------------------------------------------------
     def NodePrepareResources(self, request, context):  # noqa: N802
@@ -145,7 +153,8 @@ class DraService(dra_grpc.DRAPluginServicer):
             started = time.monotonic()
             answer = response.claims[claim.uid]
             try:
-                prepared = self.prepare(claim.namespace, claim.name, claim.uid)
+                with self._claim_lock(claim.uid):
+                    prepared = self.prepare(claim.namespace, claim.name, claim.uid)
             except PrepareError as err:
                 answer.error = str(err)
                 log.warning("claim_prepare_failed", claim=f"{claim.namespace}/{claim.name}", uid=claim.uid,
@@ -172,7 +181,10 @@ class DraService(dra_grpc.DRAPluginServicer):
             started = time.monotonic()
             answer = response.claims[claim.uid]
             try:
-                self.unprepare(claim.namespace, claim.name, claim.uid)
+                with self._claim_lock(claim.uid):
+                    self.unprepare(claim.namespace, claim.name, claim.uid)
+                with self._claim_locks_lock:
+                    self._claim_locks.pop(claim.uid, None)
                 self.observe("unprepare", "ok", time.monotonic() - started)
             except Exception as err:  # noqa: BLE001 - reported to the kubelet, which retries
                 answer.error = f"unpreparing ResourceClaim {claim.namespace}/{claim.name} failed: {err}"
@@ -246,15 +258,23 @@ class DraService(dra_grpc.DRAPluginServicer):
                                    "exclusive GPUs")
             grants = [new_grant(RESOURCE_GPU_SHARED, self.settings.node, uuids, uuids, paths)]
         else:
+            shared = [r.get("device") for r, _ in entries if r.get("shareID") or r.get("consumedCapacity")]
+            if shared:
+                raise PrepareError(f"ResourceClaim {claim}: {', '.join(map(str, shared))} was allocated as a share, "
+                                   "but this node now serves it whole (its mode changed since): delete the pod "
+                                   "to have it allocated again")
             grants = [new_grant(RESOURCE_GPU, self.settings.node, uuids, uuids, paths)]
         env = container_env(grants)
         env.update(env_entry(grant, self.settings.grant_key) for grant in grants)
         for result, gpu in entries:
             nodes = [(p, host_device_path(self.settings.device_root, p)) for p in [gpu.device_node, *CONTROL_NODES]]
-            edits[gpu.name] = cdi.container_edits(env, nodes, mounts)
+            # A shared GPU can serve two requests of one claim, each with its own share: each gets CDI
+            # edits of its own (under one name, the later request's grant would reach both containers).
+            key = gpu.name if gpu.name not in edits else f"{gpu.name}-{request_name}"
+            edits[key] = cdi.container_edits(env, nodes, mounts)
             prepared.devices.append(PreparedDevice(
                 request_names=[request_name], pool=result["pool"], device=gpu.name,
-                cdi_ids=[cdi.device_id(uid, gpu.name)], uuid=gpu.gpu.uuid, share_id=result.get("shareID")))
+                cdi_ids=[cdi.device_id(uid, key)], uuid=gpu.gpu.uuid, share_id=result.get("shareID")))
 
     def _mig_request(self, claim: str, uid: str, request_name: str, entries: list[tuple[dict, Published]],
                      edits: dict[str, dict], prepared: PreparedClaim, made: list[tuple[int, MigInstance]]) -> None:

@@ -9,8 +9,8 @@ content bumps the pool's generation, as the scheduler takes the newest generatio
 
 The pool is one slice, or more where the API server's limits ask for it: a slice holds either devices
 or shared counters (a ``mig`` GPU's counter set), never both, so MIG GPUs add a ``<node>-<driver>-counters``
-slice; and a slice whose devices consume counters holds at most 64 devices, so more are split over
-``<node>-<driver>-1``, ``-2``, ... Every slice of the pool carries the same generation and the count.
+slice (8 counter sets a slice, more in ``-counters-1``, ...); and a slice whose devices consume counters
+holds at most 64 devices, so more are split over ``<node>-<driver>-1``, ``-2``, ... Every slice of the pool carries the same generation and the count.
 
 A GPU the node's inventory (``tessera.io/gpu-inventory``, the device plugin's) lists is left out of
 the slice, whatever the config says: the device plugin serves it, and a GPU is never served both
@@ -40,6 +40,7 @@ GROUP, VERSION, PLURAL = "resource.k8s.io", "v1", "resourceslices"
 TIMEOUT_S = 10
 WATCH_S = 60   # a watch's length: the slice is checked against the Node at least this often
 MAX_DEVICES = 64   # per slice, where devices consume counters or carry taints (ResourceSliceMaxDevicesWithAdvancedFeatures)
+MAX_COUNTER_SETS = 8   # per slice (ResourceSliceMaxCounterSets)
 
 
 def device_plugin_gpus(node: dict) -> set[str]:
@@ -80,11 +81,11 @@ def wanted_slices(node: dict, driver: str, devices: list[dict], counter_sets: li
         if k:
             one["metadata"]["name"] += f"-{k}"
         slices.append(one)
-    if counter_sets:
+    for k in range(0, len(counter_sets), MAX_COUNTER_SETS):
         one = wanted_slice(node, driver, [], generation)
-        one["metadata"]["name"] += "-counters"
+        one["metadata"]["name"] += "-counters" + (f"-{k // MAX_COUNTER_SETS}" if k else "")
         del one["spec"]["devices"]
-        one["spec"]["sharedCounters"] = counter_sets
+        one["spec"]["sharedCounters"] = counter_sets[k:k + MAX_COUNTER_SETS]
         slices.append(one)
     for one in slices:
         one["spec"]["pool"]["resourceSliceCount"] = len(slices)
@@ -203,7 +204,10 @@ class SlicePublisher:
         changed = [w for w in wanted if w["metadata"]["name"] not in mine
                    or not same_content(mine[w["metadata"]["name"]], w)]
         stale = [s for name, s in mine.items() if name not in {w["metadata"]["name"] for w in wanted}]
-        if changed or stale:
+        # A write of the pool that stopped half way leaves slices of two generations: the older ones are
+        # not read, so the pool is incomplete until all are written again.
+        split = len({(s["spec"].get("pool") or {}).get("generation") for s in held}) > 1
+        if changed or stale or split:
             for w in wanted:   # the whole pool moves to the new generation together
                 w["spec"]["pool"]["generation"] = generation + 1
                 name = w["metadata"]["name"]

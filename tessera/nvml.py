@@ -219,15 +219,19 @@ class Nvml(MigAdmin):
                 mig = pynvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, k)
             except pynvml.NVMLError_NotFound:
                 continue
-            gi, ci = pynvml.nvmlDeviceGetGpuInstanceId(mig), pynvml.nvmlDeviceGetComputeInstanceId(mig)
-            attrs = pynvml.nvmlDeviceGetAttributes(mig)
-            gi_info = pynvml.nvmlGpuInstanceGetInfo(pynvml.nvmlDeviceGetGpuInstanceById(handle, gi))
+            try:
+                gi, ci = pynvml.nvmlDeviceGetGpuInstanceId(mig), pynvml.nvmlDeviceGetComputeInstanceId(mig)
+                attrs = pynvml.nvmlDeviceGetAttributes(mig)
+                gi_info = pynvml.nvmlGpuInstanceGetInfo(pynvml.nvmlDeviceGetGpuInstanceById(handle, gi))
+                mig_uuid = _text(pynvml.nvmlDeviceGetUUID(mig))
+            except (pynvml.NVMLError_NotFound, pynvml.NVMLError_InvalidArgument):
+                continue   # removed since it was listed (a driver making MIG devices per claim): gone, not a GPU fault
             profile = names.get(gi_info.profileId) or _mig_profile_name(
                 attrs.gpuInstanceSliceCount, attrs.memorySizeMB, total_bytes)
             if attrs.computeInstanceSliceCount != attrs.gpuInstanceSliceCount:
                 profile = f"{attrs.computeInstanceSliceCount}c.{profile}"
             instances.append(MigInstance(
-                uuid=_text(pynvml.nvmlDeviceGetUUID(mig)), profile=profile, gpu_instance_id=gi,
+                uuid=mig_uuid, profile=profile, gpu_instance_id=gi,
                 compute_instance_id=ci, memory_mib=attrs.memorySizeMB, sm_count=attrs.multiprocessorCount,
                 slices=attrs.gpuInstanceSliceCount, placement_start=gi_info.placement.start,
                 placement_size=gi_info.placement.size))

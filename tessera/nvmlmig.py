@@ -32,6 +32,9 @@ def _why(err: NVMLError) -> str:
     return f"{err} ({_ERROR_NAMES.get(err.value, 'NVML error')})"
 
 
+MAX_GPU_INSTANCE_ID = 14   # the driver's capability table has GPU instances 0..14 per GPU
+
+
 class MigError(Exception):
     """A MIG device could not be made or removed; the message says which and why."""
 
@@ -83,18 +86,47 @@ class MigAdmin:
             raise MigError(f"GPU {index}: making a {placement.profile} GPU instance at memory slice "
                            f"{placement.start} failed: {_why(err)}") from None
         try:
+            if placement.slices not in _CI_PROFILE:
+                raise MigError(f"GPU {index}: no compute-instance profile spans {placement.slices} slices")
             ci_profile = pynvml.nvmlGpuInstanceGetComputeInstanceProfileInfo(
                 gi, _CI_PROFILE[placement.slices], pynvml.NVML_COMPUTE_INSTANCE_ENGINE_PROFILE_SHARED)
             pynvml.nvmlGpuInstanceCreateComputeInstance(gi, ci_profile.id)
-        except (NVMLError, KeyError) as err:
-            pynvml.nvmlGpuInstanceDestroy(gi)
+            gi_id = pynvml.nvmlGpuInstanceGetInfo(gi).id
+            made = self.mig_device(index, gi_id)
+            if made is None:
+                raise MigError(f"GPU {index}: GPU instance {gi_id} was made but NVML lists no MIG device in it")
+        except (NVMLError, MigError) as err:
+            self._remove_gpu_instance(gi)
+            why = _why(err) if isinstance(err, NVMLError) else str(err)
             raise MigError(f"GPU {index}: making the compute instance of a {placement.profile} GPU instance "
-                           f"failed: {_why(err)}") from None
-        gi_id = pynvml.nvmlGpuInstanceGetInfo(gi).id
-        made = self.mig_device(index, gi_id)
-        if made is None:
-            raise MigError(f"GPU {index}: GPU instance {gi_id} was made but NVML lists no MIG device in it")
+                           f"failed: {why}") from None
         return made
+
+    @staticmethod
+    def _remove_gpu_instance(gi) -> None:
+        """Undo a half-made MIG device: its compute instance (if made) and its GPU instance; a failure is
+        left for the driver's start, which removes GPU instances no claim holds."""
+        try:
+            try:
+                pynvml.nvmlComputeInstanceDestroy(pynvml.nvmlGpuInstanceGetComputeInstanceById(gi, 0))
+            except pynvml.NVMLError_NotFound:
+                pass
+            pynvml.nvmlGpuInstanceDestroy(gi)
+        except NVMLError:
+            pass
+
+    def gpu_instance_ids(self, index: int) -> list[int]:
+        """The GPU instances on the GPU at ``index`` now, with or without a compute instance (a MIG
+        device needs both; a crash between the two steps leaves a GPU instance alone)."""
+        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        found = []
+        for gpu_instance_id in range(MAX_GPU_INSTANCE_ID + 1):
+            try:
+                pynvml.nvmlDeviceGetGpuInstanceById(handle, gpu_instance_id)
+            except (pynvml.NVMLError_NotFound, pynvml.NVMLError_InvalidArgument):
+                continue
+            found.append(gpu_instance_id)
+        return found
 
     def mig_device(self, index: int, gpu_instance_id: int) -> MigInstance | None:
         """The MIG device in GPU instance ``gpu_instance_id`` of the GPU at ``index``, with its capability

@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from draplugin.devices import DRIVER_NAME, MODE_EXCLUSIVE, MODE_MIG, MODE_MPS
-from tessera.podrequest import KIND_GPU, KIND_MPS
+from draplugin.devices import DRIVER_NAME, MODE_EXCLUSIVE, MODE_MIG, MODE_MPS, MODE_TIMESLICE
+from tessera.podrequest import KIND_GPU, KIND_MPS, KIND_TIMESLICE
 from tessera.quantity import QuantityError, parse_quantity
 from tessera_cli.clusterview import STATE_ALLOCATED, VIA_DRA, GpuFree, GpuView, Holder
 
@@ -134,7 +134,7 @@ def _devices(slices: list[dict], driver: str, out: DraGpus) -> dict[tuple[str, s
 
 def _is_shared(d: _Device, driver: str) -> bool:
     mode = _attribute(d.spec, "mode", "string", driver)
-    return mode == MODE_MPS or (mode is None and d.spec.get("allowMultipleAllocations") is True)
+    return mode in (MODE_MPS, MODE_TIMESLICE) or (mode is None and d.spec.get("allowMultipleAllocations") is True)
 
 
 def _reserved_pods(claim: dict) -> tuple[str, ...]:
@@ -153,6 +153,9 @@ def _hold(d: _Device, result: dict, claim_ns: str, claim: str, pods: tuple[str, 
         memory = _capacity(d.spec, "memory", driver)
         d.holders.append(Holder(kind=KIND_GPU, core_pct=100, memory_gib=int(memory / GIB) if memory else None,
                                 **base))
+        return
+    if _capacity(d.spec, "replicas", driver):   # time-sliced: the claim holds one replica, the GPU whole
+        d.holders.append(Holder(kind=KIND_TIMESLICE, core_pct=None, memory_gib=None, **base))
         return
     consumed = _dict(result.get("consumedCapacity"))
     cores, memory = _quantity(consumed.get("cores")), _quantity(consumed.get("memory"))
@@ -205,10 +208,17 @@ def _closed(d: _Device) -> str:
 
 def _free(d: _Device, shared: bool, driver: str) -> tuple[int, GpuFree]:
     """(the card's GiB, what is free): capacity minus the sum of what the claims consumed."""
-    memory = _capacity(d.spec, "memory", driver) or Fraction(0)
+    memory = _capacity(d.spec, "memory", driver)
+    if memory is None:   # a time-sliced GPU's memory is an attribute: its only capacity is replicas
+        memory = Fraction(_int(_attribute(d.spec, "memoryMiB", "int", driver)) or 0) * 2**20
     gib = int(memory / GIB)
     if not shared:
         return gib, GpuFree(0.0 if d.holders else 100.0, whole=not d.holders)
+    replicas = _capacity(d.spec, "replicas", driver)
+    if replicas:   # time-sliced: each claim holds one replica of the whole GPU
+        total = int(replicas)
+        left = max(total - len(d.holders), 0)
+        return gib, GpuFree(round(100 * left / total, 2), whole=not d.holders, replicas=left, replicas_total=total)
     cores = _capacity(d.spec, "cores", driver) or Fraction(0)
     if d.unknown_use:
         core_free, mem_free = Fraction(0), Fraction(0)

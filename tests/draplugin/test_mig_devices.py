@@ -134,3 +134,65 @@ def test_a_device_still_in_use_is_not_removed_and_the_claim_stays_known_after_a_
     FaultInjector(path).set_processes(0, [], gpu_instance_id=instance.gpu_instance_id)
     assert unprepare(d, ("team-a", "infer", UID_A)).claims[UID_A].error == ""
     assert made(nvml) == [] and UID_A not in d.checkpoint.claims
+
+
+def test_a_pool_left_in_two_generations_is_written_whole_again(mig_gpu):
+    """A write of the pool that stopped half way (the devices slice at the new generation, the counters
+    slice still at the old) is rewritten, though each slice's content is what is wanted."""
+    from unittest import mock
+
+    from draplugin.slices import SlicePublisher
+
+    published, placements, _, _ = mig_gpu
+    node = {"metadata": {"name": NODE, "uid": "u-1"}}
+    entries = [mig_device_entry(m, "550.54.15") for m in published.values()]
+    sets = [counter_set(next(iter(published.values())).parent, placements)]
+    held = wanted_slices(node, "gpu.tessera.io", entries, sets, 4)
+    held[1]["spec"]["pool"]["generation"] = 3
+    for n, s in enumerate(held):
+        s["metadata"]["resourceVersion"] = str(n + 1)
+    publisher = SlicePublisher.__new__(SlicePublisher)
+    publisher.node, publisher.driver = NODE, "gpu.tessera.io"
+    publisher.devices, publisher.counter_sets = lambda: entries, lambda: sets
+    publisher.published = mock.Mock()
+    publisher.core, publisher.objects = mock.Mock(), mock.Mock()
+    publisher.core.read_node.return_value.data = json.dumps(node).encode()
+    publisher.objects.list_cluster_custom_object.return_value.data = json.dumps(
+        {"metadata": {"resourceVersion": "9"}, "items": held}).encode()
+    publisher.reconcile()
+    written = [c.args[4] for c in publisher.objects.replace_cluster_custom_object.call_args_list]
+    assert {w["spec"]["pool"]["generation"] for w in written} == {5} and len(written) == 2
+
+
+def test_more_than_eight_mig_gpus_put_their_counter_sets_eight_a_slice():
+    node = {"metadata": {"name": NODE, "uid": "u-1"}}
+    sets = [{"name": f"gpu-{i}-mig", "counters": {"compute-slices": {"value": "7"}}} for i in range(10)]
+    slices = wanted_slices(node, "gpu.tessera.io", [], sets, 1)
+    assert [len(s["spec"].get("sharedCounters", [])) for s in slices] == [0, 8, 2]
+    assert len({s["metadata"]["name"] for s in slices}) == 3
+
+
+def test_at_start_the_driver_removes_what_no_claim_holds_even_a_gpu_instance_left_alone(mig_gpu, tmp_path):
+    """A crash between making a GPU instance and its compute instance leaves a GPU instance with no MIG
+    device in it; one between making a device and recording it leaves a device no claim holds: both would
+    block their placements for ever. The driver's start removes them and keeps what its checkpoint holds."""
+    import pynvml
+
+    from draplugin.checkpoint import Checkpoint, PreparedClaim, PreparedDevice
+    from draplugin.daemon import DraPluginDaemon
+
+    published, placements, nvml, _ = mig_gpu
+    held = nvml.create_mig_device(0, next(p for p in placements if (p.profile, p.start) == ("3g.20gb", 4)))
+    nvml.create_mig_device(0, next(p for p in placements if (p.profile, p.start) == ("1g.5gb", 0)))
+    bare = next(p for p in placements if (p.profile, p.start) == ("2g.10gb", 2))
+    pynvml.nvmlDeviceCreateGpuInstanceWithPlacement(
+        pynvml.nvmlDeviceGetHandleByIndex(0), bare.profile_id,
+        pynvml.c_nvmlGpuInstancePlacement_t(start=bare.start, size=bare.size))
+    assert len(nvml.gpu_instance_ids(0)) == 3
+    checkpoint = Checkpoint(str(tmp_path / "checkpoint.json"))
+    checkpoint.claims["u-1"] = PreparedClaim("team-a", "infer", [PreparedDevice(
+        ["mig"], NODE, "gpu-0-mig-3g-20gb-4", [], held.uuid, gpu_index=0, gpu_instance_id=held.gpu_instance_id)])
+    daemon = DraPluginDaemon.__new__(DraPluginDaemon)
+    daemon.mig_gpus = [(next(iter(published.values())).parent, placements)]
+    daemon._remove_unheld_mig_devices(nvml, checkpoint)
+    assert nvml.gpu_instance_ids(0) == [held.gpu_instance_id] and made(nvml) == [("3g.20gb", 4)]

@@ -149,3 +149,59 @@ def test_a_timeslice_gpu_comes_whole_to_each_claim_with_a_gpu_shared_grant(drive
         assert (grant.resource, grant.uuids) == ("nvidia.com/gpu.shared", [GPUS[0].uuid])
         assert env["NVIDIA_VISIBLE_DEVICES"] == GPUS[0].uuid and "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE" not in env
     assert "mixes time-sliced and exclusive GPUs" in answers["u-3"].error
+
+
+def test_two_shares_of_one_claim_on_one_gpu_each_get_their_own_grant(driver):
+    """kube-scheduler may put two requests of one claim on the same MPS GPU: each container must get its
+    own request's share, not the larger one of the two."""
+    shares = claim("two", UID_A, [("small", "gpu-6"), ("large", "gpu-6")], consumed={"cores": "10", "memory": "1Gi"})
+    shares["status"]["allocation"]["devices"]["results"][1]["consumedCapacity"] = {"cores": "40", "memory": "10Gi"}
+    d = driver({("team-a", "two"): shares})
+    answer = prepare(d, ("team-a", "two", UID_A)).claims[UID_A]
+    assert answer.error == ""
+    ids = {tuple(device.request_names): list(device.cdi_device_ids) for device in answer.devices}
+    assert ids[("small",)] != ids[("large",)]
+    edits = edits_of(d, UID_A)
+    for request, cores in (("small", "10"), ("large", "40")):
+        (cdi_id,) = ids[(request,)]
+        env = dict(item.split("=", 1) for item in edits[cdi_id.split("=", 1)[1]]["env"])
+        assert env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == cores
+
+
+def test_a_share_allocated_before_the_gpu_became_exclusive_is_refused(driver):
+    """The admin turned an MPS GPU exclusive while a claim's share was allocated on it: the claim does not
+    get the whole GPU."""
+    d = driver({("team-a", "old"): claim("old", UID_A, [("share", "gpu-5")], consumed={"cores": "30", "memory": "8Gi"})})
+    answer = prepare(d, ("team-a", "old", UID_A)).claims[UID_A]
+    assert "was allocated as a share, but this node now serves it whole" in answer.error
+    assert not (d.cdi_dir / f"k8s.gpu.tessera.io-claim_{UID_A}.json").exists()
+
+
+def test_an_unprepare_that_overtakes_its_prepare_waits_for_it_and_removes_what_it_made(driver):
+    """The kubelet may call NodeUnprepareResources for a claim whose NodePrepareResources is still running
+    (a retry after a timeout): the unprepare must not answer 'unknown claim' and leave the prepare's spec
+    and record behind."""
+    import threading
+
+    entered, gate = threading.Event(), threading.Event()
+
+    class SlowClaims(dict):   # the API server answers the prepare's read slowly
+        def __getitem__(self, key):
+            entered.set()
+            gate.wait(60)
+            return super().__getitem__(key)
+
+    d = driver(SlowClaims({("team-a", "train"): claim("train", UID_A, [("gpu", "gpu-5")])}))
+    answers = []
+    preparing = threading.Thread(target=lambda: answers.append(prepare(d, ("team-a", "train", UID_A))))
+    preparing.start()
+    assert entered.wait(60), "the prepare never read its claim"
+    unpreparing = threading.Thread(target=lambda: answers.append(unprepare(d, ("team-a", "train", UID_A))))
+    unpreparing.start()
+    unpreparing.join(timeout=2)   # it must still be waiting (never a pass criterion: a slow machine only waits longer)
+    assert unpreparing.is_alive(), "the unprepare answered before the claim's prepare ended"
+    gate.set()
+    preparing.join(60)
+    unpreparing.join(60)
+    assert all(a.claims[UID_A].error == "" for a in answers)
+    assert not (d.cdi_dir / f"k8s.gpu.tessera.io-claim_{UID_A}.json").exists() and UID_A not in d.checkpoint.claims

@@ -251,3 +251,17 @@ def test_a_mig_gpu_shows_the_devices_made_for_claims_not_every_placement_offered
     (held,) = found.by_node[NODE]
     assert (held.index, held.uuid, held.mode, held.device) == (2, UUID1, "mig 3g.20gb", "gpu-2-mig-3g-20gb-4")
     assert [h.claim for h in held.holders] == ["infer"] and found.notes == {}
+
+
+def test_a_time_sliced_gpu_shows_its_replicas_not_an_exclusive_device_held_thrice():
+    from draplugin.devices import MODE_TIMESLICE
+
+    ts = PublishedGpu("gpu-3", GpuInfo(3, UUID0, "NVIDIA A100-SXM4-80GB", minor_number=3, memory_total_mib=81920),
+                      MODE_TIMESLICE, replicas=4)
+    slices = [wanted_slice({"metadata": {"name": NODE, "uid": "u-1"}}, DRIVER, [device_entry(ts, "550.54.15")], 1)]
+    claims = [_claim(f"turn-{n}", "gpu-3", (f"p{n}",), {"replicas": "1"}) for n in range(3)]
+    found = dra_gpus(slices, claims)
+    (gpu,) = found.by_node[NODE]
+    assert found.notes == {} and (gpu.mode, gpu.memory_gib) == ("timeslice", 80)
+    assert (gpu.free.replicas, gpu.free.replicas_total) == (1, 4) and len(gpu.holders) == 3
+    assert {h.kind for h in gpu.holders} == {"timeslice"}

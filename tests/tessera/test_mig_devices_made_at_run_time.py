@@ -79,3 +79,23 @@ def test_a_device_running_processes_is_not_removed(tmp_path):
         assert nvml.read_gpus()[0].mig_instances == (made,)
         FaultInjector(path).set_processes(0, [], gpu_instance_id=made.gpu_instance_id)
         assert nvml.destroy_mig_device(0, made.gpu_instance_id) is True
+
+
+def test_a_mig_device_removed_while_it_is_read_is_gone_not_a_gpu_fault(tmp_path, monkeypatch):
+    """A driver making MIG devices per claim may remove one between NVML listing it and reading it: the
+    GPU reads well without it (a read error would mark the whole GPU out and taint every device on it)."""
+    import pynvml
+
+    fakenvml.install(write_node(tmp_path, NODE))
+    with Nvml() as nvml:
+        kept = nvml.create_mig_device(0, placement(nvml, "1g.5gb", 0))
+        gone = nvml.create_mig_device(0, placement(nvml, "1g.5gb", 1))
+        real = pynvml.nvmlDeviceGetGpuInstanceId
+
+        def vanished(handle):
+            if pynvml.nvmlDeviceGetUUID(handle) == gone.uuid:
+                raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_FOUND)
+            return real(handle)
+        monkeypatch.setattr(pynvml, "nvmlDeviceGetGpuInstanceId", vanished)
+        (gpu, _) = nvml.read_gpus()
+    assert gpu.error is None and [m.uuid for m in gpu.mig_instances] == [kept.uuid]
