@@ -59,7 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import realcluster  # noqa: E402
 from deviceplugin.apiclient import NodeApi  # noqa: E402
-from draplugin.devices import DRIVER_NAME, MODE_MPS, PublishedGpu, device_entry  # noqa: E402
+from draplugin.devices import PublishedGpu, device_entry  # noqa: E402
 from draplugin.slices import wanted_slice  # noqa: E402
 from extender.dranodes import LABEL_DRA_DRIVER  # noqa: E402
 from extender.kubeapi import api_client  # noqa: E402
@@ -75,6 +75,7 @@ from tessera import (  # noqa: E402
     SERVICE_ACCOUNT_DEVICE_PLUGIN,
 )
 from tessera.assignment import read_assignment  # noqa: E402
+from tessera.dradevices import DRIVER_NAME, MODE_MPS  # noqa: E402
 from tessera.gpu import GpuInfo  # noqa: E402
 from tessera.kube import watch_events  # noqa: E402
 from tessera.podrequest import KIND_MPS  # noqa: E402

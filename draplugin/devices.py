@@ -26,13 +26,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tessera.dradevices import MODE_EXCLUSIVE, MODE_MIG, MODE_MPS, MODE_TIMESLICE
 from tessera.gpu import GpuInfo
 from tessera.nvmlmig import MigPlacement
 
-DRIVER_NAME = "gpu.tessera.io"
-
-
-MODE_EXCLUSIVE, MODE_MPS, MODE_MIG, MODE_TIMESLICE = "exclusive", "mps", "mig", "timeslice"
 COMPUTE_SLICES = "compute-slices"
 GIB_MIB = 1024
 

@@ -16,6 +16,8 @@ from extender.placement.shapes import shape_counts
 from tessera.log import get_logger
 
 from extender.cache import ClusterCache
+from extender.drabook import DraBook
+from extender.drascoring import DraScorer
 from extender.placement.fragmentation import FragmentationModel, ShapeBook
 from extender.http import ExtenderHandler, HttpApp
 from extender.informer import Informer
@@ -60,18 +62,21 @@ class ExtenderDaemon:
                                  default_policy=config.policy)
         self.metrics = ExtenderMetrics(self.cache, self.ctx)
         self.pending = PendingPods()
-        self.informer = Informer(api, self.cache, self.pending)
+        self.dra_book = DraBook() if config.dra_scoring else None
+        self.informer = Informer(api, self.cache, self.pending, self.dra_book)
         self.elector = (LeaseElector(api, config.lease_namespace, config.lease_name, self.identity,
                                      lease_duration_s or config.lease_duration_s,
                                      lease_retry_s or config.lease_retry_s) if config.leader_election else None)
         self.warmer = ModelWarmer(self.cache, self.ctx)
         self.verbs = ExtenderVerbs(self.cache, api, signing_key, self.ctx, self.metrics, config.workload_label,
                                    is_leader=self.is_leader, warmer=self.warmer, pending=self.pending,
-                                   filter_best_nodes=config.filter_best_nodes)
+                                   filter_best_nodes=config.filter_best_nodes,
+                                   dra=DraScorer(self.dra_book) if self.dra_book is not None else None)
         routes = {"/filter": self.verbs.filter, "/prioritize": self.verbs.prioritize, "/bind": self.verbs.bind,
-                  "/preempt": self.verbs.preempt}
+                  "/preempt": self.verbs.preempt, "/prioritize-dra": self.verbs.prioritize_dra}
         self.admission = PodAdmission(config.scheduler_name, self.cache.mps_cards,
-                                      routed_schedulers=config.routed_schedulers, ledger_writers=config.ledger_writers)
+                                      routed_schedulers=config.routed_schedulers, ledger_writers=config.ledger_writers,
+                                      dra_asks=self.dra_book.asks_tessera if self.dra_book is not None else None)
         limits = ServeLimits.from_config(config, max_body_bytes=config.max_body_bytes)
         verb_tls = (server_tls_context(config.tls_cert_path, config.tls_key_path, config.client_ca_path)
                     if config.client_ca_path else None)

@@ -1,5 +1,5 @@
 """What the daemon's HTTP ports answer: the extender verbs (``POST /filter``, ``/prioritize``, ``/bind``,
-``/preempt``), ``GET /healthz`` (200 only on the ready leader, so the Service routes to it) and
+``/preempt``, ``/prioritize-dra``), ``GET /healthz`` (200 only on the ready leader, so the Service routes to it) and
 ``GET /metrics``; the admission webhook (``POST /mutate``) on its own TLS port. The ports themselves
 (connections, TLS, timeouts, limits) are ``tessera.httpserve``'s.
 

@@ -1,34 +1,43 @@
 """List, then watch, nodes and pods into the ``ClusterCache`` (:func:`tessera.follow.follow`): from the
 list's resourceVersion, again after each watch timeout, and from a fresh list when the API server says
-410 Gone. ``synced`` is set once both first lists are in."""
+410 Gone. ``synced`` is set once both first lists are in. With a ``DraBook``, ResourceSlices,
+ResourceClaims and ResourceClaimTemplates are followed into it the same way (not waited for: until
+their lists are in, DRA pods score 0 everywhere, as on a cluster without DRA)."""
 
 from __future__ import annotations
 
 import threading
 
+from kubernetes.client.rest import ApiException
+
 from tessera.follow import follow, vanished
+from tessera.kube import error_text
 from tessera.log import get_logger
 
 from extender.cache import ClusterCache
-from extender.kubeapi import KubeApi
+from extender.drabook import DraBook
+from extender.kubeapi import DRA_KINDS, KubeApi
 from extender.pendingpods import PendingPods
 
 log = get_logger("extender")
 
 
 class Informer:
-    """Two watch threads (nodes, pods) feeding one cache, and the pods still to be bound to ``pending``."""
+    """Two watch threads (nodes, pods) feeding one cache, and the pods still to be bound to ``pending``;
+    three more (``DRA_KINDS``) feeding ``dra`` where given."""
 
-    def __init__(self, api: KubeApi, cache: ClusterCache, pending: PendingPods | None = None) -> None:
+    def __init__(self, api: KubeApi, cache: ClusterCache, pending: PendingPods | None = None,
+                 dra: DraBook | None = None) -> None:
         self.api = api
         self.cache = cache
         self.pending = pending
+        self.dra = dra
         self.synced = threading.Event()
         self._listed: set[str] = set()
         self._stop = threading.Event()
         self._responses: dict[str, object] = {}
         self._threads = [threading.Thread(target=self._run, args=(kind,), name=f"watch-{kind}", daemon=True)
-                         for kind in ("nodes", "pods")]
+                         for kind in ("nodes", "pods", *(DRA_KINDS if dra is not None else ()))]
 
     def start(self) -> "Informer":
         for t in self._threads:
@@ -46,7 +55,10 @@ class Informer:
             t.join(timeout=2)
 
     def _apply(self, kind: str, event_type: str, obj: dict) -> None:
-        if kind == "nodes":
+        if kind in DRA_KINDS:
+            {"resourceslices": self.dra.slice_event, "resourceclaims": self.dra.claim_event,
+             "resourceclaimtemplates": self.dra.template_event}[kind](event_type, obj)
+        elif kind == "nodes":
             self.cache.node_event(event_type, obj)
         else:
             self.cache.pod_event(event_type, obj)
@@ -59,11 +71,16 @@ class Informer:
         self._forget_missing(kind, items)
         if kind not in self._listed:
             self._listed.add(kind)
-            if len(self._listed) == 2:
+            if {"nodes", "pods"} <= self._listed:
                 self.synced.set()
         log.info("cache_listed", kind=kind, items=len(items))
 
     def _forget_missing(self, kind: str, items: list[dict]) -> None:
+        if kind in DRA_KINDS:
+            metas = [i.get("metadata") or {} for i in items]
+            self.dra.forget_missing(kind, {m.get("name", "") if kind == "resourceslices"
+                                           else f"{m.get('namespace', '')}/{m.get('name', '')}" for m in metas})
+            return
         cache = self.cache
         with cache.lock:
             if kind == "nodes":
@@ -75,7 +92,21 @@ class Informer:
                     cache.pod_event("DELETED", {"metadata": {"namespace": ns, "name": name}})
 
     def _run(self, kind: str) -> None:
-        follow(kind, lambda: self.api.list(kind),
+        list_all = lambda: self.api.list(kind)  # noqa: E731
+        if kind in DRA_KINDS:
+            try:
+                first = self.api.list(kind)
+            except ApiException as exc:
+                if exc.status != 404:
+                    first = None
+                else:  # resource.k8s.io/v1 not served (before Kubernetes 1.34, or DRA off): nothing to follow
+                    log.warning("dra_not_served", resource=kind, reason=error_text(exc))
+                    return
+            except Exception:  # noqa: BLE001 - the API server is away: follow's loop retries
+                first = None
+            kept = [first] if first is not None else []
+            list_all = lambda: kept.pop() if kept else self.api.list(kind)  # noqa: E731
+        follow(kind, list_all,
                lambda version: self.api.watch(kind, version, lambda r: self._responses.__setitem__(kind, r)),
                on_list=lambda items: self._relist(kind, items),
                on_event=lambda event_type, obj: self._apply(kind, event_type, obj), stop=self._stop, log=log)

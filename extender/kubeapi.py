@@ -1,9 +1,11 @@
 """The extender's API server calls, through the ``kubernetes`` client, on plain dicts (raw JSON in and
-out, so no model conversion on the bind path): list and watch nodes and pods, patch a pod's
+out, so no model conversion on the bind path): list and watch nodes and pods (and, for DRA scoring,
+ResourceSlices, ResourceClaims and ResourceClaimTemplates), patch a pod's
 annotations, POST a Binding, read and write the leader Lease."""
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import ssl
@@ -19,6 +21,8 @@ from kubernetes.client.rest import ApiException
 from tessera.kube import client_configuration, watch_events
 
 TIMEOUT_S = 10
+DRA_GROUP, DRA_VERSION = "resource.k8s.io", "v1"
+DRA_KINDS = ("resourceslices", "resourceclaims", "resourceclaimtemplates")
 
 
 def api_client(kubeconfig: str) -> kubernetes.client.ApiClient:
@@ -108,6 +112,7 @@ class KubeApi:
         self.client = client
         self.core = kubernetes.client.CoreV1Api(client)
         self.coordination = kubernetes.client.CoordinationV1Api(client)
+        self.objects = kubernetes.client.CustomObjectsApi(client)
         config = client.configuration
         self._direct = _Direct(client) if _Direct.applies(config) else None
 
@@ -139,17 +144,25 @@ class KubeApi:
 
     # -- lists and watches -----------------------------------------------------------------------
 
+    def _lister(self, kind: str) -> Callable[..., Any]:
+        if kind == "nodes":
+            return self.core.list_node
+        if kind == "pods":
+            return self.core.list_pod_for_all_namespaces
+        if kind in DRA_KINDS:
+            return functools.partial(self.objects.list_cluster_custom_object, DRA_GROUP, DRA_VERSION, kind)
+        raise ValueError(f"no list of {kind!r}")
+
     def list(self, kind: str) -> tuple[list[dict], str]:
-        """All ``nodes`` or ``pods``: the items and the list's resourceVersion."""
-        call = self.core.list_node if kind == "nodes" else self.core.list_pod_for_all_namespaces
-        doc = orjson.loads(call(_preload_content=False, _request_timeout=60).data)
+        """All ``nodes``, ``pods`` or objects of one of ``DRA_KINDS``: the items and the list's
+        resourceVersion."""
+        doc = orjson.loads(self._lister(kind)(_preload_content=False, _request_timeout=60).data)
         return doc.get("items") or [], doc["metadata"]["resourceVersion"]
 
     def watch(self, kind: str, resource_version: str, on_response: Callable[[Any], None],
               timeout_s: int = 300) -> Iterator[dict]:
-        """Events of ``nodes`` or ``pods`` since ``resource_version``; raises WatchExpired on 410 Gone."""
-        call = self.core.list_node if kind == "nodes" else self.core.list_pod_for_all_namespaces
-        resp = call(watch=True, resource_version=resource_version, allow_watch_bookmarks=True,
+        """Events of ``kind`` (as ``list``) since ``resource_version``; raises WatchExpired on 410 Gone."""
+        resp = self._lister(kind)(watch=True, resource_version=resource_version, allow_watch_bookmarks=True,
                     timeout_seconds=timeout_s, _preload_content=False)
         on_response(resp)
         return watch_events(resp)

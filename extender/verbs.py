@@ -34,6 +34,7 @@ from extender.kubeapi import KubeApi
 from tessera.kube import error_text
 from extender.assignments import ask_amounts, assignment_of
 from extender.dranodes import claim_status_problem, dra_request, pass_dra_nodes
+from extender.drascoring import DraScorer, NotScored, dra_pod_request
 from extender.metrics import ExtenderMetrics
 from extender.pendingpods import PendingPods
 from extender.placement import (
@@ -110,8 +111,11 @@ class ExtenderVerbs:
     def __init__(self, cache: ClusterCache, api: KubeApi | None, signing_key, ctx: PolicyContext,
                  metrics: ExtenderMetrics, workload_label: str = "",
                  is_leader: Callable[[], bool] = lambda: True, warmer: ModelWarmer | None = None,
-                 pending: PendingPods | None = None, filter_best_nodes: int = 0) -> None:
+                 pending: PendingPods | None = None, filter_best_nodes: int = 0,
+                 dra: DraScorer | None = None) -> None:
         self.cache = cache
+        self.dra = dra  # scores the nodes of pods whose GPUs come from Tessera's DRA claims (prioritize_dra)
+        self._dra_observed: OrderedDict[str, None] = OrderedDict()  # pod UIDs whose shape the model has
         self.filter_best_nodes = filter_best_nodes  # 0: filter answers every node that fits
         self.pending = pending
         self.warmer = warmer
@@ -298,6 +302,48 @@ class ExtenderVerbs:
             body = wire.priority_list_ids(scores.names, scores.ids, scores.score_of_id, prefixes)
         self._decide("prioritize", "scored", "")
         return body
+
+    def prioritize_dra(self, body: bytes) -> bytes:
+        """Scores for a pod without Tessera's extended resources (kube-scheduler asks the extender's
+        second entry, which manages none): DRA nodes by the pod's Tessera claims under its placement
+        policy (``extender.drascoring``), every other node 0. A pod with Tessera's extended resources,
+        or claims the scorer does not model, scores 0 everywhere: ``prioritize`` scores the former."""
+        try:
+            args = self._extender_args(body)
+        except wire.WireError as exc:
+            self._decide("prioritize_dra", "error", "bad_request")
+            raise BadRequest(str(exc)) from None
+        names = args.node_names
+        request, reason = None, ""
+        try:
+            if self.dra is None:
+                raise NotScored("DRA scoring is off (extender.dra_scoring)")
+            if self._request(args.pod).asks:
+                raise NotScored("the pod asks for Tessera's extended resources: prioritize scores it")
+            request = dra_pod_request(args.pod, self.dra.book, self.workload_label)
+            resolve_policy(request, None, self.ctx)
+        except (NotScored, RequestError, PlacementError) as exc:
+            reason = str(exc)
+        if request is None:
+            self._decide("prioritize_dra", "not_scored", "")
+            log.debug("dra_pod_not_scored", pod=(args.pod.get("metadata") or {}).get("name"), reason=reason)
+            return wire.priority_list([(n, 0) for n in names])
+        with self.cache.lock:
+            self._observe_once(request)
+            scores = self.dra.scores(request, self.cache.fleet, self.ctx, names)
+        self._decide("prioritize_dra", "scored", "")
+        return wire.priority_list(scores)
+
+    def _observe_once(self, request: PodRequest) -> None:
+        """Count a DRA pod's shape in the learned fragmentation model once (no bind of this extender
+        sees it). Call with the cache lock held."""
+        shapes = self.ctx.shapes
+        if not request.uid or request.uid in self._dra_observed or not hasattr(shapes, "observe"):
+            return
+        self._dra_observed[request.uid] = None
+        if len(self._dra_observed) > RECENT_REQUESTS:
+            self._dra_observed.popitem(last=False)
+        shapes.observe(request)
 
     # -- bind ------------------------------------------------------------------------------------
 

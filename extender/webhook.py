@@ -9,6 +9,9 @@
   ``nvidia.com/mps-core`` as the proportional share of the SMALLEST MPS card in the cluster (core/100
   of its GiB, rounded down, at least 1), so the request fits wherever the pod lands and the kubelet's
   counts and ResourceQuota stay true;
+- for pods whose ResourceClaims (or claim templates) ask Tessera's DeviceClasses: sets ``schedulerName``
+  the same way, so kube-scheduler's DRA allocator places them under Tessera's node scores
+  (``extender.drascoring``); claims or templates the extender has not seen yet do not count;
 - refuses malformed requests (``mps-memory`` without ``mps-core``, ``mps-core`` over 100 not in
   hundreds, ``mps-memory`` larger than any MPS card in the cluster, ...) with the reason
   ``kubectl apply`` shows.
@@ -44,11 +47,15 @@ class PodAdmission:
     """Reviews pod creations and updates; ``cards()`` gives (smallest, largest) MPS card GiB in the cluster,
     or None. ``routed_schedulers``: the schedulerName values replaced by ``scheduler_name`` (an empty one
     counts as ``default-scheduler``); ``ledger_writers``: the users that may change ``tessera.io/*``
-    annotations of an existing pod."""
+    annotations of an existing pod; ``dra_asks(pod, namespace)``: whether a pod without Tessera's extended
+    resources names claims of Tessera's DeviceClasses (``DraBook.asks_tessera``), routed the same way so
+    the extender scores its nodes."""
 
     def __init__(self, scheduler_name: str, cards: Callable[[], tuple[int, int] | None], *,
-                 routed_schedulers: Iterable[str] = (DEFAULT_SCHEDULER,), ledger_writers: Iterable[str] = ()) -> None:
+                 routed_schedulers: Iterable[str] = (DEFAULT_SCHEDULER,), ledger_writers: Iterable[str] = (),
+                 dra_asks: Callable[[dict, str], bool] | None = None) -> None:
         self.scheduler_name = scheduler_name
+        self.dra_asks = dra_asks
         self.cards = cards
         self.routed_schedulers = frozenset(s or DEFAULT_SCHEDULER for s in routed_schedulers)
         self.ledger_writers = frozenset(ledger_writers)
@@ -75,12 +82,12 @@ class PodAdmission:
         meta = pod.get("metadata") or {}
         name = f"{request.get('namespace') or meta.get('namespace', '')}/{meta.get('name') or meta.get('generateName', '')}"
         if request.get("operation") == "CREATE":
-            return self._review_create(pod, meta, name)
+            return self._review_create(pod, meta, name, request.get("namespace") or meta.get("namespace", ""))
         if request.get("operation") == "UPDATE":
             return self._review_update(request, meta, name)
         return {"allowed": True}
 
-    def _review_create(self, pod: dict, meta: dict, name: str) -> dict:
+    def _review_create(self, pod: dict, meta: dict, name: str, namespace: str) -> dict:
         """Strip the user's tessera.io/* annotations, route and complete the pod, or refuse it."""
         patch: list[dict] = []
         annotations = meta.get("annotations") or {}
@@ -103,17 +110,24 @@ class PodAdmission:
             except RequestError as exc:
                 log.info("pod_refused", pod=name, reason=str(exc))
                 return _deny(str(exc))
-            named = (pod.get("spec") or {}).get("schedulerName") or DEFAULT_SCHEDULER
-            if named in self.routed_schedulers and named != self.scheduler_name:
-                patch.append({"op": "add", "path": "/spec/schedulerName", "value": self.scheduler_name})
-            elif named != self.scheduler_name:
-                log.info("pod_left_to_its_scheduler", pod=name, scheduler=named)
+            patch += self._route(pod, name)
+        elif self.dra_asks is not None and self.dra_asks(pod, namespace):
+            patch += self._route(pod, name)
         if stripped:
             log.info("annotations_stripped", pod=name, keys=stripped)
         if not patch:
             return {"allowed": True}
         return {"allowed": True, "patchType": "JSONPatch",
                 "patch": base64.b64encode(json.dumps(patch).encode()).decode()}
+
+    def _route(self, pod: dict, name: str) -> list[dict]:
+        """The patch that sends the pod to Tessera's scheduler, where it names a routed one."""
+        named = (pod.get("spec") or {}).get("schedulerName") or DEFAULT_SCHEDULER
+        if named in self.routed_schedulers and named != self.scheduler_name:
+            return [{"op": "add", "path": "/spec/schedulerName", "value": self.scheduler_name}]
+        if named != self.scheduler_name:
+            log.info("pod_left_to_its_scheduler", pod=name, scheduler=named)
+        return []
 
     def _review_update(self, request: dict, meta: dict, name: str) -> dict:
         """Allowed unless a caller other than Tessera adds, changes or removes a ``tessera.io/*`` annotation."""

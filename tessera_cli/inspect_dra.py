@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from draplugin.devices import DRIVER_NAME, MODE_EXCLUSIVE, MODE_MIG, MODE_MPS, MODE_TIMESLICE
+from tessera.dradevices import DRIVER_NAME, MODE_EXCLUSIVE, MODE_MIG, MODE_MPS, MODE_TIMESLICE
 from tessera.podrequest import KIND_GPU, KIND_MPS, KIND_TIMESLICE
 from tessera.quantity import QuantityError, parse_quantity
 from tessera_cli.clusterview import STATE_ALLOCATED, VIA_DRA, GpuFree, GpuView, Holder

@@ -74,7 +74,7 @@ def test_scheduler_configuration_has_only_known_fields(rendered):
         assert set(profile) <= PROFILE_FIELDS
     for extender in config["extenders"]:
         assert set(extender) <= EXTENDER_FIELDS
-        assert all(set(m) <= {"name", "ignoredByScheduler"} for m in extender["managedResources"])
+        assert all(set(m) <= {"name", "ignoredByScheduler"} for m in extender.get("managedResources", []))
     assert config["percentageOfNodesToScore"] == 100
 
 
@@ -98,8 +98,8 @@ def test_keys_from_make_keys_reach_the_right_pods(rendered, deploy_copy: Path):
     assert all(signing["metadata"]["name"] not in secrets_of(w) for w in pods if w != "tessera-extender"), \
         "only the extender reads the private key"
     assert public["metadata"]["name"] in secrets_of("tessera-device-plugin")
-    webhook = find(objects, "MutatingWebhookConfiguration", "tessera")["webhooks"][0]
-    assert webhook["clientConfig"]["caBundle"] == (deploy_copy / "keys" / "webhook" / "ca.b64").read_text()
+    for webhook in find(objects, "MutatingWebhookConfiguration", "tessera")["webhooks"]:
+        assert webhook["clientConfig"]["caBundle"] == (deploy_copy / "keys" / "webhook" / "ca.b64").read_text()
     assert find(objects, "Secret", "tessera-webhook-tls")["type"] == "kubernetes.io/tls"
 
 
@@ -108,7 +108,7 @@ def test_production_overlay_uses_cert_manager_and_monitoring(rendered):
     webhook = find(objects, "MutatingWebhookConfiguration", "tessera")
     certificate = find(objects, "Certificate", "tessera-webhook")
     assert webhook["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == "tessera-system/tessera-webhook"
-    assert "caBundle" not in webhook["webhooks"][0]["clientConfig"]
+    assert all("caBundle" not in hook["clientConfig"] for hook in webhook["webhooks"])
     tls_volume = [v for v in pod_templates(objects)["tessera-extender"]["volumes"] if v["name"] == "webhook-tls"][0]
     assert tls_volume["secret"]["secretName"] == certificate["spec"]["secretName"]
     service = webhook["webhooks"][0]["clientConfig"]["service"]
@@ -118,9 +118,10 @@ def test_production_overlay_uses_cert_manager_and_monitoring(rendered):
     assert {o["kind"] for o in objects} >= {"PodMonitor", "PrometheusRule"}
 
 
-def test_webhook_reaches_the_extender_service_and_skips_system_namespaces(rendered):
+@pytest.mark.parametrize("entry", [0, 1])
+def test_webhook_reaches_the_extender_service_and_skips_system_namespaces(rendered, entry):
     objects = rendered["default"]
-    hook = find(objects, "MutatingWebhookConfiguration", "tessera")["webhooks"][0]
+    hook = find(objects, "MutatingWebhookConfiguration", "tessera")["webhooks"][entry]
     service = find(objects, "Service", hook["clientConfig"]["service"]["name"])
     port = [p for p in service["spec"]["ports"] if p["port"] == hook["clientConfig"]["service"]["port"]][0]
     extender = pod_templates(objects)["tessera-extender"]["containers"][0]
@@ -132,10 +133,14 @@ def test_webhook_reaches_the_extender_service_and_skips_system_namespaces(render
     # updates and Bindings, which can carry tessera.io/* annotations too (matchConditions send only those:
     # the embedded API server evaluates no CEL, so it registers the first rule alone).
     core = {"apiGroups": [""], "apiVersions": ["v1"], "scope": "Namespaced"}
-    assert hook["rules"] == [{"operations": ["CREATE", "UPDATE"], "resources": ["pods"], **core},
-                             {"operations": ["UPDATE"], "resources": ["pods/status"], **core},
-                             {"operations": ["CREATE"], "resources": ["pods/binding"], **core}]
-    assert hook["rules"][:1] == WEBHOOK_RULES
+    if entry == 0:
+        assert hook["rules"] == [{"operations": ["CREATE", "UPDATE"], "resources": ["pods"], **core},
+                                 {"operations": ["UPDATE"], "resources": ["pods/status"], **core},
+                                 {"operations": ["CREATE"], "resources": ["pods/binding"], **core}]
+        assert hook["rules"][:1] == WEBHOOK_RULES
+    else:  # the DRA entry: pod creations only, and a failure never refuses one (routing only adds scores)
+        assert hook["rules"] == [{"operations": ["CREATE"], "resources": ["pods"], **core}]
+        assert hook["failurePolicy"] == "Ignore"
     excluded = hook["namespaceSelector"]["matchExpressions"][0]
     assert excluded["operator"] == "NotIn" and set(excluded["values"]) == {"kube-system", "tessera-system"}
 

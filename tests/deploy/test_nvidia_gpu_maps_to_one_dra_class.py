@@ -39,5 +39,5 @@ def test_the_extender_still_sees_nvidia_gpu_pods(rendered):
     """kube-scheduler sends the extender a pod asking nvidia.com/gpu whichever path serves it: the
     extender's filter passes DRA nodes, and its bind writes no assignment there."""
     managed = {m["name"]: m for e in scheduler_configuration(rendered["default"])["extenders"]
-               for m in e["managedResources"]}
+               for m in e.get("managedResources", [])}
     assert managed["nvidia.com/gpu"]["ignoredByScheduler"] is False

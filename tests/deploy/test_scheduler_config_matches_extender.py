@@ -64,7 +64,7 @@ def post(base: str, verb: str, body: dict) -> tuple[int, object]:
 
 def test_every_verb_is_an_extender_route(rendered, extender):
     srv, daemon = extender
-    (config,) = scheduler_configuration(rendered["default"])["extenders"]
+    config, dra = scheduler_configuration(rendered["default"])["extenders"]
     configured = urlsplit(config["urlPrefix"])
     assert configured.scheme == ("https" if config["enableHTTPS"] else "http")
     extender_args = [c for _, c in containers(rendered["default"]) if c["name"] == "extender"][0]["args"]
@@ -86,10 +86,16 @@ def test_every_verb_is_an_extender_route(rendered, extender):
     assert status == 200 and not answer.get("Error"), answer
     assert srv.registry.get("pods", "p", "default")["spec"]["nodeName"] == "gpu-0"
     assert config["nodeCacheCapable"] is True and config["ignorable"] is False
+    # The DRA entry: the same port, prioritize only, asked for every pod of the profile (no managed
+    # resources); a pod the first entry scores gets 0 from it on every node, so it is not scored twice.
+    assert set(dra) & {"filterVerb", "bindVerb", "preemptVerb", "managedResources"} == set()
+    assert dra["urlPrefix"] == config["urlPrefix"] and dra["nodeCacheCapable"] is True and dra["ignorable"] is True
+    status, answer = post(base, dra["prioritizeVerb"], {"Pod": created, "NodeNames": names})
+    assert status == 200 and answer == [{"Host": n, "Score": 0} for n in names], answer
 
 
 def test_managed_resources_are_the_names_the_extender_handles(rendered):
-    (config,) = scheduler_configuration(rendered["default"])["extenders"]
+    config = scheduler_configuration(rendered["default"])["extenders"][0]
     managed = {m["name"] for m in config["managedResources"]}
     assert managed == tessera_resource_names()
     assert all(m["ignoredByScheduler"] is False for m in config["managedResources"]), \

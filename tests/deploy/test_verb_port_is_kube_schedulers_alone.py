@@ -51,7 +51,9 @@ def secret_file(objects: list[dict], name: str, key: str, folder: Path) -> Path:
 
 def test_kube_scheduler_presents_a_certificate_the_extender_asks_for(rendered, tmp_path):
     objects = rendered["default"]
-    (config,) = scheduler_configuration(objects)["extenders"]
+    config, dra = scheduler_configuration(objects)["extenders"]
+    assert (dra["urlPrefix"], dra["tlsConfig"], dra["enableHTTPS"]) == \
+        (config["urlPrefix"], config["tlsConfig"], config["enableHTTPS"]), "both entries reach one verb port"
     url = urlsplit(config["urlPrefix"])
     assert url.scheme == "https" and config["enableHTTPS"] is True
     extender = extender_container(objects)

@@ -18,15 +18,16 @@ ASSIGNMENT = {"tessera.io/assignment": '{"version": 1}'}
 EXTENDER = "system:serviceaccount:tessera-system:tessera-extender"
 
 
-def _webhook() -> dict:
-    return yaml.safe_load((REPO / "deploy/base/webhook.yaml").read_text())["webhooks"][0]
+def _webhook(entry: int = 0) -> dict:
+    return yaml.safe_load((REPO / "deploy/base/webhook.yaml").read_text())["webhooks"][entry]
 
 
 def sent(operation: str, obj: dict, old: dict | None = None, sub_resource: str = "",
-         user: str = "system:serviceaccount:kube-system:replicaset-controller") -> bool:
-    """Whether the API server sends this request to Tessera's webhook, by the deploy file's matchConditions."""
+         user: str = "system:serviceaccount:kube-system:replicaset-controller", entry: int = 0) -> bool:
+    """Whether the API server sends this request to Tessera's webhook (``entry`` of its list), by the deploy
+    file's matchConditions."""
     env = celpy.Environment()
-    for condition in _webhook()["matchConditions"]:
+    for condition in _webhook(entry)["matchConditions"]:
         program = env.program(env.compile(condition["expression"]))
         # As the API server builds it: an AdmissionRequest's empty fields are left out (omitempty), so a
         # pod CREATE has no subResource key at all and `request.subResource` there is an error.
@@ -48,6 +49,26 @@ def pod(annotations: dict | None = None, limits: dict | None = None) -> dict:
 def binding(annotations: dict | None = None) -> dict:
     meta = {"name": "p", "namespace": "team-a"} | ({"annotations": annotations} if annotations is not None else {})
     return {"kind": "Binding", "metadata": meta, "target": {"kind": "Node", "name": "gpu-0"}}
+
+
+def claim_pod(limits: dict | None = None, claims: list | None = None) -> dict:
+    doc = pod(limits=limits)
+    if claims is not None:
+        doc["spec"]["resourceClaims"] = claims
+    return doc
+
+
+@pytest.mark.parametrize(("obj", "expected"), [
+    (claim_pod(claims=[{"name": "gpu", "resourceClaimTemplateName": "share"}]), True),
+    (claim_pod(), False),                                                          # no claim: a CPU pod
+    (claim_pod(claims=[]), False),
+    (claim_pod(limits={"nvidia.com/gpu": "1"}, claims=[{"name": "x", "resourceClaimName": "x"}]), False),  # entry 0's
+], ids=["claims", "no-claims", "empty-claims", "nvidia-resources-too"])
+def test_what_reaches_the_dra_entry(obj, expected):
+    """Pods with claims and no nvidia.com/* resource reach the second entry, which routes those asking
+    Tessera's classes; a pod with nvidia.com/* resources reaches the first one only (never twice)."""
+    assert sent("CREATE", obj, entry=1) is expected
+    assert not (expected and sent("CREATE", obj))
 
 
 def test_the_rules_cover_pods_their_status_and_their_bindings():

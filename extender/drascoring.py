@@ -1,0 +1,234 @@
+"""Node scores for pods whose GPUs come from Tessera's DRA claims, by the same placement policies.
+
+A pod routed to tessera-scheduler with claims of Tessera's DeviceClasses (``webhook``) is filtered and
+allocated by kube-scheduler's DRA allocator; the extender's second entry in the scheduler configuration
+(``prioritizeVerb: prioritize-dra``, no managed resources) asks for its node scores. Here:
+
+- the pod's claims are read as the request the device plugin's path would see (``dra_pod_request``): a
+  ``mps.gpu.tessera.io`` request of ``cores`` and ``memory`` is ``nvidia.com/mps-core`` and
+  ``nvidia.com/mps-memory``, one with no capacity takes whole GPUs through MPS (``mps-core`` in
+  hundreds, as the device's default is all of it), ``gpu.tessera.io`` is ``nvidia.com/gpu`` and
+  ``timeslice.gpu.tessera.io`` is ``nvidia.com/gpu.shared``, each on the container that names the claim;
+- each DRA node is a ``NodeState`` built from its ``gpu.tessera.io`` devices and the claims allocated
+  there (``dra_node_state``), with the CPU and memory the extender's own books hold for it;
+- ``DraScorer`` keeps those states in their own ``Fleet`` and scores them with ``node_scores``.
+
+Not scored (every node 0, kube-scheduler's other plugins decide): MIG claims (the allocator picks the
+placement, and fragmentation of partitionable devices is not modelled), a share without a memory
+request (the device's default is all of the card's memory), several devices per MPS request, requests
+of other drivers' classes only, and claims the extender has not seen yet.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from tessera import RESOURCE_GPU, RESOURCE_GPU_SHARED, RESOURCE_MPS_CORE, RESOURCE_MPS_MEMORY
+from tessera.inventory import GpuHealth, GpuInventory, NodeInventory
+from tessera.log import get_logger
+from tessera.podrequest import KIND_GPU, KIND_MPS, KIND_TIMESLICE, PodRequest, RequestError, pod_request
+from tessera.quantity import QuantityError, memory_bytes, parse_quantity
+
+from tessera.dradevices import CLASS_GPU, CLASS_MPS, CLASS_TIMESLICE, DRIVER_NAME, MODE_EXCLUSIVE, MODE_MPS, MODE_TIMESLICE, UNHEALTHY_TAINT
+from extender.drabook import DeviceRequest, DraBook, Holding
+from extender.placement import Fleet, NodeState, PolicyContext, StateError, node_scores
+from extender.placement.grants import ContainerPlacement, Placement
+
+log = get_logger("extender")
+
+GIB = 1 << 30
+
+
+class NotScored(ValueError):
+    """A pod or device this scorer does not model; the message says which and why."""
+
+
+def _gib(quantity: str) -> int:
+    """Whole GiB of a memory quantity, rounded up (the driver's valid range steps in whole GiB)."""
+    return math.ceil(memory_bytes(quantity) / GIB)
+
+
+def _resources(req: DeviceRequest) -> dict[str, str]:
+    """The extended resources the device plugin's path would see for one claim request."""
+    if req.count < 1:
+        raise NotScored(f"request {req.name!r}: not an exact count of devices")
+    if req.device_class == CLASS_MPS:
+        cores, memory = req.capacity.get("cores"), req.capacity.get("memory")
+        if cores is None and memory is None:
+            return {RESOURCE_MPS_CORE: str(100 * req.count)}
+        if req.count != 1 or cores is None or memory is None:
+            raise NotScored(f"request {req.name!r}: an MPS share names cores and memory of one device")
+        try:
+            core = parse_quantity(cores)
+            return {RESOURCE_MPS_CORE: str(int(core)), RESOURCE_MPS_MEMORY: str(_gib(memory))}
+        except (QuantityError, ValueError, OverflowError) as exc:
+            raise NotScored(f"request {req.name!r}: {exc}") from None
+    if req.device_class == CLASS_GPU:
+        return {RESOURCE_GPU: str(req.count)}
+    if req.device_class == CLASS_TIMESLICE:
+        return {RESOURCE_GPU_SHARED: str(req.count)}
+    raise NotScored(f"request {req.name!r}: class {req.device_class!r} is not scored")
+
+
+def _pod_claims(pod: dict, book: DraBook) -> dict[str, tuple[DeviceRequest, ...]]:
+    """The requests of each of the pod's claims (by the pod's name for it), where the book knows them."""
+    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    namespace = meta.get("namespace", "")
+    generated = {s.get("name"): s.get("resourceClaimName")
+                 for s in (pod.get("status") or {}).get("resourceClaimStatuses") or [] if isinstance(s, dict)}
+    out = {}
+    for entry in spec.get("resourceClaims") or []:
+        if not isinstance(entry, dict):
+            continue
+        name, requests = entry.get("name"), None
+        if isinstance(entry.get("resourceClaimName"), str):
+            requests = book.claim(namespace, entry["resourceClaimName"])
+        elif isinstance(entry.get("resourceClaimTemplateName"), str):
+            requests = book.template(namespace, entry["resourceClaimTemplateName"])
+            if requests is None and isinstance(generated.get(name), str):
+                requests = book.claim(namespace, generated[name])
+        if requests is not None:
+            out[name] = requests
+    return out
+
+
+def dra_pod_request(pod: dict, book: DraBook, workload_label: str = "") -> PodRequest:
+    """The pod's Tessera claims as the request the device plugin's path would read: each claim's
+    resources on the container naming it. Raises NotScored where that cannot be said."""
+    claims = _pod_claims(pod, book)
+    if not claims:
+        raise NotScored("no claim of the pod is known to ask for Tessera's DeviceClasses")
+    containers, placed, asked = [], set(), False
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        resources = dict(c.get("resources") or {})
+        extra: dict[str, str] = {}
+        for ref in resources.get("claims") or []:
+            name = ref.get("name") if isinstance(ref, dict) else None
+            if name in placed or name not in claims:
+                continue
+            placed.add(name)
+            for req in claims[name]:
+                if isinstance(ref, dict) and ref.get("request") and ref["request"] != req.name:
+                    continue
+                if not req.device_class.endswith(DRIVER_NAME):
+                    continue
+                for resource, amount in _resources(req).items():
+                    if resource in extra:
+                        raise NotScored(f"container {c.get('name')!r}: two requests of {resource}")
+                    extra[resource] = amount
+        if extra:
+            asked = True
+            limits = {**(resources.get("limits") or {}), **extra}
+            requests = {**(resources.get("requests") or {}), **extra}
+            resources.update(limits=limits, requests=requests)
+        containers.append({**c, "resources": resources})
+    if not asked:
+        raise NotScored("no container names a Tessera claim")
+    synthetic = {"metadata": pod.get("metadata") or {}, "spec": {**(pod.get("spec") or {}), "containers": containers}}
+    try:
+        return pod_request(synthetic, workload_label)
+    except RequestError as exc:
+        raise NotScored(str(exc)) from None
+
+
+def _attr(device: dict, name: str):
+    value = (device.get("attributes") or {}).get(name) or {}
+    return next(iter(value.values()), None) if isinstance(value, dict) else None
+
+
+def _capacity(device: dict, name: str) -> str | None:
+    value = ((device.get("capacity") or {}).get(name) or {})
+    return value.get("value") if isinstance(value, dict) else None
+
+
+def _gpu_inventory(position: int, device: dict) -> GpuInventory:
+    """One published whole GPU (exclusive, mps or timeslice) as the extender's inventory entry."""
+    mode = _attr(device, "mode")
+    if mode == MODE_MPS:
+        memory_mib = memory_bytes(_capacity(device, "memory") or "0") >> 20
+    elif mode == MODE_TIMESLICE:
+        memory_mib = int(_attr(device, "memoryMiB") or 0)
+    else:
+        memory_mib = memory_bytes(_capacity(device, "memory") or "0") >> 20
+    taints = [t for t in device.get("taints") or [] if isinstance(t, dict) and t.get("key") == UNHEALTHY_TAINT]
+    health = GpuHealth(False, str(taints[0].get("value") or "unhealthy")) if taints else GpuHealth()
+    return GpuInventory(index=position, uuid=str(_attr(device, "uuid") or device.get("name")),
+                        model=str(_attr(device, "productName") or ""), memory_mib=memory_mib,
+                        sm_count=int(_capacity(device, "multiprocessors") or 0), mode=mode, health=health)
+
+
+def dra_node_state(base: NodeState, devices: Sequence[dict], holdings: Sequence[Holding]) -> NodeState:
+    """A DRA node as placement sees it: its published whole GPUs (MIG devices are left out), what the
+    claims allocated there hold, and ``base``'s CPU and memory (allocatable and held) and labels."""
+    gpus, position, replicas = [], {}, None
+    for device in devices:
+        if _attr(device, "type") != "gpu" or _attr(device, "mode") not in (MODE_EXCLUSIVE, MODE_MPS, MODE_TIMESLICE):
+            continue
+        try:
+            inv = _gpu_inventory(len(gpus), device)
+        except (QuantityError, ValueError, TypeError):
+            continue
+        if inv.mode == MODE_TIMESLICE and replicas is None:
+            replicas = int(_capacity(device, "replicas") or 1)
+        position[device.get("name")] = inv
+        gpus.append(inv)
+    node = NodeState.from_inventory(NodeInventory(node=base.name, gpus=tuple(gpus)), base.cpu_alloc, base.mem_alloc,
+                                    base.labels, replicas or 1)
+    node.assume(Placement(pod="", node=base.name, containers=(), cpu_milli=base.cpu_alloc - base.cpu_free,
+                          memory_bytes=base.mem_alloc - base.mem_free))
+    for h in holdings:
+        inv = position.get(h.device)
+        if inv is None:
+            continue
+        try:
+            node.assume(Placement(pod=f"{h.claim_uid}/{h.result}", node=base.name,
+                                  containers=(ContainerPlacement("claim", _grants(node, inv, h)),)))
+        except (StateError, QuantityError, ValueError) as exc:
+            log.warning("dra_holding_unreadable", node=base.name, device=h.device, claim=h.claim_uid, reason=str(exc))
+    return node
+
+
+def _grants(node: NodeState, inv: GpuInventory, holding: Holding):
+    if inv.mode == MODE_MPS:
+        cores = int(parse_quantity(holding.consumed.get("cores", "100")))
+        gib = _gib(holding.consumed["memory"]) if "memory" in holding.consumed else inv.memory_mib // 1024
+        return node.make_grants(KIND_MPS, (inv.index,), core=cores, memory_gib=gib)
+    if inv.mode == MODE_TIMESLICE:
+        return node.make_grants(KIND_TIMESLICE, (inv.index,))
+    return node.make_grants(KIND_GPU, (inv.index,))
+
+
+class DraScorer:
+    """The DRA nodes' states, rebuilt when their devices, holdings or base node change, and scored.
+    Call with the lock of the cache whose fleet holds the base nodes."""
+
+    def __init__(self, book: DraBook) -> None:
+        self.book = book
+        self.fleet = Fleet()
+        self._built: dict[str, tuple] = {}   # node -> (book version, base node, base version)
+
+    def _refresh(self, base_fleet: Fleet, names: Sequence[str]) -> list[str]:
+        """The DRA nodes among ``names`` (nodes with Tessera devices), each state current."""
+        out = []
+        for name in names:
+            version = self.book.node_version(name)
+            base = base_fleet.get(name)
+            if not version or base is None:
+                if self._built.pop(name, None) is not None:
+                    self.fleet.remove(name)
+                continue
+            key = (version, id(base), base.version)
+            if self._built.get(name) != key:
+                self.fleet.add(dra_node_state(base, self.book.devices(name), self.book.holdings(name)))
+                self._built[name] = key
+            if self.fleet[name].gpus:
+                out.append(name)
+        return out
+
+    def scores(self, request: PodRequest, base_fleet: Fleet, ctx: PolicyContext,
+               names: Sequence[str]) -> list[tuple[str, int]]:
+        """(node, score 0..10) for each of ``names``: DRA nodes by the request's policy, others 0."""
+        dra = self._refresh(base_fleet, names)
+        scored = dict(node_scores(request, self.fleet, ctx, dra).pairs()) if dra else {}
+        return [(name, scored.get(name, 0)) for name in names]
