@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from collections.abc import Callable
 
 from draplugin import metrics
-from tessera.backoff import Backoff
-from tessera.gpuhealth import HealthTracker
+from tessera.gpu import GpuEvent
+from tessera.gpuhealth import HealthTracker, ReadGpus, watch_health
 from tessera.log import get_logger
 from tessera.nvml import Nvml
 
@@ -83,19 +82,10 @@ class DeviceHealth:
         return before != after
 
     def _run(self) -> None:
-        next_read = 0.0
-        retry = Backoff()
-        while not self._stop.is_set():
-            try:
-                events = self.nvml.events(self.event_wait_s)
-                reads = None
-                if time.monotonic() >= next_read:
-                    next_read = time.monotonic() + self.read_interval_s
-                    reads = self.nvml.read_gpus()
-                if self.check(events, reads):
-                    log.info("device_health_changed", unhealthy={i: c.reason for i, c in self.tracker.out.items()})
-                    self.changed()
-                retry.reset()
-            except Exception:  # noqa: BLE001 - the loop must outlive one bad NVML answer
-                log.exception("health_loop_failed")
-                retry.wait(self._stop)
+        watch_health(self.nvml, self._stop, self._apply, log, self.event_wait_s, self.read_interval_s,
+                     first_read_s=0.0)
+
+    def _apply(self, events: list[GpuEvent], read: ReadGpus | None) -> None:
+        if self.check(events, read() if read is not None else None):
+            log.info("device_health_changed", unhealthy={i: c.reason for i, c in self.tracker.out.items()})
+            self.changed()

@@ -10,19 +10,30 @@ and the DRA driver's, each for its own GPUs).
   reason and time (:meth:`HealthTracker.carry_over`), until a reset as above or the admin's clear
   (:meth:`HealthTracker.clear`, see :mod:`deviceplugin.healthrecord`).
 
-Health means health: nothing else marks a GPU out.
+Health means health: nothing else marks a GPU out. :func:`watch_health` is the loop both daemons run
+to feed their tracker from NVML.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
-from tessera.gpu import GpuEvent
+from tessera.backoff import Backoff
+from tessera.gpu import GpuEvent, GpuInfo
 from tessera.log import get_logger
 
+if TYPE_CHECKING:  # only for the hints: this module must not pull in pynvml
+    import structlog
+
+    from tessera.nvml import Nvml
+
+ReadGpus = Callable[[], list[GpuInfo]]
+"""Reads every GPU through NVML (:meth:`tessera.nvml.Nvml.read_gpus`)."""
 
 
 @dataclass
@@ -148,3 +159,32 @@ class HealthTracker:
         """The earliest monotonic time a GPU comes back by itself."""
         times = [c.until for c in self.out.values() if not c.fatal and c.until is not None]
         return min(times) if times else None
+
+
+def watch_health(nvml: Nvml, stop: threading.Event, apply: Callable[[list[GpuEvent], ReadGpus | None], None],
+                 log: structlog.typing.FilteringBoundLogger, event_wait_s: float, read_interval_s: float,
+                 first_read_s: float, after_round: Callable[[], None] | None = None) -> None:
+    """Feed NVML's health news to ``apply`` until ``stop`` is set; run it on the daemon's health thread.
+
+    Each round waits up to ``event_wait_s`` for Xid and ECC events and calls ``apply(events, read)``;
+    ``read`` is ``nvml.read_gpus`` once every ``read_interval_s`` (the first ``first_read_s`` after the
+    start) and None otherwise, so ``apply`` decides what it has applied before NVML is read. A failed
+    round is logged as ``health_loop_failed`` and the next waits a :class:`~tessera.backoff.Backoff`.
+    ``after_round`` runs after every round, failed or not.
+    """
+    next_read = time.monotonic() + first_read_s
+    retry = Backoff()
+    while not stop.is_set():
+        try:
+            events = nvml.events(event_wait_s)
+            read = None
+            if time.monotonic() >= next_read:
+                next_read = time.monotonic() + read_interval_s
+                read = nvml.read_gpus
+            apply(events, read)
+            retry.reset()
+        except Exception:  # noqa: BLE001 - the loop must outlive one bad NVML answer
+            log.exception("health_loop_failed")
+            retry.wait(stop)
+        if after_round is not None:
+            after_round()
