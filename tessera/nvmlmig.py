@@ -32,6 +32,16 @@ def _why(err: NVMLError) -> str:
     return f"{err} ({_ERROR_NAMES.get(err.value, 'NVML error')})"
 
 
+def _destroy_gpu_instance(gi) -> None:
+    """Remove GPU instance ``gi``: its compute instance first (the driver refuses the GPU instance while
+    one exists), then the GPU instance itself. NVMLError where the driver refuses either step."""
+    try:
+        pynvml.nvmlComputeInstanceDestroy(pynvml.nvmlGpuInstanceGetComputeInstanceById(gi, 0))
+    except pynvml.NVMLError_NotFound:
+        pass   # made without one, or a crash between the two steps
+    pynvml.nvmlGpuInstanceDestroy(gi)
+
+
 MAX_GPU_INSTANCE_ID = 14   # the driver's capability table has GPU instances 0..14 per GPU
 
 
@@ -107,11 +117,7 @@ class MigAdmin:
         """Undo a half-made MIG device: its compute instance (if made) and its GPU instance; a failure is
         left for the driver's start, which removes GPU instances no claim holds."""
         try:
-            try:
-                pynvml.nvmlComputeInstanceDestroy(pynvml.nvmlGpuInstanceGetComputeInstanceById(gi, 0))
-            except pynvml.NVMLError_NotFound:
-                pass
-            pynvml.nvmlGpuInstanceDestroy(gi)
+            _destroy_gpu_instance(gi)
         except NVMLError:
             pass
 
@@ -150,11 +156,7 @@ class MigAdmin:
         except pynvml.NVMLError_NotFound:
             return False
         try:
-            try:
-                pynvml.nvmlComputeInstanceDestroy(pynvml.nvmlGpuInstanceGetComputeInstanceById(gi, 0))
-            except pynvml.NVMLError_NotFound:
-                pass   # made without one, or a crash between the two steps
-            pynvml.nvmlGpuInstanceDestroy(gi)
+            _destroy_gpu_instance(gi)
         except NVMLError as err:
             raise MigError(f"GPU {index}: removing GPU instance {gpu_instance_id} failed: {_why(err)}") from None
         return True
