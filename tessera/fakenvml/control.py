@@ -15,11 +15,14 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import pynvml
 
 from tessera.fakenvml.description import NodeDescription, load_description
+
+if TYPE_CHECKING:
+    from tessera.fakenvml.state import FakeNode
 
 CONTROL_DIR_ENV = "TESSERA_FAKE_NVML_CONTROL"
 
@@ -50,6 +53,7 @@ class FaultInjector:
     def __init__(self, description_path: str | Path) -> None:
         self.description: NodeDescription = load_description(description_path)
         self.control_path = control_path_for(description_path)
+        self._node: FakeNode | None = None   # the node as the control file has it, read on first need
 
     def inject_xid(self, gpu_index: int, xid: int, gpu_instance_id: int | None = None) -> None:
         """An Xid error on a GPU (optionally attributed to one of its MIG GPU instances)."""
@@ -142,6 +146,7 @@ class FaultInjector:
         fresh = self.control_path.with_name(self.control_path.name + f".{os.getpid()}.tmp")
         fresh.write_text("")
         os.replace(fresh, self.control_path)  # a new file: readers see the change and start over
+        self._node = None   # read the new file afresh, whatever inode number it was given
 
     def _gpu(self, index: int):
         gpus = self.description.gpus
@@ -151,14 +156,26 @@ class FaultInjector:
 
     def _gi(self, gpu, gpu_instance_id: int):
         """The GPU instance as the node has it now: laid out by the description or made since."""
+        node = self._live_node()
+        with node.lock:   # another thread of this injector may be bringing the same node up to date
+            live = node.gpus[gpu.index]
+            placed = live.gpu_instance(gpu_instance_id)
+            if placed is None:
+                ids = ", ".join(str(p.gpu_instance_id) for p in live.gpu_instances()) or "none"
+                raise ValueError(f"GPU {gpu.index} has no MIG GPU instance {gpu_instance_id} (has: {ids})")
+            return placed
+
+    def _live_node(self) -> FakeNode:
+        """The node as its control file has it now: the one read before, brought up to date with the
+        lines written since (FakeNode starts over by itself when the file was replaced), or a fresh one
+        when there is none yet or the file is gone (refresh would keep the old state then)."""
         from tessera.fakenvml.state import FakeNode   # state imports this module
 
-        live = FakeNode(self.description).gpus[gpu.index]
-        placed = live.gpu_instance(gpu_instance_id)
-        if placed is None:
-            ids = ", ".join(str(p.gpu_instance_id) for p in live.gpu_instances()) or "none"
-            raise ValueError(f"GPU {gpu.index} has no MIG GPU instance {gpu_instance_id} (has: {ids})")
-        return placed
+        if self._node is None or not self.control_path.exists():
+            self._node = FakeNode(self.description)
+        else:
+            self._node.refresh(deliver=False)   # nobody listens on this copy: no events to deliver
+        return self._node
 
     def _write(self, command: dict) -> None:
         append_command(self.control_path, command)

@@ -99,3 +99,29 @@ def test_a_mig_device_removed_while_it_is_read_is_gone_not_a_gpu_fault(tmp_path,
         monkeypatch.setattr(pynvml, "nvmlDeviceGetGpuInstanceId", vanished)
         (gpu, _) = nvml.read_gpus()
     assert gpu.error is None and [m.uuid for m in gpu.mig_instances] == [kept.uuid]
+
+
+def test_one_injector_follows_the_devices_made_and_removed_after_its_first_look(tmp_path):
+    """An injector reads the node once and then only what was written since: it still checks a GPU
+    instance against the node as it is now, after another writer made, removed or started it over."""
+    path = write_node(tmp_path, NODE)
+    fakenvml.install(path)
+    inject = FaultInjector(path)
+    with Nvml() as nvml:
+        first = nvml.create_mig_device(0, placement(nvml, "1g.5gb", 0))
+        inject.set_processes(0, [], gpu_instance_id=first.gpu_instance_id)   # its first look
+        second = nvml.create_mig_device(0, placement(nvml, "1g.5gb", 1))
+        inject.set_processes(0, [(7, 100)], gpu_instance_id=second.gpu_instance_id)
+        inject.set_processes(0, [], gpu_instance_id=second.gpu_instance_id)
+        assert nvml.destroy_mig_device(0, second.gpu_instance_id) is True
+        with pytest.raises(ValueError, match=rf"no MIG GPU instance {second.gpu_instance_id} "
+                                             rf"\(has: {first.gpu_instance_id}\)"):
+            inject.set_processes(0, [], gpu_instance_id=second.gpu_instance_id)
+        FaultInjector(path).reset()   # another writer starts the node over: what was made is gone
+        with pytest.raises(ValueError, match=r"\(has: none\)"):
+            inject.set_processes(0, [], gpu_instance_id=first.gpu_instance_id)
+        again = nvml.create_mig_device(0, placement(nvml, "2g.10gb", 2))
+        inject.set_processes(0, [], gpu_instance_id=again.gpu_instance_id)
+        inject.control_path.unlink()   # no control file: the node is as described
+        with pytest.raises(ValueError, match=r"\(has: none\)"):
+            inject.set_processes(0, [], gpu_instance_id=again.gpu_instance_id)
