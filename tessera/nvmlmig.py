@@ -139,6 +139,8 @@ class MigAdmin:
         device minors; None when there is none."""
         handle = pynvml.nvmlDeviceGetHandleByIndex(index)
         total = pynvml.nvmlDeviceGetMemoryInfo(handle).total
+        # NVML has no GPU-instance id -> MIG device handle lookup (MIG devices are found by index only, and a
+        # compute instance's info names the parent GPU), and the MIG UUID is read from that handle: so list them.
         found = next((m for m in self._mig_instances(handle, total) if m.gpu_instance_id == gpu_instance_id), None)
         table = migcaps.read_mig_minors()
         minor = pynvml.nvmlDeviceGetMinorNumber(handle)
