@@ -30,7 +30,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import kubernetes
 
@@ -39,7 +39,7 @@ from draplugin.checkpoint import Checkpoint, PreparedClaim, PreparedDevice
 from draplugin.devices import MODE_MPS, MODE_TIMESLICE, Published, PublishedMig
 from tessera import RESOURCE_GPU, RESOURCE_GPU_SHARED, RESOURCE_MPS_CORE, RESOURCE_MPS_MEMORY, mig_resource_name
 from tessera.gpu import MigInstance
-from tessera.grant import container_env, env_entry, new_grant
+from tessera.grant import Grant, container_env, env_entry, new_grant
 from tessera.hostdevices import CONTROL_NODES, host_device_path
 from tessera.kubeletapi import dra_grpc, dra_pb2
 from tessera.log import get_logger
@@ -264,17 +264,10 @@ class DraService(dra_grpc.DRAPluginServicer):
                                    "but this node now serves it whole (its mode changed since): delete the pod "
                                    "to have it allocated again")
             grants = [new_grant(RESOURCE_GPU, self.settings.node, uuids, uuids, paths)]
-        env = container_env(grants)
-        env.update(env_entry(grant, self.settings.grant_key) for grant in grants)
-        for result, gpu in entries:
-            nodes = [(p, host_device_path(self.settings.device_root, p)) for p in [gpu.device_node, *CONTROL_NODES]]
-            # A shared GPU can serve two requests of one claim, each with its own share: each gets CDI
-            # edits of its own (under one name, the later request's grant would reach both containers).
-            key = gpu.name if gpu.name not in edits else f"{gpu.name}-{request_name}"
-            edits[key] = cdi.container_edits(env, nodes, mounts)
-            prepared.devices.append(PreparedDevice(
-                request_names=[request_name], pool=result["pool"], device=gpu.name,
-                cdi_ids=[cdi.device_id(uid, key)], uuid=gpu.gpu.uuid, share_id=result.get("shareID")))
+        self._grant_edits(uid, grants, mounts, edits, prepared, [
+            (PreparedDevice(request_names=[request_name], pool=result["pool"], device=gpu.name, cdi_ids=[],
+                            uuid=gpu.gpu.uuid, share_id=result.get("shareID")), [gpu.device_node])
+            for result, gpu in entries])
 
     def _mig_request(self, claim: str, uid: str, request_name: str, entries: list[tuple[dict, Published]],
                      edits: dict[str, dict], prepared: PreparedClaim, made: list[tuple[int, MigInstance]]) -> None:
@@ -307,16 +300,26 @@ class DraService(dra_grpc.DRAPluginServicer):
         for profile, uuids in by_profile.items():
             paths = list(dict.fromkeys([p for u in uuids for p in nodes_of[u]] + list(CONTROL_NODES)))
             grants.append(new_grant(mig_resource_name(profile), self.settings.node, uuids, uuids, paths))
+        self._grant_edits(uid, grants, [], edits, prepared, [
+            (PreparedDevice(request_names=[request_name], pool=result["pool"], device=mig.name, cdi_ids=[],
+                            uuid=instance.uuid, gpu_index=mig.gpu.index, gpu_instance_id=instance.gpu_instance_id),
+             nodes_of[instance.uuid])
+            for (result, mig), instance in zip(entries, instances)])
+
+    def _grant_edits(self, uid: str, grants: list[Grant], mounts: list[tuple[str, str]], edits: dict[str, dict],
+                     prepared: PreparedClaim, devices: list[tuple[PreparedDevice, list[str]]]) -> None:
+        """One request's ``devices`` (each as the kubelet is told of it, less its CDI ID, and its device
+        nodes besides the control nodes) into the claim's CDI ``edits`` and ``prepared``: each device gets
+        the request's ``grants``, signed, their variables, its nodes and ``mounts``."""
         env = container_env(grants)
         env.update(env_entry(grant, self.settings.grant_key) for grant in grants)
-        for (result, mig), instance in zip(entries, instances):
-            nodes = [(p, host_device_path(self.settings.device_root, p)) for p in [*nodes_of[instance.uuid],
-                                                                                   *CONTROL_NODES]]
-            edits[mig.name] = cdi.container_edits(env, nodes, [])
-            prepared.devices.append(PreparedDevice(
-                request_names=[request_name], pool=result["pool"], device=mig.name,
-                cdi_ids=[cdi.device_id(uid, mig.name)], uuid=instance.uuid, gpu_index=mig.gpu.index,
-                gpu_instance_id=instance.gpu_instance_id))
+        for device, paths in devices:
+            nodes = [(p, host_device_path(self.settings.device_root, p)) for p in [*paths, *CONTROL_NODES]]
+            # A shared GPU can serve two requests of one claim, each with its own share: each gets CDI
+            # edits of its own (under one name, the later request's grant would reach both containers).
+            key = device.device if device.device not in edits else f"{device.device}-{device.request_names[0]}"
+            edits[key] = cdi.container_edits(env, nodes, mounts)
+            prepared.devices.append(replace(device, cdi_ids=[cdi.device_id(uid, key)]))
 
     def _remove_made(self, made: list[tuple[int, MigInstance]], claim: str) -> None:
         for index, instance in made:
