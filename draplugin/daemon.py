@@ -97,7 +97,7 @@ class DraPluginDaemon:
         tracker = HealthTracker(cfg.application_xids, cfg.fatal_xids, cfg.xid_quiet_period_s, component="draplugin")
         self.health = DeviceHealth(self.nvml, [g.gpu.index for g in selected], tracker, cfg.driver_name,
                                    cfg.unhealthy_taint_effect, self._health_changed)
-        self.health.check([], self.nvml.read_gpus())   # a GPU unreadable now is published tainted
+        self.health.check([], gpus)   # the start's one read: a GPU unreadable then is published tainted
         self.stream = HealthStream(self.node, lambda: {name: g.gpu.index for name, g in self.gpus.items()},
                                    self.health.reason)
         self.registration = RegistrationService(cfg.driver_name, dra_socket, (DRA_SERVICE_V1, DRA_HEALTH_SERVICE_V1))
