@@ -29,7 +29,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import kubernetes
@@ -123,6 +124,12 @@ def _ref(claim: dict) -> str:
     return f"{meta.get('namespace')}/{meta.get('name')}"
 
 
+@dataclass
+class _ClaimLock:
+    lock: threading.Lock
+    users: int = 0   # calls holding or waiting for it
+
+
 class DraService(dra_grpc.DRAPluginServicer):
     """The kubelet's DRA calls for this node's published GPUs."""
 
@@ -133,18 +140,30 @@ class DraService(dra_grpc.DRAPluginServicer):
         self.settings = settings
         self.mig = mig   # an open Nvml where the driver has mig GPUs
         self.mig_lock = threading.Lock()   # one MIG change at a time: the kubelet calls in parallel
-        self._claim_locks: dict[str, threading.Lock] = {}
+        self._claim_locks: dict[str, _ClaimLock] = {}   # only while a call holds or waits for the claim
         self._claim_locks_lock = threading.Lock()
         self.devices = devices
         self.read_claim = read_claim
         self.checkpoint = checkpoint
         self.observe = observe
 
-    def _claim_lock(self, uid: str) -> threading.Lock:
+    @contextmanager
+    def _claim_lock(self, uid: str) -> Iterator[None]:
         """One call at a time per claim: an unprepare that overtakes its claim's prepare (a kubelet retry
         after a timeout) waits for it, and so finds what it made."""
+        # Counted, and dropped by the last call out: dropped any earlier, a waiter would hold a lock that
+        # the next call no longer finds, and the two would run side by side.
         with self._claim_locks_lock:
-            return self._claim_locks.setdefault(uid, threading.Lock())
+            entry = self._claim_locks.setdefault(uid, _ClaimLock(threading.Lock()))
+            entry.users += 1
+        try:
+            with entry.lock:
+                yield
+        finally:
+            with self._claim_locks_lock:
+                entry.users -= 1
+                if entry.users == 0:
+                    del self._claim_locks[uid]
 
     # ---- the two RPCs ----------------------------------------------------------------------
     def NodePrepareResources(self, request, context):  # noqa: N802
@@ -183,8 +202,6 @@ class DraService(dra_grpc.DRAPluginServicer):
             try:
                 with self._claim_lock(claim.uid):
                     self.unprepare(claim.namespace, claim.name, claim.uid)
-                with self._claim_locks_lock:
-                    self._claim_locks.pop(claim.uid, None)
                 self.observe("unprepare", "ok", time.monotonic() - started)
             except Exception as err:  # noqa: BLE001 - reported to the kubelet, which retries
                 answer.error = f"unpreparing ResourceClaim {claim.namespace}/{claim.name} failed: {err}"
