@@ -7,8 +7,8 @@ same nodes and the same pods, in one run.
 One real cluster without kubelets (``realcluster.running(kubelets=False)``, kube-controller-manager with
 ``--node-monitor-grace-period=1h`` since light nodes post no heartbeats). ``--nodes`` nodes are drawn
 (seeded) from the trace's node list, every GPU MPS-capable, GPU models and memory as simcluster.trace maps
-them; they are created twice, once per arm, as light Node objects (simcluster.lightnodes) named
-``ext-<trace name>`` and ``dra-<trace name>``, with their own label ``tessera.io/bench-arm``:
+them; they are created three times, once per arm, as light Node objects (simcluster.lightnodes) named
+``extender-``, ``dra-`` and ``drascored-<trace name>``, with their own label ``tessera.io/bench-arm``:
 
 - **extender**: the device plugin's inventory annotation and allocatable (``nvidia.com/mps-core`` 100 per
   GPU, ``nvidia.com/mps-memory`` its GiB). Pods ask ``nvidia.com/mps-core`` and ``nvidia.com/mps-memory``
@@ -21,8 +21,11 @@ them; they are created twice, once per arm, as light Node objects (simcluster.li
   draplugin.slices ``wanted_slice``). Each pod names a ResourceClaimTemplate of class
   ``mps.gpu.tessera.io``: a share asks ``capacity.requests`` cores and memory, whole GPUs ask ``count``
   devices with no capacity (the device's default: all of it). The pods name no Tessera resource, so the
-  control plane's default kube-scheduler places them: its DRA allocator picks devices, its default
-  scoring picks nodes.
+  control plane's default kube-scheduler places them (labelled ``tessera.io/dra-scoring=off``, so the
+  webhook leaves them there): its DRA allocator picks devices, its default scoring picks nodes.
+- **DRA + Tessera's node scores** (``drascored``): the same nodes and claims, the pods unlabelled, so the
+  webhook routes them to tessera-scheduler: its DRA allocator picks devices and tessera-extender's
+  ``prioritize-dra`` scores the nodes by the fragmentation policy (extender.drascoring).
 
 Memory of a share is the same in both arms: ``core/100`` of the smallest card in the sample (what the
 webhook completes), written in the pod. Tasks are drawn from the pod list with replacement (seeded) until
@@ -85,8 +88,11 @@ GROUP, VERSION = "resource.k8s.io", "v1"
 MPS_CLASS = "mps.gpu.tessera.io"
 LABEL_ARM = "tessera.io/bench-arm"
 LABEL_PRODUCT = "nvidia.com/gpu.product"
-EXTENDER, DRA = "extender", "dra"
-ARM_TITLES = {EXTENDER: "tessera-scheduler + extender", DRA: "kube-scheduler DRA allocator"}
+EXTENDER, DRA, DRA_SCORED = "extender", "dra", "drascored"
+DRA_ARMS = (DRA, DRA_SCORED)
+ARM_TITLES = {EXTENDER: "tessera-scheduler + extender", DRA: "kube-scheduler DRA allocator",
+              DRA_SCORED: "DRA allocator + Tessera node scores"}
+LABEL_DRA_SCORING = "tessera.io/dra-scoring"   # "off": the webhook leaves the pod to the default scheduler
 DRIVER_VERSION = "550.54.15"
 RETRY_MARK = "waiting for an allocation"   # the extender's per-shape rule: kube-scheduler retries it
 
@@ -156,7 +162,7 @@ def arm_node(spec: NodeSpec, arm: str) -> dict:
     """The light Node object of ``spec`` in ``arm``: a device-plugin node (extender) or a DRA node."""
     body = light_node_object(replace(spec, name=f"{arm}-{spec.name}", labels={**spec.labels, LABEL_ARM: arm}))
     body["metadata"]["labels"]["kubernetes.io/hostname"] = body["metadata"]["name"]
-    if arm == DRA:
+    if arm in DRA_ARMS:
         body["metadata"]["annotations"].pop(ANNOTATION_INVENTORY)
         body["metadata"]["labels"][LABEL_DRA_DRIVER] = "true"
         for part in ("capacity", "allocatable"):
@@ -182,7 +188,7 @@ def create_nodes(cluster, specs: list[NodeSpec], arm: str) -> None:
     objects = kubernetes.client.CustomObjectsApi(cluster.client())
     for spec in specs:
         node = orjson.loads(core.create_node(arm_node(spec, arm), _preload_content=False).data)
-        if arm == DRA:
+        if arm in DRA_ARMS:
             objects.create_cluster_custom_object(GROUP, VERSION, "resourceslices", node_slice(spec, node))
 
 
@@ -208,8 +214,9 @@ def claim_template(ask: Ask, namespace: str) -> dict:
 
 
 def arm_pod(ask: Ask, arm: str, namespace: str) -> dict:
-    """``ask`` as a pod of ``arm``: Tessera's MPS resources (extender) or a claim from its template (DRA);
-    kept on the arm's nodes, and on its GPU models where the task names some."""
+    """``ask`` as a pod of ``arm``: Tessera's MPS resources (extender) or a claim from its template (DRA
+    arms; the plain one labelled so the webhook leaves it to the default scheduler); kept on the arm's
+    nodes, and on its GPU models where the task names some."""
     resources = {"cpu": f"{ask.cpu_milli}m", "memory": f"{ask.memory_mib}Mi"}
     container: dict = {"name": "main", "image": "cuda", "resources": {"requests": dict(resources)}}
     spec: dict = {"restartPolicy": "Never", "nodeSelector": {LABEL_ARM: arm}, "containers": [container]}
@@ -223,7 +230,10 @@ def arm_pod(ask: Ask, arm: str, namespace: str) -> dict:
     if ask.models:
         spec["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
             {"matchExpressions": [{"key": LABEL_PRODUCT, "operator": "In", "values": list(ask.models)}]}]}}}
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": ask.name, "namespace": namespace}, "spec": spec}
+    meta: dict = {"name": ask.name, "namespace": namespace}
+    if arm == DRA:
+        meta["labels"] = {LABEL_DRA_SCORING: "off"}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
 
 
 class Decisions(threading.Thread):
@@ -320,6 +330,7 @@ class ArmResult:
     reasons: dict[str, str] = field(default_factory=dict)   # kind of pod dropped -> kube-scheduler's last message
     pods_by_node: dict[str, list[str]] = field(default_factory=dict)
     claims: list[dict] = field(default_factory=list)
+    schedulers: Counter = field(default_factory=Counter)   # schedulerName -> bound GPU pods
 
     @property
     def allocated_share(self) -> float:
@@ -341,7 +352,7 @@ def run_arm(cluster, arm: str, specs: list[NodeSpec], asks: list[Ask], wave: int
                      what=f"{len(specs)} {arm} nodes Ready and untainted")
     cluster.kubectl("create", "namespace", namespace)
     cluster.wait_for(lambda: cluster.has_service_account(namespace), what=f"ServiceAccount {namespace}/default")
-    if arm == DRA:
+    if arm in DRA_ARMS:
         objects = kubernetes.client.CustomObjectsApi(cluster.client())
         for ask in {a.shape(): a for a in asks if a.gpus}.values():
             objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "resourceclaimtemplates",
@@ -391,6 +402,8 @@ def read_back(cluster, result: ArmResult, namespace: str, asks: dict[str, Ask]) 
     result.asked_gpus = sum(asks[p["metadata"]["name"]].gpus for p in bound)
     for p in bound:
         result.pods_by_node.setdefault(p["spec"]["nodeName"], []).append(p["metadata"]["name"])
+        if asks[p["metadata"]["name"]].gpus:
+            result.schedulers[p["spec"].get("schedulerName", "")] += 1
     held: Counter = Counter()
     if result.arm == EXTENDER:
         for p in bound:
@@ -450,9 +463,12 @@ def report(results: list[ArmResult], specs: list[NodeSpec], asks: list[Ask], arg
              f"{len(asks) - shares - whole} CPU-only), created {args.wave} at a time, each awaited (setup {setup_s:.0f} s)")
     table = render_table(["arm", "pods", "bound", "GPU pods bound", "unschedulable (deleted)", "by kind",
                           "GPUs allocated", "of capacity", "records = asks", "seconds", "pods/s"], rows, title=title)
-    ext, dra = (next(r for r in results if r.arm == a) for a in (EXTENDER, DRA))
+    ext, dra, scored = (next(r for r in results if r.arm == a) for a in (EXTENDER, DRA, DRA_SCORED))
     return (f"{table}\n\nDRA / extender, GPU capacity allocated: {dra.allocated_gpus:.2f} / {ext.allocated_gpus:.2f} "
             f"= {dra.allocated_gpus / ext.allocated_gpus:.3f}\n"
+            f"DRA with Tessera's node scores / DRA: {scored.allocated_gpus:.2f} / {dra.allocated_gpus:.2f} "
+            f"= {scored.allocated_gpus / dra.allocated_gpus:.3f}; / extender: "
+            f"{scored.allocated_gpus / ext.allocated_gpus:.3f}\n"
             f"Reference, the same tasks and nodes through the extender's placement code in process (simcluster.replay, "
             f"fragmentation policy, no kube-scheduler; a share's memory proportional to its card, typical shapes "
             f"from the whole list): {reference:.2f} % of capacity\n\n"
@@ -463,7 +479,10 @@ def report(results: list[ArmResult], specs: list[NodeSpec], asks: list[Ask], arg
             "totals then tessera-extender filters, scores (fragmentation policy) and picks the GPUs. DRA arm: "
             "pods carry a claim of class mps.gpu.tessera.io (whole GPUs: count n, all of each device), the default "
             "kube-scheduler's DRA allocator picks devices in slice order and its default scoring (NodeResourcesFit "
-            "LeastAllocated on CPU and memory, ...) picks the node; no extender is asked.")
+            "LeastAllocated on CPU and memory, ...) picks the node; no extender is asked (the pods are labelled "
+            "tessera.io/dra-scoring=off). DRA + scores arm: the same claims, routed by the webhook to tessera-scheduler, "
+            "whose DRA allocator picks devices while tessera-extender's prioritize-dra scores the nodes (fragmentation "
+            "policy over the slices and allocated claims it watches).")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -492,7 +511,8 @@ def main(argv: list[str] | None = None) -> int:
     with realcluster.running(binaries=binaries, kubelets=False,
                              extra_flags={"kube-controller-manager": NODE_GRACE}) as cluster:
         setup_s = time.monotonic() - started
-        results = [run_arm(cluster, arm, specs, asks, args.wave, progress=progress) for arm in (EXTENDER, DRA)]
+        results = [run_arm(cluster, arm, specs, asks, args.wave, progress=progress)
+                   for arm in (EXTENDER, DRA, DRA_SCORED)]
     reference = in_process_share(trace_dir, specs, args.pod_list, args.seed, args.arrival)
     print(report(results, specs, asks, args, setup_s, reference))
     for r in results:

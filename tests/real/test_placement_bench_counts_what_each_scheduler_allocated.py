@@ -1,8 +1,9 @@
-"""bench/dra_placement_bench.py's core on a tiny trace sample (3 nodes, 10 pods), both arms, through the
+"""bench/dra_placement_bench.py's core on a tiny trace sample (3 nodes, 10 pods), all three arms, through the
 real kube-scheduler: every pod is either bound or found unschedulable and deleted, the GPU capacity read
 back from the schedulers' records (the extender's signed assignments, the DRA claims' allocations)
 equals what the bound pods asked, no GPU holds more than 100 cores, and each bound DRA pod's claim is
-allocated on its own node with the devices and capacity it asked.
+allocated on its own node with the devices and capacity it asked. The plain DRA arm's pods stay with the
+default scheduler; the scored arm's are routed to tessera-scheduler by the webhook.
 
 Its own cluster without kubelets (light nodes kept Ready by kube-controller-manager's grace period), as
 the benchmark runs; no real node.
@@ -33,14 +34,15 @@ def _sample():
     return specs, asks
 
 
-def test_both_arms_account_for_what_the_bound_pods_asked():
+def test_every_arm_accounts_for_what_the_bound_pods_asked():
     import realcluster
 
     specs, asks = _sample()
     by_name = {a.name: a for a in asks}
     with realcluster.running(binaries=binaries_or_skip(), kubelets=False,
                              extra_flags={"kube-controller-manager": bench.NODE_GRACE}) as cluster:
-        results = {arm: bench.run_arm(cluster, arm, specs, asks, timeout_s=60) for arm in (bench.EXTENDER, bench.DRA)}
+        results = {arm: bench.run_arm(cluster, arm, specs, asks, timeout_s=60)
+                   for arm in (bench.EXTENDER, bench.DRA, bench.DRA_SCORED)}
         left = {arm: {p.metadata.name for p in cluster.core_v1().list_namespaced_pod(f"bench-{arm}").items}
                 for arm in results}
 
@@ -54,7 +56,14 @@ def test_both_arms_account_for_what_the_bound_pods_asked():
         assert not r.overcommitted, arm
         assert all(node.startswith(f"{arm}-") for node in r.pods_by_node), arm
 
-    dra = results[bench.DRA]
+    assert set(results[bench.EXTENDER].schedulers) == {"tessera-scheduler"}
+    assert set(results[bench.DRA].schedulers) == {"default-scheduler"}        # labelled tessera.io/dra-scoring=off
+    assert set(results[bench.DRA_SCORED].schedulers) == {"tessera-scheduler"}  # routed for Tessera's node scores
+    for arm in bench.DRA_ARMS:
+        _claims_match_their_pods(results[arm], by_name)
+
+
+def _claims_match_their_pods(dra, by_name) -> None:
     node_of = {name: node for node, names in dra.pods_by_node.items() for name in names}
     claimed = {}
     for claim in dra.claims:
