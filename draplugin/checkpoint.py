@@ -5,6 +5,12 @@ NodeUnprepareResources once the last pod using it is gone, possibly after a rest
 checkpoint holds, per claim UID, what the answer was (devices, CDI IDs) and the grant's nonce, so a
 repeated prepare gives the same answer (the container already started with that grant), and an
 unprepare after a restart still finds what to remove. Written whole and renamed, mode 0600.
+
+An MPS share's device also records the share (``mps_cores``, ``mps_memory_gib``): the device plugin,
+which owns the node's MPS control daemon, reads them (read-only, :mod:`deviceplugin.drashares`) to keep
+the daemon's defaults at or above the largest share on each GPU. The two keys are written only where
+set, so a checkpoint without MPS claims stays readable by a driver from before them; a device of an
+MPS GPU recorded without them (a checkpoint from before) counts there as a share of unknown size.
 """
 
 from __future__ import annotations
@@ -31,6 +37,19 @@ class PreparedDevice:
     share_id: str | None = None   # an MPS GPU's share: the allocation's shareID
     gpu_index: int | None = None  # a MIG device made for the claim: its GPU's index and GPU-instance id
     gpu_instance_id: int | None = None
+    mps_cores: int | None = None        # an MPS share's cores (1..100) and memory (whole GiB), as granted
+    mps_memory_gib: int | None = None
+
+
+SHARE_FIELDS = ("mps_cores", "mps_memory_gib")   # written only where set
+
+
+def _device_doc(device: PreparedDevice) -> dict:
+    doc = asdict(device)
+    for key in SHARE_FIELDS:
+        if doc[key] is None:
+            del doc[key]
+    return doc
 
 
 @dataclass
@@ -71,5 +90,7 @@ class Checkpoint:
 
     def save(self) -> None:
         """Write the claims (call with ``lock`` held)."""
-        doc = {"version": CHECKPOINT_VERSION, "claims": {uid: asdict(c) for uid, c in sorted(self.claims.items())}}
+        doc = {"version": CHECKPOINT_VERSION, "claims": {
+            uid: {"namespace": c.namespace, "name": c.name, "devices": [_device_doc(d) for d in c.devices]}
+            for uid, c in sorted(self.claims.items())}}
         write_private_json(self.path, doc, indent=1)

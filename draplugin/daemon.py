@@ -73,7 +73,7 @@ class DraPluginDaemon:
                 key = node_grant_key(cfg.grant_key_path)
             except (ValueError, GrantError) as err:
                 raise StartError(str(err)) from None
-            checkpoint = Checkpoint(os.path.join(cfg.plugin_path, "checkpoint.json"))
+            checkpoint = Checkpoint(cfg.checkpoint_path)
             for gpu in selected:
                 if gpu.mode == MODE_MIG:
                     self.mig_gpus.append((gpu, nvml.mig_placements(gpu.gpu.index)))

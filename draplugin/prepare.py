@@ -260,6 +260,7 @@ class DraService(dra_grpc.DRAPluginServicer):
         paths = list(dict.fromkeys([g.device_node for g in gpus] + list(CONTROL_NODES)))
         uuids = [g.gpu.uuid for g in gpus]
         mounts: list[tuple[str, str]] = []
+        cores = gib = None   # an MPS share's, recorded in the checkpoint for the MPS daemon's defaults
         if any(g.mode == MODE_MPS for g in gpus):
             if len(entries) != 1:
                 raise PrepareError(f"ResourceClaim {claim}: request {request_name!r} was allocated "
@@ -283,7 +284,8 @@ class DraService(dra_grpc.DRAPluginServicer):
             grants = [new_grant(RESOURCE_GPU, self.settings.node, uuids, uuids, paths)]
         self._grant_edits(uid, grants, mounts, edits, prepared, [
             (PreparedDevice(request_names=[request_name], pool=result["pool"], device=gpu.name, cdi_ids=[],
-                            uuid=gpu.gpu.uuid, share_id=result.get("shareID")), [gpu.device_node])
+                            uuid=gpu.gpu.uuid, share_id=result.get("shareID"), mps_cores=cores,
+                            mps_memory_gib=gib), [gpu.device_node])
             for result, gpu in entries])
 
     def _mig_request(self, claim: str, uid: str, request_name: str, entries: list[tuple[dict, Published]],

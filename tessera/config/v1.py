@@ -14,6 +14,7 @@ This file is a contract with the admin: a key is renamed only with a new version
 from __future__ import annotations
 
 import ipaddress
+import os
 from dataclasses import dataclass
 
 from tessera import (
@@ -33,6 +34,7 @@ DEFAULT_FATAL_XIDS = [48, 63, 64, 79, 94, 95]
 RUNTIMES = ("containerd", "crio")
 DEVICE_LIST_STRATEGIES = ("device-nodes", "cdi")
 DRA_GPU_MODES = ("exclusive", "mps", "mig", "timeslice")
+DRA_CHECKPOINT_FILE = "checkpoint.json"   # in draplugin.plugin_path
 # Who may add, change or remove tessera.io/* annotations on a pod after its creation: deploy/'s ServiceAccounts.
 DEFAULT_LEDGER_WRITERS = [service_account_username(NAMESPACE, SERVICE_ACCOUNT_DEVICE_PLUGIN),
                           service_account_username(NAMESPACE, SERVICE_ACCOUNT_EXTENDER)]
@@ -145,7 +147,9 @@ class DraPluginConfig(HttpPortConfig):
     plugins_registry_path: str = setting("/var/lib/kubelet/plugins_registry",
                                          "the kubelet's plugin registration folder (<--root-dir>/plugins_registry)")
     plugin_path: str = setting("/var/lib/kubelet/plugins/gpu.tessera.io",
-                               "this driver's own folder: its DRA socket and its checkpoint")
+                               "this driver's own folder: its DRA socket and its checkpoint (which the device "
+                               "plugin reads for the MPS shares' daemon defaults: move it in this file, not by "
+                               "the driver's flag alone)")
     cdi_dir: str = setting("/var/run/cdi", "where the per-claim CDI specs are written: one of containerd's "
                                            "cdi_spec_dirs")
     device_root: str = setting("/", "where the GPU device nodes are on the host: / on a real node; a fake node's own "
@@ -155,6 +159,12 @@ class DraPluginConfig(HttpPortConfig):
     kubeconfig: str = setting("", "kubeconfig file for the API server; empty means in-cluster config")
     node_name: str = setting("", "this node's name; empty means the NODE_NAME environment variable")
     listen: str = setting("0.0.0.0:8082", "address:port of /healthz and /metrics")
+
+    @property
+    def checkpoint_path(self) -> str:
+        """The driver's checkpoint of prepared claims, in ``plugin_path``: the driver writes it, the device
+        plugin reads the MPS shares in it (the MPS daemon's defaults are the device plugin's to set)."""
+        return os.path.join(self.plugin_path, DRA_CHECKPOINT_FILE)
 
 
 @dataclass(frozen=True)

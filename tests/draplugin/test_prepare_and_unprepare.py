@@ -49,6 +49,8 @@ def test_a_claim_s_gpu_comes_with_its_device_nodes_variables_and_a_grant_the_hoo
     assert grant.node == NODE and grant.uuids == [GPUS[1].uuid] and "/dev/nvidia2" in grant.paths
     assert {k: v for k, v in env.items() if k != grant_name} == container_env([grant])
     assert (d.cdi_dir / f"k8s.gpu.tessera.io-claim_{UID_A}.json").stat().st_mode & 0o077 == 0
+    (recorded,) = json.loads(d.checkpoint.path.read_text())["claims"][UID_A]["devices"]
+    assert "mps_cores" not in recorded and "mps_memory_gib" not in recorded, "no share: no share keys"
 
 
 def test_prepare_again_and_after_a_restart_answers_the_same_without_reading_the_claim(driver):
@@ -120,6 +122,11 @@ def test_an_mps_share_comes_as_the_device_plugin_s_pair_of_grants_with_the_daemo
     assert env["CUDA_MPS_PIPE_DIRECTORY"] == PIPE and env["NVIDIA_VISIBLE_DEVICES"] == GPUS[2].uuid
     assert {(m["hostPath"], m["containerPath"]) for m in edits["mounts"]} == {(PIPE, PIPE), (SHM, "/dev/shm")}
     assert {n["path"] for n in edits["deviceNodes"]} >= {"/dev/nvidia0"}   # GPU 6's minor
+    # the share, recorded for the device plugin's supervisor of the MPS daemon (its defaults), and read back
+    (recorded,) = json.loads(d.checkpoint.path.read_text())["claims"][UID_A]["devices"]
+    assert (recorded["mps_cores"], recorded["mps_memory_gib"]) == (30, 8)
+    d.start()
+    assert [(x.mps_cores, x.mps_memory_gib) for x in d.checkpoint.claims[UID_A].devices] == [(30, 8)]
 
 
 def test_an_mps_allocation_that_records_no_usable_share_is_refused(driver):
