@@ -4,6 +4,10 @@ Start order: read the GPUs; read the Node (its mode label, and fatal Xids its in
 a restart, :mod:`deviceplugin.healthrecord`) and the kubelet's pod-resources (so modes, health and
 holdings are right before anything is advertised); serve and register every resource; then the
 health loop, the pod watch, the ledger worker, the inventory writer and the MPS supervisor.
+
+The device plugin owns the node's MPS control daemon: it supervises it (and alone sets its defaults)
+whenever the node has an MPS GPU, its own or one the DRA driver serves in ``mps`` mode (the config's
+``draplugin`` section, which both daemons read), whose clients the driver points at the same daemon.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from deviceplugin.registration import Registrar
 from deviceplugin.response import ResponseSettings
 from deviceplugin.rm import HealthTracker, NodeDevices
 from deviceplugin.server import ResourceServer
-from tessera.config import DevicePluginConfig
+from tessera.config import DevicePluginConfig, DraPluginConfig
 from tessera.httpserve import ServeLimits
 from tessera.log import get_logger
 from tessera.nvml import Nvml
@@ -33,9 +37,10 @@ class DevicePluginDaemon:
     """Everything one node's plugin runs; :meth:`start`, then :meth:`stop` on SIGTERM."""
 
     def __init__(self, config: DevicePluginConfig, *, mps_control_binary: str | None = None,
-                 api=None, dra_gpus: list[int] | None = None) -> None:
+                 api=None, dra: DraPluginConfig | None = None) -> None:
         self.config = config
-        self.dra_gpus = frozenset(dra_gpus or ())  # served by the DRA driver: never advertised here
+        self.dra = dra or DraPluginConfig()   # the node config's draplugin section
+        self.dra_gpus = frozenset(self.dra.gpus)  # served by the DRA driver: never advertised here
         self.node = config.node_name or os.environ.get("NODE_NAME", "") or os.uname().nodename
         self.mps_control_binary = mps_control_binary
         self.api = api  # deviceplugin.apiclient.NodeApi or None (no API server: kubelet-only mode)
@@ -50,9 +55,10 @@ class DevicePluginDaemon:
         cfg = self.config
         self.nvml.open()
         gpus = self.nvml.read_gpus()
+        dra_mps = [g for g in gpus if g.index in self.dra_gpus and self.dra.gpu_modes.get(g.index) == "mps"]
         if self.dra_gpus:
             log.info("gpus_left_to_dra_driver", indices=sorted(self.dra_gpus),
-                     uuids=[g.uuid for g in gpus if g.index in self.dra_gpus])
+                     uuids=[g.uuid for g in gpus if g.index in self.dra_gpus], mps=[g.index for g in dra_mps])
             gpus = [g for g in gpus if g.index not in self.dra_gpus]
         node_doc = self.api.node_or_none() if self.api else None
         label = mode_label_of(node_doc)
@@ -97,10 +103,12 @@ class DevicePluginDaemon:
                 from deviceplugin.eviction import OveruseEvictor
 
                 self.workers.append(OveruseEvictor(self.api, cfg.overuse_dir))
-        if self.mps_control_binary and any(m == "mps" for m in self.rm.active_modes().values()):
+        if self.mps_control_binary and (dra_mps or any(m == "mps" for m in self.rm.active_modes().values())):
+            from deviceplugin.drashares import DraMpsShares
             from deviceplugin.mpsd import MpsSupervisor
 
-            self.workers.insert(0, MpsSupervisor(self.mps_control_binary, cfg, self.rm))
+            shares = DraMpsShares(self.dra.checkpoint_path, dra_mps) if dra_mps else None
+            self.workers.insert(0, MpsSupervisor(self.mps_control_binary, cfg, self.rm, dra=shares))
         for worker in self.workers:
             worker.start()
         self.registrar.start()

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
 
     api = connect(cfg.kubeconfig, cfg.node_name)
     daemon = DevicePluginDaemon(cfg, mps_control_binary=cfg.mps_control_binary, api=api,
-                                dra_gpus=config.draplugin.gpus)
+                                dra=config.draplugin)
     faulthandler.register(signal.SIGUSR1)  # thread dump on demand
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

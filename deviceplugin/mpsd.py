@@ -1,5 +1,9 @@
 """Supervising the MPS control daemon through its pipe directory.
 
+The device plugin owns the node's MPS control daemon: it supervises it whenever the node has an MPS GPU,
+its own or the DRA driver's (``draplugin.gpu_modes`` ``mps``: the driver points its claims' clients at
+the same pipe and shm directories), and this supervisor is the one writer of the daemon's defaults.
+
 The daemon (``nvidia-cuda-mps-control -d``) runs detached, as the configured user, with pipe, log and
 shm directories on the host, so a plugin restart never touches running clients. The plugin talks to
 it as any client does: the control program with commands on stdin
@@ -8,7 +12,9 @@ it as any client does: the control program with commands on stdin
 - answered: MPS resources are healthy, and the daemon's defaults follow the largest live grant per
   GPU: ``set_default_device_pinned_mem_limit <index> <GiB>G`` per device and
   ``set_default_active_thread_percentage`` (a node-wide default in MPS: the largest core grant on
-  any GPU). Clients narrow these with their own variables.
+  any GPU). Clients narrow these with their own variables. On the DRA driver's MPS GPUs the grants
+  are the shares its checkpoint records (:mod:`deviceplugin.drashares`; where it cannot tell, the
+  whole card and 100 %).
 - not answered in time, but the daemon process is alive (slow: a CPU-starved node) or starting:
   nothing changes; the next questions wait twice as long (up to ``SLOW_PATIENCE_CAP_S``) until it
   answers quickly again. No second daemon, no unhealthy device.
@@ -29,6 +35,7 @@ import os
 import subprocess
 import time
 
+from deviceplugin.drashares import DraMpsShares
 from deviceplugin.mpsdaemon import ALREADY_RUNNING, DaemonState, Listener, MpsDaemon, lock_holders
 from deviceplugin.rm import NodeDevices
 from tessera.backoff import Backoff
@@ -46,13 +53,15 @@ RESTART_BASE_S, RESTART_CAP_S = 1.0, 60.0  # after a start that failed
 
 class MpsSupervisor(PeriodicWorker):
     """Keeps the MPS control daemon running (one per pipe directory) and its defaults at the largest
-    live grants; see the module docstring."""
+    live grants, the device plugin's (``rm``) and the DRA driver's MPS shares (``dra``, where the node
+    has DRA MPS GPUs); see the module docstring."""
 
     def __init__(self, binary: str, config: DevicePluginConfig, rm: NodeDevices, interval_s: float = 1.0,
-                 answer_timeout_s: float = ANSWER_TIMEOUT_S) -> None:
+                 answer_timeout_s: float = ANSWER_TIMEOUT_S, dra: DraMpsShares | None = None) -> None:
         super().__init__("dp-mps", interval_s, "mps_supervision_failed", log)
         self.config = config
         self.rm = rm
+        self.dra = dra
         user = config.mps_user if os.geteuid() == 0 and config.mps_user != 0 else None
         self.daemon = MpsDaemon(binary, config.mps_pipe_directory, config.mps_log_directory,
                                 config.mps_shm_directory, user)
@@ -162,10 +171,15 @@ class MpsSupervisor(PeriodicWorker):
 
     def _apply_defaults(self) -> None:
         largest = self.rm.largest_mps_grants()
+        gpus = {g.index: g for g in self.rm.gpu_infos()}
+        if self.dra is not None:  # the DRA driver's GPUs: not the device plugin's, so not in rm
+            for index, (core, mem) in self.dra.largest().items():
+                own_core, own_mem = largest.get(index, (0, 0))
+                largest[index] = (max(own_core, core), max(own_mem, mem))
+            gpus.update((g.index, g) for g in self.dra.gpus)
         wanted: dict[str, str] = {}
         cores = [c for c, _ in largest.values() if c]
         wanted["set_default_active_thread_percentage"] = str(max(cores) if cores else 100)
-        gpus = {g.index: g for g in self.rm.gpu_infos()}
         for index, (_, mem) in sorted(largest.items()):
             gpu = gpus[index]
             gib = mem or gpu.memory_total_mib // 1024

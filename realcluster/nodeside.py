@@ -42,6 +42,7 @@ from simcluster.fakemps import CONTROL as FAKE_MPS_CONTROL
 from simcluster.fakenodes import make_device_nodes
 from simcluster.readiness import http_ok
 from tessera import NAMESPACE, SERVICE_ACCOUNT_DEVICE_PLUGIN
+from tessera.config import DraPluginConfig
 from tessera.daemonproc import REPO_ROOT, free_port
 from tessera.fakenvml import load_description
 from tessera.log import get_logger
@@ -229,7 +230,10 @@ def install_node_side(cluster, node: RealNode, description: dict, config: dict |
     config_path = node.root / "tessera.yaml"   # NodeSide.config
     config_doc = {"version": "v1", "deviceplugin": dict(config or {})}
     if dra_config:
-        config_doc["draplugin"] = dict(dra_config)
+        # plugin_path: the DRA driver's folder (realcluster.draside), whose checkpoint the device plugin
+        # reads for the MPS daemon's defaults on the driver's MPS GPUs
+        config_doc["draplugin"] = {"plugin_path": str(node.plugins_dir / DraPluginConfig().driver_name),
+                                   **dra_config}
     config_path.write_text(yaml.safe_dump(config_doc))
     overuse = _under(node.root, _flag(args, "--overuse-dir"))
     overuse.mkdir(parents=True, exist_ok=True)

@@ -11,8 +11,20 @@ from pathlib import Path
 
 import pytest
 
+from simcluster.fakemps import running_daemons
+from simcluster.plugins import stop_mps_daemon
 from simcluster.processes import stop_process
 from dpharness import REPO_ROOT, Node, PodClient, pod_manifest, quit_mps_daemon, wait_until
+
+
+@pytest.fixture
+def mps_root():
+    """A folder for one MPS daemon's pipe, log and shm folders; no daemon may be left there at the end."""
+    root = Path(os.path.realpath(tempfile.mkdtemp(dir="/tmp", prefix="tmps-")))
+    yield root
+    stop_mps_daemon(root)
+    assert running_daemons(root) == [], "a test left a daemon behind"
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -5,37 +5,23 @@ its numbers under load: bench/mps_supervision_bench.py)."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import stat
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
-
-import pytest
 
 from simcluster.fakemps import CONTROL, running_daemons
 from deviceplugin.mpsd import MpsSupervisor
 from deviceplugin.mpsdaemon import DaemonState, MpsDaemon
 from deviceplugin.rm import HealthTracker, NodeDevices
 from dpharness import wait_until
-from simcluster.plugins import stop_mps_daemon
 from tessera.config import DevicePluginConfig
 from tessera.nvml import Nvml
 
 NODES = Path(__file__).resolve().parents[2] / "tessera" / "nodes"
 CORE, MEM = "nvidia.com/mps-core", "nvidia.com/mps-memory"
 SLOW_S = 3.5  # the supervisor's first question waits 3 s
-
-
-@pytest.fixture
-def mps_root():
-    root = Path(os.path.realpath(tempfile.mkdtemp(dir="/tmp", prefix="tmps-")))
-    yield root
-    stop_mps_daemon(root)
-    assert running_daemons(root) == [], "a test left a daemon behind"
-    shutil.rmtree(root, ignore_errors=True)
 
 
 def one_gpu_node(tmp_path, monkeypatch) -> NodeDevices:
@@ -48,10 +34,10 @@ def one_gpu_node(tmp_path, monkeypatch) -> NodeDevices:
                        health=HealthTracker([43], [48, 79], 300.0), label_mode=None)
 
 
-def supervisor(rm: NodeDevices, root: Path, binary: str = CONTROL) -> MpsSupervisor:
+def supervisor(rm: NodeDevices, root: Path, binary: str = CONTROL, dra=None) -> MpsSupervisor:
     config = DevicePluginConfig(mps_pipe_directory=str(root / "pipe"), mps_log_directory=str(root / "log"),
                                 mps_shm_directory=str(root / "shm"), mps_user=os.getuid())
-    return MpsSupervisor(binary, config, rm)
+    return MpsSupervisor(binary, config, rm, dra=dra)
 
 
 def unhealthy_shares(rm: NodeDevices) -> int:

@@ -17,8 +17,7 @@ import pytest
 from simcluster.fakemps import CONTROL, running_daemons
 from deviceplugin.mpsdaemon import DaemonState
 from dpharness import wait_until
-from test_mps_daemon_slow_is_not_gone import (  # noqa: F401 (mps_root: the fixture)
-    mps_root, one_gpu_node, start_daemon, supervisor, unhealthy_shares)
+from test_mps_daemon_slow_is_not_gone import one_gpu_node, start_daemon, supervisor, unhealthy_shares
 
 HANG_GUARD_S = 150.0  # a hang guard only: each scenario settles in a few checks
 
@@ -69,7 +68,7 @@ def answer_everything(server: socket.socket, done: threading.Event) -> None:
 
 @pytest.mark.parametrize("tenant", ["unlinks_the_socket", "listens_on_control", "answers_on_control",
                                     "unlinks_and_forges_the_pid_file"])
-def test_a_tenant_in_the_pipe_directory_cannot_take_mps_down(tenant, tmp_path, monkeypatch, mps_root):  # noqa: F811
+def test_a_tenant_in_the_pipe_directory_cannot_take_mps_down(tenant, tmp_path, monkeypatch, mps_root):
     rm = one_gpu_node(tmp_path, monkeypatch)
     pipe = mps_root / "pipe"
     old = start_daemon(mps_root)
@@ -107,7 +106,7 @@ def test_a_tenant_in_the_pipe_directory_cannot_take_mps_down(tenant, tmp_path, m
     assert sup.check() is None and sup.starts == 1, "started once"
 
 
-def test_a_daemon_with_a_full_backlog_is_slow_not_a_tenant_listener(tmp_path, monkeypatch, mps_root):  # noqa: F811
+def test_a_daemon_with_a_full_backlog_is_slow_not_a_tenant_listener(tmp_path, monkeypatch, mps_root):
     """No connection to ask for its peer, the daemon is still told from a tenant's listener (by the
     socket bound to ``control``, which the daemon holds): waited for, not replaced."""
     rm = one_gpu_node(tmp_path, monkeypatch)
