@@ -508,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
     def progress(line: str) -> None:
         print(f"[{time.monotonic() - started:5.0f} s] {line}", file=sys.stderr, flush=True)
 
-    with realcluster.running(binaries=binaries, kubelets=False,
+    with realcluster.running(binaries=binaries, kubelets=False, extender_flags=("--dra-scoring",),
                              extra_flags={"kube-controller-manager": NODE_GRACE}) as cluster:
         setup_s = time.monotonic() - started
         results = [run_arm(cluster, arm, specs, asks, args.wave, progress=progress)

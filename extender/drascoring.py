@@ -1,8 +1,10 @@
 """Node scores for pods whose GPUs come from Tessera's DRA claims, by the same placement policies.
 
-A pod routed to tessera-scheduler with claims of Tessera's DeviceClasses (``webhook``) is filtered and
-allocated by kube-scheduler's DRA allocator; the extender's second entry in the scheduler configuration
-(``prioritizeVerb: prioritize-dra``, no managed resources) asks for its node scores. Here:
+With ``extender.dra_scoring`` on (off by default: on the Alibaba trace sample kube-scheduler's own
+scoring allocated as much, README "Placement under DRA"), a pod routed to tessera-scheduler with claims
+of Tessera's DeviceClasses (``webhook``) is filtered and allocated by kube-scheduler's DRA allocator; the
+extender's second entry in the scheduler configuration (``prioritizeVerb: prioritize-dra``, no managed
+resources) asks for its node scores. Here:
 
 - the pod's claims are read as the request the device plugin's path would see (``dra_pod_request``): a
   ``mps.gpu.tessera.io`` request of ``cores`` and ``memory`` is ``nvidia.com/mps-core`` and

@@ -131,12 +131,13 @@ def _start_node(cluster: RealCluster, spec, index: int, oci_runtime: str | None,
 def running(description: ClusterDescription | str | Path | None = None, *, tessera: bool = True,
             kubelets: bool = True, oci_runtime: str | None = None, seed: int | None = None,
             feature_gates: str = "", binaries: Binaries | None = None,
-            extra_flags: Mapping[str, Sequence[str]] | None = None,
+            extra_flags: Mapping[str, Sequence[str]] | None = None, extender_flags: Sequence[str] = (),
             keep_workdir_on_error: bool = False) -> Iterator[RealCluster]:
     """Start the real control plane, Tessera (``tessera``) and the description's nodes (``kubelets``);
     stop everything by PID on exit and remove the work folder (kept when the body raised and
     ``keep_workdir_on_error``). ``extra_flags``: flags appended to a control-plane component's command
-    line, by its name (etcd, kube-apiserver, kube-controller-manager, kube-scheduler). Raises
+    line, by its name (etcd, kube-apiserver, kube-controller-manager, kube-scheduler); ``extender_flags``:
+    flags appended to tessera-extender's (after deploy/'s own, so they win). Raises
     :class:`realcluster.BinariesMissing` without the programs."""
     log = get_logger("realcluster")
     binaries = binaries or find_binaries()
@@ -154,7 +155,7 @@ def running(description: ClusterDescription | str | Path | None = None, *, tesse
         cluster.wait_for(lambda: cluster.has_service_account("default"), timeout_s=120,
                          what="the controller-manager's ServiceAccount default/default")
         if tessera:
-            cluster.tessera = start_tessera(cluster, workdir / "logs")
+            cluster.tessera = start_tessera(cluster, workdir / "logs", extender_flags)
         if kubelets:
             for index, spec in enumerate(description.nodes):
                 cluster.nodes[spec.name] = _start_node(cluster, spec, index, oci_runtime, seed)

@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,9 +142,10 @@ class ExtenderReplica:
 
 
 def start_extender_replica(cluster, objects: list[dict], webhook_ca: CertificateAuthority, name: str,
-                           logs: Path, *, lease_duration_s: float | None = None) -> ExtenderReplica:
+                           logs: Path, *, lease_duration_s: float | None = None,
+                           extra_args: Sequence[str] = ()) -> ExtenderReplica:
     """A tessera-extender process with the arguments deploy/ gives its container (ports and files
-    rewritten to the test's) and a token of deploy/'s ServiceAccount; not awaited."""
+    rewritten to the test's), then ``extra_args``, and a token of deploy/'s ServiceAccount; not awaited."""
     serving = webhook_ca.issue("extender", "tessera-extender", client=False, server=True,
                                dns_names=(f"tessera-extender.{NAMESPACE}.svc", "localhost"), ips=("127.0.0.1",))
     private, _ = ensure_signing_key(cluster.workdir)
@@ -156,7 +158,7 @@ def start_extender_replica(cluster, objects: list[dict], webhook_ca: Certificate
         "--kubeconfig": str(cluster.service_account_kubeconfig(NAMESPACE, EXTENDER_SERVICE_ACCOUNT))}
     if lease_duration_s is not None:
         replacements["--lease-duration-s"] = str(lease_duration_s)
-    args = rewrite_flags(container_args(objects, "tessera-extender", "extender"), replacements)
+    args = [*rewrite_flags(container_args(objects, "tessera-extender", "extender"), replacements), *extra_args]
     env_path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
     component = Component(name, ["env", f"PYTHONPATH={env_path}", sys.executable, "-m", "extender.main", *args],
                           logs / f"{name}.log").start()
@@ -165,7 +167,7 @@ def start_extender_replica(cluster, objects: list[dict], webhook_ca: Certificate
                            f"http://127.0.0.1:{metrics}")
 
 
-def start_tessera(cluster, logs: Path) -> Tessera:
+def start_tessera(cluster, logs: Path, extender_flags: Sequence[str] = ()) -> Tessera:
     """Apply deploy/'s objects, then start the extender and the second kube-scheduler as deploy/ runs them."""
     objects = render_deploy(cluster.workdir, cluster.binaries["kubectl"])
     webhook_ca = CertificateAuthority(cluster.workdir / "pki" / "webhook", name="tessera-webhook-ca")
@@ -174,7 +176,7 @@ def start_tessera(cluster, logs: Path) -> Tessera:
     cluster.apply([o for o in applied if o["kind"] == "Namespace"])
     cluster.apply([o for o in applied if o["kind"] != "Namespace"])
 
-    replica = start_extender_replica(cluster, objects, webhook_ca, "tessera-extender", logs)
+    replica = start_extender_replica(cluster, objects, webhook_ca, "tessera-extender", logs, extra_args=extender_flags)
     await_ready(replica.component, replica.healthy, "tessera-extender leading and synced (/healthz)")
     cluster.apply([webhook_configuration(objects, replica.webhook_url, webhook_ca.pem)])
 

@@ -88,7 +88,8 @@ def exercise(cluster, recorder: RequestRecorder, extender_args: list[str]) -> No
     overuse.mkdir()
     extender = start_extender(token_kubeconfig(cluster, "tessera-extender"), cluster.workdir, leader_election=True,
                               lease_namespace=flag(extender_args, "lease-namespace"),
-                              lease_name=flag(extender_args, "lease-name"), lease_retry_s=0.2)
+                              lease_name=flag(extender_args, "lease-name"), lease_retry_s=0.2,
+                              dra_scoring=True)   # off by default; on, it lists the DRA kinds deploy/ grants
     exporter = None
     scheduler = None
     try:

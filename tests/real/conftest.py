@@ -44,7 +44,9 @@ def real_cluster():
     binaries = binaries_or_skip()
     # Containers run for real under runc with tessera-hook where this machine can (root, runc, busybox).
     oci_runtime = "runc" if os.geteuid() == 0 and shutil.which("runc") and shutil.which("busybox") else None
-    with realcluster.running(binaries=binaries, oci_runtime=oci_runtime) as cluster, device_plugins(
+    # DRA scoring on (off by default): tests/real/test_dra_pods_scored_by_tessera.py places claim pods by it.
+    with realcluster.running(binaries=binaries, oci_runtime=oci_runtime,
+                             extender_flags=("--dra-scoring",)) as cluster, device_plugins(
             cluster, extender_public_key=str(cluster.tessera.signing_public_key)) as plugins:
         cluster.plugins = plugins
         _wait_for_gpu_capacity(cluster)

@@ -39,7 +39,7 @@ def test_every_arm_accounts_for_what_the_bound_pods_asked():
 
     specs, asks = _sample()
     by_name = {a.name: a for a in asks}
-    with realcluster.running(binaries=binaries_or_skip(), kubelets=False,
+    with realcluster.running(binaries=binaries_or_skip(), kubelets=False, extender_flags=("--dra-scoring",),
                              extra_flags={"kube-controller-manager": bench.NODE_GRACE}) as cluster:
         results = {arm: bench.run_arm(cluster, arm, specs, asks, timeout_s=60)
                    for arm in (bench.EXTENDER, bench.DRA, bench.DRA_SCORED)}
