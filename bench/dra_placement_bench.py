@@ -21,10 +21,11 @@ them; they are created three times, once per arm, as light Node objects (simclus
   draplugin.slices ``wanted_slice``). Each pod names a ResourceClaimTemplate of class
   ``mps.gpu.tessera.io``: a share asks ``capacity.requests`` cores and memory, whole GPUs ask ``count``
   devices with no capacity (the device's default: all of it). The pods name no Tessera resource, so the
-  control plane's default kube-scheduler places them (labelled ``tessera.io/dra-scoring=off``, so the
-  webhook leaves them there): its DRA allocator picks devices, its default scoring picks nodes.
-- **DRA + Tessera's node scores** (``drascored``): the same nodes and claims, the pods unlabelled, so the
-  webhook routes them to tessera-scheduler: its DRA allocator picks devices and tessera-extender's
+  control plane's default kube-scheduler places them (their namespace is not labelled
+  ``tessera.io/dra-scoring=on``, so the webhook leaves them there): its DRA allocator picks devices, its
+  default scoring picks nodes.
+- **DRA + Tessera's node scores** (``drascored``): the same nodes and claims in a namespace labelled
+  ``tessera.io/dra-scoring=on`` (the extender runs with ``--dra-scoring``), so the webhook routes them to tessera-scheduler: its DRA allocator picks devices and tessera-extender's
   ``prioritize-dra`` scores the nodes by the fragmentation policy (extender.drascoring).
 
 Memory of a share is the same in both arms: ``core/100`` of the smallest card in the sample (what the
@@ -92,7 +93,7 @@ EXTENDER, DRA, DRA_SCORED = "extender", "dra", "drascored"
 DRA_ARMS = (DRA, DRA_SCORED)
 ARM_TITLES = {EXTENDER: "tessera-scheduler + extender", DRA: "kube-scheduler DRA allocator",
               DRA_SCORED: "DRA allocator + Tessera node scores"}
-LABEL_DRA_SCORING = "tessera.io/dra-scoring"   # "off": the webhook leaves the pod to the default scheduler
+LABEL_DRA_SCORING = "tessera.io/dra-scoring"   # "on" on a namespace: the webhook routes its DRA pods to Tessera
 DRIVER_VERSION = "550.54.15"
 RETRY_MARK = "waiting for an allocation"   # the extender's per-shape rule: kube-scheduler retries it
 
@@ -215,8 +216,7 @@ def claim_template(ask: Ask, namespace: str) -> dict:
 
 def arm_pod(ask: Ask, arm: str, namespace: str) -> dict:
     """``ask`` as a pod of ``arm``: Tessera's MPS resources (extender) or a claim from its template (DRA
-    arms; the plain one labelled so the webhook leaves it to the default scheduler); kept on the arm's
-    nodes, and on its GPU models where the task names some."""
+    arms); kept on the arm's nodes, and on its GPU models where the task names some."""
     resources = {"cpu": f"{ask.cpu_milli}m", "memory": f"{ask.memory_mib}Mi"}
     container: dict = {"name": "main", "image": "cuda", "resources": {"requests": dict(resources)}}
     spec: dict = {"restartPolicy": "Never", "nodeSelector": {LABEL_ARM: arm}, "containers": [container]}
@@ -230,10 +230,7 @@ def arm_pod(ask: Ask, arm: str, namespace: str) -> dict:
     if ask.models:
         spec["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
             {"matchExpressions": [{"key": LABEL_PRODUCT, "operator": "In", "values": list(ask.models)}]}]}}}
-    meta: dict = {"name": ask.name, "namespace": namespace}
-    if arm == DRA:
-        meta["labels"] = {LABEL_DRA_SCORING: "off"}
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": ask.name, "namespace": namespace}, "spec": spec}
 
 
 class Decisions(threading.Thread):
@@ -351,6 +348,8 @@ def run_arm(cluster, arm: str, specs: list[NodeSpec], asks: list[Ask], wave: int
     cluster.wait_for(lambda: ready_nodes(core, arm) == len(specs), timeout_s=120, interval_s=0.5,
                      what=f"{len(specs)} {arm} nodes Ready and untainted")
     cluster.kubectl("create", "namespace", namespace)
+    if arm == DRA_SCORED:
+        cluster.kubectl("label", "namespace", namespace, f"{LABEL_DRA_SCORING}=on")
     cluster.wait_for(lambda: cluster.has_service_account(namespace), what=f"ServiceAccount {namespace}/default")
     if arm in DRA_ARMS:
         objects = kubernetes.client.CustomObjectsApi(cluster.client())
@@ -479,8 +478,8 @@ def report(results: list[ArmResult], specs: list[NodeSpec], asks: list[Ask], arg
             "totals then tessera-extender filters, scores (fragmentation policy) and picks the GPUs. DRA arm: "
             "pods carry a claim of class mps.gpu.tessera.io (whole GPUs: count n, all of each device), the default "
             "kube-scheduler's DRA allocator picks devices in slice order and its default scoring (NodeResourcesFit "
-            "LeastAllocated on CPU and memory, ...) picks the node; no extender is asked (the pods are labelled "
-            "tessera.io/dra-scoring=off). DRA + scores arm: the same claims, routed by the webhook to tessera-scheduler, "
+            "LeastAllocated on CPU and memory, ...) picks the node; no extender is asked (their namespace is not "
+            "labelled tessera.io/dra-scoring=on). DRA + scores arm: the same claims, routed by the webhook to tessera-scheduler, "
             "whose DRA allocator picks devices while tessera-extender's prioritize-dra scores the nodes (fragmentation "
             "policy over the slices and allocated claims it watches).")
 

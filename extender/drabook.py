@@ -64,6 +64,21 @@ def _list(value: object) -> list:
     return value if isinstance(value, list) else []
 
 
+def _holdings(uid: str, claim: dict) -> tuple[tuple[str, Holding], ...]:
+    """(node, holding) for each allocation result of the claim on one of Tessera's devices; results
+    with ``adminAccess`` (a monitoring claim's view of a device someone else holds) hold nothing."""
+    results = _mapping(_mapping(_mapping(claim.get("status")).get("allocation")).get("devices")).get("results")
+    held = []
+    for i, result in enumerate(_list(results)):
+        result = _mapping(result)
+        if result.get("driver") != DRIVER_NAME or not isinstance(result.get("pool"), str) or result.get("adminAccess"):
+            continue
+        consumed = {str(k): str(v) for k, v in _mapping(result.get("consumedCapacity")).items()
+                    if isinstance(v, (str, int))}
+        held.append((result["pool"], Holding(uid, i, str(result.get("device", "")), consumed)))
+    return tuple(held)
+
+
 def claim_requests(spec: object) -> tuple[DeviceRequest, ...]:
     """The requests of a ResourceClaim spec (a template's ``spec.spec``); a request that is not an
     ``exactly`` of one named class is kept with class "" (it is not Tessera's to score)."""
@@ -85,23 +100,42 @@ def claim_requests(spec: object) -> tuple[DeviceRequest, ...]:
 
 
 class DraBook:
-    """Tessera's DRA devices and allocations per node, and claim and template requests by name."""
+    """Tessera's DRA devices and allocations per node, and claim and template requests by name.
+
+    Only what scoring can use is kept: slices of driver ``gpu.tessera.io``, and claims that ask one of
+    Tessera's DeviceClasses or hold one of its devices (a tenant's claims of other drivers cost nothing
+    here). Per node, the slices and the holdings are indexed, so a node's state is read without a scan
+    of the cluster's objects."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self._slices: dict[str, tuple[str, int, tuple[dict, ...]]] = {}   # slice name -> (node, generation, devices)
-        self._claims: dict[str, tuple[str, tuple[DeviceRequest, ...], tuple[tuple[str, Holding], ...]]] = {}
-        self._templates: dict[str, tuple[DeviceRequest, ...]] = {}        # ns/name -> requests
+        self._slices: dict[str, tuple[str, int, int, tuple[dict, ...]]] = {}  # name -> (node, generation, count, devices)
+        self._slices_of: dict[str, set[str]] = {}                              # node -> slice names
+        self._claims: dict[str, tuple[DeviceRequest, ...]] = {}                # ns/name -> requests
+        self._held: dict[str, dict[str, tuple[Holding, ...]]] = {}             # node -> ns/name -> holdings
+        self._held_at: dict[str, tuple[tuple[str, Holding], ...]] = {}         # ns/name -> (node, holding)
+        self._templates: dict[str, tuple[DeviceRequest, ...]] = {}             # ns/name -> requests
         self._node_versions: dict[str, int] = {}
         self._clock = 0
 
     # -- events ----------------------------------------------------------------------------------
 
+    def event(self, kind: str, event_type: str, obj: dict) -> None:
+        """Apply an ADDED, MODIFIED or DELETED object of ``kind`` (one of ``extender.kubeapi.DRA_KINDS``)."""
+        {"resourceslices": self.slice_event, "resourceclaims": self.claim_event,
+         "resourceclaimtemplates": self.template_event}[kind](event_type, obj)
+
     def _touch(self, nodes: Iterable[str]) -> None:
         self._clock += 1
         for node in nodes:
-            if node:
+            if not node:
+                continue
+            if self._slices_of.get(node) or self._held.get(node):
                 self._node_versions[node] = self._clock
+            else:  # nothing of Tessera's left on it: forgotten, so deleted nodes do not pile up
+                self._node_versions.pop(node, None)
+                self._slices_of.pop(node, None)
+                self._held.pop(node, None)
 
     def slice_event(self, kind: str, obj: dict) -> None:
         """Apply an ADDED, MODIFIED or DELETED ResourceSlice (other drivers' slices are ignored)."""
@@ -109,90 +143,113 @@ class DraBook:
         spec = _mapping(obj.get("spec"))
         with self.lock:
             old = self._slices.pop(name, None)
-            touched = [old[0]] if old else []
-            if kind != "DELETED" and spec.get("driver") == DRIVER_NAME and isinstance(spec.get("nodeName"), str):
+            touched = []
+            if old is not None:
+                self._slices_of.get(old[0], set()).discard(name)
+                touched.append(old[0])
+            node = spec.get("nodeName")
+            if kind != "DELETED" and spec.get("driver") == DRIVER_NAME and isinstance(node, str) and node:
                 pool = _mapping(spec.get("pool"))
-                generation = pool.get("generation", 0)
+                generation, count = pool.get("generation", 0), pool.get("resourceSliceCount", 1)
                 devices = tuple(d for d in _list(spec.get("devices")) if isinstance(d, dict))
-                self._slices[name] = (spec["nodeName"], generation if isinstance(generation, int) else 0, devices)
-                touched.append(spec["nodeName"])
+                self._slices[name] = (node, generation if isinstance(generation, int) else 0,
+                                      count if isinstance(count, int) else 1, devices)
+                self._slices_of.setdefault(node, set()).add(name)
+                touched.append(node)
             self._touch(touched)
 
     def claim_event(self, kind: str, obj: dict) -> None:
-        """Apply an ADDED, MODIFIED or DELETED ResourceClaim."""
+        """Apply an ADDED, MODIFIED or DELETED ResourceClaim. A MODIFIED one that changes neither its
+        requests nor its allocation changes nothing (a tenant relabelling a claim costs no rebuild)."""
         meta = _mapping(obj.get("metadata"))
         key = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+        requests, held = (), ()
+        if kind != "DELETED":
+            requests = claim_requests(obj.get("spec"))
+            held = _holdings(str(meta.get("uid", key)), obj)
         with self.lock:
-            old = self._claims.pop(key, None)
-            touched = {node for node, _ in old[2]} if old else set()
-            if kind != "DELETED":
-                uid = str(meta.get("uid", key))
-                held = []
-                results = _mapping(_mapping(_mapping(obj.get("status")).get("allocation")).get("devices")).get("results")
-                for i, result in enumerate(_list(results)):
-                    result = _mapping(result)
-                    if result.get("driver") != DRIVER_NAME or not isinstance(result.get("pool"), str):
-                        continue
-                    consumed = {str(k): str(v) for k, v in _mapping(result.get("consumedCapacity")).items()
-                                if isinstance(v, (str, int))}
-                    held.append((result["pool"], Holding(uid, i, str(result.get("device", "")), consumed)))
-                self._claims[key] = (uid, claim_requests(obj.get("spec")), tuple(held))
-                touched.update(node for node, _ in held)
-            if touched:
-                self._touch(touched)
+            if requests and any(tessera_class(r.device_class) for r in requests):
+                self._claims[key] = requests
+            else:
+                self._claims.pop(key, None)
+            old = self._held_at.get(key, ())
+            if old == held:
+                return
+            for node, _ in old:
+                self._held.get(node, {}).pop(key, None)
+            if held:
+                self._held_at[key] = held
+                for node in {n for n, _ in held}:
+                    self._held.setdefault(node, {})[key] = tuple(h for n, h in held if n == node)
+            else:
+                self._held_at.pop(key, None)
+            self._touch({n for n, _ in old} | {n for n, _ in held})
 
     def template_event(self, kind: str, obj: dict) -> None:
-        """Apply an ADDED, MODIFIED or DELETED ResourceClaimTemplate."""
+        """Apply an ADDED, MODIFIED or DELETED ResourceClaimTemplate (kept only when it asks one of
+        Tessera's DeviceClasses)."""
         meta = _mapping(obj.get("metadata"))
         key = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+        requests = claim_requests(_mapping(obj.get("spec")).get("spec")) if kind != "DELETED" else ()
         with self.lock:
-            if kind == "DELETED":
-                self._templates.pop(key, None)
+            if any(tessera_class(r.device_class) for r in requests):
+                self._templates[key] = requests
             else:
-                self._templates[key] = claim_requests(_mapping(obj.get("spec")).get("spec"))
+                self._templates.pop(key, None)
 
     def forget_missing(self, kind: str, present: set[str]) -> None:
         """After a relist: drop the objects of ``kind`` (resourceslices, resourceclaims,
         resourceclaimtemplates) whose key (name, or namespace/name) is not in ``present``."""
         with self.lock:
-            table = {"resourceslices": self._slices, "resourceclaims": self._claims,
-                     "resourceclaimtemplates": self._templates}[kind]
-            gone = [k for k in table if k not in present]
-        deleted = {"resourceslices": self.slice_event, "resourceclaims": self.claim_event,
-                   "resourceclaimtemplates": self.template_event}[kind]
-        for key in gone:
+            if kind == "resourceslices":
+                held = set(self._slices)
+            elif kind == "resourceclaims":
+                held = set(self._claims) | set(self._held_at)
+            else:
+                held = set(self._templates)
+        for key in held - present:
             ns, _, name = key.rpartition("/")
-            deleted("DELETED", {"metadata": {"namespace": ns, "name": name}})
+            self.event(kind, "DELETED", {"metadata": {"namespace": ns, "name": name}})
 
     # -- reads -----------------------------------------------------------------------------------
 
     def node_version(self, node: str) -> int:
-        """Changes whenever the node's devices or holdings do (0: never seen)."""
+        """Changes whenever the node's devices or holdings do (0: nothing of Tessera's on it)."""
         with self.lock:
             return self._node_versions.get(node, 0)
 
     def devices(self, node: str) -> list[dict]:
-        """The node's ``gpu.tessera.io`` devices, from its slices of the newest pool generation."""
+        """The node's ``gpu.tessera.io`` devices, from its slices of the newest pool generation, each
+        device name once; none while that generation has fewer slices than it says (being rewritten:
+        kube-scheduler's allocator does not use an incomplete pool either)."""
         with self.lock:
-            slices = [(gen, devs) for n, gen, devs in self._slices.values() if n == node]
+            slices = [self._slices[name] for name in self._slices_of.get(node, ())]
         if not slices:
             return []
-        newest = max(gen for gen, _ in slices)
-        return [d for gen, devs in slices if gen == newest for d in devs]
+        newest = max(gen for _, gen, _, _ in slices)
+        current = [(count, devs) for _, gen, count, devs in slices if gen == newest]
+        if len(current) < max(count for count, _ in current):
+            return []
+        seen, out = set(), []
+        for _, devs in current:
+            for d in devs:
+                if d.get("name") not in seen:
+                    seen.add(d.get("name"))
+                    out.append(d)
+        return out
 
     def holdings(self, node: str) -> list[Holding]:
         """What allocated claims hold on the node."""
         with self.lock:
-            return [h for _, _, held in self._claims.values() for n, h in held if n == node]
+            return [h for held in self._held.get(node, {}).values() for h in held]
 
     def claim(self, namespace: str, name: str) -> tuple[DeviceRequest, ...] | None:
-        """A claim's requests (None: not seen)."""
+        """A claim's requests, where it asks one of Tessera's classes (None: not seen, or not Tessera's)."""
         with self.lock:
-            kept = self._claims.get(f"{namespace}/{name}")
-        return kept[1] if kept is not None else None
+            return self._claims.get(f"{namespace}/{name}")
 
     def template(self, namespace: str, name: str) -> tuple[DeviceRequest, ...] | None:
-        """A claim template's requests (None: not seen)."""
+        """A claim template's requests, where it asks one of Tessera's classes (None otherwise)."""
         with self.lock:
             return self._templates.get(f"{namespace}/{name}")
 

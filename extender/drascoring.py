@@ -30,16 +30,21 @@ from tessera import RESOURCE_GPU, RESOURCE_GPU_SHARED, RESOURCE_MPS_CORE, RESOUR
 from tessera.inventory import GpuHealth, GpuInventory, NodeInventory
 from tessera.log import get_logger
 from tessera.podrequest import KIND_GPU, KIND_MPS, KIND_TIMESLICE, PodRequest, RequestError, pod_request
-from tessera.quantity import QuantityError, memory_bytes, parse_quantity
+from tessera.quantity import QuantityError, memory_bytes, parse_quantity, whole_units
 
-from tessera.dradevices import CLASS_GPU, CLASS_MPS, CLASS_TIMESLICE, DRIVER_NAME, MODE_EXCLUSIVE, MODE_MPS, MODE_TIMESLICE, UNHEALTHY_TAINT
-from extender.drabook import DeviceRequest, DraBook, Holding
+from tessera.dradevices import (
+    CLASS_GPU, CLASS_MPS, CLASS_TIMESLICE, MODE_EXCLUSIVE, MODE_MPS, MODE_TIMESLICE, UNHEALTHY_TAINT,
+)
+
+from extender.drabook import DeviceRequest, DraBook, Holding, tessera_class
 from extender.placement import Fleet, NodeState, PolicyContext, StateError, node_scores
 from extender.placement.grants import ContainerPlacement, Placement
 
 log = get_logger("extender")
 
 GIB = 1 << 30
+CLASS_NVIDIA_GPU = "nvidia-gpu.tessera.io"   # deploy/'s class mapping nvidia.com/gpu: whole GPUs
+PRUNE_EVERY = 256                            # scoring calls between two drops of nodes no longer in the fleet
 
 
 class NotScored(ValueError):
@@ -61,12 +66,12 @@ def _resources(req: DeviceRequest) -> dict[str, str]:
             return {RESOURCE_MPS_CORE: str(100 * req.count)}
         if req.count != 1 or cores is None or memory is None:
             raise NotScored(f"request {req.name!r}: an MPS share names cores and memory of one device")
-        try:
-            core = parse_quantity(cores)
-            return {RESOURCE_MPS_CORE: str(int(core)), RESOURCE_MPS_MEMORY: str(_gib(memory))}
+        try:  # rounded up, as kube-scheduler rounds a request up to the policy's step
+            core = math.ceil(parse_quantity(cores))
+            return {RESOURCE_MPS_CORE: str(core), RESOURCE_MPS_MEMORY: str(_gib(memory))}
         except (QuantityError, ValueError, OverflowError) as exc:
             raise NotScored(f"request {req.name!r}: {exc}") from None
-    if req.device_class == CLASS_GPU:
+    if req.device_class in (CLASS_GPU, CLASS_NVIDIA_GPU):
         return {RESOURCE_GPU: str(req.count)}
     if req.device_class == CLASS_TIMESLICE:
         return {RESOURCE_GPU_SHARED: str(req.count)}
@@ -87,9 +92,11 @@ def _pod_claims(pod: dict, book: DraBook) -> dict[str, tuple[DeviceRequest, ...]
         if isinstance(entry.get("resourceClaimName"), str):
             requests = book.claim(namespace, entry["resourceClaimName"])
         elif isinstance(entry.get("resourceClaimTemplateName"), str):
-            requests = book.template(namespace, entry["resourceClaimTemplateName"])
-            if requests is None and isinstance(generated.get(name), str):
+            # The claim made from the template once it exists (its spec is the template's), else the template.
+            if isinstance(generated.get(name), str):
                 requests = book.claim(namespace, generated[name])
+            if requests is None:
+                requests = book.template(namespace, entry["resourceClaimTemplateName"])
         if requests is not None:
             out[name] = requests
     return out
@@ -107,14 +114,14 @@ def dra_pod_request(pod: dict, book: DraBook, workload_label: str = "") -> PodRe
         extra: dict[str, str] = {}
         for ref in resources.get("claims") or []:
             name = ref.get("name") if isinstance(ref, dict) else None
-            if name in placed or name not in claims:
+            if name not in claims:
                 continue
-            placed.add(name)
             for req in claims[name]:
-                if isinstance(ref, dict) and ref.get("request") and ref["request"] != req.name:
+                if ref.get("request") and ref["request"] != req.name:
                     continue
-                if not req.device_class.endswith(DRIVER_NAME):
+                if (name, req.name) in placed or not tessera_class(req.device_class):
                     continue
+                placed.add((name, req.name))  # a request two containers name is counted once
                 for resource, amount in _resources(req).items():
                     if resource in extra:
                         raise NotScored(f"container {c.get('name')!r}: two requests of {resource}")
@@ -147,9 +154,7 @@ def _capacity(device: dict, name: str) -> str | None:
 def _gpu_inventory(position: int, device: dict) -> GpuInventory:
     """One published whole GPU (exclusive, mps or timeslice) as the extender's inventory entry."""
     mode = _attr(device, "mode")
-    if mode == MODE_MPS:
-        memory_mib = memory_bytes(_capacity(device, "memory") or "0") >> 20
-    elif mode == MODE_TIMESLICE:
+    if mode == MODE_TIMESLICE:   # its memory is an attribute: only replicas are capacity there
         memory_mib = int(_attr(device, "memoryMiB") or 0)
     else:
         memory_mib = memory_bytes(_capacity(device, "memory") or "0") >> 20
@@ -157,7 +162,7 @@ def _gpu_inventory(position: int, device: dict) -> GpuInventory:
     health = GpuHealth(False, str(taints[0].get("value") or "unhealthy")) if taints else GpuHealth()
     return GpuInventory(index=position, uuid=str(_attr(device, "uuid") or device.get("name")),
                         model=str(_attr(device, "productName") or ""), memory_mib=memory_mib,
-                        sm_count=int(_capacity(device, "multiprocessors") or 0), mode=mode, health=health)
+                        sm_count=whole_units(_capacity(device, "multiprocessors") or 0), mode=mode, health=health)
 
 
 def dra_node_state(base: NodeState, devices: Sequence[dict], holdings: Sequence[Holding]) -> NodeState:
@@ -169,10 +174,10 @@ def dra_node_state(base: NodeState, devices: Sequence[dict], holdings: Sequence[
             continue
         try:
             inv = _gpu_inventory(len(gpus), device)
+            if inv.mode == MODE_TIMESLICE and replicas is None:
+                replicas = whole_units(_capacity(device, "replicas") or 1)
         except (QuantityError, ValueError, TypeError):
             continue
-        if inv.mode == MODE_TIMESLICE and replicas is None:
-            replicas = int(_capacity(device, "replicas") or 1)
         position[device.get("name")] = inv
         gpus.append(inv)
     node = NodeState.from_inventory(NodeInventory(node=base.name, gpus=tuple(gpus)), base.cpu_alloc, base.mem_alloc,
@@ -193,7 +198,7 @@ def dra_node_state(base: NodeState, devices: Sequence[dict], holdings: Sequence[
 
 def _grants(node: NodeState, inv: GpuInventory, holding: Holding):
     if inv.mode == MODE_MPS:
-        cores = int(parse_quantity(holding.consumed.get("cores", "100")))
+        cores = math.ceil(parse_quantity(holding.consumed.get("cores", "100")))
         gib = _gib(holding.consumed["memory"]) if "memory" in holding.consumed else inv.memory_mib // 1024
         return node.make_grants(KIND_MPS, (inv.index,), core=cores, memory_gib=gib)
     if inv.mode == MODE_TIMESLICE:
@@ -208,25 +213,35 @@ class DraScorer:
     def __init__(self, book: DraBook) -> None:
         self.book = book
         self.fleet = Fleet()
-        self._built: dict[str, tuple] = {}   # node -> (book version, base node, base version)
+        # node -> (book version, base node, base version); the base node itself is kept, and compared by
+        # identity: the cache replaces a node's state on each Node update, and a new one starts at version 0
+        self._built: dict[str, tuple[int, NodeState, int]] = {}
+        self._calls = 0
 
     def _refresh(self, base_fleet: Fleet, names: Sequence[str]) -> list[str]:
         """The DRA nodes among ``names`` (nodes with Tessera devices), each state current."""
+        self._calls += 1
+        if self._calls % PRUNE_EVERY == 0:
+            for name in [n for n in self._built if n not in base_fleet or not self.book.node_version(n)]:
+                self._drop(name)
         out = []
         for name in names:
             version = self.book.node_version(name)
             base = base_fleet.get(name)
             if not version or base is None:
-                if self._built.pop(name, None) is not None:
-                    self.fleet.remove(name)
+                self._drop(name)
                 continue
-            key = (version, id(base), base.version)
-            if self._built.get(name) != key:
+            built = self._built.get(name)
+            if built is None or built[0] != version or built[1] is not base or built[2] != base.version:
                 self.fleet.add(dra_node_state(base, self.book.devices(name), self.book.holdings(name)))
-                self._built[name] = key
+                self._built[name] = (version, base, base.version)
             if self.fleet[name].gpus:
                 out.append(name)
         return out
+
+    def _drop(self, name: str) -> None:
+        if self._built.pop(name, None) is not None:
+            self.fleet.remove(name)
 
     def scores(self, request: PodRequest, base_fleet: Fleet, ctx: PolicyContext,
                names: Sequence[str]) -> list[tuple[str, int]]:

@@ -20,6 +20,7 @@ from extender.kubeapi import DRA_KINDS, KubeApi
 from extender.pendingpods import PendingPods
 
 log = get_logger("extender")
+DRA_UNSERVED_RETRY_S = 300.0
 
 
 class Informer:
@@ -56,8 +57,7 @@ class Informer:
 
     def _apply(self, kind: str, event_type: str, obj: dict) -> None:
         if kind in DRA_KINDS:
-            {"resourceslices": self.dra.slice_event, "resourceclaims": self.dra.claim_event,
-             "resourceclaimtemplates": self.dra.template_event}[kind](event_type, obj)
+            self.dra.event(kind, event_type, obj)
         elif kind == "nodes":
             self.cache.node_event(event_type, obj)
         else:
@@ -91,20 +91,33 @@ class Informer:
                     ns, _, name = key.partition("/")
                     cache.pod_event("DELETED", {"metadata": {"namespace": ns, "name": name}})
 
+    def _first_dra_list(self, kind: str) -> tuple | tuple[()] | None:
+        """The first list of a DRA kind once the API server serves it: () when it failed otherwise
+        (``follow`` retries), None when stopped. While ``resource.k8s.io/v1`` is not served (before
+        Kubernetes 1.34, or DRA off) it asks again every ``DRA_UNSERVED_RETRY_S``, said once."""
+        said = False
+        while not self._stop.is_set():
+            try:
+                return self.api.list(kind)
+            except ApiException as exc:
+                if exc.status != 404:
+                    return ()
+                if not said:
+                    log.warning("dra_not_served", resource=kind, reason=error_text(exc),
+                                retry_s=DRA_UNSERVED_RETRY_S)
+                    said = True
+            except Exception:  # noqa: BLE001 - the API server is away: follow's loop retries
+                return ()
+            self._stop.wait(DRA_UNSERVED_RETRY_S)
+        return None
+
     def _run(self, kind: str) -> None:
         list_all = lambda: self.api.list(kind)  # noqa: E731
         if kind in DRA_KINDS:
-            try:
-                first = self.api.list(kind)
-            except ApiException as exc:
-                if exc.status != 404:
-                    first = None
-                else:  # resource.k8s.io/v1 not served (before Kubernetes 1.34, or DRA off): nothing to follow
-                    log.warning("dra_not_served", resource=kind, reason=error_text(exc))
-                    return
-            except Exception:  # noqa: BLE001 - the API server is away: follow's loop retries
-                first = None
-            kept = [first] if first is not None else []
+            first = self._first_dra_list(kind)
+            if first is None:
+                return
+            kept = [first] if first else []
             list_all = lambda: kept.pop() if kept else self.api.list(kind)  # noqa: E731
         follow(kind, list_all,
                lambda version: self.api.watch(kind, version, lambda r: self._responses.__setitem__(kind, r)),

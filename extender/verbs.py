@@ -306,18 +306,23 @@ class ExtenderVerbs:
     def prioritize_dra(self, body: bytes) -> bytes:
         """Scores for a pod without Tessera's extended resources (kube-scheduler asks the extender's
         second entry, which manages none): DRA nodes by the pod's Tessera claims under its placement
-        policy (``extender.drascoring``), every other node 0. A pod with Tessera's extended resources,
-        or claims the scorer does not model, scores 0 everywhere: ``prioritize`` scores the former."""
+        policy (``extender.drascoring``), every other node 0. A pod this entry does not score (DRA
+        scoring off, no claims, Tessera's extended resources, which ``prioritize`` scores, claims the
+        scorer does not model) gets an empty list: no node gains or loses anything by this entry."""
+        if self.dra is None:
+            self._decide("prioritize_dra", "not_scored", "off")
+            return b"[]"
         try:
             args = self._extender_args(body)
         except wire.WireError as exc:
             self._decide("prioritize_dra", "error", "bad_request")
             raise BadRequest(str(exc)) from None
         names = args.node_names
+        if not (args.pod.get("spec") or {}).get("resourceClaims"):
+            self._decide("prioritize_dra", "not_scored", "no_claims")
+            return b"[]"
         request, reason = None, ""
         try:
-            if self.dra is None:
-                raise NotScored("DRA scoring is off (extender.dra_scoring)")
             if self._request(args.pod).asks:
                 raise NotScored("the pod asks for Tessera's extended resources: prioritize scores it")
             request = dra_pod_request(args.pod, self.dra.book, self.workload_label)
@@ -325,9 +330,9 @@ class ExtenderVerbs:
         except (NotScored, RequestError, PlacementError) as exc:
             reason = str(exc)
         if request is None:
-            self._decide("prioritize_dra", "not_scored", "")
+            self._decide("prioritize_dra", "not_scored", "unmodelled")
             log.debug("dra_pod_not_scored", pod=(args.pod.get("metadata") or {}).get("name"), reason=reason)
-            return wire.priority_list([(n, 0) for n in names])
+            return b"[]"
         with self.cache.lock:
             self._observe_once(request)
             scores = self.dra.scores(request, self.cache.fleet, self.ctx, names)

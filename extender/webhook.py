@@ -37,6 +37,7 @@ from extender.verbs import BadRequest
 
 log = get_logger("extender")
 DEFAULT_SCHEDULER = "default-scheduler"  # what the API server writes where a pod names no scheduler
+LABEL_DRA_SCORING = "tessera.io/dra-scoring"  # "off" on a pod: its DRA claims never route it (so does deploy/'s objectSelector)
 
 
 def _escape(key: str) -> str:
@@ -111,7 +112,8 @@ class PodAdmission:
                 log.info("pod_refused", pod=name, reason=str(exc))
                 return _deny(str(exc))
             patch += self._route(pod, name)
-        elif self.dra_asks is not None and self.dra_asks(pod, namespace):
+        elif (self.dra_asks is not None and (meta.get("labels") or {}).get(LABEL_DRA_SCORING) != "off"
+              and self.dra_asks(pod, namespace)):
             patch += self._route(pod, name)
         if stripped:
             log.info("annotations_stripped", pod=name, keys=stripped)

@@ -87,11 +87,11 @@ def test_every_verb_is_an_extender_route(rendered, extender):
     assert srv.registry.get("pods", "p", "default")["spec"]["nodeName"] == "gpu-0"
     assert config["nodeCacheCapable"] is True and config["ignorable"] is False
     # The DRA entry: the same port, prioritize only, asked for every pod of the profile (no managed
-    # resources); a pod the first entry scores gets 0 from it on every node, so it is not scored twice.
+    # resources); a pod the first entry scores gets nothing from it (an empty list), so it is not scored twice.
     assert set(dra) & {"filterVerb", "bindVerb", "preemptVerb", "managedResources"} == set()
     assert dra["urlPrefix"] == config["urlPrefix"] and dra["nodeCacheCapable"] is True and dra["ignorable"] is True
     status, answer = post(base, dra["prioritizeVerb"], {"Pod": created, "NodeNames": names})
-    assert status == 200 and answer == [{"Host": n, "Score": 0} for n in names], answer
+    assert status == 200 and answer == [], answer
 
 
 def test_managed_resources_are_the_names_the_extender_handles(rendered):

@@ -63,12 +63,23 @@ def claim_pod(limits: dict | None = None, claims: list | None = None) -> dict:
     (claim_pod(), False),                                                          # no claim: a CPU pod
     (claim_pod(claims=[]), False),
     (claim_pod(limits={"nvidia.com/gpu": "1"}, claims=[{"name": "x", "resourceClaimName": "x"}]), False),  # entry 0's
-], ids=["claims", "no-claims", "empty-claims", "nvidia-resources-too"])
+    ({"kind": "Pod", "metadata": {"name": "p"}, "spec": {"resourceClaims": [{"name": "x"}]}}, False),  # no containers
+], ids=["claims", "no-claims", "empty-claims", "nvidia-resources-too", "no-containers"])
 def test_what_reaches_the_dra_entry(obj, expected):
     """Pods with claims and no nvidia.com/* resource reach the second entry, which routes those asking
     Tessera's classes; a pod with nvidia.com/* resources reaches the first one only (never twice)."""
     assert sent("CREATE", obj, entry=1) is expected
     assert not (expected and sent("CREATE", obj))
+
+
+def test_the_dra_entry_asks_only_namespaces_that_opted_in():
+    """No namespace's DRA pods wait on Tessera unless its admin labelled it (DRA scoring is off by default)."""
+    hook = _webhook(1)
+    assert {"key": "tessera.io/dra-scoring", "operator": "In", "values": ["on"]} in \
+        hook["namespaceSelector"]["matchExpressions"]
+    assert hook["objectSelector"]["matchExpressions"] == [
+        {"key": "tessera.io/dra-scoring", "operator": "NotIn", "values": ["off"]}]
+    assert hook["failurePolicy"] == "Ignore" and hook["timeoutSeconds"] <= 2
 
 
 def test_the_rules_cover_pods_their_status_and_their_bindings():

@@ -154,7 +154,7 @@ def test_claims_read_as_the_device_plugins_request(cluster):
     ([{"name": "gpu", "exactly": {"deviceClassName": f"mps.{DRIVER_NAME}",
                                   "capacity": {"requests": {"cores": "30"}}}}], "cores and memory"),
     ([{"name": "gpu", "exactly": {"deviceClassName": f"mps.{DRIVER_NAME}", "allocationMode": "All"}}], "exact count"),
-    ([{"name": "nic", "exactly": {"deviceClassName": "rdma.example.com"}}], "no container"),
+    ([{"name": "nic", "exactly": {"deviceClassName": "rdma.example.com"}}], "no claim"),
     ([{"name": "gpu", "exactly": {"deviceClassName": f"mps.{DRIVER_NAME}",
                                   "capacity": {"requests": {"cores": "lots", "memory": "1Gi"}}}}], None),
 ])
@@ -222,3 +222,109 @@ def test_the_webhook_routes_pods_whose_claims_ask_tessera(cluster):
     other = pod()
     other["spec"]["schedulerName"] = "volcano"
     assert not routed(other)                               # a pod naming its own scheduler keeps it
+
+
+def test_the_opt_out_label_holds_whichever_webhook_entry_sends_the_pod(cluster):
+    """A pod labelled tessera.io/dra-scoring=off that also reaches the webhook for another reason (a
+    tessera.io/policy annotation) is not routed."""
+    book, _ = cluster
+    admission = PodAdmission("tessera-scheduler", lambda: None, dra_asks=book.asks_tessera)
+    p = pod()
+    p["metadata"].update(labels={"tessera.io/dra-scoring": "off"}, annotations={"tessera.io/policy": "binpack"})
+    answer = admission.review({"operation": "CREATE", "kind": {"kind": "Pod"}, "namespace": "team", "object": p})
+    assert answer["allowed"] and "patch" not in answer
+
+
+def test_each_request_a_container_names_is_read_once():
+    """One claim, two requests, each container naming its own: both are read, none twice."""
+    book = DraBook()
+    book.template_event("ADDED", template("pair", [share("a", 30, 12), share("b", 20, 8)]))
+    p = pod(claims={"gpu": "pair"})
+    main = p["spec"]["containers"][0]
+    main["resources"]["claims"] = [{"name": "gpu", "request": "a"}]
+    p["spec"]["containers"].append({"name": "side", "image": "cuda", "resources": {
+        "claims": [{"name": "gpu", "request": "b"}, {"name": "gpu", "request": "a"}]}})
+    asks = {c.name: c.ask for c in dra_pod_request(p, book).containers}
+    assert (asks["main"].core, asks["side"].core) == (30, 20)
+
+
+def test_admin_access_results_hold_nothing(cluster):
+    book, base = cluster
+    monitor = claim("monitor", [share()], [{**held("node-b", "gpu-0"), "adminAccess": True}])
+    book.claim_event("ADDED", monitor)
+    assert book.holdings("node-b") == []
+
+
+def test_an_unchanged_claim_changes_no_node(cluster):
+    book, _ = cluster
+    before = book.node_version("node-a")
+    relabelled = claim("held", [share(cores=70, gib=28)], [held("node-a", "gpu-0", 70, 28)])
+    relabelled["metadata"]["labels"] = {"touched": "1"}
+    book.claim_event("MODIFIED", relabelled)
+    assert book.node_version("node-a") == before
+
+
+def test_other_drivers_claims_are_not_kept(cluster):
+    book, _ = cluster
+    book.claim_event("ADDED", claim("nic", [{"name": "nic", "exactly": {"deviceClassName": "rdma.example.com"}}]))
+    assert book.claim("team", "nic") is None
+
+
+def test_a_replaced_base_node_is_read_again(cluster):
+    """The cache replaces a node's state on each Node update (a new object at version 0): the scorer
+    rebuilds from the new one, never keeps the old one's CPU."""
+    book, base = cluster
+    scorer = DraScorer(book)
+    scorer._refresh(base, ["node-a"])
+    assert scorer.fleet["node-a"].cpu_alloc == 16_000
+    for _ in range(3):   # replaced without a scoring call between: an address may be reused
+        base.add(NodeState("node-a", [], 4_000, 64 << 30))
+    scorer._refresh(base, ["node-a"])
+    assert scorer.fleet["node-a"].cpu_alloc == 4_000
+
+
+def test_a_pool_being_rewritten_or_repeating_a_device_is_read_safely():
+    book = DraBook()
+    first = slice_of("n", 2)
+    first["spec"]["pool"]["resourceSliceCount"] = 2   # its second slice not written yet
+    book.slice_event("ADDED", first)
+    assert book.devices("n") == []
+    second = slice_of("n", 2)
+    second["metadata"]["name"] = "n-second"
+    second["spec"]["pool"]["resourceSliceCount"] = 2
+    book.slice_event("ADDED", second)
+    assert [d["name"] for d in book.devices("n")] == ["gpu-0", "gpu-1"]   # the same names once
+
+
+def test_a_node_with_nothing_left_is_forgotten():
+    book = DraBook()
+    book.slice_event("ADDED", slice_of("gone", 1))
+    assert book.node_version("gone")
+    book.slice_event("DELETED", {"metadata": {"name": slice_of("gone", 1)["metadata"]["name"]}})
+    assert book.node_version("gone") == 0 and "gone" not in book._node_versions
+
+
+def test_the_informer_waits_for_dra_to_be_served(monkeypatch):
+    """An API server without resource.k8s.io/v1 (404) is asked again later, never given up on: DRA
+    turned on afterwards is followed without an extender restart."""
+    from kubernetes.client.rest import ApiException
+
+    import extender.informer as informer_module
+    from extender.cache import ClusterCache
+    from extender.informer import Informer
+
+    class Api:
+        calls = 0
+
+        def list(self, kind):
+            Api.calls += 1
+            if Api.calls < 3:
+                raise ApiException(status=404, reason="Not Found")
+            return [], "7"
+
+    monkeypatch.setattr(informer_module, "DRA_UNSERVED_RETRY_S", 0.01)
+    informer = Informer(Api(), ClusterCache(), dra=DraBook())
+    assert informer._first_dra_list("resourceslices") == ([], "7") and Api.calls == 3
+    informer._stop.set()
+    Api.calls = 0
+    assert informer._first_dra_list("resourceslices") is None   # stopped: no list, no wait

@@ -64,6 +64,9 @@ def test_claim_pods_go_where_their_share_fills_a_gpu(real_cluster, namespace):
     objects = kubernetes.client.CustomObjectsApi(real_cluster.client())
     leases = kubernetes.client.CoordinationV1Api(real_cluster.client())
     heartbeats, slices = [], []
+    # The namespace opts in (deploy/'s webhook entry selects it); the extender runs with --dra-scoring
+    # (tests/real/conftest.py).
+    real_cluster.kubectl("label", "namespace", namespace, "tessera.io/dra-scoring=on")
     try:
         for i, name in enumerate(NODES):
             core.create_node({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": {

@@ -57,7 +57,7 @@ def test_every_arm_accounts_for_what_the_bound_pods_asked():
         assert all(node.startswith(f"{arm}-") for node in r.pods_by_node), arm
 
     assert set(results[bench.EXTENDER].schedulers) == {"tessera-scheduler"}
-    assert set(results[bench.DRA].schedulers) == {"default-scheduler"}        # labelled tessera.io/dra-scoring=off
+    assert set(results[bench.DRA].schedulers) == {"default-scheduler"}        # namespace not opted in
     assert set(results[bench.DRA_SCORED].schedulers) == {"tessera-scheduler"}  # routed for Tessera's node scores
     for arm in bench.DRA_ARMS:
         _claims_match_their_pods(results[arm], by_name)
