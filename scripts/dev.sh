@@ -8,7 +8,7 @@
 #   - Debian packages the tests use (runc, crun, prometheus, busybox-static, containernetworking-plugins),
 #     when run as root with apt-get; a package it cannot get is reported, and the tests that need it skip
 #     with that reason;
-#   - a virtual environment in .venv with Tessera and its Python dependencies;
+#   - a virtual environment in .venv with Tessera, its Python dependencies and its demo and test extras;
 #   - for the tests, Kubernetes, etcd and containerd built from upstream (scripts/build-kube.sh), once per
 #     machine.
 # Set TESSERA_NO_APT=1 to skip the Debian step.
@@ -74,7 +74,7 @@ install_python() {
         "$py" -m venv "$venv"
     fi
     "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null
-    "$venv/bin/python" -m pip install -q -e ".[test]"
+    "$venv/bin/python" -m pip install -q -e ".[demo,test]"   # the demo draws PNGs (matplotlib)
     echo "$want" > "$stamp"
 }
 

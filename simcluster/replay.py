@@ -23,6 +23,7 @@ from extender.placement.fleet import Fleet
 from extender.placement.fragmentation import FragmentationModel
 from extender.placement.nodestate import NodeState
 from extender.placement import PolicyContext, choose_gpus, filter_nodes, prioritize
+from tessera.extras import missing_pictures
 from simcluster.trace import POD_LISTS, TraceTask, default_trace_dir, load_nodes, load_tasks, workload_model
 
 REPLAY_POLICIES = ("random", "binpack", "spread", "best-fit", "fgd", "fragmentation")
@@ -226,6 +227,9 @@ def replay_main(argv: list[str] | None = None) -> int:
     if bad or not policies or not seeds or not levels or min(levels) <= 0:
         print(f"tessera replay: policies must be among {', '.join(POLICIES)}; seeds and positive levels needed",
               file=sys.stderr)
+        return 2
+    if args.png and missing_pictures():
+        print(f"tessera replay: --png: {missing_pictures()}", file=sys.stderr)
         return 2
     if not (trace_dir / "openb_node_list_gpu_node.csv").is_file():
         print(f"tessera replay: no trace in {trace_dir} (use --trace-dir)", file=sys.stderr)

@@ -28,6 +28,7 @@ from tessera_cli import demo_report as report
 from tessera_cli import demo_watch as watch
 from tessera_cli.demo_pods import DEMO_NAMESPACE
 from tessera_cli.demo_pods import DemoPod, demo_pods
+from tessera.extras import missing_pictures
 from tessera.log import configure_logging
 from tessera_cli.occupancy_png import draw_occupancy
 from tessera_cli.progress import Progress
@@ -118,13 +119,16 @@ def _run(args: argparse.Namespace, description: ClusterDescription, plane: Contr
                            "the exporter" + (" and Prometheus" if prom else "") + " react") as step:
             fault = demo_fault.inject_and_watch(cluster, core, sched, plugins, exporters, prom, report=step.note)
         png = Path(getattr(args, "png", None) or DEFAULT_PNG).resolve()
-        with progress.step(f"drawing GPU occupancy per node to {png}"):
+        no_picture = missing_pictures()
+        with progress.step(f"drawing GPU occupancy per node to {png}" if not no_picture
+                           else f"no occupancy picture ({no_picture})"):
             occupancy = _occupancy(core)
-            draw_occupancy(occupancy, png)
+            if not no_picture:
+                draw_occupancy(occupancy, png)
         _print_report(cluster, core, gpus, pods, exporters, prom, fault, occupancy_before, occupancy)
         ok = fault is None or fault.all_seen
         print(f"\n{'Done' if ok else 'Done, but a reaction to the fault was not seen'} in "
-              f"{progress.elapsed():.1f}s. GPU occupancy per node: {png}")
+              f"{progress.elapsed():.1f}s. GPU occupancy per node: {no_picture or png}")
         if args.keep:
             _free_the_faults_pod(core, fault)
             _keep_running(cluster, stop, exporters, prom, plane.keep_notes(cluster))

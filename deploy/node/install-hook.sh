@@ -4,9 +4,11 @@
 # /etc/nvidia-container-runtime mounted under $HOST_ROOT. Its arguments are tessera-hook's settings
 # (--runtime, --state-dir, --grant-key-path, --mps-user, --exempt-namespaces, ...).
 #
-# runc/crun run the hook on the host, outside any container, so the image's Python with Tessera
-# installed (python:3.12-slim, everything under /usr/local) is copied to the host first, into a
-# new release folder, and /opt/tessera/current is switched to it in one rename: a container
+# runc/crun run the hook on the host, outside any container, so the hook is copied to the host
+# first: `python -m hook.release` builds a new release folder from the image's Python
+# (python:3.12-slim, everything under /usr/local) with only what the hook imports (the interpreter,
+# the standard library, and the hook, tessera, yaml and structlog packages: no kubernetes, grpc,
+# numpy or matplotlib), and /opt/tessera/current is switched to it in one rename: a container
 # starting meanwhile runs the old hook or the new one, never half of one. Then
 # `tessera-hook install` writes the runtime's hook configuration (containerd base spec and drop-in,
 # or CRI-O hooks.d) and sets NVIDIA's container-toolkit switch
@@ -15,22 +17,10 @@ set -eu
 HOST_ROOT=${HOST_ROOT:-/host}
 PREFIX=${TESSERA_PREFIX:-/usr/local}
 DEST=/opt/tessera
-python=$(readlink -f "$PREFIX/bin/python3")
-version=$(basename "$python")                      # python3.12
 release=$(date +%Y%m%d%H%M%S)-$$
 target="$HOST_ROOT$DEST/releases/$release"
 
-mkdir -p "$target/bin" "$target/lib"
-cp -a "$PREFIX/lib/$version" "$target/lib/"
-for lib in "$PREFIX"/lib/libpython3*.so*; do
-    [ -e "$lib" ] && cp -a "$lib" "$target/lib/"
-done
-cp "$python" "$target/bin/$version"
-cat > "$target/bin/tessera-hook" <<HOOK
-#!/bin/sh
-LD_LIBRARY_PATH=$DEST/current/lib exec $DEST/current/bin/$version -I -m hook.main "\$@"
-HOOK
-chmod 0755 "$target/bin/tessera-hook"
+"$PREFIX/bin/python3" -m hook.release "$target"
 
 previous=$(readlink "$HOST_ROOT$DEST/current" 2>/dev/null || true)   # releases/<old>
 ln -sfn "releases/$release" "$HOST_ROOT$DEST/current.new"
