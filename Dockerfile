@@ -1,8 +1,10 @@
 # One image for every Tessera entry point: tessera-extender, tessera-device-plugin, tessera-exporter,
 # tessera-hook (copied onto each node by tessera-install-hook), tessera and kubectl-tessera.
 #   docker build -t registry.example.com/tessera:0.1.0 .
-# Everything lives under /usr/local (python:3.12-slim's Python and site-packages), which is what
-# tessera-install-hook copies to the host's /opt/tessera for the runtime to run the hook.
+# Everything lives under /usr/local (python:3.12-slim's Python and site-packages); tessera-install-hook
+# copies from it to the host's /opt/tessera only what the hook runs on (python -m hook.release: the
+# interpreter, the standard library, and the hook, tessera, yaml and structlog packages).
+# matplotlib is the demo extra and is not installed here.
 FROM python:3.12-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
