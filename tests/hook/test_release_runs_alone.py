@@ -62,10 +62,13 @@ def test_release_holds_the_hook_packages_and_nothing_heavy(release):
     assert not (stdlib / "ensurepip").exists() and not (stdlib / "test").exists()
 
 
-def test_release_help_runs_alone(release):
+def test_release_help_and_install_run_alone(release, tmp_path):
     result = run_alone(release, "--help")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: tessera-hook") and "--grant-key-path" in result.stdout
+    result = run_alone(release, "install", "--runtime", "crio", "--root", str(tmp_path), "--hook-path", "/h")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "etc/containers/oci/hooks.d/tessera-createruntime.json").is_file()
 
 
 def test_release_python_sees_only_the_release(release):
