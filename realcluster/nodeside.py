@@ -18,8 +18,9 @@ node's folder, which stands for its ``/``):
 
 The container images of deploy/ cannot run here (no registry), so the programs run as processes, as
 :mod:`realcluster.install` runs the extender. The hook runs as runc runs any hook: on the host, from
-the path the base spec names (a two-line script that starts this checkout's ``hook.main``, where
-deploy/'s init container copies its Python to /opt/tessera).
+the path the base spec names: a hook release built from this checkout (``python -m hook.release``,
+what deploy/'s init container copies to /opt/tessera: this Python and only the packages the hook
+imports, run isolated).
 """
 
 from __future__ import annotations
@@ -156,11 +157,15 @@ def _install_hook(cluster, node: RealNode, objects: list[dict]) -> tuple[list[st
     grant_key = _under(node.root, _flag(args, "--grant-key-path"))
     args = rewrite_flags(args, {"--state-dir": str(state_dir), "--grant-key-path": str(grant_key)})
     state_dir.mkdir(parents=True, exist_ok=True)
-    hook = node.root / "opt" / "tessera" / "current" / "bin" / "tessera-hook"
-    hook.parent.mkdir(parents=True, exist_ok=True)
-    # runc gives a hook only the environment its entry lists (none): everything is spelled out.
-    hook.write_text(f"#!/bin/sh\nPYTHONPATH={REPO_ROOT} exec {sys.executable} -m hook.main \"$@\"\n")
-    hook.chmod(0o755)
+    # The release deploy/'s init container copies to the host (hook.release), built from this checkout:
+    # runc runs it as it runs any hook, with only the environment its entry lists (none).
+    release = node.root / "opt" / "tessera" / "current"
+    built = subprocess.run([sys.executable, "-m", "hook.release", str(release)],
+                           env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True,
+                           timeout=120, cwd=str(REPO_ROOT))
+    if built.returncode != 0:
+        raise RuntimeError(f"python -m hook.release failed: {built.stderr.strip()}")
+    hook = release / "bin" / "tessera-hook"
     done = subprocess.run([sys.executable, "-m", "hook.main", "install", *args, "--root=/", f"--hook-path={hook}",
                            f"--containerd-config-dir={node.containerd_config_dir}"],
                           env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True,
