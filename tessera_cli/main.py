@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tessera.config import ConfigError, ConfigFileError
+from tessera.config import ConfigError
 from tessera_cli.demo_control_plane import CHOICES as CONTROL_PLANES, EMBEDDED
 
 
@@ -32,17 +32,15 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
-    from tessera.config import load_config
-    from extender.placement.shapes import ShapeError, shape_counts
+    from tessera_cli.config_files import run_check
 
-    try:
-        config = load_config(args.file)
-        shape_counts(config.extender.typical_shapes, "extender.typical_shapes")
-    except (ConfigError, ShapeError) as exc:
-        print(f"tessera: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, ConfigFileError) else 1  # 2: no config to check; 1: a bad key or value
-    print(f"{args.file}: valid")
-    return 0
+    return run_check(args)
+
+
+def _cmd_config_convert(args: argparse.Namespace) -> int:
+    from tessera_cli.config_files import run_convert
+
+    return run_convert(args)
 
 
 def _replay(argv: list[str]) -> int:
@@ -120,11 +118,33 @@ def build_parser() -> argparse.ArgumentParser:
                            "GPU shares, as the extender learns them")
     insp.set_defaults(func=_cmd_inspect)
 
-    cfg = sub.add_parser("config", help="validate a Tessera config file")
+    cfg = sub.add_parser("config", help="check a Tessera config file; convert NVIDIA's device plugin config",
+                         description="Work with Tessera's config file (the one YAML file every daemon reads "
+                                     "through --config or $TESSERA_CONFIG).")
     cfg_sub = cfg.add_subparsers(dest="config_command", metavar="ACTION", required=True)
-    check = cfg_sub.add_parser("check", help="validate every key and value of a config file")
-    check.add_argument("file", help="the config file (YAML)")
+    check = cfg_sub.add_parser(
+        "check", help="report every error in a config file, each with its key and line",
+        description="Validate a Tessera config file with the same checks the daemons run at start, but report "
+                    "every error instead of the first: unknown keys (with the nearest known key), wrong types, "
+                    "values out of range, bad choices, GPU indices named twice or given to both the device "
+                    "plugin and the DRA driver, malformed extender.typical_shapes. One error a line on stderr, "
+                    "as FILE:LINE: KEY: MESSAGE. Exit status: 0 valid, 1 errors found, 2 the file cannot be "
+                    "read as YAML (missing, over 1 MiB, not UTF-8, not YAML, nested too deeply).")
+    check.add_argument("file", metavar="FILE", help="the Tessera config file (YAML) to check")
     check.set_defaults(func=_cmd_config_check)
+    convert = cfg_sub.add_parser(
+        "convert", help="rewrite NVIDIA k8s-device-plugin's config file as Tessera's",
+        description="Read NVIDIA k8s-device-plugin's config file (version: v1; flags.migStrategy, "
+                    "flags.failOnInitError, flags.plugin.deviceListStrategy, sharing.timeSlicing, sharing.mps) "
+                    "and write the Tessera config that does the same on stdout. What Tessera cannot carry "
+                    "over, or does differently (resource names pods ask for, per-resource replicas), is "
+                    "written as '# not carried over: ...' and '# note: ...' comment lines at the top, saying "
+                    "what Tessera does instead. The output passes `tessera config check`. Exit status: 0 "
+                    "converted, 1 the file is not NVIDIA's config, 2 it cannot be read as YAML.")
+    convert.add_argument("file", metavar="FILE",
+                         help="NVIDIA's device plugin config file (YAML), as given to its --config-file or "
+                              "held in the ConfigMap its Helm chart's config.map names")
+    convert.set_defaults(func=_cmd_config_convert)
 
     replay = sub.add_parser("replay", help="replay the Alibaba GPU trace through the extender's placement policies",
                             add_help=False)

@@ -2,12 +2,15 @@
 
 from tessera.config.loader import (
     CONFIG_ENV,
+    ConfigProblem,
     add_common_flags,
     add_section_flags,
     config_from_args,
+    config_problems,
     daemon_config,
     load_config,
     parse_config,
+    read_config_file,
 )
 from tessera.config.schema import ConfigError, ConfigFileError
 from tessera.config.v1 import (
@@ -22,7 +25,7 @@ from tessera.config.v1 import (
 )
 
 __all__ = [
-    "CONFIG_ENV", "CONFIG_VERSION", "ConfigError", "ConfigFileError", "DevicePluginConfig", "DraPluginConfig", "ExporterConfig", "ExtenderConfig",
+    "CONFIG_ENV", "CONFIG_VERSION", "ConfigError", "ConfigProblem", "ConfigFileError", "DevicePluginConfig", "DraPluginConfig", "ExporterConfig", "ExtenderConfig",
     "HookConfig", "LoggingConfig", "TesseraConfig", "add_common_flags", "add_section_flags",
-    "config_from_args", "daemon_config", "load_config", "parse_config",
+    "config_from_args", "config_problems", "daemon_config", "load_config", "parse_config", "read_config_file",
 ]

@@ -8,13 +8,23 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from dataclasses import dataclass
 import os
 import typing
 from typing import Any
 
-from tessera.config.schema import ConfigError, ConfigFileError, check_bounds, coerce, parse_section, section_fields
+from tessera.config.document import ConfigDocument, read_config_document
+from tessera.config.schema import (
+    ConfigError,
+    ConfigFileError,
+    check_bounds,
+    coerce,
+    collect_section,
+    parse_section,
+    section_fields,
+)
 from tessera.config.v1 import TesseraConfig
-from tessera.yamlfile import YamlFileError, read_yaml_file
+from tessera.yamlfile import YamlFileError
 
 CONFIG_ENV = "TESSERA_CONFIG"
 
@@ -24,11 +34,33 @@ def load_config(path: str | None = None) -> TesseraConfig:
     path = path or os.environ.get(CONFIG_ENV) or None
     if not path:
         return TesseraConfig()
+    return parse_config(read_config_file(path).data, source=path)
+
+
+def read_config_file(path: str) -> ConfigDocument:
+    """The config file at ``path`` parsed, with its key lines, not yet validated; ConfigFileError
+    ("config file <path>: <reason>") where it cannot be read as YAML."""
     try:
-        data = read_yaml_file(path)
+        return read_config_document(path)
     except YamlFileError as exc:
         raise ConfigFileError(f"config file {path}: {exc}") from None
-    return parse_config(data, source=path)
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One error in a config file: the line it is on where known, and the message naming key and value."""
+
+    line: int | None
+    message: str
+
+
+def config_problems(document: ConfigDocument) -> list[ConfigProblem]:
+    """Every error the schema finds in a parsed config file, in the file's order where lines are known;
+    the same checks that make a daemon refuse the file (which stops at the first)."""
+    errors: list[ConfigError] = []
+    collect_section(TesseraConfig, document.data, "", errors)
+    problems = [ConfigProblem(document.line_of(err.key), str(err)) for err in errors]
+    return sorted(problems, key=lambda p: p.line if p.line is not None else 0)
 
 
 def parse_config(data: Any, source: str = "config") -> TesseraConfig:

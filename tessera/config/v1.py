@@ -231,11 +231,12 @@ class ExtenderConfig(HttpPortConfig):
                 try:
                     parse_listen(value)
                 except ValueError as exc:
-                    raise ConfigError(f"extender.{key}: {exc}") from None
+                    raise ConfigError(f"extender.{key}: {exc}", f"extender.{key}") from None
         if not self.client_ca_path and not self.allow_unauthenticated_verbs and not is_loopback(self.listen):
             raise ConfigError(f"extender.listen {self.listen} is reachable from other hosts and extender.client_ca_path "
                               f"is empty, so anyone who reaches it could bind pods: set client_ca_path (the CA of "
-                              f"kube-scheduler's client certificate), or listen on 127.0.0.1 beside kube-scheduler")
+                              f"kube-scheduler's client certificate), or listen on 127.0.0.1 beside kube-scheduler",
+                              "extender.listen")
 
 
 @dataclass(frozen=True)
@@ -282,3 +283,25 @@ class TesseraConfig:
     extender: ExtenderConfig = setting(ExtenderConfig(), "scheduler extender and webhook", flag=False)
     hook: HookConfig = setting(HookConfig(), "OCI hook", flag=False)
     exporter: ExporterConfig = setting(ExporterConfig(), "exporter", flag=False)
+
+    def consistency_errors(self) -> list[ConfigError]:
+        """What no single key shows: a GPU index named twice in ``draplugin.gpus``, a device plugin mode
+        for a GPU the DRA driver serves (the plugin leaves it out, so the mode would be ignored), a DRA
+        mode for a GPU the driver does not serve (the driver would refuse it at start)."""
+        errors = []
+        dra = self.draplugin.gpus
+        for i, index in enumerate(dra):
+            if index in dra[:i]:
+                key = f"draplugin.gpus[{i}]"
+                errors.append(ConfigError(f"{key}: GPU index {index} is named twice", key))
+        for index in self.deviceplugin.gpu_modes:
+            if index in dra:
+                key = f"deviceplugin.gpu_modes.{index}"
+                errors.append(ConfigError(f"{key}: GPU {index} is in draplugin.gpus, so the DRA driver serves it and "
+                                          f"the device plugin leaves it out: give its mode in draplugin.gpu_modes", key))
+        for index in self.draplugin.gpu_modes:
+            if index not in dra:
+                key = f"draplugin.gpu_modes.{index}"
+                errors.append(ConfigError(f"{key}: GPU {index} is not in draplugin.gpus, so the DRA driver does not "
+                                          f"serve it: add it there or give its mode in deviceplugin.gpu_modes", key))
+        return errors
