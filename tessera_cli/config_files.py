@@ -56,3 +56,24 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"{where}: {problem.message}", file=sys.stderr)
     print(f"tessera: {args.file}: {len(problems)} error{'s' if len(problems) != 1 else ''}", file=sys.stderr)
     return EXIT_INVALID
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    """Print Tessera's config for NVIDIA's device plugin config ``args.file``; 0 converted, 1 not NVIDIA's
+    config, 2 unreadable."""
+    from tessera.config.document import read_config_document
+    from tessera.config.nvidia import NvidiaConfigError, convert_nvidia_config
+    from tessera.yamlfile import YamlFileError
+
+    try:
+        document = read_config_document(args.file)
+    except YamlFileError as exc:
+        print(f"tessera: {args.file}: {exc}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    try:
+        conversion = convert_nvidia_config(document.data)
+    except NvidiaConfigError as exc:
+        print(f"tessera: {args.file}: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    sys.stdout.write(conversion.render())
+    return EXIT_VALID
