@@ -104,3 +104,10 @@ def test_a_file_that_is_not_nvidias_config_is_refused_by_name(text, message, tmp
 def test_an_unreadable_file_exits_2(tmp_path):
     result = convert(tmp_path / "missing.yaml")
     assert result.returncode == 2 and "No such file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_readme_example_is_what_convert_prints():
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("$ tessera config convert nvidia.yaml > tessera.yaml && cat tessera.yaml\n", 1)[1]
+    shown_output = block.split("$ tessera config check", 1)[0]
+    assert shown_output == (EXAMPLES / "time-slicing.tessera.yaml").read_text()
