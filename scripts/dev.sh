@@ -9,8 +9,8 @@
 #     when run as root with apt-get; a package it cannot get is reported, and the tests that need it skip
 #     with that reason;
 #   - a virtual environment in .venv with Tessera, its Python dependencies and its demo and test extras;
-#   - for the tests, Kubernetes, etcd and containerd built from upstream (scripts/build-kube.sh), once per
-#     machine.
+#   - for the tests, Kubernetes, etcd and containerd built from upstream (scripts/build-kube.sh), and Helm
+#     (scripts/build-helm.sh), once per machine.
 # Set TESSERA_NO_APT=1 to skip the Debian step.
 set -euo pipefail
 
@@ -93,6 +93,21 @@ build_kubernetes() {
     fi
 }
 
+# The chart's tests (tests/deploy/test_helm_chart.py, tests/real/test_helm_install_upgrade_rollback.py) run
+# helm built from its Go module by scripts/build-helm.sh into a cache outside the tree (once per machine
+# and pin, 3 min cold). TESSERA_HELM_BIN (the folder or the program) skips the build; TESSERA_NO_HELM_BUILD=1
+# skips it too, and those tests then skip with the reason.
+build_helm() {
+    [ -n "${TESSERA_HELM_BIN:-}" ] && return 0
+    [ "${TESSERA_NO_HELM_BUILD:-0}" = 1 ] && return 0
+    local folder
+    if folder="$(bash "$root/scripts/build-helm.sh")"; then
+        export TESSERA_HELM_BIN="$folder"
+    else
+        say "helm could not be built (see above); the chart's tests will skip"
+    fi
+}
+
 cmd="${1:-}"
 [ $# -gt 0 ] && shift
 case "$cmd" in
@@ -104,6 +119,7 @@ case "$cmd" in
         install_debian_packages
         install_python
         build_kubernetes
+        build_helm
         # pytest exits 5 when it collected no test: that is a failure here too.
         exec "$venv/bin/python" -m pytest "$@"
         ;;

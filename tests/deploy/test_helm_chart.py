@@ -1,0 +1,118 @@
+"""The Helm chart deploy/chart/tessera: generated from deploy/base by scripts/gen-chart.py (a stale chart
+fails), ``helm lint`` clean, and ``helm template`` with default values renders the very objects
+``kubectl kustomize deploy`` renders; each value reaches the fields it names."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import re
+import subprocess
+import sys
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from manifests import REPO_ROOT, find, flag, kubectl, pod_templates
+from realcluster.helmchart import CHART, HOW_TO_GET, find_helm, key_args, run_helm, without_helm_labels
+
+GENERATED_SUFFIX = re.compile(r"^(.+)-[a-z0-9]{10}$")
+
+
+@pytest.fixture(scope="module")
+def helm():
+    found = find_helm()
+    if found is None:
+        pytest.skip(f"helm is not built: {HOW_TO_GET}")
+    return found
+
+
+def template(helm, tmp_path, deploy_copy, *values: str) -> list[dict]:
+    """``helm template`` of the chart with the copy's keys and ``--set`` ``values``."""
+    args = ["template", "tessera", str(CHART), *key_args(deploy_copy / "keys")]
+    for value in values:
+        args += ["--set", value]
+    done = run_helm(helm, args, tmp_path / "helm-home")
+    assert done.returncode == 0, done.stderr
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+def comparable(objects: list[dict]) -> dict[tuple[str, str, str], dict]:
+    """Objects by kind, namespace and name, less Helm's labels, with generated names' hash suffix dropped
+    (kustomize hashes its ConfigMaps' and Secrets' content; the chart hashes the node config its own way)."""
+    renames = {}
+    for obj in objects:
+        match = GENERATED_SUFFIX.match(obj["metadata"]["name"])
+        if obj["kind"] in ("ConfigMap", "Secret") and match:
+            renames[obj["metadata"]["name"]] = match.group(1)
+    text = json.dumps([without_helm_labels(obj) for obj in objects])
+    for generated, name in renames.items():
+        text = text.replace(f'"{generated}"', f'"{name}"')
+    return {(o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): o for o in json.loads(text)}
+
+
+def test_the_chart_is_what_gen_chart_writes_from_deploy_base(tmp_path):
+    if kubectl() is None:
+        pytest.skip("kubectl is not installed: scripts/gen-chart.py renders deploy/base with kubectl kustomize")
+    out = tmp_path / "tessera"
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "gen-chart.py"), "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    compared = filecmp.dircmp(out, CHART)
+    stale = [*compared.diff_files, *compared.left_only, *compared.right_only]
+    templates = filecmp.dircmp(out / "templates", CHART / "templates")
+    stale += [f"templates/{f}" for f in (*templates.diff_files, *templates.left_only, *templates.right_only)]
+    assert not stale, f"deploy/chart/tessera is stale ({stale}): run python scripts/gen-chart.py"
+
+
+def test_helm_lint_is_clean(helm, tmp_path, deploy_copy):
+    done = run_helm(helm, ["lint", "--strict", str(CHART), *key_args(deploy_copy / "keys")], tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 chart(s) linted, 0 chart(s) failed" in done.stdout
+
+
+def test_default_values_render_what_kustomize_renders(helm, tmp_path, rendered, deploy_copy):
+    chart = comparable(template(helm, tmp_path, deploy_copy))
+    kustomize = comparable(rendered["default"])
+    assert sorted(chart) == sorted(kustomize)
+    for key, obj in kustomize.items():
+        assert chart[key] == obj, f"{key}: the chart and deploy/ differ"
+
+
+def test_each_value_reaches_its_fields(helm, tmp_path, deploy_copy):
+    objects = template(helm, tmp_path, deploy_copy, "extender.policy=binpack", "scheduler.image.tag=v1.36.4",
+                       "image.repository=registry.example.com/tessera", "image.tag=0.2.0",
+                       "devicePlugin.defaultMode=mps", "devicePlugin.evictOnOveruse=true", "mps.user=2000",
+                       "nodeConfig.deviceplugin.timeslice_replicas=8", "gpuNodes.nodeSelector.pool=gpu",
+                       "gpuNodes.tolerations[0].key=gpu", "gpuNodes.tolerations[0].operator=Exists",
+                       "priorityClassNames.node=tessera-node", "priorityClassNames.controlPlane=tessera-control")
+    for obj in objects:
+        version = "1.34.0" if obj["apiVersion"].startswith("resource.k8s.io/") else "1.32.0"
+        kubernetes_validate.validate(obj, version, strict=True)
+    pods = pod_templates(objects)
+    extender, scheduler = pods["tessera-extender"]["containers"][0], pods["tessera-scheduler"]["containers"][0]
+    assert flag(extender["args"], "policy") == "binpack"
+    assert scheduler["image"] == "registry.k8s.io/kube-scheduler:v1.36.4"
+    assert extender["image"] == "registry.example.com/tessera:0.2.0"
+    plugin = pods["tessera-device-plugin"]
+    args = plugin["containers"][0]["args"]
+    assert flag(args, "default-mode") == "mps" and flag(args, "mps-user") == "2000"
+    assert "--evict-on-overuse" in args and "--no-evict-on-overuse" not in args
+    assert plugin["containers"][1]["securityContext"]["runAsUser"] == 2000
+    assert "chown 2000:2000" in plugin["initContainers"][1]["command"][2]
+    config_map = find(objects, "ConfigMap", "tessera-node-config")
+    assert yaml.safe_load(config_map["data"]["config.yaml"])["deviceplugin"] == {"timeslice_replicas": 8}
+    assert {"name": "node-config", "configMap": {"name": config_map["metadata"]["name"]}} in plugin["volumes"]
+    for name in ("tessera-device-plugin", "tessera-exporter"):
+        assert pods[name]["nodeSelector"] == {"pool": "gpu"}
+        assert pods[name]["tolerations"] == [{"key": "gpu", "operator": "Exists"}]
+        assert pods[name]["priorityClassName"] == "tessera-node"
+    assert pods["tessera-dra-plugin"]["nodeSelector"] == {"tessera.io/dra-driver": "true"}
+    assert pods["tessera-scheduler"]["priorityClassName"] == "tessera-control"
+
+
+def test_without_the_keys_the_chart_says_how_to_make_them(helm, tmp_path):
+    done = run_helm(helm, ["template", "tessera", str(CHART)], tmp_path)
+    assert done.returncode != 0
+    assert "make-keys.sh" in done.stderr and "--set-file" in done.stderr
