@@ -12,7 +12,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHART = REPO_ROOT / "deploy" / "chart" / "tessera"
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-helm.sh"
-HOW_TO_GET = "run `bash scripts/build-helm.sh` (needs Go; a cold build took 3 min on 2 cores) or set TESSERA_HELM_BIN"
+HOW_TO_GET = "run `bash scripts/build-helm.sh` (needs Go; a cold build took 9 min on 2 busy cores) or set TESSERA_HELM_BIN"
 # Each --set-file value of the chart and the file make-keys.sh writes it to, under its keys folder.
 KEY_FILES = {
     "keys.extenderKey": "extender.key",
@@ -41,11 +41,13 @@ def find_helm() -> str | None:
     return str(path) if done.returncode == 0 and os.access(path, os.X_OK) else None
 
 
-def key_args(keys_dir: Path) -> list[str]:
-    """``--set-file`` arguments giving the chart the key files in ``keys_dir`` (make-keys.sh's output)."""
+def key_args(keys_dir: Path, webhook: bool = True) -> list[str]:
+    """``--set-file`` arguments giving the chart the key files in ``keys_dir`` (make-keys.sh's output); the
+    extender's signing pair alone without ``webhook`` (cert-manager makes the certificates)."""
     args = []
     for value, relative in KEY_FILES.items():
-        args += ["--set-file", f"{value}={keys_dir / relative}"]
+        if webhook or not value.startswith("keys.webhook."):
+            args += ["--set-file", f"{value}={keys_dir / relative}"]
     return args
 
 

@@ -78,33 +78,30 @@ install_python() {
     echo "$want" > "$stamp"
 }
 
-# The real tier (tests/real/) runs etcd, kube-apiserver, kube-controller-manager and kube-scheduler
-# built from upstream's Go modules by scripts/build-kube.sh into a cache outside the tree (once per
-# machine and pin). KUBEBUILDER_ASSETS (a folder with those programs and kubectl) skips the build;
-# TESSERA_NO_KUBE_BUILD=1 skips it too, and the real tier then skips with the reason.
-build_kubernetes() {
-    [ -n "${KUBEBUILDER_ASSETS:-}" ] && return 0
-    [ "${TESSERA_NO_KUBE_BUILD:-0}" = 1 ] && return 0
+# build_tool <script> <variable> <what skips>: runs scripts/<script> (a build into a cache outside the tree,
+# once per machine and pin) and exports its folder as <variable>; a failed build is said, and the tests
+# that need it skip with the reason.
+build_tool() {
     local folder
-    if folder="$(bash "$root/scripts/build-kube.sh")"; then
-        export TESSERA_KUBE_BIN="$folder"
+    if folder="$(bash "$root/scripts/$1")"; then
+        export "$2=$folder"
     else
-        say "the real Kubernetes binaries could not be built (see above); the real tier will skip"
+        say "scripts/$1 could not build (see above); $3 will skip"
     fi
 }
 
+# The real tier (tests/real/) runs etcd, kube-apiserver, kube-controller-manager and kube-scheduler
+# built from upstream's Go modules by scripts/build-kube.sh. KUBEBUILDER_ASSETS (a folder with those
+# programs and kubectl) skips the build; TESSERA_NO_KUBE_BUILD=1 skips it too.
 # The chart's tests (tests/deploy/test_helm_chart.py, tests/real/test_helm_install_upgrade_rollback.py) run
-# helm built from its Go module by scripts/build-helm.sh into a cache outside the tree (once per machine
-# and pin, 3 min cold). TESSERA_HELM_BIN (the folder or the program) skips the build; TESSERA_NO_HELM_BUILD=1
-# skips it too, and those tests then skip with the reason.
-build_helm() {
-    [ -n "${TESSERA_HELM_BIN:-}" ] && return 0
-    [ "${TESSERA_NO_HELM_BUILD:-0}" = 1 ] && return 0
-    local folder
-    if folder="$(bash "$root/scripts/build-helm.sh")"; then
-        export TESSERA_HELM_BIN="$folder"
-    else
-        say "helm could not be built (see above); the chart's tests will skip"
+# helm built from its Go module by scripts/build-helm.sh (9 min cold on a busy 2-core machine).
+# TESSERA_HELM_BIN (the folder or the program) skips the build; TESSERA_NO_HELM_BUILD=1 skips it too.
+build_go_tools() {
+    if [ -z "${KUBEBUILDER_ASSETS:-}" ] && [ "${TESSERA_NO_KUBE_BUILD:-0}" != 1 ]; then
+        build_tool build-kube.sh TESSERA_KUBE_BIN "the real tier"
+    fi
+    if [ -z "${TESSERA_HELM_BIN:-}" ] && [ "${TESSERA_NO_HELM_BUILD:-0}" != 1 ]; then
+        build_tool build-helm.sh TESSERA_HELM_BIN "the chart's tests"
     fi
 }
 
@@ -118,8 +115,7 @@ case "$cmd" in
     test)
         install_debian_packages
         install_python
-        build_kubernetes
-        build_helm
+        build_go_tools
         # pytest exits 5 when it collected no test: that is a failure here too.
         exec "$venv/bin/python" -m pytest "$@"
         ;;

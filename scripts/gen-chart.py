@@ -34,13 +34,18 @@ SCHEDULER_IMAGE = "registry.k8s.io/kube-scheduler"
 CONTROL_PLANE_WORKLOADS = ("tessera-extender", "tessera-scheduler")
 GPU_NODE_DAEMONSETS = ("tessera-device-plugin", "tessera-exporter")
 NODE_DAEMONSETS = (*GPU_NODE_DAEMONSETS, "tessera-dra-plugin")
-WEBHOOK_NAMES = ("pods.tessera.io", "dra-pods.tessera.io")
+# deploy/components/ the chart carries, by the value that turns each on (as deploy/overlays/production does).
+COMPONENTS = {
+    "certManager": ("cert-manager", ["certificate.yaml"]),
+    "monitoring": ("monitoring", ["podmonitors.yaml", "prometheusrule.yaml", "grafana-dashboard.yaml"]),
+}
 
 
 @dataclass
 class Hole:
     """One place a value goes: ``scalar`` replaces a YAML scalar, ``block`` the value of a mapping key
-    with ``toYaml`` of ``expr``, ``optional`` the same key only where ``expr`` is set, ``literal`` a
+    with ``toYaml`` of ``expr``, ``optional`` the same key only where ``expr`` is set (``optional-scalar``:
+    ``expr`` as is), ``literal`` a
     multi-line string with ``toYaml`` of ``expr`` as a block scalar, ``include`` a line of its own."""
 
     kind: str
@@ -83,8 +88,8 @@ class Holes:
         if hole.kind == "include":
             return f"{lead}{{{{- include {hole.expr} . | nindent {column} }}}}"
         pad = " " * column
-        return (f"{lead}{{{{- with {hole.expr} }}}}\n{pad}{key}: {{{{- toYaml . | nindent {column + 2} }}}}\n"
-                f"{pad}{{{{- end }}}}")
+        value = "{{ . }}" if hole.kind == "optional-scalar" else f"{{{{- toYaml . | nindent {column + 2} }}}}"
+        return f"{lead}{{{{- with {hole.expr} }}}}\n{pad}{key}: {value}\n{pad}{{{{- end }}}}"
 
 
 def kubectl() -> str:
@@ -176,8 +181,10 @@ def object_holes(holes: Holes, obj: dict, node_config_name: str) -> None:
             if volume.get("configMap", {}).get("name") == node_config_name:
                 volume["configMap"]["name"] = holes.add("scalar", 'include "tessera.nodeConfigName" .')
     if obj["kind"] == "MutatingWebhookConfiguration":
+        # cert-manager's CA injector fills caBundle where certManager.enabled (components/cert-manager)
+        obj["metadata"]["annotations"] = holes.add("optional", '(include "tessera.webhookAnnotations" . | fromYaml)')
         for hook in obj["webhooks"]:
-            hook["clientConfig"]["caBundle"] = holes.add("scalar", 'include "tessera.caBundle" .')
+            hook["clientConfig"]["caBundle"] = holes.add("optional-scalar", 'include "tessera.caBundle" .')
 
 
 def template_of(obj: dict, node_config_name: str) -> str:
@@ -185,7 +192,14 @@ def template_of(obj: dict, node_config_name: str) -> str:
     holes = Holes()
     object_holes(holes, obj, node_config_name)
     text = yaml.safe_dump(obj, sort_keys=False, width=10_000, default_flow_style=False)
+    text = text.replace("{{", '{{ "{{" }}')   # alert and dashboard texts of their own ({{ $labels.pod }})
     return HEADER + holes.fill(text)
+
+
+def component_template(value: str, objects: list[dict]) -> str:
+    """A component's objects as one template, rendered only where ``.Values.<value>.enabled``."""
+    parts = [template_of(obj, "").removeprefix(HEADER) for obj in objects]
+    return (HEADER + f"{{{{- if .Values.{value}.enabled }}}}\n" + "---\n".join(parts) + "{{- end }}\n")
 
 
 def default_values(objects: list[dict], node_config_name: str) -> dict[str, Any]:
@@ -210,6 +224,8 @@ def default_values(objects: list[dict], node_config_name: str) -> dict[str, Any]
         "gpuNodes": {"nodeSelector": {}, "tolerations": plugin["tolerations"]},
         "draPlugin": {"nodeSelector": dra["nodeSelector"]},
         "priorityClassNames": {"controlPlane": extender["priorityClassName"], "node": plugin["priorityClassName"]},
+        "certManager": {"enabled": False},
+        "monitoring": {"enabled": False},
         "keys": {"extenderKey": "", "extenderPub": "",
                  "webhook": {"tlsCrt": "", "tlsKey": "", "caCrt": "", "clientCrt": "", "clientKey": ""}},
     }
@@ -232,8 +248,12 @@ VALUES_COMMENTS = {
                 "tolerations too); they run on nodes NFD, GFD or tessera.io/gpu-node=true marks.",
     "draPlugin": "nodeSelector: the nodes whose GPUs the DRA driver serves.",
     "priorityClassNames": "controlPlane: the extender and the second scheduler; node: the node DaemonSets.",
+    "certManager": "enabled: the extender's serving certificate and kube-scheduler's client certificate from a "
+                   "cert-manager CA (deploy/components/cert-manager; needs cert-manager) instead of keys.webhook.",
+    "monitoring": "enabled: PodMonitors, PrometheusRule and the Grafana dashboard ConfigMap "
+                  "(deploy/components/monitoring; needs the Prometheus Operator CRDs).",
     "keys": "The per-cluster keys: the files bash deploy/make-keys.sh writes, e.g. --set-file "
-            "keys.extenderKey=deploy/keys/extender.key (README, Install with Helm).",
+            "keys.extenderKey=deploy/keys/extender.key (README, Install with Helm). keys.webhook is not needed with certManager.enabled.",
 }
 
 
@@ -267,62 +287,41 @@ rolls the node DaemonSets. */}}
 {{ printf "tessera-node-config-%s" (toYaml .Values.nodeConfig | sha256sum | trunc 10) }}
 {{- end }}
 
+{{/* The webhook's caBundle: make-keys.sh's CA, or none where cert-manager injects its own. */}}
 {{- define "tessera.caBundle" -}}
+{{- if not .Values.certManager.enabled -}}
 {{ required "keys.webhook.caCrt: the CA make-keys.sh wrote (--set-file keys.webhook.caCrt=deploy/keys/webhook/ca.crt)" .Values.keys.webhook.caCrt | b64enc | quote }}
+{{- end }}
+{{- end }}
+
+{{- define "tessera.webhookAnnotations" -}}
+{{- if .Values.certManager.enabled -}}
+cert-manager.io/inject-ca-from: tessera-system/tessera-webhook
+{{- end }}
 {{- end }}
 """
 
-KEYS_TEMPLATE = HEADER + """# The per-cluster keys, from the files deploy/make-keys.sh writes (deploy/keys/ in the kustomize install).
-{{- $w := .Values.keys.webhook }}
-{{- $hint := "run bash deploy/make-keys.sh and pass its files with --set-file (README, Install with Helm)" }}
-apiVersion: v1
-kind: Secret
-metadata:
-  name: tessera-extender-signing-key
-  namespace: tessera-system
-  labels:
-    {{- include "tessera.labels" . | nindent 4 }}
-type: Opaque
-data:
-  extender.key: {{ required (printf "keys.extenderKey: %s" $hint) .Values.keys.extenderKey | b64enc | quote }}
----
-apiVersion: v1
-kind: Secret
-metadata:
-  name: tessera-assignment-public-key
-  namespace: tessera-system
-  labels:
-    {{- include "tessera.labels" . | nindent 4 }}
-type: Opaque
-data:
-  extender.pub: {{ required (printf "keys.extenderPub: %s" $hint) .Values.keys.extenderPub | b64enc | quote }}
----
-apiVersion: v1
-kind: Secret
-metadata:
-  name: tessera-webhook-tls
-  namespace: tessera-system
-  labels:
-    {{- include "tessera.labels" . | nindent 4 }}
-type: kubernetes.io/tls
-data:
-  tls.crt: {{ required (printf "keys.webhook.tlsCrt: %s" $hint) $w.tlsCrt | b64enc | quote }}
-  tls.key: {{ required (printf "keys.webhook.tlsKey: %s" $hint) $w.tlsKey | b64enc | quote }}
-  ca.crt: {{ required (printf "keys.webhook.caCrt: %s" $hint) $w.caCrt | b64enc | quote }}
----
-apiVersion: v1
-kind: Secret
-metadata:
-  name: tessera-scheduler-client-tls
-  namespace: tessera-system
-  labels:
-    {{- include "tessera.labels" . | nindent 4 }}
-type: kubernetes.io/tls
-data:
-  tls.crt: {{ required (printf "keys.webhook.clientCrt: %s" $hint) $w.clientCrt | b64enc | quote }}
-  tls.key: {{ required (printf "keys.webhook.clientKey: %s" $hint) $w.clientKey | b64enc | quote }}
-  ca.crt: {{ $w.caCrt | b64enc | quote }}
-"""
+def secret_template(name: str, secret_type: str, data: dict[str, str]) -> str:
+    """One Secret of the keys template: ``data`` maps each key to the value it holds."""
+    lines = [f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: tessera-system\n  labels:",
+             '    {{- include "tessera.labels" . | nindent 4 }}', f"type: {secret_type}", "data:"]
+    for key, value in data.items():
+        required = f'required (printf "{value}: %s" $hint) .Values.{value}' if value else ".Values.keys.webhook.caCrt"
+        lines.append(f"  {key}: {{{{ {required} | b64enc | quote }}}}")
+    return "\n".join(lines) + "\n"
+
+
+KEYS_TEMPLATE = (
+    HEADER + "# The per-cluster keys, from the files deploy/make-keys.sh writes (deploy/keys/ in the kustomize install).\n"
+    '{{- $hint := "run bash deploy/make-keys.sh and pass its files with --set-file (README, Install with Helm)" }}\n'
+    + secret_template("tessera-extender-signing-key", "Opaque", {"extender.key": "keys.extenderKey"}) + "---\n"
+    + secret_template("tessera-assignment-public-key", "Opaque", {"extender.pub": "keys.extenderPub"})
+    + "{{- if not .Values.certManager.enabled }}\n---\n"
+    + secret_template("tessera-webhook-tls", "kubernetes.io/tls", {
+        "tls.crt": "keys.webhook.tlsCrt", "tls.key": "keys.webhook.tlsKey", "ca.crt": "keys.webhook.caCrt"}) + "---\n"
+    + secret_template("tessera-scheduler-client-tls", "kubernetes.io/tls", {
+        "tls.crt": "keys.webhook.clientCrt", "tls.key": "keys.webhook.clientKey", "ca.crt": ""})
+    + "{{- end }}\n")
 
 
 def write_chart(out: Path) -> None:
@@ -338,6 +337,10 @@ def write_chart(out: Path) -> None:
     (out / "values.yaml").write_text(values_yaml(values))
     (out / "templates" / "_helpers.tpl").write_text(HELPERS)
     (out / "templates" / "keys.yaml").write_text(KEYS_TEMPLATE)
+    for value, (folder, files) in COMPONENTS.items():
+        component = [doc for f in files for doc in yaml.safe_load_all((BASE.parent / "components" / folder / f).read_text())
+                     if doc]
+        (out / "templates" / f"{folder}.yaml").write_text(component_template(value, component))
     for obj in objects:
         name = obj["metadata"]["name"]
         if obj["kind"] == "ConfigMap":

@@ -4,6 +4,7 @@ fails), ``helm lint`` clean, and ``helm template`` with default values renders t
 
 from __future__ import annotations
 
+import base64
 import filecmp
 import json
 import re
@@ -14,7 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from manifests import REPO_ROOT, find, flag, kubectl, pod_templates
+from manifests import OVERLAYS, REPO_ROOT, find, flag, kubectl, pod_templates
 from realcluster.helmchart import CHART, HOW_TO_GET, find_helm, key_args, run_helm, without_helm_labels
 
 GENERATED_SUFFIX = re.compile(r"^(.+)-[a-z0-9]{10}$")
@@ -28,9 +29,9 @@ def helm():
     return found
 
 
-def template(helm, tmp_path, deploy_copy, *values: str) -> list[dict]:
+def template(helm, tmp_path, deploy_copy, *values: str, webhook_keys: bool = True) -> list[dict]:
     """``helm template`` of the chart with the copy's keys and ``--set`` ``values``."""
-    args = ["template", "tessera", str(CHART), *key_args(deploy_copy / "keys")]
+    args = ["template", "tessera", str(CHART), *key_args(deploy_copy / "keys", webhook_keys)]
     for value in values:
         args += ["--set", value]
     done = run_helm(helm, args, tmp_path / "helm-home")
@@ -40,7 +41,8 @@ def template(helm, tmp_path, deploy_copy, *values: str) -> list[dict]:
 
 def comparable(objects: list[dict]) -> dict[tuple[str, str, str], dict]:
     """Objects by kind, namespace and name, less Helm's labels, with generated names' hash suffix dropped
-    (kustomize hashes its ConfigMaps' and Secrets' content; the chart hashes the node config its own way)."""
+    (kustomize hashes its ConfigMaps' and Secrets' content; the chart hashes the node config its own way)
+    config files in ConfigMaps parsed and Secrets' data decoded."""
     renames = {}
     for obj in objects:
         match = GENERATED_SUFFIX.match(obj["metadata"]["name"])
@@ -49,7 +51,13 @@ def comparable(objects: list[dict]) -> dict[tuple[str, str, str], dict]:
     text = json.dumps([without_helm_labels(obj) for obj in objects])
     for generated, name in renames.items():
         text = text.replace(f'"{generated}"', f'"{name}"')
-    return {(o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): o for o in json.loads(text)}
+    objects = json.loads(text)
+    for obj in objects:
+        if obj["kind"] == "ConfigMap":   # config files compare as what they say (the chart's node config is toYaml's)
+            obj["data"] = {k: yaml.safe_load(v) if k.endswith(".yaml") else v for k, v in obj["data"].items()}
+        if obj["kind"] == "Secret":      # the bytes, however the base64 is wrapped
+            obj["data"] = {k: base64.b64decode(v) for k, v in obj["data"].items()}
+    return {(o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): o for o in objects}
 
 
 def test_the_chart_is_what_gen_chart_writes_from_deploy_base(tmp_path):
@@ -72,12 +80,16 @@ def test_helm_lint_is_clean(helm, tmp_path, deploy_copy):
     assert "1 chart(s) linted, 0 chart(s) failed" in done.stdout
 
 
-def test_default_values_render_what_kustomize_renders(helm, tmp_path, rendered, deploy_copy):
-    chart = comparable(template(helm, tmp_path, deploy_copy))
-    kustomize = comparable(rendered["default"])
+@pytest.mark.parametrize("overlay, values", [("default", ()),
+                                             ("production", ("certManager.enabled=true", "monitoring.enabled=true"))])
+def test_the_chart_renders_what_kustomize_renders(helm, tmp_path, rendered, deploy_copy, overlay, values):
+    """Default values give ``kubectl kustomize deploy``'s objects; cert-manager and monitoring turned on give
+    deploy/overlays/production's (which takes the extender's signing pair alone from make-keys.sh)."""
+    chart = comparable(template(helm, tmp_path, deploy_copy, *values, webhook_keys=overlay == "default"))
+    kustomize = comparable(rendered[overlay])
     assert sorted(chart) == sorted(kustomize)
     for key, obj in kustomize.items():
-        assert chart[key] == obj, f"{key}: the chart and deploy/ differ"
+        assert chart[key] == obj, f"{key}: the chart and deploy/{OVERLAYS[overlay]} differ"
 
 
 def test_each_value_reaches_its_fields(helm, tmp_path, deploy_copy):

@@ -11,6 +11,15 @@ rolls the node DaemonSets. */}}
 {{ printf "tessera-node-config-%s" (toYaml .Values.nodeConfig | sha256sum | trunc 10) }}
 {{- end }}
 
+{{/* The webhook's caBundle: make-keys.sh's CA, or none where cert-manager injects its own. */}}
 {{- define "tessera.caBundle" -}}
+{{- if not .Values.certManager.enabled -}}
 {{ required "keys.webhook.caCrt: the CA make-keys.sh wrote (--set-file keys.webhook.caCrt=deploy/keys/webhook/ca.crt)" .Values.keys.webhook.caCrt | b64enc | quote }}
+{{- end }}
+{{- end }}
+
+{{- define "tessera.webhookAnnotations" -}}
+{{- if .Values.certManager.enabled -}}
+cert-manager.io/inject-ca-from: tessera-system/tessera-webhook
+{{- end }}
 {{- end }}
