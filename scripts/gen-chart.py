@@ -234,8 +234,8 @@ def default_values(objects: list[dict], node_config_name: str) -> dict[str, Any]
 VALUES_COMMENTS = {
     "image": "Tessera's image (the Dockerfile at the repository root), for every Tessera container.",
     "scheduler": "The second kube-scheduler: match the tag to the cluster's Kubernetes version.",
-    "extender": "policy: the cluster default placement policy (fragmentation, binpack, spread, spread-workload, "
-                "fgd); a pod picks its own with the annotation tessera.io/policy.",
+    "extender": "policy: the cluster default placement policy (fragmentation, binpack, spread, binpack-gpu, "
+                "spread-gpu, spread-workload, best-fit, random, fgd); a pod picks its own with the annotation tessera.io/policy.",
     "devicePlugin": "defaultMode: every GPU's mode (exclusive, mps, mig, timeslice) unless the node label "
                     "tessera.io/gpu-mode or nodeConfig.deviceplugin.gpu_modes says otherwise. evictOnOveruse: "
                     "evict a pod whose process uses more GPU memory than its MPS grant.",
