@@ -59,9 +59,14 @@ def _fake_nvml(argv: list[str]) -> int:
 DELEGATED = {"replay": _replay, "fake-nvml": _fake_nvml}
 
 
-def build_parser() -> argparse.ArgumentParser:
+PROG = "tessera"
+KUBECTL_PROG = "kubectl tessera"  # kubectl runs the kubectl-tessera executable on PATH for `kubectl tessera`
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    """The ``tessera`` command line; ``prog`` is the name usage lines show (``kubectl tessera`` as a plugin)."""
     parser = argparse.ArgumentParser(
-        prog="tessera",
+        prog=prog,
         description="Tessera: share NVIDIA GPUs in Kubernetes (whole, MIG, MPS shares, time-sliced).",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -156,12 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     """Entry point of ``tessera``."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in DELEGATED:
         return DELEGATED[argv[0]](argv[1:])
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
     try:
         return args.func(args)
     except ConfigError as exc:
@@ -177,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def kubectl_plugin_main() -> int:
     """Entry point of ``kubectl-tessera`` (kubectl runs it as ``kubectl tessera ...``)."""
-    return main(sys.argv[1:])
+    return main(sys.argv[1:], prog=KUBECTL_PROG)
 
 
 if __name__ == "__main__":

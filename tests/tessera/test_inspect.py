@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -30,8 +29,8 @@ from tessera import (
 )
 from tessera.assignment import Assignment, ResourceAssignment
 from tessera_cli.demo_pods import GPU_COMMAND, GPU_REQUESTS, pod
+from kubectl_plugin import VENV_BIN, kubectl_or_skip, plugin_env
 
-VENV_BIN = Path(sys.executable).parent
 TESSERA = [str(VENV_BIN / "tessera")] if (VENV_BIN / "tessera").exists() else [sys.executable, "-m", "tessera_cli.main"]
 XID_NODE, XID_GPU = "a100-whole", 7
 WAITING_POD = "between-assignment-and-binding"
@@ -284,18 +283,17 @@ def test_node_filter_and_clear_errors(cluster, tmp_path):
     assert nothing.returncode == 1 and "no kubeconfig" in nothing.stderr and nothing.stderr.count("\n") == 1
 
 
-def test_kubectl_tessera_inspect(cluster):
-    if not shutil.which("kubectl"):
-        pytest.skip("kubectl is not on PATH: the kubectl plugin path cannot be tested here")
-    if not (VENV_BIN / "kubectl-tessera").exists():
-        pytest.skip(f"kubectl-tessera is not installed in {VENV_BIN} (pip install -e . installs it)")
-    env = _env(PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}", KUBECONFIG=str(cluster[0].kubeconfig))
-    listed = subprocess.run(["kubectl", "plugin", "list"], capture_output=True, text=True, env=env, timeout=30)
-    assert "kubectl-tessera" in listed.stdout
-    result = subprocess.run(["kubectl", "tessera", "inspect", "-o", "json", "--node", "a100-mps"],
-                            capture_output=True, text=True, env=env, timeout=60)
-    assert result.returncode == 0, result.stderr
-    doc = json.loads(result.stdout)
+def test_kubectl_tessera_inspect_prints_what_tessera_inspect_prints(cluster):
+    """The real kubectl runs the installed kubectl-tessera for ``kubectl tessera inspect``, with the
+    kubeconfig it was given through KUBECONFIG; the tables and the JSON are those of ``tessera inspect``."""
+    env = plugin_env(_env(KUBECONFIG=str(cluster[0].kubeconfig)))
+    kubectl = kubectl_or_skip()
+    for args in ((*SHAPES,), ("-o", "json", "--node", "a100-mps")):
+        through_kubectl = subprocess.run([kubectl, "tessera", "inspect", *args], capture_output=True, text=True,
+                                         env=env, timeout=60)
+        assert through_kubectl.returncode == 0, through_kubectl.stderr
+        assert through_kubectl.stdout == inspect(cluster[0], *args).stdout
+    doc = json.loads(through_kubectl.stdout)
     assert doc["server"] == cluster[0].url
     held = {h["pod"] for g in doc["nodes"][0]["gpus"] for h in g["holders"]}
     assert held == {"mps-50-8", "mps-30-20", "mps-25-auto", "mps-200", WAITING_POD}
