@@ -7,6 +7,7 @@ Plain frozen dataclasses, filled by :mod:`tessera_cli.inspect` and drawn by :mod
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 STATE_ALLOCATED = "allocated"   # the device plugin recorded it (tessera.io/allocated): the kubelet gave it
@@ -25,6 +26,9 @@ class Holder:
     Through DRA (``via`` "dra") a holder is one allocation result of a ResourceClaim: ``claim`` and
     ``request`` name it, ``pods`` are the pods it is reserved for (``pod`` the first, "" when none yet),
     ``container`` is "", and an MPS share's ``core_pct``/``memory_gib`` are its consumed capacity.
+
+    ``phase`` is the pod's ``status.phase`` (of each pod a claim is reserved for, joined by commas;
+    "absent" for a pod the API server no longer has).
     """
 
     namespace: str
@@ -42,6 +46,7 @@ class Holder:
     request: str = ""
     pods: tuple[str, ...] = ()
     share_id: str = ""
+    phase: str = ""
 
     @property
     def pod_key(self) -> str:
@@ -87,6 +92,33 @@ class GpuView:
     via: str = VIA_PLUGIN       # VIA_PLUGIN or VIA_DRA
     device: str = ""            # DRA: the ResourceSlice's device name (gpu-<index>)
 
+    @property
+    def allocated_cores(self) -> float:
+        """Cores held, in the extender's unit (100 per GPU): capacity minus what is free."""
+        return round(100 - self.free.cores, 2)
+
+    @property
+    def allocated_gib(self) -> float:
+        """GiB of the card held by its holders (a time-slice replica holds none of its own)."""
+        return min(sum(h.memory_gib or 0 for h in self.holders), self.memory_gib)
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """Allocated of total, as gpushare's ``kubectl inspect gpushare`` sums it per node and for the cluster:
+    GPU cores (100 per GPU) and GPU memory (GiB)."""
+
+    cores: float
+    cores_total: float
+    memory_gib: float
+    memory_gib_total: float
+
+    @classmethod
+    def of(cls, gpus: Sequence[GpuView]) -> Allocation:
+        """What ``gpus`` hold of what they have."""
+        return cls(round(sum(g.allocated_cores for g in gpus), 2), 100.0 * len(gpus),
+                   round(sum(g.allocated_gib for g in gpus), 2), float(sum(g.memory_gib for g in gpus)))
+
 
 @dataclass(frozen=True)
 class NodeView:
@@ -99,6 +131,16 @@ class NodeView:
     notes: tuple[str, ...] = ()
     fragmentation_cores: float | None = None   # None: the node is outside the capacity model
     idle_cores: float = 0.0                    # free cores of schedulable mps and exclusive GPUs
+    addresses: dict[str, str] = field(default_factory=dict)  # status.addresses: type -> the first of that type
+
+    @property
+    def address(self) -> str:
+        """Where the node is reached: its InternalIP (as gpushare shows it), else its first address, else ''."""
+        return self.addresses.get("InternalIP") or next(iter(self.addresses.values()), "")
+
+    @property
+    def allocation(self) -> Allocation:
+        return Allocation.of(self.gpus)
 
     @property
     def pods(self) -> list[str]:
@@ -134,7 +176,13 @@ class ClusterView:
         doc = _plain(asdict(self))
         for node_doc, node in zip(doc["nodes"], self.nodes):
             node_doc["pods"] = node.pods
+            node_doc["allocation"] = asdict(node.allocation)
+        doc["allocation"] = asdict(self.allocation)
         return doc
+
+    @property
+    def allocation(self) -> Allocation:
+        return Allocation.of([g for n in self.nodes for g in n.gpus])
 
 
 def _plain(value):

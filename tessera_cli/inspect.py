@@ -293,13 +293,35 @@ def _node_view(node: dict, pods: list[tuple[dict, Assignment | None, str]], mode
 
 # -- the cluster --------------------------------------------------------------------------------------
 
+def _addresses(node: dict) -> dict[str, str]:
+    """The node's ``status.addresses`` as type -> address (the first of each type)."""
+    found: dict[str, str] = {}
+    for a in (node.get("status") or {}).get("addresses") or []:
+        if a.get("type") and a.get("address"):
+            found.setdefault(a["type"], a["address"])
+    return found
+
+
+def _with_phases(view: NodeView, phases: dict[str, str]) -> NodeView:
+    """The node's view with each holder's pod phase."""
+    def phase(h: Holder) -> str:
+        return ",".join(dict.fromkeys(phases.get(k, "absent") for k in h.pod_keys))
+
+    gpus = tuple(dataclasses.replace(g, holders=tuple(dataclasses.replace(h, phase=phase(h)) for h in g.holders))
+                 for g in view.gpus)
+    return dataclasses.replace(view, gpus=gpus)
+
+
 def gather(core: kubernetes.client.CoreV1Api, node: str | None = None, shapes: Sequence[str] = ()) -> ClusterView:
     """Read every node (or the one named) and the pods holding GPU shares; raises InspectError when the
     API server cannot be read or the node does not exist, ShapeError for a bad ``shapes`` entry."""
     nodes = _list(core, "nodes")
     slices, claims, dra_problem = _list_dra(core)
     dra: DraGpus = dra_gpus(slices, claims)
-    pods = [p for p in _list(core, "pods") if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
+    every_pod = _list(core, "pods")
+    phases = {f"{(p.get('metadata') or {}).get('namespace', 'default')}/{(p.get('metadata') or {}).get('name', '')}":
+              (p.get("status") or {}).get("phase") or "" for p in every_pod}
+    pods = [p for p in every_pod if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
     by_node: dict[str, list[tuple[dict, Assignment | None, str]]] = {}
     holding = []
     notes: dict[str, list[str]] = {}
@@ -327,7 +349,8 @@ def gather(core: kubernetes.client.CoreV1Api, node: str | None = None, shapes: S
         view = _node_view(n, by_node.get(name, []), model)
         if notes.get(name):
             view = dataclasses.replace(view, notes=view.notes + tuple(notes[name]))
-        views.append(_with_dra(view, dra.by_node.get(name, []), dra.notes.get(name, [])))
+        view = _with_dra(view, dra.by_node.get(name, []), dra.notes.get(name, []))
+        views.append(dataclasses.replace(_with_phases(view, phases), addresses=_addresses(n)))
     dra_notes = [text for where, texts in dra.notes.items() if where not in names for text in texts]
     dra_notes += [f"{len(gpus)} DRA GPU(s) published for node {where!r}, which the cluster does not have"
                   for where, gpus in dra.by_node.items() if where not in names]

@@ -10,12 +10,13 @@ import argparse
 import json
 import sys
 
-from tessera_cli.clusterview import STATE_ASSIGNED, VIA_DRA, ClusterView, GpuView, Holder, NodeView
+from tessera_cli.clusterview import STATE_ASSIGNED, VIA_DRA, Allocation, ClusterView, GpuView, Holder, NodeView
 from tessera.table import render_table
 
 JSON_VERSION = 1
-NODE_HEADERS = ("NODE", "MODE", "GPUS OK", "MODEL", "PODS", "FREE CORES", "FRAGMENTATION", "NOTE")
-GPU_HEADERS = ("NODE", "GPU", "VIA", "MODE", "HEALTH", "HELD BY", "CORE", "GiB", "SHARE", "FREE")
+NODE_HEADERS = ("NODE", "ADDRESS", "MODE", "GPUS OK", "MODEL", "PODS", "CORES ALLOCATED/TOTAL",
+                "GiB ALLOCATED/TOTAL", "FREE CORES", "FRAGMENTATION", "NOTE")
+GPU_HEADERS = ("NODE", "GPU", "VIA", "MODE", "HEALTH", "HELD BY", "PHASE", "CORE", "GiB", "SHARE", "FREE")
 VIA_TEXT = {VIA_DRA: "dra"}   # else "plugin"
 DRA_NOTES_SHOWN = 10
 
@@ -42,6 +43,18 @@ def _health_text(gpu: GpuView) -> str:
     if not gpu.healthy:
         return f"UNHEALTHY: {gpu.reason}"
     return f"closed: {gpu.reason}" if gpu.reason else "ok"
+
+
+def _of_total(held: float, total: float) -> str:
+    """``held/total (percent)``, as gpushare prints allocated of total."""
+    percent = f" ({100 * held / total:.0f}%)" if total else ""
+    return f"{held:g}/{total:g}{percent}"
+
+
+def allocation_line(allocation: Allocation) -> str:
+    """The cluster's allocated of total in one line (gpushare's "Allocated/Total GPU Memory In Cluster")."""
+    return (f"Allocated/total in the cluster: {_of_total(allocation.cores, allocation.cores_total)} GPU cores "
+            f"(100 per GPU), {_of_total(allocation.memory_gib, allocation.memory_gib_total)} GiB of GPU memory")
 
 
 def _share_text(h: Holder) -> str:
@@ -73,7 +86,7 @@ def _gpu_rows(node: NodeView) -> list[list[object]]:
             lead = head if i == 0 else ["", "", "", "", ""]
             free = _free_text(g) if i == 0 else ""
             if h is None:
-                rows.append(lead + ["-", "", "", "", free])
+                rows.append(lead + ["-", "", "", "", "", free])
                 continue
             if h.via == VIA_DRA:
                 who = ", ".join(h.pod_keys) or "-"
@@ -81,20 +94,24 @@ def _gpu_rows(node: NodeView) -> list[list[object]]:
                 who = h.pod_key if h.container == "main" else f"{h.pod_key} ({h.container})"
             core = "" if h.core_pct is None else f"{h.core_pct}%"
             gib = "" if h.memory_gib is None else h.memory_gib
-            rows.append(lead + [who, core, gib, _share_text(h), free])
+            rows.append(lead + [who, h.phase or "-", core, gib, _share_text(h), free])
     return rows
 
 
 def _node_row(node: NodeView) -> list[object]:
+    address = node.address or "-"
     if node.problem and not node.gpus:
-        return [node.name, "", "", "", "", "", "", node.problem]
+        return [node.name, address, "", "", "", "", "", "", "", "", node.problem]
     modes = ",".join(dict.fromkeys(g.mode for g in node.gpus)) or "-"
     models = ",".join(dict.fromkeys(g.model for g in node.gpus))
     healthy = sum(1 for g in node.gpus if g.healthy)
     free = round(sum(g.free.cores for g in node.gpus if g.schedulable), 2)
     frag = "" if node.fragmentation_cores is None else f"{node.fragmentation_cores:g} of {node.idle_cores:g}"
     note = "; ".join(((node.problem,) if node.problem else ()) + node.notes)
-    return [node.name, modes, f"{healthy}/{len(node.gpus)}", models, len(node.pods), f"{free:g}", frag, note[:200]]
+    held = node.allocation
+    return [node.name, address, modes, f"{healthy}/{len(node.gpus)}", models, len(node.pods),
+            _of_total(held.cores, held.cores_total), _of_total(held.memory_gib, held.memory_gib_total),
+            f"{free:g}", frag, note[:200]]
 
 
 def _dra_lines(view: ClusterView) -> list[str]:
@@ -123,6 +140,7 @@ def render_text(view: ClusterView) -> str:
     lines = [
         f"Cluster {view.server}: {len(view.nodes)} node(s), {len(gpus)} GPU(s) "
         f"({sum(1 for g in gpus if g.healthy)} healthy), {len(pods)} pod(s) holding GPU shares",
+        allocation_line(view.allocation),
         f"Free on schedulable GPUs (cores, 100 per GPU): {free}",
         f"Fragmentation: {view.fragmentation_cores:g} of {idle:g} idle cores (device-plugin MPS and whole GPUs) "
         "no typical pod could use",

@@ -297,3 +297,58 @@ def test_kubectl_tessera_inspect_prints_what_tessera_inspect_prints(cluster):
     assert doc["server"] == cluster[0].url
     held = {h["pod"] for g in doc["nodes"][0]["gpus"] for h in g["holders"]}
     assert held == {"mps-50-8", "mps-30-20", "mps-25-auto", "mps-200", WAITING_POD}
+
+
+def _pod_phases(core) -> dict[str, str]:
+    return {f"{p.metadata.namespace}/{p.metadata.name}": p.status.phase or ""
+            for p in core.list_pod_for_all_namespaces().items}
+
+
+def test_each_holder_shows_its_pods_phase(cluster, view):
+    _, core, _ = cluster
+    phases = _pod_phases(core)
+    held = [h for g in gpus_of(view).values() for h in g["holders"]]
+    assert held and all(h["phase"] == phases[f"{h['namespace']}/{h['pod']}"] for h in held)
+    assert {h["phase"] for h in held if h["pod"] != WAITING_POD} == {"Running"}
+    assert [h["phase"] for h in held if h["pod"] == WAITING_POD] == ["Pending"]  # assigned, never bound
+    words = [line.split() for line in inspect(cluster[0]).stdout.splitlines()]
+    phase_shown = {w[w.index(key) + 1] for key in (f"default/{WAITING_POD}",) for w in words if key in w}
+    assert phase_shown == {"Pending"}  # PHASE is the column after HELD BY
+    assert {w[w.index(key) + 1] for key in ("default/mps-30-20",) for w in words if key in w} == {"Running"}
+
+
+def test_nodes_show_their_address_and_allocated_of_total_as_gpushare_does(cluster, view):
+    """Per node its InternalIP and allocated/total GPU cores and GiB; for the cluster the sums, in one line."""
+    cluster, core, _ = cluster
+    core.patch_node_status("no-plugin", {"status": {"addresses": [
+        {"type": "Hostname", "address": "no-plugin"}, {"type": "InternalIP", "address": "10.1.2.3"}]}})
+    for node in json.loads(inspect(cluster, "-o", "json").stdout)["nodes"]:
+        status = core.read_node(node["name"]).status
+        listed = (status and status.addresses) or []
+        assert node["addresses"] == {a.type: a.address for a in reversed(listed)}, node["name"]
+    for node in (n for n in view["nodes"] if n["gpus"]):
+        gpus, held = node["gpus"], node["allocation"]
+        assert held["cores_total"] == 100 * len(gpus)
+        assert held["cores"] == pytest.approx(sum(100 - g["free"]["cores"] for g in gpus))
+        assert held["memory_gib_total"] == sum(g["memory_gib"] for g in gpus)
+        assert held["memory_gib"] == sum(h["memory_gib"] or 0 for g in gpus for h in g["holders"])
+    nodes = {n["name"]: n for n in view["nodes"]}
+    mps = [h for g in nodes["a100-mps"]["gpus"] for h in g["holders"]]
+    assert nodes["a100-mps"]["allocation"]["cores"] == sum(h["core_pct"] for h in mps)  # every MPS share by hand
+    whole = nodes["a100-whole"]
+    assert whole["allocation"]["cores"] == 100 * sum(1 for g in whole["gpus"] if g["holders"])
+    assert view["allocation"] == {k: pytest.approx(sum(n["allocation"][k] for n in nodes.values() if n["gpus"]))
+                                  for k in ("cores", "cores_total", "memory_gib", "memory_gib_total")}
+
+    out = inspect(cluster).stdout
+    Path(os.environ.get("TESSERA_INSPECT_DUMP", os.devnull)).write_text(out)
+    assert "ADDRESS" in out and "CORES ALLOCATED/TOTAL" in out and "GiB ALLOCATED/TOTAL" in out
+    cores, total = view["allocation"]["cores"], view["allocation"]["cores_total"]
+    assert f"Allocated/total in the cluster: {cores:g}/{total:g} ({100 * cores / total:.0f}%) GPU cores" in out
+    lines: dict[str, list[str]] = {}
+    for line in out.splitlines():  # a node's first line is its row of the node table
+        if line.split():
+            lines.setdefault(line.split()[0], line.split())
+    assert lines["no-plugin"][1] == "10.1.2.3" and lines["a100-mps"][1] == "127.0.0.1"
+    mps_held = nodes["a100-mps"]["allocation"]
+    assert f"{mps_held['cores']:g}/{mps_held['cores_total']:g}" in lines["a100-mps"]

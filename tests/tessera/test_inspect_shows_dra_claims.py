@@ -120,7 +120,7 @@ MALFORMED = [None, "claim", 7, [], {}, {"status": []}, {"status": {"allocation":
 def test_malformed_claims_are_shown_as_far_as_they_can_be():
     found = dra_gpus([_slice()], MALFORMED)
     rows = _gpu_rows(NodeView(NODE, tuple(found.by_node[NODE])))
-    assert len(rows) == 2 and "claim (unnamed)" in rows[0][8] and "not reserved for a pod" in rows[0][8]
+    assert len(rows) == 2 and "claim (unnamed)" in rows[0][9] and "not reserved for a pod" in rows[0][9]
     long_name = found.by_node[NODE][1].holders[0]
     assert len(long_name.claim) < 200 and len(long_name.pods[0]) < 200 and long_name.core_pct == 5
     assert any("no usable consumedCapacity" in n for n in found.notes[NODE])
