@@ -38,6 +38,9 @@ if TYPE_CHECKING:
     from simcluster.cluster import ClusterDescription
 
 DEFAULT_PNG = "tessera-demo-occupancy.png"
+# Columns of free text: wrapped at spaces beyond these widths, so a table stays readable in a terminal.
+WRAPPED_COLUMNS = {"ALLOCATABLE (Tessera resources)": 60, "WHAT HAPPENED": 60, "WHAT IT SHOWS": 70, "AFTER": 50,
+                   "REFUSED AT CREATION (what kubectl apply shows)": 80, "DETAIL": 70}
 RULES = Path(__file__).resolve().parents[1] / "deploy" / "alerts" / "tessera-rules.yaml"
 
 
@@ -168,7 +171,7 @@ def _print_report(cluster, core, gpus, pods: list[DemoPod], exporters, prom, fau
                   occupancy) -> None:
     def table(headers: list[str], rows: list[list[object]], title: str) -> None:
         print()
-        print(render_table(headers, rows, title=title))
+        print(render_table(headers, rows, title=title, max_widths=WRAPPED_COLUMNS))
 
     table(["NODE", "MODE", "GPUS", "STATUS", "ALLOCATABLE (Tessera resources)"], report.node_rows(cluster, core),
           "Nodes (from the API server)")
@@ -180,7 +183,7 @@ def _print_report(cluster, core, gpus, pods: list[DemoPod], exporters, prom, fau
     refused = [p for p in pods if p.refusal]
     if refused:
         table(["POD", "REFUSED AT CREATION (what kubectl apply shows)"],
-              [[p.body["metadata"]["name"], p.refusal[:150]] for p in refused], "Refused by the admission webhook")
+              [[p.body["metadata"]["name"], p.refusal] for p in refused], "Refused by the admission webhook")
     print()
     print("Per-GPU occupancy before the fault (tessera inspect):")
     print(render_inspect(occupancy_before))

@@ -220,5 +220,5 @@ def _num(value: float | None) -> str:
 
 def fault_rows(report: FaultReport) -> list[list[object]]:
     """The table rows: part, what, before, after, seconds after the Xid."""
-    return [[r.part, r.what, r.before, r.after[:110], "not seen" if r.seconds is None else f"{r.seconds:.2f}"]
+    return [[r.part, r.what, r.before, r.after, "not seen" if r.seconds is None else f"{r.seconds:.2f}"]
             for r in report.reactions]

@@ -8,7 +8,9 @@ import urllib.request
 from tessera import ANNOTATION_ALLOCATED
 from tessera.allocated import decode_allocated
 from tessera_cli.demo_pods import DEMO_NAMESPACE
+from tessera.table import shorten
 
+UUID_SHOWN = 12  # characters of a GPU UUID the pods table shows ("GPU-" and 8 hex digits), then '…'
 HTTP_HANG_GUARD_S = 60.0  # one scrape; on a busy machine a daemon can take seconds to answer
 
 
@@ -53,12 +55,12 @@ def pod_rows(core) -> list[list[object]]:
         statuses = pod.status.container_statuses or []
         ready = f"{sum(1 for c in statuses if c.ready)}/{len(pod.spec.containers)}"
         rows.append([pod.metadata.name, asks, pod.spec.node_name, pod.status.phase, ready,
-                     _grant_summary((pod.metadata.annotations or {}).get(ANNOTATION_ALLOCATED)), what[:160]])
+                     _grant_summary((pod.metadata.annotations or {}).get(ANNOTATION_ALLOCATED)), what])
     return rows
 
 
 def _grant_summary(allocated: str | None) -> str:
-    """``GPU-3d1c.. core 50% 8GiB`` from the plugin's ``tessera.io/allocated`` record."""
+    """``GPU-3d1c5a0e… core 50% 8 GiB`` from the plugin's ``tessera.io/allocated`` record."""
     if not allocated:
         return ""
     parts = []
@@ -71,7 +73,7 @@ def _grant_summary(allocated: str | None) -> str:
                 extra.append(f"core {grant.core}%")
             if grant.mem_gib is not None:
                 extra.append(f"{grant.mem_gib} GiB")
-        parts.append(" ".join([",".join(g[:12] for g in gpus)] + extra))
+        parts.append(" ".join([",".join(shorten(g, UUID_SHOWN + 1) for g in gpus)] + extra))
     return "; ".join(parts)
 
 

@@ -111,7 +111,7 @@ def _node_row(node: NodeView) -> list[object]:
     held = node.allocation
     return [node.name, address, modes, f"{healthy}/{len(node.gpus)}", models, len(node.pods),
             _of_total(held.cores, held.cores_total), _of_total(held.memory_gib, held.memory_gib_total),
-            f"{free:g}", frag, note[:200]]
+            f"{free:g}", frag, note]
 
 
 def _dra_lines(view: ClusterView) -> list[str]:
@@ -147,7 +147,7 @@ def render_text(view: ClusterView) -> str:
         f"  shapes {view.shape_source}: {shapes}",
         *_dra_lines(view),
         "",
-        render_table(NODE_HEADERS, [_node_row(n) for n in view.nodes], title="Nodes"),
+        render_table(NODE_HEADERS, [_node_row(n) for n in view.nodes], title="Nodes", max_widths={"NOTE": 60}),
     ]
     rows = [row for n in view.nodes for row in _gpu_rows(n)]
     if rows:

@@ -32,7 +32,8 @@ def _table(out: str, title: str) -> list[str]:
 def _stable(out: str) -> list[str]:
     """What must be the same run after run: pod placements and the fault's reactions, without timings,
     ports and the Prometheus port."""
-    pods = [" ".join(r.split()[:4]) for r in _table(out, "Pods (")]
+    # A row's own line (a long cell continues on lines that start blank: a hook's message names a temp dir).
+    pods = [" ".join(r.split()[:4]) for r in _table(out, "Pods (") if not r[0].isspace()]
     fault = [" ".join(re.sub(r"\s+([0-9]+\.[0-9]+|not seen)\s*$", "", r).split()) for r in _table(out, "Fault: ")]
     assert fault and not any(r.endswith("not seen") for r in _table(out, "Fault: "))
     return pods + fault
