@@ -157,11 +157,11 @@ def test_randomly_broken_slices_and_claims_never_raise():
 
 # -- through gather, with the API server's answers faked ------------------------------------------------
 
-def _core(nodes: list[dict]):
+def _core(nodes: list[dict], pods: list[dict] = ()):
     def listed(items):
-        return lambda **_: SimpleNamespace(data=json.dumps({"items": items}).encode())
+        return lambda **_: SimpleNamespace(data=json.dumps({"items": list(items)}).encode())
 
-    return SimpleNamespace(list_node=listed(nodes), list_pod_for_all_namespaces=listed([]),
+    return SimpleNamespace(list_node=listed(nodes), list_pod_for_all_namespaces=listed(pods),
                            api_client=SimpleNamespace(configuration=SimpleNamespace(host="https://fake:6443")))
 
 
@@ -265,3 +265,15 @@ def test_a_time_sliced_gpu_shows_its_replicas_not_an_exclusive_device_held_thric
     assert found.notes == {} and (gpu.mode, gpu.memory_gib) == ("timeslice", 80)
     assert (gpu.free.replicas, gpu.free.replicas_total) == (1, 4) and len(gpu.holders) == 3
     assert {h.kind for h in gpu.holders} == {"timeslice"}
+
+
+def test_each_claim_holder_shows_the_phase_of_the_pods_it_is_reserved_for(monkeypatch):
+    _objects(monkeypatch, {"resourceslices": [_slice()], "resourceclaims": CLAIMS})
+    pods = [{"metadata": {"namespace": "team", "name": name}, "status": {"phase": phase}}
+            for name, phase in (("trainer", "Running"), ("infer-a", "Pending"), ("infer-b", "Running"))]
+    view = gather(_core([{"metadata": {"name": NODE}}], pods))
+    phases = {h.claim: h.phase for g in view.nodes[0].gpus for h in g.holders}
+    # infer-c is reserved in share-b but the API server no longer has it.
+    assert phases == {"whole": "Running", "share-a": "Pending", "share-b": "Running,absent"}
+    rows = {r[5]: r[6] for r in _gpu_rows(view.nodes[0])}
+    assert rows["team/infer-b, team/infer-c"] == "Running,absent"
