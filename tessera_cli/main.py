@@ -109,8 +109,10 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     insp = sub.add_parser("inspect", help="show per node and GPU: mode, health, who holds which share, what is free, "
                                           "fragmentation (also: kubectl tessera inspect)",
                           description="Read the cluster's nodes and pods through a kubeconfig and show, per node "
-                                      "and GPU, the mode, health with its reason, who holds which share (pod, "
-                                      "core %, GiB), the free capacity, and the fragmentation the extender measures.")
+                                      "and GPU, the mode, health with its reason, who holds which share (pod, its "
+                                      "phase, core %, GiB), the free capacity, and the fragmentation the extender "
+                                      "measures; per node its address and allocated/total GPU cores and GiB, and "
+                                      "the same for the cluster.")
     insp.add_argument("--kubeconfig", default=None, metavar="FILE",
                       help="default: $KUBECONFIG, then ~/.kube/config, then the in-cluster service account")
     insp.add_argument("--context", default=None, help="kubeconfig context (default: the current one)")
