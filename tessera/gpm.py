@@ -28,7 +28,8 @@ log = get_logger("nvml")
 
 _ABSENT = (pynvml.NVMLError_NotSupported, pynvml.NVMLError_FunctionNotFound)
 _METRICS = (pynvml.NVML_GPM_METRIC_GRAPHICS_UTIL, pynvml.NVML_GPM_METRIC_SM_UTIL,
-            pynvml.NVML_GPM_METRIC_SM_OCCUPANCY, pynvml.NVML_GPM_METRIC_DRAM_BW_UTIL)
+            pynvml.NVML_GPM_METRIC_SM_OCCUPANCY, pynvml.NVML_GPM_METRIC_DRAM_BW_UTIL,
+            pynvml.NVML_GPM_METRIC_ANY_TENSOR_UTIL)
 
 ProcessUtil = dict[int, tuple[int, int]]  # pid -> (smUtil %, memUtil %)
 

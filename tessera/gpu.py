@@ -137,6 +137,23 @@ class GpmReading:
     sm_util_pct: float | None = None  # share of SMs that were busy
     sm_occupancy_pct: float | None = None  # resident warps against the theoretical maximum
     dram_bw_util_pct: float | None = None  # DRAM bandwidth used against the maximum
+    tensor_util_pct: float | None = None  # time any tensor-core pipe was active
+
+
+@dataclass(frozen=True)
+class DeviceCounters:
+    """The rest of dcgm-exporter's default counters, as NVML gives them (None: the card does not report it)."""
+
+    memory_clock_mhz: int | None = None
+    memory_temperature_c: int | None = None  # HBM cards only
+    energy_mj: int | None = None  # since the driver loaded, in millijoules
+    pcie_replays: int | None = None
+    encoder_util_pct: int | None = None
+    decoder_util_pct: int | None = None
+    memory_reserved_mib: int | None = None  # held by the driver and firmware (nvmlMemory_v2_t.reserved)
+    nvlink_kib: int | None = None  # NVLink data sent and received over all links since the driver loaded, KiB
+    pcie_tx_bytes_per_s: int | None = None
+    pcie_rx_bytes_per_s: int | None = None
 
 
 @dataclass(frozen=True)
@@ -167,6 +184,7 @@ class GpuSample:
     repair: MemoryRepair | None = None
     mig: tuple[MigUsage, ...] = ()
     gpm: GpmReading | None = None  # None before the second read, and on GPUs without GPM (before Hopper)
+    counters: DeviceCounters | None = None
     error: str | None = None
 
     @property

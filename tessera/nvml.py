@@ -3,7 +3,8 @@ production module that calls pynvml.
 
 Reads each GPU's inventory (:meth:`Nvml.read_gpus`, with NVLink and PCIe wiring from
 :mod:`tessera.topology`), samples what it is doing
-(:meth:`Nvml.sample_gpus`, with GPM figures and per-process utilization from :mod:`tessera.gpm`) and waits for driver events (:meth:`Nvml.events`). A GPU that fails
+(:meth:`Nvml.sample_gpus`, with GPM figures and per-process utilization from :mod:`tessera.gpm`, dcgm-exporter's other default counters from
+:mod:`tessera.devicecounters`) and waits for driver events (:meth:`Nvml.events`). A GPU that fails
 is reported with the reason and never stops the others from being read. With
 ``TESSERA_FAKE_NVML=<node description>`` set, :meth:`Nvml.open` first puts the fake NVML in
 place, so every daemon runs on a simulated node unchanged.
@@ -24,6 +25,7 @@ import pynvml
 from pynvml import NVMLError
 
 from tessera import migcaps
+from tessera.devicecounters import read_counters
 from tessera.gpm import ActivitySampler, ProcessUtil
 from tessera.gpu import (
     EccCounts, GpuEvent, GpuInfo, GpuProcess, GpuSample, MemoryRepair, MigInstance, MigUsage, NvmlUnavailable,
@@ -279,7 +281,7 @@ class Nvml(MigAdmin):
             power_w=power / 1000.0 if power is not None else None,
             sm_clock_mhz=_optional(pynvml.nvmlDeviceGetClockInfo, handle, pynvml.NVML_CLOCK_SM),
             ecc=self._ecc(handle), repair=self._repair(handle), mig=tuple(mig),
-            gpm=self._activity.gpm(handle, uuid, uuid),
+            gpm=self._activity.gpm(handle, uuid, uuid), counters=read_counters(handle),
         )
 
     @staticmethod

@@ -36,6 +36,7 @@ def _metric_values(a: Activity) -> dict[int, float]:
         pynvml.NVML_GPM_METRIC_SM_UTIL: float(a.gpu),
         pynvml.NVML_GPM_METRIC_SM_OCCUPANCY: float(a.gpu if a.sm_occupancy is None else a.sm_occupancy),
         pynvml.NVML_GPM_METRIC_DRAM_BW_UTIL: float(a.mem),
+        pynvml.NVML_GPM_METRIC_ANY_TENSOR_UTIL: a.gpu * 0.6,  # the fake's stand-in: most busy time is matmuls
     }
 
 

@@ -51,6 +51,9 @@ class GpuModel:
     mig_profiles: tuple[MigProfile, ...] = ()
     mig_compute_slices: int = 0  # 7 on A100/H100, 4 on A30
     mig_memory_slices: int = 0  # placement slots: 8 on A100/H100, 4 on A30
+    memory_clock_mhz: int = 0  # nvmlDeviceGetClockInfo(NVML_CLOCK_MEM), as nvidia-smi -q shows it
+    hbm: bool = True  # HBM reports its own temperature (NVML_FI_DEV_MEMORY_TEMP); GDDR does not
+    reserved_mib: int = 0  # nvmlMemory_v2_t.reserved: what the driver and firmware keep
 
     @property
     def mig_capable(self) -> bool:
@@ -97,6 +100,7 @@ _MODELS = (
         "A100-SXM4-40GB", "NVIDIA A100-SXM4-40GB", 40960, 108, 6912, (8, 0), 0x20B010DE,
         nvlinks=12, nvswitch=True, power_limit_w=400, idle_power_w=55,
         max_sm_clock_mhz=1410, idle_sm_clock_mhz=210, row_remapping=True,
+        memory_clock_mhz=1215, reserved_mib=262,
         mig_profiles=_ampere_hopper_profiles(
             40, {"1g": 4864, "2g": 9856, "4g": 19968, "7g": 40192}, _A100_SMS),
         mig_compute_slices=7, mig_memory_slices=8,
@@ -105,6 +109,7 @@ _MODELS = (
         "A100-SXM4-80GB", "NVIDIA A100-SXM4-80GB", 81920, 108, 6912, (8, 0), 0x20B210DE,
         nvlinks=12, nvswitch=True, power_limit_w=400, idle_power_w=60,
         max_sm_clock_mhz=1410, idle_sm_clock_mhz=210, row_remapping=True,
+        memory_clock_mhz=1593, reserved_mib=524,
         mig_profiles=_ampere_hopper_profiles(
             80, {"1g": 9728, "2g": 19968, "4g": 40192, "7g": 81152}, _A100_SMS),
         mig_compute_slices=7, mig_memory_slices=8,
@@ -113,6 +118,7 @@ _MODELS = (
         "H100-SXM5-80GB", "NVIDIA H100 80GB HBM3", 81559, 132, 16896, (9, 0), 0x233010DE,
         nvlinks=18, nvswitch=True, power_limit_w=700, idle_power_w=70,
         max_sm_clock_mhz=1980, idle_sm_clock_mhz=345, row_remapping=True,
+        memory_clock_mhz=2619, reserved_mib=579,
         mig_profiles=_ampere_hopper_profiles(
             80, {"1g": 9984, "2g": 20096, "4g": 40448, "7g": 81152},
             {"1g": 16, "1gx2": 26, "2g": 32, "3g": 60, "4g": 64, "7g": 132}),
@@ -122,6 +128,7 @@ _MODELS = (
         "A30", "NVIDIA A30", 24576, 56, 3584, (8, 0), 0x20B710DE,
         nvlinks=0, nvswitch=False, power_limit_w=165, idle_power_w=30,
         max_sm_clock_mhz=1440, idle_sm_clock_mhz=210, row_remapping=True,
+        memory_clock_mhz=1215, reserved_mib=246,
         mig_profiles=(
             MigProfile("1g.6gb", _P1, 14, 1, 4, 5952, 14, 1, (0, 1, 2, 3)),
             MigProfile("1g.6gb+me", _P1_REV1, 21, 1, 1, 5952, 14, 1, (0, 1, 2, 3)),
@@ -135,16 +142,19 @@ _MODELS = (
         "T4", "Tesla T4", 15360, 40, 2560, (7, 5), 0x1EB810DE,
         nvlinks=0, nvswitch=False, power_limit_w=70, idle_power_w=10,
         max_sm_clock_mhz=1590, idle_sm_clock_mhz=300, row_remapping=False,
+        memory_clock_mhz=5000, hbm=False, reserved_mib=246,
     ),
     GpuModel(
         "V100-SXM2-16GB", "Tesla V100-SXM2-16GB", 16160, 80, 5120, (7, 0), 0x1DB110DE,
         nvlinks=6, nvswitch=False, power_limit_w=300, idle_power_w=40,
         max_sm_clock_mhz=1530, idle_sm_clock_mhz=135, row_remapping=False,
+        memory_clock_mhz=877, reserved_mib=0,
     ),
     GpuModel(
         "V100-SXM2-32GB", "Tesla V100-SXM2-32GB", 32510, 80, 5120, (7, 0), 0x1DB510DE,
         nvlinks=6, nvswitch=False, power_limit_w=300, idle_power_w=40,
         max_sm_clock_mhz=1530, idle_sm_clock_mhz=135, row_remapping=False,
+        memory_clock_mhz=877, reserved_mib=0,
     ),
 )
 

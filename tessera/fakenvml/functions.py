@@ -4,8 +4,8 @@ Each method of :class:`FakeFunctions` stands in for the pynvml function of the s
 return the ctypes structs and Python values pynvml returns, raise ``pynvml.NVMLError`` subclasses
 with the real codes (``NVMLError_GpuIsLost``, ``NVMLError_NotSupported``, ...), and behave as the
 real driver does where it matters to Tessera: utilization is not supported on a MIG-enabled GPU,
-GPM answers from Hopper on, Ampere and later remap rows instead of retiring pages, a lost GPU fails
-every call.
+GPM answers from Hopper on, Ampere and later remap rows instead of retiring pages, only HBM
+reports its temperature and only NVLink boards count NVLink traffic, a lost GPU fails every call.
 """
 
 from __future__ import annotations
@@ -14,12 +14,14 @@ from pynvml import NVMLError
 
 from tessera.fakenvml.activity import ActivityFunctions
 from tessera.fakenvml.calls import nvml_error, nvml_call
+from tessera.fakenvml.counters import CounterFunctions
 from tessera.fakenvml.devices import DeviceFunctions
 from tessera.fakenvml.miglifecycle import MigLifecycleFunctions
 from tessera.fakenvml.telemetry import TelemetryFunctions
 
 
-class FakeFunctions(DeviceFunctions, MigLifecycleFunctions, TelemetryFunctions, ActivityFunctions):
+class FakeFunctions(DeviceFunctions, MigLifecycleFunctions, TelemetryFunctions, ActivityFunctions,
+                    CounterFunctions):
     """The fake pynvml functions for one fake node."""
 
     # ---- library and system -------------------------------------------------------------------

@@ -70,6 +70,9 @@ class GpuState:
     remap_pending: bool = False
     mig: list[MigSpec] = field(default_factory=list)  # MIG devices now: GPU instances with their compute instance
     bare_gis: dict[int, PlacedInstance] = field(default_factory=dict)  # GPU instances made without one yet
+    energy_mj: float = 0.0  # since the driver loaded (advanced on each read, at the power drawn meanwhile)
+    nvlink_kib: float = 0.0  # NVLink data moved since the driver loaded
+    counted_at: float | None = None  # time.monotonic() of the last advance
 
     def __post_init__(self) -> None:
         self.mig = list(self.spec.mig)

@@ -6,6 +6,7 @@ import time
 
 import pynvml
 
+from tessera.fakenvml.counters import power_mw
 from tessera.fakenvml.calls import MIB, FakeCalls, nvml_error, process_object, nvml_call
 from tessera.fakenvml.handles import decode_event_set, device_handle, event_set_handle
 from tessera.fakenvml.state import EventSet, GpuState
@@ -53,9 +54,13 @@ class TelemetryFunctions(FakeCalls):
         else:
             m = gpu.mig[mig]
             total, used = m.placed.profile.memory_mib, gpu.used_mib(m.gpu_instance_id)
-        mem = pynvml.c_nvmlMemory_v2_t(version=version) if version else pynvml.c_nvmlMemory_t()
-        mem.total, mem.used, mem.free = total * MIB, used * MIB, (total - used) * MIB
-        return mem
+        if not version:
+            mem = pynvml.c_nvmlMemory_t()
+            mem.total, mem.used, mem.free = total * MIB, used * MIB, (total - used) * MIB
+            return mem
+        reserved = gpu.spec.model.reserved_mib if mig is None else 0  # v2: used leaves the reserved part out
+        return pynvml.c_nvmlMemory_v2_t(version=version, total=total * MIB, reserved=reserved * MIB,
+                                        used=used * MIB, free=(total - used - reserved) * MIB)
 
     @nvml_call
     def nvmlDeviceGetUtilizationRates(self, handle):
@@ -72,9 +77,7 @@ class TelemetryFunctions(FakeCalls):
 
     @nvml_call
     def nvmlDeviceGetPowerUsage(self, handle) -> int:
-        gpu = self._whole(handle)
-        m = gpu.spec.model
-        return 1000 * m.idle_power_w + (900 * (m.power_limit_w - m.idle_power_w) * gpu.gpu_util) // 100
+        return power_mw(self._whole(handle))
 
     @nvml_call
     def nvmlDeviceGetEnforcedPowerLimit(self, handle) -> int:
@@ -85,6 +88,8 @@ class TelemetryFunctions(FakeCalls):
     @nvml_call
     def nvmlDeviceGetClockInfo(self, handle, clock_type: int) -> int:
         gpu = self._whole(handle)
+        if clock_type == pynvml.NVML_CLOCK_MEM:  # memory runs at its rated clock, busy or not
+            return gpu.spec.model.memory_clock_mhz
         if clock_type not in (pynvml.NVML_CLOCK_SM, pynvml.NVML_CLOCK_GRAPHICS):
             raise nvml_error("NOT_SUPPORTED")
         busy = gpu.gpu_util > 0 or bool(gpu.processes)

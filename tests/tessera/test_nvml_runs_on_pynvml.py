@@ -48,7 +48,7 @@ def test_the_fake_only_replaces_functions_pynvml_has():
 
 # The product's packages as pyproject.toml ships them; only these modules and the fake may import pynvml.
 REPO = Path(__file__).resolve().parents[2]
-PYNVML_IMPORTERS = ["tessera/gpm.py", "tessera/nvml.py", "tessera/nvmlmig.py", "tessera/topology.py"]
+PYNVML_IMPORTERS = ["tessera/devicecounters.py", "tessera/gpm.py", "tessera/nvml.py", "tessera/nvmlmig.py", "tessera/topology.py"]
 FAKE = "tessera/fakenvml/"
 
 
