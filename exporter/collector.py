@@ -12,10 +12,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.process_collector import ProcessCollector
 
-from exporter.metrics import CATALOGUE, model_label, spec
+from exporter.metrics import CATALOGUE, is_dcgm, model_label, spec
 from exporter.podresources import ContainerRef
 from exporter.snapshot import GpuReading, Snapshot
-from tessera.gpu import GpmReading
+from exporter.xidtext import xid_message
+from tessera.gpu import DeviceCounters, GpmReading
 
 __all__ = ["SnapshotCollector", "render"]
 
@@ -52,9 +53,25 @@ def _gpm_metrics(out: _Families, labels: dict[str, str], gpm: GpmReading | None)
     if gpm is not None:
         out.add("DCGM_FI_PROF_GR_ENGINE_ACTIVE", labels, _ratio(gpm.graphics_util_pct))
         out.add("DCGM_FI_PROF_SM_OCCUPANCY", labels, _ratio(gpm.sm_occupancy_pct))
+        out.add("DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", labels, _ratio(gpm.tensor_util_pct))
+        out.add("DCGM_FI_PROF_DRAM_ACTIVE", labels, _ratio(gpm.dram_bw_util_pct))
 
 
-def _gpu_metrics(out: _Families, reading: GpuReading, hostname: str, model: str) -> None:
+def _counter_metrics(out: _Families, labels: dict[str, str], c: DeviceCounters | None) -> None:
+    if c is not None:
+        out.add("DCGM_FI_DEV_MEM_CLOCK", labels, c.memory_clock_mhz)
+        out.add("DCGM_FI_DEV_MEMORY_TEMP", labels, c.memory_temperature_c)
+        out.add("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", labels, c.energy_mj)
+        out.add("DCGM_FI_DEV_PCIE_REPLAY_COUNTER", labels, c.pcie_replays)
+        out.add("DCGM_FI_DEV_ENC_UTIL", labels, c.encoder_util_pct)
+        out.add("DCGM_FI_DEV_DEC_UTIL", labels, c.decoder_util_pct)
+        out.add("DCGM_FI_DEV_FB_RESERVED", labels, c.memory_reserved_mib)
+        out.add("DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL", labels, c.nvlink_kib)
+        out.add("DCGM_FI_PROF_PCIE_TX_BYTES", labels, c.pcie_tx_bytes_per_s)
+        out.add("DCGM_FI_PROF_PCIE_RX_BYTES", labels, c.pcie_rx_bytes_per_s)
+
+
+def _gpu_metrics(out: _Families, reading: GpuReading, hostname: str, model: str, driver: str) -> None:
     info, sample = reading.info, reading.sample
     gpu_labels = {"gpu": str(info.index), "UUID": info.uuid, "Hostname": hostname}
     out.add("tessera_gpu_stale", gpu_labels, int(reading.stale))
@@ -73,14 +90,16 @@ def _gpu_metrics(out: _Families, reading: GpuReading, hostname: str, model: str)
         return
     dcgm = {"gpu": str(info.index), "UUID": info.uuid, "pci_bus_id": info.pci_bus_id,
             "device": f"nvidia{info.index}", model: info.name, "Hostname": hostname,
-            **_pod_labels(reading.holders)}
+            "DCGM_FI_DRIVER_VERSION": driver, **_pod_labels(reading.holders)}
     out.add("DCGM_FI_DEV_SM_CLOCK", dcgm, sample.sm_clock_mhz)
     out.add("DCGM_FI_DEV_GPU_TEMP", dcgm, sample.temperature_c)
     out.add("DCGM_FI_DEV_POWER_USAGE", dcgm, sample.power_w)
     out.add("DCGM_FI_DEV_GPU_UTIL", dcgm, sample.gpu_util_pct)
     out.add("DCGM_FI_DEV_MEM_COPY_UTIL", dcgm, sample.memory_util_pct)
-    out.add("DCGM_FI_DEV_XID_ERRORS", dcgm, reading.last_xid)
+    out.add("DCGM_FI_DEV_XID_ERRORS", {**dcgm, "err_code": str(reading.last_xid),
+                                       "err_msg": xid_message(reading.last_xid)}, reading.last_xid)
     _gpm_metrics(out, dcgm, sample.gpm)
+    _counter_metrics(out, dcgm, sample.counters)
     if info.mig_enabled:
         instances = {m.uuid: m for m in info.mig_instances}
         for usage in sample.mig:
@@ -111,12 +130,14 @@ def _gpu_metrics(out: _Families, reading: GpuReading, hostname: str, model: str)
         out.add("DCGM_FI_DEV_ROW_REMAP_FAILURE", dcgm, None if repair.remap_failed is None else int(repair.remap_failed))
 
 
-def collect_snapshot(snapshot: Snapshot, dcgm_compatible_labels: bool = True) -> Iterator[Metric]:
-    """Every metric family of one snapshot, in catalogue order (``modelName`` or ``model_name``)."""
+def collect_snapshot(snapshot: Snapshot, dcgm_compatible_labels: bool = True,
+                     dcgm_series: bool = True) -> Iterator[Metric]:
+    """Every metric family of one snapshot, in catalogue order (``modelName`` or ``model_name``);
+    without ``dcgm_series``, only Tessera's own (dcgm-exporter serves the ``DCGM_*`` ones)."""
     out = _Families()
     host = snapshot.hostname
     for reading in snapshot.gpus:
-        _gpu_metrics(out, reading, host, model_label(dcgm_compatible_labels))
+        _gpu_metrics(out, reading, host, model_label(dcgm_compatible_labels), snapshot.driver_version)
     index_of = {r.info.uuid: str(r.info.index) for r in snapshot.gpus}
     gi_of = {m.uuid: str(m.gpu_instance_id) for r in snapshot.gpus for m in r.info.mig_instances}
     for uuid, used in sorted(snapshot.unattributed.items()):
@@ -148,27 +169,30 @@ def collect_snapshot(snapshot: Snapshot, dcgm_compatible_labels: bool = True) ->
     out.add("tessera_exporter_events", {}, c.events_sent)
     out.add("tessera_exporter_event_errors", {}, c.event_errors)
     for s in CATALOGUE:
-        if s.name in out.metrics:
+        if s.name in out.metrics and (dcgm_series or not is_dcgm(s.name)):
             yield out.metrics[s.name]
 
 
 class SnapshotCollector:
     """A prometheus_client collector over whatever snapshot ``current()`` returns (None: nothing yet)."""
 
-    def __init__(self, current: Callable[[], Snapshot | None], dcgm_compatible_labels: bool = True) -> None:
+    def __init__(self, current: Callable[[], Snapshot | None], dcgm_compatible_labels: bool = True,
+                 dcgm_series: bool = True) -> None:
         self._current = current
         self._dcgm_compatible_labels = dcgm_compatible_labels
+        self._dcgm_series = dcgm_series
 
     def collect(self) -> Iterator[Metric]:
         snapshot = self._current()
         if snapshot is not None:
-            yield from collect_snapshot(snapshot, self._dcgm_compatible_labels)
+            yield from collect_snapshot(snapshot, self._dcgm_compatible_labels, self._dcgm_series)
 
 
-def render(snapshot: Snapshot, with_process: bool = True, dcgm_compatible_labels: bool = True) -> bytes:
+def render(snapshot: Snapshot, with_process: bool = True, dcgm_compatible_labels: bool = True,
+           dcgm_series: bool = True) -> bytes:
     """The text exposition of one snapshot (plus the exporter's own process metrics)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(lambda: snapshot, dcgm_compatible_labels))
+    registry.register(SnapshotCollector(lambda: snapshot, dcgm_compatible_labels, dcgm_series))
     if with_process:
         ProcessCollector(registry=registry)
     return generate_latest(registry)

@@ -29,6 +29,9 @@ def build_parser():
         "tessera-exporter",
         "Tessera exporter: GPU and MIG telemetry under dcgm-exporter's metric names and labels,\n"
         "attributed to pods and containers (also on shared GPUs), plus Tessera's grant and health metrics.\n"
+        "Where NVIDIA's dcgm-exporter already runs on the node (the GPU Operator's default), set\n"
+        "--no-dcgm-series (exporter.dcgm_series: false): Tessera then serves only its tessera_* series,\n"
+        "joinable with dcgm-exporter's on the UUID label, and no DCGM_* series is scraped twice.\n"
         "Set TESSERA_FAKE_NVML=<node description file> to run on a fake GPU node.",
         ExporterConfig,
         epilog="Environment: NODE_NAME (this node's name where --node-name is not given).",
@@ -50,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # noqa: BLE001 - a bad kubeconfig: say so, run without the API
         log.warning("kube_api_unusable", kubeconfig=settings.kubeconfig, error=str(err)[:300])
         api = None
-    page = MetricsPage(max_age_s=3 * settings.interval_s + 10, dcgm_compatible_labels=settings.dcgm_compatible_labels)
+    page = MetricsPage(max_age_s=3 * settings.interval_s + 10, dcgm_compatible_labels=settings.dcgm_compatible_labels,
+                       dcgm_series=settings.dcgm_series)
     try:
         server = MetricsServer(page, settings.listen, ServeLimits.from_config(config.exporter, max_body_bytes=64 * 1024))  # GET only
     except (OSError, ValueError) as err:
@@ -66,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     poller.start()
     host, port = server.address
     log.info("exporter_listening", address=f"{host}:{port}", node=settings.node_name,
-             pod_resources_socket=settings.pod_resources_socket, interval_s=settings.interval_s)
+             pod_resources_socket=settings.pod_resources_socket, interval_s=settings.interval_s,
+             dcgm_series=settings.dcgm_series)
 
     def stop(signum, frame) -> None:
         log.info("exporter_stopping", signal=signum)

@@ -52,6 +52,7 @@ class Poller:
         self._last_xid: dict[str, int] = {}
         self._counts = ExporterCounts()
         self._podresources_failing = False
+        self._driver_version = nvml.driver_version()  # open() read it already; it cannot change while NVML is open
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -126,7 +127,7 @@ class Poller:
         snapshot = Snapshot(
             hostname=self.hostname, collected_at=now, duration_s=time.monotonic() - started,
             gpus=tuple(readings), containers=tuple(usages), unattributed=unattributed, xid_counts=xid_counts,
-            podresources_up=devices is not None, counts=self._counts)
+            podresources_up=devices is not None, counts=self._counts, driver_version=self._driver_version)
         self.snapshot = snapshot
         if self.publish is not None:
             self.publish(snapshot)

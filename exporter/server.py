@@ -25,16 +25,17 @@ log = get_logger("exporter")
 class MetricsPage:
     """The rendered exposition of the last snapshot, and how fresh it is."""
 
-    def __init__(self, max_age_s: float, dcgm_compatible_labels: bool = True) -> None:
+    def __init__(self, max_age_s: float, dcgm_compatible_labels: bool = True, dcgm_series: bool = True) -> None:
         self.max_age_s = max_age_s
         self.dcgm_compatible_labels = dcgm_compatible_labels
+        self.dcgm_series = dcgm_series
         self._lock = threading.Lock()
         self._body = b""
         self._gzipped = b""
         self._published_at = 0.0
 
     def publish(self, snapshot: Snapshot) -> None:
-        body = render(snapshot, dcgm_compatible_labels=self.dcgm_compatible_labels)
+        body = render(snapshot, dcgm_compatible_labels=self.dcgm_compatible_labels, dcgm_series=self.dcgm_series)
         zipped = gzip.compress(body, compresslevel=1)
         with self._lock:
             self._body, self._gzipped, self._published_at = body, zipped, time.monotonic()

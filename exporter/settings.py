@@ -3,7 +3,8 @@
 An empty ``node_name`` means the ``NODE_NAME`` environment variable (what a DaemonSet sets from
 ``spec.nodeName``), else the host name. ``dcgm_compatible_labels`` (default true: keep
 dcgm-exporter's ``modelName`` so its dashboards work; false serves ``model_name``, which promtool's
-lint accepts) is read from the section where the config version has it.
+lint accepts) is read from the section where the config version has it; so is ``dcgm_series``
+(default true; false where dcgm-exporter runs beside Tessera and serves the ``DCGM_*`` series).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class ExporterSettings:
     overuse_dir: str
     node_name: str
     dcgm_compatible_labels: bool = True
+    dcgm_series: bool = True
 
     @classmethod
     def from_config(cls, config: ExporterConfig) -> "ExporterSettings":
@@ -40,4 +42,5 @@ class ExporterSettings:
             proc_root=config.proc_root, overuse_dir=config.overuse_dir,
             node_name=config.node_name or os.environ.get("NODE_NAME") or socket.gethostname(),
             dcgm_compatible_labels=bool(config.dcgm_compatible_labels),
+            dcgm_series=bool(config.dcgm_series),
         )

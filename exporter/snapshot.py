@@ -55,3 +55,4 @@ class Snapshot:
     xid_counts: dict[tuple[str, int], int]  # (GPU UUID, Xid) -> events since start
     podresources_up: bool
     counts: ExporterCounts
+    driver_version: str = ""  # the DCGM_FI_DRIVER_VERSION label ("" where NVML did not say)

@@ -15,12 +15,13 @@ __all__ = ["free_port", "start_exporter", "wait_ready"]
 def start_exporter(node_description: str, pod_resources_socket: str, state_dir: str, listen: str = "127.0.0.1:0",
                    *, interval_s: float = 1.0, node_name: str | None = None, kubeconfig: str = "",
                    proc_root: str | None = None, overuse_dir: str | None = None, log_path: str | None = None,
-                   extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+                   extra_env: dict[str, str] | None = None, extra_args: list[str] | None = None) -> subprocess.Popen:
     """Start ``tessera-exporter`` on the fake node ``node_description``.
 
     A ``listen`` ending in ``:0`` gets a free port, chosen here; the chosen address is the
     process's ``listen`` attribute (``proc.listen``). ``node_name`` defaults to the description's
-    node name; ``overuse_dir`` to ``<state_dir>/../overuse``. Stop it with ``proc.terminate()``.
+    node name; ``overuse_dir`` to ``<state_dir>/../overuse``; ``extra_args`` are more flags
+    (``--no-dcgm-series``). Stop it with ``proc.terminate()``.
     """
     from tessera.fakenvml import load_description
 
@@ -34,6 +35,7 @@ def start_exporter(node_description: str, pod_resources_socket: str, state_dir: 
             "--overuse-dir", overuse_dir or os.path.join(os.path.dirname(os.path.abspath(state_dir)), "overuse")]
     if proc_root:
         args += ["--proc-root", proc_root]
+    args += extra_args or []
     proc = spawn_daemon("exporter.main", args, log_path,
                         {"TESSERA_FAKE_NVML": str(node_description), **(extra_env or {})})
     proc.listen = listen  # type: ignore[attr-defined]

@@ -77,6 +77,11 @@ class Prometheus:
         """An instant query's result vector; ValueError with Prometheus's error for a bad expression."""
         return self._api("/api/v1/query?" + urllib.parse.urlencode({"query": expr}))["result"]
 
+    def label_values(self, label: str, match: str) -> list[str]:
+        """The values ``label`` takes on the series ``match`` selects (what Grafana's ``label_values()`` lists)."""
+        query = urllib.parse.urlencode({"match[]": match})
+        return self._api(f"/api/v1/label/{urllib.parse.quote(label)}/values?{query}")
+
     def alerts(self) -> list[dict]:
         """Active alerts (pending or firing) with their labels and state."""
         return self._api("/api/v1/alerts")["alerts"]

@@ -264,6 +264,10 @@ class ExporterConfig(HttpPortConfig):
     dcgm_compatible_labels: bool = setting(True, "keep dcgm-exporter's label names (modelName) so its dashboards "
                                                  "work; false uses snake_case names (model_name) that promtool's "
                                                  "lint accepts")
+    dcgm_series: bool = setting(True, "serve the DCGM_* series under dcgm-exporter's names; false where "
+                                      "dcgm-exporter already runs on the node (the GPU Operator's default): "
+                                      "then only Tessera's tessera_* series, joinable on the UUID label, so no "
+                                      "DCGM_* series is scraped twice")
     proc_root: str = setting("/proc", "where host processes are read (/proc/<pid>/cgroup); the DaemonSet runs "
                                       "with hostPID")
     overuse_dir: str = setting("/run/tessera/overuse", "eviction switch: one file per container over its GPU "

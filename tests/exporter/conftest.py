@@ -44,10 +44,11 @@ def run_exporter():
     """Start exporter processes; each is terminated at the end of the test."""
     procs = []
 
-    def start(node: FakeNode, *, interval_s: float = 0.3, kubeconfig: str = "") -> str:
+    def start(node: FakeNode, *, interval_s: float = 0.3, kubeconfig: str = "", args: list[str] = (),
+              log_name: str = "exporter.log") -> str:
         proc = start_exporter(node.description_path, node.socket, node.state_dir, "127.0.0.1:0",
                               interval_s=interval_s, kubeconfig=kubeconfig, proc_root=str(node.proc_root),
-                              overuse_dir=node.overuse_dir, log_path=str(node.root / "exporter.log"))
+                              overuse_dir=node.overuse_dir, log_path=str(node.root / log_name), extra_args=list(args))
         procs.append(proc)
         return wait_ready(proc)
 
@@ -70,10 +71,11 @@ def prometheus():
     started: list[Prometheus] = []
     roots: list[str] = []
 
-    def start(targets: list[str]) -> Prometheus:
+    def start(targets: list[str], jobs: dict[str, list[str]] | None = None) -> Prometheus:
+        """Prometheus scraping ``targets`` as job tessera-exporter, and any more ``jobs``."""
         root = tempfile.mkdtemp(dir="/tmp", prefix="tprom-")
         roots.append(root)
-        started.append(Prometheus(Path(root), {"tessera-exporter": targets}))
+        started.append(Prometheus(Path(root), {"tessera-exporter": targets, **(jobs or {})}))
         return started[-1]
 
     yield start

@@ -30,6 +30,8 @@ from tessera.nvml import Nvml
 ALERTS = REPO / "deploy" / "alerts"
 DASHBOARD = REPO / "deploy" / "grafana" / "tessera-gpus.json"
 CAMEL_CASE = "label names should be written in 'snake_case' not 'camelCase'"
+# dcgm-exporter's own name for the PCIe replay counter, kept so its dashboards and alerts find it
+REPLAY_NAME = "DCGM_FI_DEV_PCIE_REPLAY_COUNTER metric name should not include type 'counter'"
 
 needs_promtool = pytest.mark.skipif(shutil.which("promtool") is None,
                                     reason="promtool is not installed (Debian package 'prometheus')")
@@ -64,13 +66,13 @@ def test_promtool_check_metrics_finds_nothing_but_dcgm_exporters_own_camel_case(
     everything = promtool("check", "metrics", stdin=text)
     problems = [p for p in (everything.stdout + everything.stderr).splitlines() if p.strip()]
     assert problems, "modelName is camelCase: promtool must say so, else this check is not running"
-    for problem in problems:  # only dcgm-exporter's modelName label, kept for its dashboards
-        assert problem.startswith("DCGM_FI_") and problem.endswith(CAMEL_CASE), problem
+    for problem in problems:  # only dcgm-exporter's modelName label and its replay counter's name
+        assert problem == REPLAY_NAME or (problem.startswith("DCGM_FI_") and problem.endswith(CAMEL_CASE)), problem
     assert any(p.startswith("DCGM_FI_PROF_GR_ENGINE_ACTIVE") for p in problems), "GPM series are checked too"
 
 
 @needs_promtool
-def test_with_dcgm_compatible_labels_off_promtool_finds_nothing_at_all(fake_node, recording_api, monkeypatch):
+def test_with_dcgm_compatible_labels_off_promtool_finds_only_dcgm_exporters_replay_counter_name(fake_node, recording_api, monkeypatch):
     """The switch off serves model_name for modelName; the collection runs in this process, as in the daemon."""
     node = shared_gpu_node(fake_node, recording_api)
     monkeypatch.setenv("TESSERA_FAKE_NVML", node.description_path)
@@ -93,7 +95,10 @@ def test_with_dcgm_compatible_labels_off_promtool_finds_nothing_at_all(fake_node
         assert series in text
     assert 'model_name="NVIDIA H100 80GB HBM3"' in text and "modelName" not in text
     check = promtool("check", "metrics", stdin=text)
-    assert check.returncode == 0 and not (check.stdout + check.stderr).strip(), check.stdout + check.stderr
+    problems = [p for p in (check.stdout + check.stderr).splitlines() if p.strip()]
+    assert problems == [REPLAY_NAME], problems  # nothing but a name dcgm-exporter chose
+    clean = promtool("check", "metrics", stdin=families(text, lambda n: n != "DCGM_FI_DEV_PCIE_REPLAY_COUNTER"))
+    assert clean.returncode == 0 and not (clean.stdout + clean.stderr).strip(), clean.stdout + clean.stderr
     default = render(snapshot)  # the default keeps dcgm-exporter's label
     assert 'modelName="NVIDIA H100 80GB HBM3"' in default.decode()
     assert ExporterSettings.from_config(ExporterConfig()).dcgm_compatible_labels is True
