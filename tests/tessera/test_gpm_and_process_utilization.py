@@ -26,8 +26,8 @@ def test_the_first_read_has_no_gpm_figures_the_second_has_what_ran_between(tmp_p
     inject.set_utilization(0, 60, 20, sm_occupancy_pct=35)
     first, second = nvml.sample_gpus()
     assert first.gpm == GpmReading(graphics_util_pct=60.0, sm_util_pct=60.0, sm_occupancy_pct=35.0,
-                                   dram_bw_util_pct=20.0)
-    assert second.gpm == GpmReading(0.0, 0.0, 0.0, 0.0)  # idle is a figure too
+                                   dram_bw_util_pct=20.0, tensor_util_pct=36.0)  # the fake's tensor: 0.6 x busy
+    assert second.gpm == GpmReading(0.0, 0.0, 0.0, 0.0, 0.0)  # idle is a figure too
     nvml.close()
 
 
@@ -41,9 +41,9 @@ def test_each_mig_instance_of_an_h100_has_its_own_gpm_figures(tmp_path):
     inject.set_utilization(0, 35, gpu_instance_id=by_profile["1g.10gb"].gpu_instance_id)
     sample = nvml.sample_gpus()[0]
     gpm = {m.uuid: m.gpm for m in sample.mig}
-    assert gpm[by_profile["4g.40gb"].uuid] == GpmReading(70.0, 70.0, 40.0, 10.0)
-    assert gpm[by_profile["1g.10gb"].uuid] == GpmReading(35.0, 35.0, 35.0, 0.0)
-    assert gpm[by_profile["2g.20gb"].uuid] == GpmReading(0.0, 0.0, 0.0, 0.0)
+    assert gpm[by_profile["4g.40gb"].uuid] == GpmReading(70.0, 70.0, 40.0, 10.0, 42.0)
+    assert gpm[by_profile["1g.10gb"].uuid] == GpmReading(35.0, 35.0, 35.0, 0.0, 21.0)
+    assert gpm[by_profile["2g.20gb"].uuid] == GpmReading(0.0, 0.0, 0.0, 0.0, 0.0)
     assert sample.gpu_util_pct is None  # NVML's utilization rates stay unsupported in MIG mode
     assert sample.gpm.graphics_util_pct == pytest.approx((4 * 70 + 35) / 7)  # the fake: slice-weighted
     nvml.close()
