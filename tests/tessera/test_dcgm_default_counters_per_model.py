@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import pynvml
-import pytest
 
 from tessera import fakenvml
 from tessera.fakenvml import FaultInjector
