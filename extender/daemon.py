@@ -11,7 +11,7 @@ import socket
 import uuid
 
 from tessera.config import ExtenderConfig
-from tessera.httpserve import HttpService, ServeLimits, server_tls_context
+from tessera.httpserve import HttpService, ServeLimits, TlsFiles
 from extender.placement.shapes import shape_counts
 from tessera.log import get_logger
 
@@ -78,7 +78,8 @@ class ExtenderDaemon:
                                       routed_schedulers=config.routed_schedulers, ledger_writers=config.ledger_writers,
                                       dra_asks=self.dra_book.asks_tessera if self.dra_book is not None else None)
         limits = ServeLimits.from_config(config, max_body_bytes=config.max_body_bytes)
-        verb_tls = (server_tls_context(config.tls_cert_path, config.tls_key_path, config.client_ca_path)
+        # Both ports follow their files: a renewed certificate (or client CA) is served without a restart.
+        verb_tls = (TlsFiles(config.tls_cert_path, config.tls_key_path, config.client_ca_path)
                     if config.client_ca_path else None)
         self.http = HttpService(config.listen, ExtenderHandler, name="extender-verbs", limits=limits, tls=verb_tls,
                                 app=HttpApp(routes, config.max_body_bytes, self.metrics, self.ready))
@@ -92,7 +93,7 @@ class ExtenderDaemon:
             review_bytes = min(config.max_body_bytes, WEBHOOK_MAX_BODY_BYTES)
             self.webhook = HttpService(config.webhook_listen, ExtenderHandler, name="extender-webhook",
                                        limits=dataclasses.replace(limits, max_body_bytes=review_bytes),
-                                       tls=server_tls_context(config.tls_cert_path, config.tls_key_path),
+                                       tls=TlsFiles(config.tls_cert_path, config.tls_key_path),
                                        app=HttpApp({"/mutate": self.admission}, review_bytes, None, self.ready))
         else:
             log.warning("webhook_disabled", tls_cert_path=config.tls_cert_path, why="no TLS certificate")

@@ -19,5 +19,6 @@ bytes, never a thread, and is closed at its deadline (``ServeLimits``):
 from tessera.httpserve.handler import RequestHandler
 from tessera.httpserve.limits import ServeLimits, parse_listen, server_tls_context
 from tessera.httpserve.service import HttpService
+from tessera.httpserve.tlsfiles import TlsFiles
 
-__all__ = ["HttpService", "RequestHandler", "ServeLimits", "parse_listen", "server_tls_context"]
+__all__ = ["HttpService", "RequestHandler", "ServeLimits", "TlsFiles", "parse_listen", "server_tls_context"]

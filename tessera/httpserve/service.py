@@ -15,6 +15,7 @@ from typing import Any
 from tessera.httpserve.framing import Frame, HeadTooLarge, find_frame
 from tessera.httpserve.handler import RequestHandler, answer_of
 from tessera.httpserve.limits import ServeLimits, parse_listen
+from tessera.httpserve.tlsfiles import TlsFiles
 from tessera.log import get_logger
 
 log = get_logger("http")
@@ -55,7 +56,7 @@ class HttpService:
     answered."""
 
     def __init__(self, listen: str, handler: type[RequestHandler], *, app: Any = None, name: str = "",
-                 limits: ServeLimits | None = None, tls: ssl.SSLContext | None = None) -> None:
+                 limits: ServeLimits | None = None, tls: ssl.SSLContext | TlsFiles | None = None) -> None:
         self.handler, self.app, self.tls = handler, app, tls
         self.limits = limits or ServeLimits()
         self.name = name or listen
@@ -221,7 +222,8 @@ class HttpService:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.tls is not None:
                 try:
-                    sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+                    context = self.tls.current() if isinstance(self.tls, TlsFiles) else self.tls
+                    sock = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
                 except (OSError, ValueError):
                     sock.close()
                     continue
