@@ -33,6 +33,15 @@ class NodeApi:
     def close(self) -> None:
         self._client.close()
 
+    def for_node(self, node: str) -> "NodeApi":
+        """The same connection, for another Node."""
+        return NodeApi(self._client, node)
+
+    def node_names(self) -> list[str]:
+        """Every Node's name (needs ``list`` on nodes: an admin's credentials, not the plugin's own)."""
+        doc = json.loads(self.core.list_node(_preload_content=False, _request_timeout=TIMEOUT_S).data)
+        return [n["metadata"]["name"] for n in doc.get("items", [])]
+
     def get_node(self) -> dict | None:
         try:
             resp = self.core.read_node(self.node, _preload_content=False, _request_timeout=TIMEOUT_S)

@@ -98,7 +98,9 @@ class DevicePluginDaemon:
             from deviceplugin.nodeinfo import NodeInfoWriter
 
             self.workers.append(NodeInfoWriter(self.api, self.rm, self.node, cfg.fatal_xids,
-                                               carried_over=node_doc is not None))
+                                               carried_over=node_doc is not None, gfd=cfg.gfd_labels,
+                                               timeslice_replicas=cfg.timeslice_replicas,
+                                               versions=self._driver_versions()))
             if cfg.evict_on_overuse:
                 from deviceplugin.eviction import OveruseEvictor
 
@@ -115,6 +117,14 @@ class DevicePluginDaemon:
         self.http = metrics.serve(cfg.listen, self.ready, ServeLimits.from_config(cfg, max_body_bytes=64 * 1024))  # GET only
         log.info("device_plugin_started", node=self.node, resources=self.rm.resources(),
                  modes=self.rm.active_modes(), api=self.api is not None)
+
+    def _driver_versions(self) -> tuple[str, str]:
+        """The driver's version and the CUDA version it runs, for the node labels; empty where NVML cannot say."""
+        try:
+            return self.nvml.driver_version(), self.nvml.cuda_version()
+        except Exception as exc:  # noqa: BLE001 - labels without versions, the plugin still serves
+            log.warning("driver_version_unread", reason=str(exc))
+            return "", ""
 
     def _make_server(self, resource: str) -> ResourceServer:
         return ResourceServer(resource, self.rm, self.allocator, self.config.device_plugin_path)

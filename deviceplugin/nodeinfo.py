@@ -1,9 +1,11 @@
-"""The Node's inventory annotation and GFD-style labels, written on change only; the mode label read back.
+"""The Node's inventory annotation and GFD's labels, written on change only; the mode label read back.
 
-``tessera.io/gpu-inventory`` and ``nvidia.com/gpu.product``, ``nvidia.com/gpu.count``,
-``nvidia.com/gpu.memory`` (MiB) are written whenever inventory, health or mode changes, never on a
-timer. ``tessera.io/gpu-mode`` is the admin's override: it is written only where the Node has none
-(the node's mode as configured), and a change of it is applied to the GPUs (waiting for drains).
+``tessera.io/gpu-inventory`` and GPU Feature Discovery's ``nvidia.com/*`` labels
+(:mod:`deviceplugin.gfdlabels`; none with ``gfd_labels: leave``) are written whenever inventory,
+health or mode changes, never on a timer, and only the labels that changed. Tessera changes and
+removes only labels it wrote (:mod:`deviceplugin.nodelabels`). ``tessera.io/gpu-mode`` is the
+admin's override: it is written only where the Node has none (the node's mode as configured), and a
+change of it is applied to the GPUs (waiting for drains).
 The admin's ``tessera.io/clear-gpu-health`` is applied and removed as it appears
 (:mod:`deviceplugin.healthrecord`); the first write waits for the first read of the Node, so fatal Xids
 the last inventory recorded are carried over before it is overwritten.
@@ -15,9 +17,11 @@ import threading
 from collections import Counter
 
 from deviceplugin.apiclient import NodeApi
+from deviceplugin.gfdlabels import NodeFacts, gfd_labels
 from deviceplugin.healthrecord import ANNOTATION_CLEAR_HEALTH, apply_clear, carry_over, clear_request
+from deviceplugin.nodelabels import ANNOTATION_OWNED_LABELS, label_plan, node_labels, owned_labels
 from deviceplugin.rm import NodeDevices
-from tessera import ANNOTATION_INVENTORY, LABEL_GPU_MODE
+from tessera import ANNOTATION_INVENTORY, LABEL_GPU_MODE, RESOURCE_PREFIX
 from tessera.backoff import Backoff
 from tessera.follow import follow
 from tessera.log import get_logger
@@ -25,28 +29,24 @@ from tessera.log import get_logger
 log = get_logger("deviceplugin")
 
 
-def gfd_labels(rm: NodeDevices, node: str) -> dict[str, str]:
-    inv = rm.inventory(node)
-    if not inv.gpus:
-        return {}
-    model = Counter(g.model for g in inv.gpus).most_common(1)[0][0]
-    return {"nvidia.com/gpu.product": model.replace(" ", "-"), "nvidia.com/gpu.count": str(len(inv.gpus)),
-            "nvidia.com/gpu.memory": str(min(g.memory_mib for g in inv.gpus))}
-
-
 class NodeInfoWriter:
     """Writes the inventory and labels on change; watches the Node for its mode label."""
 
     def __init__(self, api: NodeApi, rm: NodeDevices, node: str, fatal_xids: list[int] = (),
-                 carried_over: bool = False) -> None:
+                 carried_over: bool = False, *, gfd: str = "write", timeslice_replicas: int = 4,
+                 versions: tuple[str, str] = ("", "")) -> None:
         self.api, self.rm, self.node = api, rm, node
+        self.gfd = gfd  # "write" or "leave" (deviceplugin.gfd_labels)
+        self.timeslice_replicas = timeslice_replicas
+        self.versions = versions  # the driver's version and the CUDA version it runs
         self.fatal_xids = list(fatal_xids)
         self._carried_over = threading.Event()  # fatal Xids of the last inventory are in rm
         if carried_over:
             self._carried_over.set()
         self._stop = threading.Event()
+        self.written = threading.Event()  # set at this writer's first write of the Node
         self._written: tuple[str, dict] | None = None
-        self._mode_label_present: bool | None = None
+        self._left_alone: tuple[list[str], list[str]] = ([], [])
         self._resp = None
         self._threads = [threading.Thread(target=self._write_loop, name="dp-nodeinfo", daemon=True),
                          threading.Thread(target=self._watch_loop, name="dp-nodewatch", daemon=True)]
@@ -79,24 +79,53 @@ class NodeInfoWriter:
                     continue
             self.rm.wait_change(version, 1.0)
 
+    def desired_labels(self) -> dict[str, str]:
+        """The ``nvidia.com/*`` labels Tessera would write now ({} with ``gfd_labels: leave``)."""
+        if self.gfd != "write":
+            return {}
+        return gfd_labels(NodeFacts(tuple(self.rm.gpu_infos()), self.rm.active_modes(), self.timeslice_replicas,
+                                    *self.versions))
+
     def _write(self) -> bool:
         text = self.rm.inventory(self.node).to_json()
-        labels = gfd_labels(self.rm, self.node)
-        if self._mode_label_present is False:
-            modes = Counter(self.rm.active_modes().values()).most_common(1)
-            if modes:
-                labels[LABEL_GPU_MODE] = modes[0][0]
-        if self._written == (text, labels):
+        desired = self.desired_labels()
+        if self._written == (text, desired):
             return True
         try:
-            self.api.patch_node_metadata(labels, {ANNOTATION_INVENTORY: text})
+            node = self.api.get_node()
+            self.api.patch_node_metadata(*self._patch(node, text, desired))
         except Exception as exc:  # noqa: BLE001
             log.warning("node_inventory_write_failed", reason=str(exc))
             return False
-        self._written = (text, labels)
+        self._written = (text, desired)
+        self.written.set()
         pending = {g.index: g.pending_mode for g in self.rm.inventory(self.node).gpus if g.pending_mode}
         log.info("node_inventory_written", node=self.node, bytes=len(text), pending_modes=pending or None)
         return True
+
+    def _patch(self, node: dict | None, text: str, desired: dict[str, str]) -> tuple[dict, dict]:
+        """The labels and annotations to merge into the Node: only what changed, only Tessera's own labels."""
+        current, owned = node_labels(node), owned_labels(node)
+        if self.gfd != "write":  # leave: GFD's labels are another writer's, even those Tessera wrote before
+            owned = {k: v for k, v in owned.items() if not k.startswith(RESOURCE_PREFIX)}
+        desired = dict(desired)
+        if LABEL_GPU_MODE not in current:  # the node's mode as configured, where the admin set none
+            modes = Counter(self.rm.active_modes().values()).most_common(1)
+            if modes:
+                desired[LABEL_GPU_MODE] = modes[0][0]
+        elif owned.get(LABEL_GPU_MODE) == current[LABEL_GPU_MODE]:
+            desired[LABEL_GPU_MODE] = current[LABEL_GPU_MODE]  # ours, read back as the override: kept as is
+        plan = label_plan(current, owned, desired)
+        if (plan.foreign, plan.released) != self._left_alone:
+            self._left_alone = (plan.foreign, plan.released)
+            if plan.foreign or plan.released:
+                log.info("node_labels_left_to_another_writer", node=self.node, foreign=plan.foreign or None,
+                         changed_by_another=plan.released or None)
+        annotations: dict[str, str | None] = {ANNOTATION_INVENTORY: text}
+        if plan.annotation != (((node or {}).get("metadata") or {}).get("annotations") or {}).get(
+                ANNOTATION_OWNED_LABELS):
+            annotations[ANNOTATION_OWNED_LABELS] = plan.annotation
+        return plan.labels, annotations
 
     def _watch_loop(self) -> None:
         """Follow this Node (read, then watch; read again after any failure): its mode label and requests."""
@@ -127,9 +156,7 @@ class NodeInfoWriter:
                 self.api.patch_node_metadata({}, {ANNOTATION_CLEAR_HEALTH: None})
             except Exception as exc:  # noqa: BLE001 - the next Node event or start tries again
                 log.warning("gpu_health_clear_not_removed", reason=str(exc))
-        labels = (node.get("metadata") or {}).get("labels") or {}
-        label = labels.get(LABEL_GPU_MODE)
-        self._mode_label_present = label is not None
+        label = node_labels(node).get(LABEL_GPU_MODE)
         if self.rm.set_label_mode(label):
             log.info("gpu_mode_label_applied", label=label, modes=self.rm.active_modes(),
                      pending=self.rm.pending_modes())

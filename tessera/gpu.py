@@ -55,6 +55,8 @@ class MigInstance:
     placement_start: int  # first memory slice
     placement_size: int  # memory slices occupied
     capability_minors: tuple[int, int] | None = None  # /dev/nvidia-caps/nvidia-cap<N> of its GI and CI; None: unknown
+    compute_slices: int | None = None  # compute-instance slice count (the "1c" of "1c.2g.20gb"); None: unknown
+    engines: tuple[tuple[str, int], ...] = ()  # shared engines by GFD's name: copy, decoder, encoder, jpeg, ofa
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class GpuInfo:
     numa_node: int | None = None
     nvlink_peers: tuple[NvLinkPeer, ...] = ()
     pcie_peers: tuple[PciePeer, ...] = ()  # every other readable GPU; empty where NVML cannot tell
+    mig_capable: bool = False  # the card can run MIG (NVML answers its MIG mode), enabled or not
     mig_enabled: bool = False
     mig_instances: tuple[MigInstance, ...] = ()
     error: str | None = None  # why this GPU could not be read; the other fields are then partial

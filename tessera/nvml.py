@@ -181,7 +181,8 @@ class Nvml(MigAdmin):
         info = GpuInfo(
             index=index, uuid=_text(pynvml.nvmlDeviceGetUUID(handle)), name=_text(pynvml.nvmlDeviceGetName(handle)),
             minor_number=minor, memory_total_mib=total // MIB, sm_count=self._sm_count(handle, cc),
-            compute_capability=cc, pci_bus_id=bus, numa_node=self._numa_node(handle, bus), mig_enabled=mig_enabled,
+            compute_capability=cc, pci_bus_id=bus, numa_node=self._numa_node(handle, bus),
+            mig_capable=mig_mode is not None, mig_enabled=mig_enabled,
             mig_instances=instances,
         )
         return info, direct, switch_links
@@ -236,7 +237,10 @@ class Nvml(MigAdmin):
                 uuid=mig_uuid, profile=profile, gpu_instance_id=gi,
                 compute_instance_id=ci, memory_mib=attrs.memorySizeMB, sm_count=attrs.multiprocessorCount,
                 slices=attrs.gpuInstanceSliceCount, placement_start=gi_info.placement.start,
-                placement_size=gi_info.placement.size))
+                placement_size=gi_info.placement.size, compute_slices=attrs.computeInstanceSliceCount,
+                engines=(("copy", attrs.sharedCopyEngineCount), ("decoder", attrs.sharedDecoderCount),
+                         ("encoder", attrs.sharedEncoderCount), ("jpeg", attrs.sharedJpegCount),
+                         ("ofa", attrs.sharedOfaCount))))
         return tuple(sorted(instances, key=lambda m: (m.placement_start, m.gpu_instance_id)))
 
     # ---- samples --------------------------------------------------------------------------------

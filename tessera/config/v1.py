@@ -33,6 +33,7 @@ DEFAULT_APPLICATION_XIDS = [13, 31, 43, 45, 68, 109]
 DEFAULT_FATAL_XIDS = [48, 63, 64, 79, 94, 95]
 RUNTIMES = ("containerd", "crio")
 DEVICE_LIST_STRATEGIES = ("device-nodes", "cdi")
+GFD_LABEL_MODES = ("write", "leave")
 DRA_GPU_MODES = ("exclusive", "mps", "mig", "timeslice")
 DRA_CHECKPOINT_FILE = "checkpoint.json"   # in draplugin.plugin_path
 # Who may add, change or remove tessera.io/* annotations on a pod after its creation: deploy/'s ServiceAccounts.
@@ -89,6 +90,11 @@ class DevicePluginConfig(HttpPortConfig):
     gpu_modes: dict[int, str] = setting({}, "mode per GPU index, overriding default_mode and the node label",
                                         choices=GPU_MODES, flag=False)
     timeslice_replicas: int = setting(4, "replicas advertised per time-sliced GPU", minimum=1, maximum=64)
+    gfd_labels: str = setting("write", "GPU Feature Discovery's nvidia.com/* node labels (gpu.product, gpu.count, "
+                                       "gpu.memory, gpu.family, cuda.*, mig.*, mig-<profile>.*, ...): write (Tessera "
+                                       "writes them, never over a label another writer put there first) or leave "
+                                       "(Tessera writes none and gives up those it wrote, for a GFD that runs "
+                                       "beside it)", choices=GFD_LABEL_MODES)
     application_xids: list[int] = setting(DEFAULT_APPLICATION_XIDS,
                                           "Xids caused by the application: the GPU stays healthy", flag=False)
     fatal_xids: list[int] = setting(DEFAULT_FATAL_XIDS,
