@@ -105,7 +105,7 @@ class NodeInfoWriter:
 
     def _patch(self, node: dict | None, text: str, desired: dict[str, str]) -> tuple[dict, dict]:
         """The labels and annotations to merge into the Node: only what changed, only Tessera's own labels."""
-        current, owned = node_labels(node), owned_labels(node)
+        current, owned = node_labels(node), owned_labels(node, desired)
         if self.gfd != "write":  # leave: GFD's labels are another writer's, even those Tessera wrote before
             owned = {k: v for k, v in owned.items() if not k.startswith(RESOURCE_PREFIX)}
         desired = dict(desired)

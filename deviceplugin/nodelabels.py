@@ -13,9 +13,11 @@ import json
 from dataclasses import dataclass, field
 
 from deviceplugin.apiclient import NodeApi
-from tessera import ANNOTATION_PREFIX
+from tessera import ANNOTATION_INVENTORY, ANNOTATION_PREFIX
 
 ANNOTATION_OWNED_LABELS = f"{ANNOTATION_PREFIX}owned-labels"
+# What Tessera wrote before it kept the record: adopted on upgrade where they hold Tessera's value now.
+EARLIER_LABELS = ("nvidia.com/gpu.product", "nvidia.com/gpu.count", "nvidia.com/gpu.memory")
 
 
 @dataclass(frozen=True)
@@ -38,9 +40,17 @@ def node_labels(node: dict | None) -> dict[str, str]:
     return dict(((node or {}).get("metadata") or {}).get("labels") or {})
 
 
-def owned_labels(node: dict | None) -> dict[str, str]:
-    """The labels the Node's record says Tessera wrote, with their values ({} when none or unreadable)."""
-    text = (((node or {}).get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_OWNED_LABELS)
+def owned_labels(node: dict | None, desired: dict[str, str] | None = None) -> dict[str, str]:
+    """The labels the Node's record says Tessera wrote, with their values ({} when none or unreadable).
+
+    A Node with Tessera's inventory but no record was labelled by a Tessera from before the record:
+    of ``desired``, the labels it wrote (EARLIER_LABELS) that still hold the value are taken as its own.
+    """
+    annotations = ((node or {}).get("metadata") or {}).get("annotations") or {}
+    text = annotations.get(ANNOTATION_OWNED_LABELS)
+    if text is None and ANNOTATION_INVENTORY in annotations and desired:
+        current = node_labels(node)
+        return {k: desired[k] for k in EARLIER_LABELS if k in desired and current.get(k) == desired[k]}
     try:
         doc = json.loads(text) if text else {}
     except ValueError:

@@ -181,3 +181,16 @@ def test_a_node_already_right_gets_an_empty_label_patch():
     assert changed.labels == {"nvidia.com/gpu.count": "3"}
     dropped = label_plan(dict(desired), dict(desired), {"nvidia.com/gpu.product": "Tesla-T4"})
     assert dropped.labels == {"nvidia.com/gpu.count": None}, "a label Tessera no longer decides is removed"
+
+
+def test_labels_an_earlier_tessera_wrote_before_the_record_are_taken_over_on_upgrade(api, tmp_path, monkeypatch):
+    rm = gpu_node(tmp_path, monkeypatch, "t4-whole.yaml", "exclusive")
+    earlier = {"nvidia.com/gpu.product": "Tesla-T4", "nvidia.com/gpu.count": "4", "nvidia.com/gpu.memory": "1"}
+    add_node(api, "upgraded", earlier)
+    api.registry.patch("nodes", "upgraded", {"metadata": {"annotations": {
+        "tessera.io/gpu-inventory": rm.inventory("upgraded").to_json()}}})
+    labels = run_writer(api, rm, "upgraded")
+    owned = json.loads(node_meta(api, "upgraded")[1][ANNOTATION_OWNED_LABELS])
+    assert owned["nvidia.com/gpu.product"] == "Tesla-T4" and owned["nvidia.com/gpu.count"] == "4"
+    assert labels["nvidia.com/gpu.memory"] == "1" and "nvidia.com/gpu.memory" not in owned, \
+        "a value Tessera would not write is not taken for its own"
