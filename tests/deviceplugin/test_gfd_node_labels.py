@@ -20,6 +20,7 @@ from deviceplugin.nodelabels import ANNOTATION_OWNED_LABELS, label_plan
 from deviceplugin.rm import HealthTracker, NodeDevices
 from simcluster.apiserver import ApiServer
 from tessera import LABEL_GPU_MODE
+from tessera.config import ConfigError, DevicePluginConfig, parse_config
 from tessera.nvml import Nvml
 
 NODES = Path(__file__).resolve().parents[2] / "tessera" / "nodes"
@@ -194,3 +195,10 @@ def test_labels_an_earlier_tessera_wrote_before_the_record_are_taken_over_on_upg
     assert owned["nvidia.com/gpu.product"] == "Tesla-T4" and owned["nvidia.com/gpu.count"] == "4"
     assert labels["nvidia.com/gpu.memory"] == "1" and "nvidia.com/gpu.memory" not in owned, \
         "a value Tessera would not write is not taken for its own"
+
+
+def test_the_setting_takes_write_or_leave_and_nothing_else():
+    assert DevicePluginConfig().gfd_labels == "write"
+    assert parse_config({"version": "v1", "deviceplugin": {"gfd_labels": "leave"}}).deviceplugin.gfd_labels == "leave"
+    with pytest.raises(ConfigError, match="gfd_labels"):
+        parse_config({"version": "v1", "deviceplugin": {"gfd_labels": "both"}})
