@@ -21,6 +21,7 @@ matches its request: an annotation a pod's owner writes never adds to its share,
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from dataclasses import dataclass
 
 from tessera import ANNOTATION_ALLOCATED, ANNOTATION_ASSIGNMENT, ANNOTATION_INVENTORY
@@ -406,6 +407,13 @@ class ClusterCache:
     def pod_keys(self) -> list[str]:
         """Every pod that holds something (call with ``lock``)."""
         return list(self._records)
+
+    def assignments_by_key(self) -> dict[str, int]:
+        """How many pods hold an extender-signed assignment, by the id of the key that signed it (an
+        admin drops a rotated-out key once its count is 0)."""
+        with self.lock:
+            docs = [r.doc for r in self._records.values() if r.doc is not None]
+        return Counter(d.key_id or "unverified" for d in docs if d.written_by == WRITTEN_BY_EXTENDER)
 
     def mps_cards(self) -> tuple[int, int] | None:
         """(smallest, largest) MPS card in the cluster, in GiB; None when there is none."""

@@ -14,6 +14,7 @@ from tessera.config import ExtenderConfig
 from tessera.httpserve import HttpService, ServeLimits, TlsFiles
 from extender.placement.shapes import shape_counts
 from tessera.log import get_logger
+from tessera.signingkeys import TrustedKeys, load_trusted_keys
 
 from extender.cache import ClusterCache
 from extender.drabook import DraBook
@@ -47,6 +48,14 @@ def typical_shapes(config: ExtenderConfig) -> ShapeBook | FragmentationModel:
     return FragmentationModel(counts.items())
 
 
+def trusted_keys(signing_key, path: str) -> TrustedKeys:
+    """The keys the cache verifies assignments with: the signing key's public half, then those in ``path``
+    (the previous keys a rotation keeps). Raises AssignmentError or OSError when ``path`` cannot be read."""
+    keys = TrustedKeys([signing_key.public_key(), *(load_trusted_keys(path) if path else ())])
+    log.info("assignment_keys_trusted", signing_key_id=keys.ids[0], key_ids=list(keys.ids))
+    return keys
+
+
 class ExtenderDaemon:
     """Everything one replica runs. ``start()`` returns at once; ``wait_synced()`` waits for the
     first lists; ``stop()`` gives the lease back and stops the listeners and watches."""
@@ -57,7 +66,7 @@ class ExtenderDaemon:
         self.config = config
         self.api = api
         self.identity = identity or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self.cache = ClusterCache(config.workload_label, signing_key.public_key())
+        self.cache = ClusterCache(config.workload_label, trusted_keys(signing_key, config.trusted_keys_path))
         self.ctx = PolicyContext(shapes=typical_shapes(config) if shapes is None else shapes,
                                  default_policy=config.policy)
         self.metrics = ExtenderMetrics(self.cache, self.ctx)

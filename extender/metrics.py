@@ -43,5 +43,11 @@ class _FleetCollector:
                         totals[g.mode] = totals.get(g.mode, 0) + 100 * (1 - g.used_fraction)
         for mode, value in totals.items():
             free.add_metric([mode], value)
+        by_key = GaugeMetricFamily("tessera_assignments_by_signing_key",
+                                   "Pods holding an extender-signed assignment, by the id of the key that signed "
+                                   "it (a rotated-out key is dropped once its count is 0)", labels=["key_id"])
+        for kid, count in sorted(self.cache.assignments_by_key().items()):
+            by_key.add_metric([kid], count)
         yield frag
         yield free
+        yield by_key

@@ -21,11 +21,13 @@ import heapq
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import replace
 from itertools import compress, filterfalse
 from collections.abc import Callable
 
 from tessera import ANNOTATION_ASSIGNMENT
 from tessera.assignment import sign_assignment
+from tessera.signingkeys import as_trusted, key_id
 from tessera.log import get_logger
 
 from extender import wire
@@ -58,15 +60,12 @@ RECENT_FILTERS = 256
 SHORT_LIST = 64
 
 
-def _same_key(signing_key, public_key) -> bool:
-    """Whether the cache checks signatures against this signing key's public half."""
-    if signing_key is None or public_key is None:
+def _same_key(signing_key, public_keys) -> bool:
+    """Whether the cache trusts this signing key's public half (so what it signs needs no check)."""
+    if signing_key is None or public_keys is None:
         return False
     try:
-        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-        raw = (Encoding.Raw, PublicFormat.Raw)
-        return signing_key.public_key().public_bytes(*raw) == public_key.public_bytes(*raw)
+        return as_trusted(public_keys).get(key_id(signing_key.public_key())) is not None
     except Exception:  # noqa: BLE001 - not an Ed25519 pair: check every signature
         return False
 
@@ -128,6 +127,7 @@ class ExtenderVerbs:
         self._recent: OrderedDict[str, tuple[str, PodRequest]] = OrderedDict()  # uid -> (resourceVersion, request)
         self._recent_lock = threading.Lock()
         self._own_key = _same_key(signing_key, cache.public_key)
+        self._key_id = key_id(signing_key.public_key()) if signing_key is not None else ""
         self._lists = NameLists()  # node-name lists seen again (guarded by the cache lock)
         self._spellings = Spellings()  # node-name arrays seen again, by their bytes
         self._passed: dict[str, tuple] = {}  # pod UID -> (kept list, fit mask, fits) of its last filter
@@ -413,7 +413,7 @@ class ExtenderVerbs:
             if through_dra:  # no assignment: the DRA driver signs the claim's grant at prepare
                 self.api.bind(args.pod_namespace, args.pod_name, args.pod_uid, args.node)
             else:
-                doc = assignment_of(placement, request, args.pod_uid)
+                doc = replace(assignment_of(placement, request, args.pod_uid), key_id=self._key_id)
                 value = sign_assignment(doc, self.signing_key)
                 if self._own_key:  # its watch events need no signature check: this replica just signed it
                     cache.trust(value, args.pod_uid, doc, placement)

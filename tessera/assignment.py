@@ -11,22 +11,28 @@ GetPreferredAllocation to answer the assigned device IDs. The value is a version
        "main": {
          "nvidia.com/mps-core":   {"gpus": ["GPU-..."], "core": 50, "deviceIDs": ["GPU-...::core::0", ...]},
          "nvidia.com/mps-memory": {"gpus": ["GPU-..."], "memGiB": 8, "deviceIDs": ["GPU-...::mem::0", ...]}}},
+     "keyId": "3f9a0c1d2e4b5a69",                  # which extender key signed it (tessera.signingkeys)
      "signature": "<base64url Ed25519 signature>"}
 
 The signature is Ed25519 by the extender's private key over ``canonical JSON of the document
-without "signature"`` + ``b"\\n"`` + the pod UID: nodes hold only the public key, so no node can
+without "signature" and "keyId"`` + ``b"\\n"`` + the pod UID (+ ``b"\\nkey:"`` + the key id where the
+document names one, so the name is signed too): nodes hold only the public keys, so no node can
 forge a grant for another, and a document copied onto another pod fails (the UID is signed, and
 checked against the pod it sits on). A pod that reached a node without the extender gets an
 assignment written by the device plugin itself (``writtenBy: device-plugin``, no signature): it
 completes the ledger and is never trusted as an instruction. The plugin also records what the kubelet
 gave each pod in ``tessera.io/allocated`` (``tessera.allocated``, containers as above).
+
+Verifiers trust a set of public keys (the current one and those a rotation keeps): a document that
+names its key is checked with that key alone, and refused when the key is not trusted; one written
+before key ids (no ``keyId``) is checked against each trusted key.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 ASSIGNMENT_VERSION = 1
@@ -66,6 +72,8 @@ class Assignment:
     containers: dict[str, dict[str, ResourceAssignment]] = field(default_factory=dict)
     written_by: str = WRITTEN_BY_EXTENDER
     version: int = ASSIGNMENT_VERSION
+    # the id of the key its signature was checked with (set by verify_assignment; not part of the document)
+    key_id: str = field(default="", compare=False)
 
     def to_dict(self) -> dict:
         """The document without its signature."""
@@ -85,16 +93,21 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _message(doc: Assignment) -> bytes:
-    return _CONTEXT + doc.canonical_json() + b"\n" + doc.pod_uid.encode()
+def _message(doc: Assignment, kid: str | None) -> bytes:
+    message = _CONTEXT + doc.canonical_json() + b"\n" + doc.pod_uid.encode()
+    return message if kid is None else message + b"\nkey:" + kid.encode()
 
 
 def sign_assignment(doc: Assignment, private_key) -> str:
-    """The annotation value for ``doc``, signed with the extender's Ed25519 private key."""
+    """The annotation value for ``doc``, signed with the extender's Ed25519 private key and naming it."""
+    from tessera.signingkeys import key_id
+
     if doc.written_by != WRITTEN_BY_EXTENDER:
         raise AssignmentError("only the extender signs assignments")
+    kid = key_id(private_key.public_key())
     body = doc.to_dict()
-    body["signature"] = _b64(private_key.sign(_message(doc)))
+    body["keyId"] = kid
+    body["signature"] = _b64(private_key.sign(_message(doc, kid)))
     return json.dumps(body, sort_keys=True, separators=(",", ":"))
 
 
@@ -120,6 +133,11 @@ def read_json_object(value: object, what: str, error: type[AssignmentError] = As
 
 def read_assignment(annotation: object) -> tuple[Assignment, str | None]:
     """Parse an annotation value (no trust implied): the document and its signature, if any."""
+    doc, signature, _ = _read(annotation)
+    return doc, signature
+
+
+def _read(annotation: object) -> tuple[Assignment, str | None, str | None]:
     raw = read_json_object(annotation, "assignment")
     if raw.get("version") != ASSIGNMENT_VERSION:
         raise AssignmentError(f"assignment version {raw.get('version')!r} is not {ASSIGNMENT_VERSION}")
@@ -130,7 +148,10 @@ def read_assignment(annotation: object) -> tuple[Assignment, str | None]:
     signature = raw.get("signature")
     if signature is not None and not isinstance(signature, str):
         raise AssignmentError("assignment.signature must be a string")
-    return Assignment(node=node, pod_uid=uid, containers=containers, written_by=by), signature
+    kid = raw.get("keyId")
+    if kid is not None and not (isinstance(kid, str) and kid):
+        raise AssignmentError("assignment.keyId must be a non-empty string")
+    return Assignment(node=node, pod_uid=uid, containers=containers, written_by=by), signature, kid
 
 
 def read_containers(doc: object, where: str) -> dict[str, dict[str, ResourceAssignment]]:
@@ -160,22 +181,41 @@ def _grant(doc: object, where: str) -> ResourceAssignment:
     return ResourceAssignment(gpus=tuple(gpus), device_ids=tuple(ids), core=core, mem_gib=mem)
 
 
-def verify_assignment(annotation: object, pod_uid: str, public_key, node: str | None = None) -> Assignment:
-    """The assignment if the extender signed it for this pod (and node); AssignmentError otherwise."""
-    from cryptography.exceptions import InvalidSignature
+def verify_assignment(annotation: object, pod_uid: str, public_keys, node: str | None = None) -> Assignment:
+    """The assignment if the extender signed it for this pod (and node) with one of ``public_keys`` (one
+    Ed25519 public key, several, or a ``TrustedKeys``), its ``key_id`` that key's; AssignmentError otherwise."""
+    from tessera.signingkeys import as_trusted
 
-    doc, signature = read_assignment(annotation)
+    doc, signature, kid = _read(annotation)
     if doc.written_by != WRITTEN_BY_EXTENDER or not signature:
         raise AssignmentError(f"assignment written by {doc.written_by!r} carries no extender signature")
     if doc.pod_uid != pod_uid:
         raise AssignmentError(f"assignment is for pod {doc.pod_uid}, not {pod_uid}: copied from another pod")
     if node is not None and doc.node != node:
         raise AssignmentError(f"assignment is for node {doc.node!r}, not {node!r}")
+    trusted = as_trusted(public_keys)
+    if kid is not None:
+        key = trusted.get(kid)
+        if key is None:
+            raise AssignmentError(f"assignment has a bad signature: signed by key {kid}, which is not trusted here "
+                                  f"(trusted: {', '.join(trusted.ids) or 'none'})")
+        candidates = [(kid, key)]
+    else:  # written before assignments named their key
+        candidates = list(zip(trusted.ids, trusted))
+    for name, key in candidates:
+        if _signed_by(key, signature, _message(doc, kid)):
+            return replace(doc, key_id=name)
+    raise AssignmentError("assignment has a bad signature: not written by the extender")
+
+
+def _signed_by(public_key, signature: str, message: bytes) -> bool:
+    from cryptography.exceptions import InvalidSignature
+
     try:
-        public_key.verify(_unb64(signature), _message(doc))
+        public_key.verify(_unb64(signature), message)
     except (InvalidSignature, ValueError):
-        raise AssignmentError("assignment has a bad signature: not written by the extender") from None
-    return doc
+        return False
+    return True
 
 
 def load_public_key(path: str):

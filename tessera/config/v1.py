@@ -117,7 +117,9 @@ class DevicePluginConfig(HttpPortConfig):
                                                        "grant (read when evict_on_overuse is on)")
     grant_key_path: str = setting("/etc/tessera/node-grant.key", "per-node key that signs grants for the hook")
     assignment_public_key_path: str = setting("/etc/tessera/extender.pub",
-                                              "the extender's Ed25519 public key for assignments")
+                                              "the extender's Ed25519 public keys for assignments: a PEM file of "
+                                              "one key or several (the current and previous ones while a key "
+                                              "rotation drains), or a folder of such files")
     listen: str = setting("0.0.0.0:8081", "address:port of /healthz and /metrics")
 
 
@@ -223,6 +225,11 @@ class ExtenderConfig(HttpPortConfig):
                                        "(bench/dra_placement_bench.py) kube-scheduler's own scoring allocated "
                                        "as much or more; turn it on for Tessera's policies on DRA pods")
     signing_key_path: str = setting("/etc/tessera/extender.key", "Ed25519 private key that signs assignments")
+    trusted_keys_path: str = setting("", "PEM file (one key or several) or folder of the public keys whose "
+                                         "assignments the extender trusts beside its signing key's own: the device "
+                                         "plugins' assignment key set, which keeps the previous key while a key "
+                                         "rotation drains (README, Rotating the signing key); empty: the signing "
+                                         "key's only")
     max_body_bytes: int = setting(8 * 1024 * 1024, "largest request body accepted", minimum=1024)
     leader_election: bool = setting(True, "elect one active replica through a coordination/v1 Lease")
     lease_namespace: str = setting("kube-system", "namespace of the leader Lease")
