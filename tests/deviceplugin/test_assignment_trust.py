@@ -7,6 +7,7 @@ pod could get anyway. The plugin logs each rejection.
 
 from __future__ import annotations
 
+import base64
 import json
 
 from simcluster.cluster import NodeSpec
@@ -17,11 +18,20 @@ from tessera.inventory import NodeInventory
 CORE, MEM = "nvidia.com/mps-core", "nvidia.com/mps-memory"
 
 
-def signed(key, node: str, uid: str, gpu: str, cores: range, gib: range) -> str:
+def signed(key, node: str, uid: str, gpu: str, cores: range, gib: range, write=sign_assignment) -> str:
     doc = Assignment(node=node, pod_uid=uid, containers={"main": {
         CORE: ResourceAssignment((gpu,), tuple(f"{gpu}::core::{n}" for n in cores), core=len(cores)),
         MEM: ResourceAssignment((gpu,), tuple(f"{gpu}::mem::{n}" for n in gib), mem_gib=len(gib))}})
-    return sign_assignment(doc, key)
+    return write(doc, key)
+
+
+def signed_before_key_ids(doc: Assignment, key) -> str:
+    """The assignment as the extender wrote it before assignments named their key: no keyId."""
+    value = json.loads(sign_assignment(doc, key))
+    message = b"tessera.io/assignment/v1\n" + doc.canonical_json() + b"\n" + doc.pod_uid.encode()
+    value.pop("keyId")
+    value["signature"] = base64.urlsafe_b64encode(key.sign(message)).rstrip(b"=").decode()
+    return json.dumps(value)
 
 
 def held(pods, name: str, eventually) -> dict[str, set[str]]:
@@ -78,3 +88,34 @@ def test_signed_assignment_is_followed_and_forgeries_are_not(embedded, manifest,
     for name in ("copied", "forged"):
         ann = pods.get(name)["metadata"]["annotations"][ANNOTATION_ASSIGNMENT]
         assert json.loads(ann)["writtenBy"] == "device-plugin"
+
+
+def test_a_rotated_out_key_still_steers_while_trusted_and_a_stranger_does_not(embedded, manifest, eventually,
+                                                                               tmp_path):
+    """Mid-rotation: the node's key file holds the new key and the previous one. An assignment the old key
+    signed (named, or written before key ids) is followed; one a key outside the file signed is not."""
+    from tessera.signingkeys import key_id, public_pem
+
+    old = generate_keypair(str(tmp_path / "old.key"), str(tmp_path / "old.pub"))
+    new = generate_keypair(str(tmp_path / "new.key"), str(tmp_path / "new.pub"))
+    stranger = generate_keypair(str(tmp_path / "stranger.key"), str(tmp_path / "stranger.pub"))
+    (tmp_path / "extender.pub").write_bytes(public_pem(new.public_key()) + public_pem(old.public_key()))
+    cluster, plugins, pods = embedded(NodeSpec(name="mps", model="A100-SXM4-80GB", gpus=2, mode="mps"),
+                                      extender_public_key=str(tmp_path / "extender.pub"))
+    inventory = eventually(lambda: pods.node("mps")["metadata"].get("annotations", {}).get(ANNOTATION_INVENTORY),
+                           timeout=20, what="inventory")
+    eventually(lambda: pods.node("mps")["status"].get("allocatable", {}).get(CORE) == "200", timeout=20,
+               what="cores allocatable")
+    gpu0, gpu1 = (g.uuid for g in NodeInventory.from_json(inventory).gpus)
+
+    admit(pods, manifest, eventually, "old", lambda uid: signed(old, "mps", uid, gpu1, range(60, 90), range(70, 74)))
+    assert held(pods, "old", eventually)[CORE] == {f"{gpu1}::core::{n}" for n in range(60, 90)}
+    admit(pods, manifest, eventually, "legacy", lambda uid: signed(old, "mps", uid, gpu1, range(10, 40), range(10, 14),
+                                                                     signed_before_key_ids))
+    assert held(pods, "legacy", eventually)[CORE] == {f"{gpu1}::core::{n}" for n in range(10, 40)}
+    admit(pods, manifest, eventually, "stranger", lambda uid: signed(stranger, "mps", uid, gpu0, range(0, 30),
+                                                                     range(0, 4)))
+    assert held(pods, "stranger", eventually)[CORE] != {f"{gpu0}::core::{n}" for n in range(0, 30)}
+    log = (cluster.nodes["mps"].root / "device-plugin.log").read_text()
+    assert key_id(new.public_key()) in log and key_id(old.public_key()) in log  # assignment_keys_loaded
+    assert f"signed by key {key_id(stranger.public_key())}, which is not trusted" in log
