@@ -21,13 +21,18 @@ def kubectl() -> str | None:
     return shutil.which("kubectl")
 
 
+def make_keys_env() -> dict[str, str]:
+    """The environment make-keys.sh runs in: this Python, with the repository importable."""
+    return {**os.environ, "PYTHON": sys.executable,
+            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+
+
 def prepare(workdir: Path) -> Path:
     """A copy of deploy/ with its keys made by make-keys.sh, as an admin's checkout would have them."""
     copy = workdir / "deploy"
     shutil.copytree(DEPLOY, copy, ignore=shutil.ignore_patterns("*.key", "*.pub", "*.crt", "ca.b64"))
-    env = {**os.environ, "PYTHON": sys.executable,
-           "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
-    done = subprocess.run(["sh", str(copy / "make-keys.sh")], env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(["sh", str(copy / "make-keys.sh")], env=make_keys_env(), capture_output=True, text=True,
+                          timeout=60)
     assert done.returncode == 0, done.stderr
     return copy
 
