@@ -76,7 +76,7 @@ class ClusterCache:
         self.lock = threading.RLock()
         self.fleet = Fleet()
         self.workload_label = workload_label
-        self.public_key = public_key
+        self.public_key = public_key  # trusted keys: one Ed25519 public key or a TrustedKeys; None: no check
         self.timeslice_replicas = timeslice_replicas
         self._node_facts: dict[str, tuple] = {}
         # (annotation, pod UID) -> the checked doc, and the placement it was written from where this

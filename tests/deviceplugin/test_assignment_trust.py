@@ -49,16 +49,21 @@ def admit(pods, manifest, eventually, name: str, annotation=None) -> str:
     return uid
 
 
-def test_signed_assignment_is_followed_and_forgeries_are_not(embedded, manifest, eventually, tmp_path):
-    extender_key = generate_keypair(str(tmp_path / "extender.key"), str(tmp_path / "extender.pub"))
-    attacker_key = generate_keypair(str(tmp_path / "attacker.key"), str(tmp_path / "attacker.pub"))
-    cluster, plugins, pods = embedded(NodeSpec(name="mps", model="A100-SXM4-80GB", gpus=2, mode="mps"),
-                                      extender_public_key=str(tmp_path / "extender.pub"))
+def mps_node(embedded, eventually, public_keys):
+    """An MPS node of two GPUs whose plugin trusts ``public_keys``, ready: (cluster, pods, GPU UUIDs)."""
+    cluster, _, pods = embedded(NodeSpec(name="mps", model="A100-SXM4-80GB", gpus=2, mode="mps"),
+                                extender_public_key=str(public_keys))
     inventory = eventually(lambda: pods.node("mps")["metadata"].get("annotations", {}).get(ANNOTATION_INVENTORY),
                            timeout=20, what="inventory")
     eventually(lambda: pods.node("mps")["status"].get("allocatable", {}).get(CORE) == "200", timeout=20,
                what="cores allocatable")
-    gpu0, gpu1 = (g.uuid for g in NodeInventory.from_json(inventory).gpus)
+    return cluster, pods, tuple(g.uuid for g in NodeInventory.from_json(inventory).gpus)
+
+
+def test_signed_assignment_is_followed_and_forgeries_are_not(embedded, manifest, eventually, tmp_path):
+    extender_key = generate_keypair(str(tmp_path / "extender.key"), str(tmp_path / "extender.pub"))
+    attacker_key = generate_keypair(str(tmp_path / "attacker.key"), str(tmp_path / "attacker.pub"))
+    cluster, pods, (gpu0, gpu1) = mps_node(embedded, eventually, tmp_path / "extender.pub")
 
     # the extender's choice: GPU 1, cores 60..89, GiB 70..73 -- not what best fit would pick
     admit(pods, manifest, eventually, "chosen", lambda uid: signed(extender_key, "mps", uid, gpu1, range(60, 90),
@@ -100,13 +105,7 @@ def test_a_rotated_out_key_still_steers_while_trusted_and_a_stranger_does_not(em
     new = generate_keypair(str(tmp_path / "new.key"), str(tmp_path / "new.pub"))
     stranger = generate_keypair(str(tmp_path / "stranger.key"), str(tmp_path / "stranger.pub"))
     (tmp_path / "extender.pub").write_bytes(public_pem(new.public_key()) + public_pem(old.public_key()))
-    cluster, plugins, pods = embedded(NodeSpec(name="mps", model="A100-SXM4-80GB", gpus=2, mode="mps"),
-                                      extender_public_key=str(tmp_path / "extender.pub"))
-    inventory = eventually(lambda: pods.node("mps")["metadata"].get("annotations", {}).get(ANNOTATION_INVENTORY),
-                           timeout=20, what="inventory")
-    eventually(lambda: pods.node("mps")["status"].get("allocatable", {}).get(CORE) == "200", timeout=20,
-               what="cores allocatable")
-    gpu0, gpu1 = (g.uuid for g in NodeInventory.from_json(inventory).gpus)
+    cluster, pods, (gpu0, gpu1) = mps_node(embedded, eventually, tmp_path / "extender.pub")
 
     admit(pods, manifest, eventually, "old", lambda uid: signed(old, "mps", uid, gpu1, range(60, 90), range(70, 74)))
     assert held(pods, "old", eventually)[CORE] == {f"{gpu1}::core::{n}" for n in range(60, 90)}
