@@ -148,13 +148,13 @@ def start_extender_replica(cluster, objects: list[dict], webhook_ca: Certificate
     rewritten to the test's), then ``extra_args``, and a token of deploy/'s ServiceAccount; not awaited."""
     serving = webhook_ca.issue("extender", "tessera-extender", client=False, server=True,
                                dns_names=(f"tessera-extender.{NAMESPACE}.svc", "localhost"), ips=("127.0.0.1",))
-    private, _ = ensure_signing_key(cluster.workdir)
+    private, public = ensure_signing_key(cluster.workdir)
     verbs, webhook, metrics = free_port(), free_port(), free_port()
     replacements = {
         "--listen": f"127.0.0.1:{verbs}", "--webhook-listen": f"127.0.0.1:{webhook}",
         "--metrics-listen": f"127.0.0.1:{metrics}", "--client-ca-path": str(webhook_ca.cert),
         "--tls-cert-path": str(serving.cert), "--tls-key-path": str(serving.key),
-        "--signing-key-path": str(private),
+        "--signing-key-path": str(private), "--trusted-keys-path": str(public),
         "--kubeconfig": str(cluster.service_account_kubeconfig(NAMESPACE, EXTENDER_SERVICE_ACCOUNT))}
     if lease_duration_s is not None:
         replacements["--lease-duration-s"] = str(lease_duration_s)

@@ -26,12 +26,16 @@ CPU_PODS = ("cpu-a100-mps", "cpu-a100-whole", "cpu-h100-mig", "cpu-t4-timeslice"
 
 
 def _table(out: str, title: str) -> list[str]:
-    """The rows of the table printed under ``title`` (after its title, header and rule lines)."""
-    rows = []
+    """The rows of the table printed under ``title`` (after its title, header and rule lines); a cell's
+    wrapped continuation (a line whose first column is blank) is joined to its row."""
+    rows: list[str] = []
     for line in out[out.index(title):].splitlines()[3:]:
         if not line.strip():
             break
-        rows.append(line)
+        if line[:1].isspace() and rows:
+            rows[-1] += " " + line.strip()
+        else:
+            rows.append(line)
     return rows
 
 
