@@ -12,8 +12,10 @@ whenever the node has an MPS GPU, its own or one the DRA driver serves in ``mps`
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
+from collections.abc import Callable
 
 from deviceplugin import metrics
 from deviceplugin.allocator import Allocator
@@ -50,6 +52,7 @@ class DevicePluginDaemon:
         self.workers: list = []
         self.http = None
         self.stopped = threading.Event()
+        self.on_node: Callable[[dict], None] | None = None  # told of every Node seen (set before start)
 
     def start(self) -> None:
         cfg = self.config
@@ -99,8 +102,7 @@ class DevicePluginDaemon:
 
             self.workers.append(NodeInfoWriter(self.api, self.rm, self.node, cfg.fatal_xids,
                                                carried_over=node_doc is not None, gfd=cfg.gfd_labels,
-                                               timeslice_replicas=cfg.timeslice_replicas,
-                                               versions=self._driver_versions()))
+                                               versions=self._driver_versions(), on_node=self.on_node))
             if cfg.evict_on_overuse:
                 from deviceplugin.eviction import OveruseEvictor
 
@@ -117,6 +119,22 @@ class DevicePluginDaemon:
         self.http = metrics.serve(cfg.listen, self.ready, ServeLimits.from_config(cfg, max_body_bytes=64 * 1024))  # GET only
         log.info("device_plugin_started", node=self.node, resources=self.rm.resources(),
                  modes=self.rm.active_modes(), api=self.api is not None)
+
+    def apply_modes(self, cfg: DevicePluginConfig) -> None:
+        """A node config's GPU modes and time-slicing replicas, while running (a GPU that holds grants
+        changes once it drains)."""
+        self.rm.set_mode_settings(cfg.default_mode, cfg.gpu_modes, cfg.timeslice_replicas)
+        self.config = dataclasses.replace(self.config, default_mode=cfg.default_mode, gpu_modes=cfg.gpu_modes,
+                                          timeslice_replicas=cfg.timeslice_replicas)
+
+    def needs_new_mps_supervisor(self, cfg: DevicePluginConfig) -> bool:
+        """Whether these modes put a GPU in mps mode on a plugin that started without the MPS supervisor
+        (it is set up at start only)."""
+        from deviceplugin.mpsd import MpsSupervisor
+
+        if not self.mps_control_binary or any(isinstance(w, MpsSupervisor) for w in self.workers):
+            return False
+        return "mps" in self.rm.desired_with(cfg.default_mode, cfg.gpu_modes).values()
 
     def _driver_versions(self) -> tuple[str, str]:
         """The driver's version and the CUDA version it runs, for the node labels; empty where NVML cannot say."""

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
+import os
 import signal
 import sys
 import threading
 
 from tessera.cli_parsers import daemon_parser
-from tessera.config import DevicePluginConfig, daemon_config
+from tessera.config import CONFIG_ENV, DevicePluginConfig, config_from_args, daemon_config
+from tessera.config.nodeconfig import NodeConfigWatch, node_config_label, restart_in_place, start_config
 from tessera.log import configure_logging, get_logger
+
+RESTART_REQUESTED = 3  # main()'s answer when called in-process and a config change asks for a restart
 
 def build_parser() -> argparse.ArgumentParser:
     parser = daemon_parser(
@@ -18,7 +22,10 @@ def build_parser() -> argparse.ArgumentParser:
         "Tessera device plugin: one per GPU node. Registers nvidia.com/gpu, nvidia.com/mig-<profile>,\n"
         "nvidia.com/mps-core, nvidia.com/mps-memory and nvidia.com/gpu.shared with the kubelet,\n"
         "keeps their health, and answers allocations from the signed ledger.\n"
-        "Set TESSERA_FAKE_NVML=<node description file> to run on a fake GPU node.",
+        "Set TESSERA_FAKE_NVML=<node description file> to run on a fake GPU node.\n"
+        "The config file (--config or TESSERA_CONFIG) is followed while running: on a node labelled\n"
+        "tessera.io/node-config=<name>, <name>.yaml beside it is used instead; GPU modes and replicas\n"
+        "change live, other keys make the plugin restart in place.",
         DevicePluginConfig,
     )
     parser.add_argument("--remove-labels", action="store_true",
@@ -54,27 +61,47 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(config.logging.level, config.logging.format)
     log = get_logger("deviceplugin")
     cfg = config.deviceplugin
+    from deviceplugin import metrics
     from deviceplugin.apiclient import connect
+    from deviceplugin.configreload import DevicePluginReload
     from deviceplugin.daemon import DevicePluginDaemon
+    from tessera.config.nodeconfig import file_digest
     from tessera.gpu import NvmlUnavailable
 
     api = connect(cfg.kubeconfig, cfg.node_name)
     if args.remove_labels:
         return remove_labels(api, args.all_nodes) if api is not None else 1
+    label = node_config_label(api.node_or_none()) if api is not None else None
+    config, chosen = start_config(parser, args, config, label, "deviceplugin", log)
+    cfg = config.deviceplugin
     daemon = DevicePluginDaemon(cfg, mps_control_binary=cfg.mps_control_binary, api=api,
                                 dra=config.draplugin)
     faulthandler.register(signal.SIGUSR1)  # thread dump on demand
-    stop = threading.Event()
+    stop, restart = threading.Event(), threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    reload = DevicePluginReload(daemon, config, lambda: (restart.set(), stop.set()))
+    watch = NodeConfigWatch(args.config or os.environ.get(CONFIG_ENV) or None, chosen,
+                            lambda path: config_from_args(args, "deviceplugin", path), reload.apply,
+                            label=label,
+                            interval_s=cfg.node_config_check_s, logger=log,
+                            on_state=metrics.NODE_CONFIG.state)
+    daemon.on_node = lambda node: watch.set_label(node_config_label(node))
+    metrics.NODE_CONFIG.state(chosen, file_digest(chosen.path), True)
     try:
         daemon.start()
     except NvmlUnavailable as err:
         log.error("nvml_unavailable", reason=str(err))
         return 1
+    watch.start()
     stop.wait()
-    log.info("device_plugin_stopping", reason="signal")
+    watch.stop()
+    log.info("device_plugin_stopping", reason="node config" if restart.is_set() else "signal")
     daemon.stop()
+    if restart.is_set():
+        if argv is not None:  # called in-process (tests): say so instead of replacing the caller
+            return RESTART_REQUESTED
+        restart_in_place(log, "device_plugin_restarting")
     return 0
 
 

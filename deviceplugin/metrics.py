@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from tessera.config.nodeconfig import NodeConfigMetrics
 from tessera.httpserve import HttpService, ServeLimits
 from tessera.httpserve.metricsport import serve_metrics
 
@@ -22,6 +23,7 @@ HEALTH_TRANSITIONS = Counter("tessera_deviceplugin_health_transitions", "GPU hea
                              ["gpu", "healthy"], registry=REGISTRY)
 REGISTRATIONS = Counter("tessera_deviceplugin_registrations", "Registrations with the kubelet",
                         ["resource", "result"], registry=REGISTRY)
+NODE_CONFIG = NodeConfigMetrics(REGISTRY, "tessera_deviceplugin")
 
 
 def serve(listen: str, ready: Callable[[], tuple[bool, str]], limits: ServeLimits | None = None) -> HttpService:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 
 from deviceplugin.apiclient import NodeApi
 from deviceplugin.gfdlabels import NodeFacts, gfd_labels
@@ -33,11 +34,11 @@ class NodeInfoWriter:
     """Writes the inventory and labels on change; watches the Node for its mode label."""
 
     def __init__(self, api: NodeApi, rm: NodeDevices, node: str, fatal_xids: list[int] = (),
-                 carried_over: bool = False, *, gfd: str = "write", timeslice_replicas: int = 4,
-                 versions: tuple[str, str] = ("", "")) -> None:
+                 carried_over: bool = False, *, gfd: str = "write", versions: tuple[str, str] = ("", ""),
+                 on_node: Callable[[dict], None] | None = None) -> None:
         self.api, self.rm, self.node = api, rm, node
         self.gfd = gfd  # "write" or "leave" (deviceplugin.gfd_labels)
-        self.timeslice_replicas = timeslice_replicas
+        self.on_node = on_node  # also told of every Node seen (the node config's label)
         self.versions = versions  # the driver's version and the CUDA version it runs
         self.fatal_xids = list(fatal_xids)
         self._carried_over = threading.Event()  # fatal Xids of the last inventory are in rm
@@ -83,7 +84,7 @@ class NodeInfoWriter:
         """The ``nvidia.com/*`` labels Tessera would write now ({} with ``gfd_labels: leave``)."""
         if self.gfd != "write":
             return {}
-        return gfd_labels(NodeFacts(tuple(self.rm.gpu_infos()), self.rm.active_modes(), self.timeslice_replicas,
+        return gfd_labels(NodeFacts(tuple(self.rm.gpu_infos()), self.rm.active_modes(), self.rm.timeslice_replicas,
                                     *self.versions))
 
     def _write(self) -> bool:
@@ -146,6 +147,8 @@ class NodeInfoWriter:
         self._resp = resp
 
     def _on_node(self, node: dict) -> None:
+        if self.on_node is not None:
+            self.on_node(node)
         if not self._carried_over.is_set():
             carry_over(self.rm, node, self.fatal_xids)
             self._carried_over.set()

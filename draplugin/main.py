@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
+import os
 import signal
 import sys
 import threading
 
 from tessera.cli_parsers import daemon_parser
-from tessera.config import DraPluginConfig, daemon_config
+from tessera.config import CONFIG_ENV, DraPluginConfig, TesseraConfig, config_from_args, daemon_config
+from tessera.config.nodeconfig import (
+    ChosenConfig,
+    NodeConfigWatch,
+    changed_keys,
+    file_digest,
+    node_config_label,
+    restart_in_place,
+    start_config,
+)
 from tessera.log import configure_logging, get_logger
+
+RESTART_REQUESTED = 3  # main()'s answer when called in-process and a config change asks for a restart
+SECTIONS = ("draplugin", "logging")  # what the driver reads of the config file: all of it at start only
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,38 +32,82 @@ def build_parser() -> argparse.ArgumentParser:
         "Tessera DRA driver (gpu.tessera.io): one per GPU node, beside the device plugin. Publishes the\n"
         "GPUs of draplugin.gpus as a ResourceSlice, registers with the kubelet as a DRA plugin and\n"
         "prepares the devices kube-scheduler allocated to ResourceClaims (CDI specs with the signed\n"
-        "grant the hook verifies). Set TESSERA_FAKE_NVML=<node description file> on a fake GPU node.",
+        "grant the hook verifies). Set TESSERA_FAKE_NVML=<node description file> on a fake GPU node.\n"
+        "The config file (--config or TESSERA_CONFIG) is followed while running: on a node labelled\n"
+        "tessera.io/node-config=<name>, <name>.yaml beside it is used instead; a change to the\n"
+        "draplugin section restarts the driver in place.",
         DraPluginConfig,
     )
 
 
+class DriverReload:
+    """``NodeConfigWatch``'s ``apply`` for the driver: every key it reads is read at start, so a change to
+    one asks for a restart in place; a file that changes nothing the driver reads is only noted."""
+
+    def __init__(self, config: TesseraConfig, request_restart) -> None:
+        self.config, self.request_restart = config, request_restart
+
+    def apply(self, config: TesseraConfig, chosen: ChosenConfig, digest: str) -> None:
+        keys = changed_keys(self.config, config, SECTIONS)
+        if not keys:
+            get_logger("draplugin").info("node_config_same_settings", name=chosen.name, sha256=digest)
+            self.config = config
+            return
+        get_logger("draplugin").warning("node_config_restart", name=chosen.name, sha256=digest, keys=keys,
+                                        start_only=keys, reason="the driver reads its config at start only: "
+                                                                "it restarts in place to take them")
+        self.request_restart()
+
+
 def main(argv: list[str] | None = None) -> int:
-    config = daemon_config(build_parser(), argv, "draplugin")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    config = daemon_config(parser, argv, "draplugin")
     configure_logging(config.logging.level, config.logging.format)
     log = get_logger("draplugin")
     cfg = config.draplugin
+    from draplugin import metrics
     from draplugin.apiclient import connect
     from draplugin.checkpoint import CheckpointError
     from draplugin.daemon import DraPluginDaemon, StartError
+    from draplugin.nodewatch import OwnNodeWatch, read_own_node
     from tessera.gpu import NvmlUnavailable
 
     client = connect(cfg.kubeconfig)
     if client is None:
         return 1
+    node_name = cfg.node_name or os.environ.get("NODE_NAME", "") or os.uname().nodename
+    label = node_config_label(read_own_node(client, node_name))
+    config, chosen = start_config(parser, args, config, label, "draplugin", log)
+    cfg = config.draplugin
     daemon = DraPluginDaemon(cfg, client)
     faulthandler.register(signal.SIGUSR1)
-    stop = threading.Event()
+    stop, restart = threading.Event(), threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    reload = DriverReload(config, lambda: (restart.set(), stop.set()))
+    watch = NodeConfigWatch(args.config or os.environ.get(CONFIG_ENV) or None, chosen,
+                            lambda path: config_from_args(args, "draplugin", path), reload.apply, label=label,
+                            interval_s=cfg.node_config_check_s, logger=log, on_state=metrics.NODE_CONFIG.state)
+    node_watch = OwnNodeWatch(client, daemon.node, lambda node: watch.set_label(node_config_label(node)))
+    metrics.NODE_CONFIG.state(chosen, file_digest(chosen.path), True)
     try:
         daemon.start()
     except (NvmlUnavailable, StartError, CheckpointError, OSError) as err:
         log.error("dra_plugin_start_failed", reason=str(err))
         daemon.stop()
         return 1
+    watch.start()
+    node_watch.start()
     stop.wait()
-    log.info("dra_plugin_stopping", reason="signal")
+    node_watch.stop()
+    watch.stop()
+    log.info("dra_plugin_stopping", reason="node config" if restart.is_set() else "signal")
     daemon.stop()
+    if restart.is_set():
+        if argv is not None:  # called in-process (tests): say so instead of replacing the caller
+            return RESTART_REQUESTED
+        restart_in_place(log, "dra_plugin_restarting")
     return 0
 
 

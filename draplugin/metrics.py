@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from tessera.config.nodeconfig import NodeConfigMetrics
+
 REGISTRY = CollectorRegistry(auto_describe=True)
+NODE_CONFIG = NodeConfigMetrics(REGISTRY, "tessera_draplugin")
 CALLS = Counter("tessera_draplugin_claim_calls", "Claims prepared or unprepared, per call and result",
                 ["call", "result"], registry=REGISTRY)
 CALL_SECONDS = Histogram("tessera_draplugin_claim_seconds", "Time to prepare or unprepare one claim",

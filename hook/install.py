@@ -30,6 +30,8 @@ CONTAINERD_BASE_SPEC = "tessera-base-spec.json"
 CONTAINERD_DROP_IN = "conf.d/tessera.toml"
 TOOLKIT_CONFIG = "etc/nvidia-container-runtime/config.toml"
 TOOLKIT_SWITCH = "accept-nvidia-visible-devices-envvar-when-unprivileged"
+# The switch's line as it was before the first install (JSON {"line": text or null}), for uninstall.
+TOOLKIT_RECORD = "etc/nvidia-container-runtime/.tessera-toolkit-switch.json"
 HOOK_TIMEOUT_S = 10
 
 _CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
@@ -91,7 +93,7 @@ def containerd_default_spec() -> dict:
     }
 
 
-def _write(root: str, relative: str, text: str) -> str:
+def write_atomically(root: str, relative: str, text: str) -> str:
     path = os.path.join(root, relative)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + ".tmp"
@@ -109,7 +111,7 @@ def install_crio(settings: HookSettings, root: str, hook_path: str) -> list[str]
         doc = {"version": "1.0.0",
                "hook": {"path": entry["path"], "args": entry["args"], "timeout": entry["timeout"]},
                "when": {"always": True}, "stages": [stage]}
-        written.append(_write(root, f"{CRIO_HOOKS_DIR}/tessera-{stage.lower()}.json",
+        written.append(write_atomically(root, f"{CRIO_HOOKS_DIR}/tessera-{stage.lower()}.json",
                               json.dumps(doc, indent=2) + "\n"))
     return written
 
@@ -134,10 +136,29 @@ def install_containerd(settings: HookSettings, root: str, hook_path: str,
     spec = containerd_default_spec()
     spec["hooks"] = hook_entries(settings, hook_path)
     folder = os.path.join("/", config_dir).rstrip("/")
-    base = _write(root, f"{folder}/{CONTAINERD_BASE_SPEC}".lstrip("/"), json.dumps(spec, indent=2) + "\n")
-    drop_in = _write(root, f"{folder}/{CONTAINERD_DROP_IN}".lstrip("/"),
+    base = write_atomically(root, f"{folder}/{CONTAINERD_BASE_SPEC}".lstrip("/"), json.dumps(spec, indent=2) + "\n")
+    drop_in = write_atomically(root, f"{folder}/{CONTAINERD_DROP_IN}".lstrip("/"),
                      containerd_drop_in(f"{folder}/{CONTAINERD_BASE_SPEC}", folder))
     return [base, drop_in]
+
+
+def toolkit_switch_line(text: str) -> str | None:
+    """The switch's line in ``config.toml`` text (commented out or not), or None."""
+    for existing in text.splitlines():
+        stripped = existing.strip().lstrip("#").strip()
+        if stripped.startswith(TOOLKIT_SWITCH) and "=" in stripped:
+            return existing
+        if existing.strip().startswith("["):
+            return None
+    return None
+
+
+def record_toolkit_switch(root: str, text: str) -> str | None:
+    """Keep the switch's line as it is before Tessera's first install (a later install keeps the first
+    record: the line is Tessera's own by then); the record's path, or None when one was kept already."""
+    if os.path.exists(os.path.join(root, TOOLKIT_RECORD)):
+        return None
+    return write_atomically(root, TOOLKIT_RECORD, json.dumps({"line": toolkit_switch_line(text)}) + "\n")
 
 
 def set_toolkit_switch(text: str) -> str:
@@ -171,6 +192,8 @@ def install(settings: HookSettings, root: str = "/", hook_path: str | None = Non
     if os.path.exists(toolkit):
         with open(toolkit, encoding="utf-8") as fh:
             text = fh.read()
-        written.append(_write(root, TOOLKIT_CONFIG, set_toolkit_switch(text)))
+        recorded = record_toolkit_switch(root, text)
+        written += [recorded] if recorded else []
+        written.append(write_atomically(root, TOOLKIT_CONFIG, set_toolkit_switch(text)))
         notes.append(f"NVIDIA container toolkit: {TOOLKIT_SWITCH} = false")
     return [f"wrote {path}" for path in written] + [f"note: {n}" for n in notes]

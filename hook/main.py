@@ -2,6 +2,7 @@
 
     tessera-hook createRuntime|prestart|poststop [settings flags]   (run by runc or crun)
     tessera-hook install --runtime containerd|crio [--root DIR]      (run once per node)
+    tessera-hook uninstall --runtime containerd|crio [--root DIR]    (when Tessera leaves the node)
 
 The hook stages take the fast path (:func:`hook.settings.parse_fast`): nothing heavier than
 ``json`` and ``hmac`` is imported. ``--help``, ``install`` and ``--config`` take the full parser,
@@ -30,18 +31,19 @@ def build_parser():
         "poststop. Reads the OCI state on stdin and the bundle's config.json, verifies the signed\n"
         "grant, and keeps every GPU that was not granted out of the container.\n\n"
         "'install' writes the runtime's hook configuration (CRI-O hooks.d, or containerd's base\n"
-        "runtime spec and config drop-in) and NVIDIA's container-toolkit switch.",
+        "runtime spec and config drop-in) and NVIDIA's container-toolkit switch; 'uninstall' removes\n"
+        "them and puts the toolkit switch back as it was before the first install.",
         HookConfig,
         epilog="exit status: 0 started (or nothing to do), 1 refused, 2 bad input, 3 hook bug",
     )
-    parser.add_argument("stage", nargs="?", choices=(*STAGES, "install"),
-                        help="hook stage as configured in the runtime, or 'install'")
+    parser.add_argument("stage", nargs="?", choices=(*STAGES, "install", "uninstall"),
+                        help="hook stage as configured in the runtime, or 'install' / 'uninstall'")
     parser.add_argument("--root", default="/", metavar="DIR",
-                        help="install: write under this directory instead of / (for tests and images)")
+                        help="install, uninstall: the host's / is mounted here (default: /)")
     parser.add_argument("--hook-path", default=None, metavar="PATH",
                         help="install: the hook executable the runtime runs (default: this tessera-hook)")
     parser.add_argument("--containerd-config-dir", default="/etc/containerd", metavar="DIR",
-                        help="install: containerd's configuration folder as the host sees it, where the base "
+                        help="install, uninstall: containerd's configuration folder as the host sees it, where the base "
                              "runtime spec and conf.d/tessera.toml go (k3s: "
                              "/var/lib/rancher/k3s/agent/etc/containerd; default: /etc/containerd)")
     return parser
@@ -96,6 +98,12 @@ def _main(argv: list[str]) -> int:
 
         for line in install(settings, root=args.root, hook_path=args.hook_path,
                             containerd_config_dir=args.containerd_config_dir):
+            print(line)
+        return 0
+    if args.stage == "uninstall":
+        from hook.uninstall import uninstall
+
+        for line in uninstall(settings.runtime, root=args.root, containerd_config_dir=args.containerd_config_dir):
             print(line)
         return 0
     return run_stage(args.stage, settings, sys.stdin.buffer)

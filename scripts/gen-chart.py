@@ -85,6 +85,12 @@ class Holes:
             return f"{lead}{key}: {{{{- toYaml {hole.expr} | nindent {column + 2} }}}}"
         if hole.kind == "literal":
             return f"{lead}{key}: |\n{{{{- toYaml {hole.expr} | nindent {column + 2} }}}}"
+        if hole.kind == "node-configs":  # config.yaml, then one <name>.yaml per named per-node config
+            return (f"{lead}{key}: |\n{{{{- toYaml {hole.expr} | nindent {column + 2} }}}}\n"
+                    f"{indent}{{{{- range $name, $config := .Values.nodeConfigs }}}}\n"
+                    f'{indent}{{{{- include "tessera.checkNodeConfigName" $name }}}}\n'
+                    f"{indent}{{{{ $name }}}}.yaml: |\n{{{{- toYaml $config | nindent {column + 2} }}}}\n"
+                    f"{indent}{{{{- end }}}}")
         if hole.kind == "include":
             return f"{lead}{{{{- include {hole.expr} . | nindent {column} }}}}"
         pad = " " * column
@@ -117,8 +123,7 @@ def printf(template: str, *exprs: str) -> str:
 
 def arg_hole(holes: Holes, arg: str) -> str:
     """The token for a container argument whose value comes from the values, or the argument as is."""
-    flags = {"--policy": ".Values.extender.policy", "--default-mode": ".Values.devicePlugin.defaultMode",
-             "--mps-user": "(int .Values.mps.user)"}
+    flags = {"--policy": ".Values.extender.policy", "--mps-user": "(int .Values.mps.user)"}
     name, _, value = arg.partition("=")
     if name in flags and value:
         verb = "%d" if "int " in flags[name] else "%s"
@@ -151,6 +156,12 @@ def container_holes(holes: Holes, container: dict) -> None:
             context[field] = holes.add("scalar", "int .Values.mps.user")
 
 
+# The workloads that read the keys' Secrets at start (the signing key, the trusted public keys, the
+# scheduler's client certificate), and the pod-template annotation that carries the keys' digest.
+KEY_READERS = ("tessera-extender", "tessera-device-plugin", "tessera-scheduler")
+KEYS_CHECKSUM = "checksum/keys"
+
+
 def workload_holes(holes: Holes, obj: dict) -> None:
     """Priority class, node selection and containers of a Deployment or DaemonSet."""
     name = obj["metadata"]["name"]
@@ -166,6 +177,11 @@ def workload_holes(holes: Holes, obj: dict) -> None:
         spec["nodeSelector"] = holes.add("block", ".Values.draPlugin.nodeSelector")
     for container in [*spec.get("initContainers", []), *spec["containers"]]:
         container_holes(holes, container)
+    if name in KEY_READERS:
+        # Helm keeps the key Secrets' names (kustomize hashes them, which rolls the pods): a digest of the
+        # keys' values in the pod template makes `helm upgrade` with new keys restart what reads them
+        annotations = obj["spec"]["template"]["metadata"].setdefault("annotations", {})
+        annotations[KEYS_CHECKSUM] = holes.add("scalar", "toJson .Values.keys | sha256sum | trunc 16 | quote")
 
 
 def object_holes(holes: Holes, obj: dict, node_config_name: str) -> None:
@@ -174,12 +190,7 @@ def object_holes(holes: Holes, obj: dict, node_config_name: str) -> None:
     if obj["kind"] in ("Deployment", "DaemonSet"):
         workload_holes(holes, obj)
     if obj["kind"] == "ConfigMap" and obj["metadata"]["name"] == node_config_name:
-        obj["metadata"]["name"] = holes.add("scalar", 'include "tessera.nodeConfigName" .')
-        obj["data"]["config.yaml"] = holes.add("literal", ".Values.nodeConfig")
-    if obj["kind"] == "DaemonSet":
-        for volume in obj["spec"]["template"]["spec"].get("volumes", []):
-            if volume.get("configMap", {}).get("name") == node_config_name:
-                volume["configMap"]["name"] = holes.add("scalar", 'include "tessera.nodeConfigName" .')
+        obj["data"]["config.yaml"] = holes.add("node-configs", ".Values.nodeConfig")
     if obj["kind"] == "MutatingWebhookConfiguration":
         # cert-manager's CA injector fills caBundle where certManager.enabled (components/cert-manager)
         obj["metadata"]["annotations"] = holes.add("optional", '(include "tessera.webhookAnnotations" . | fromYaml)')
@@ -217,10 +228,10 @@ def default_values(objects: list[dict], node_config_name: str) -> dict[str, Any]
         "image": {"repository": repository, "tag": tag},
         "scheduler": {"image": {"repository": scheduler_repository, "tag": scheduler_tag}},
         "extender": {"policy": policy},
-        "devicePlugin": {"defaultMode": args["--default-mode"],
-                         "evictOnOveruse": "--evict-on-overuse" in plugin["containers"][0]["args"]},
+        "devicePlugin": {"evictOnOveruse": "--evict-on-overuse" in plugin["containers"][0]["args"]},
         "mps": {"user": int(args["--mps-user"])},
         "nodeConfig": yaml.safe_load(by_name[("ConfigMap", node_config_name)]["data"]["config.yaml"]),
+        "nodeConfigs": {},
         "gpuNodes": {"nodeSelector": {}, "tolerations": plugin["tolerations"]},
         "draPlugin": {"nodeSelector": dra["nodeSelector"]},
         "priorityClassNames": {"controlPlane": extender["priorityClassName"], "node": plugin["priorityClassName"]},
@@ -236,14 +247,18 @@ VALUES_COMMENTS = {
     "scheduler": "The second kube-scheduler: match the tag to the cluster's Kubernetes version.",
     "extender": "policy: the cluster default placement policy (fragmentation, binpack, spread, binpack-gpu, "
                 "spread-gpu, spread-workload, best-fit, random, fgd); a pod picks its own with the annotation tessera.io/policy.",
-    "devicePlugin": "defaultMode: every GPU's mode (exclusive, mps, mig, timeslice) unless the node label "
-                    "tessera.io/gpu-mode or nodeConfig.deviceplugin.gpu_modes says otherwise. evictOnOveruse: "
-                    "evict a pod whose process uses more GPU memory than its MPS grant.",
+    "devicePlugin": "evictOnOveruse: evict a pod whose process uses more GPU memory than its MPS grant. (GPU modes "
+                    "are in nodeConfig: deviceplugin.default_mode, gpu_modes.)",
     "mps": "user: the uid the MPS control daemon runs as; MPS clients must run as it too.",
     "nodeConfig": "The config file of the device plugin and the DRA driver (TESSERA_CONFIG, ConfigMap "
-                  "tessera-node-config): e.g. deviceplugin: {gpu_modes: {0: mig}, timeslice_replicas: 8} for "
-                  "time-slicing replicas and per-GPU modes, draplugin: {gpus: [1], gpu_modes: {1: mps}}. "
-                  "Flags in the DaemonSets win over their own sections.",
+                  "tessera-node-config, key config.yaml): e.g. deviceplugin: {default_mode: mps, gpu_modes: {0: mig}, "
+                  "timeslice_replicas: 8} for GPU modes and time-slicing replicas, draplugin: {gpus: [1], "
+                  "gpu_modes: {1: mps}}. Flags in the DaemonSets win over their own sections. The daemons follow "
+                  "the file: a helm upgrade that changes it needs no rollout (modes and replicas change live, "
+                  "other keys restart the daemon in place; a file that does not validate is refused).",
+    "nodeConfigs": "Per-node configs: name -> a config like nodeConfig, written as <name>.yaml beside config.yaml; "
+                   "a node labelled tessera.io/node-config=<name> takes it (e.g. a100-mig: {deviceplugin: "
+                   "{default_mode: mig}}). Names: letters, digits, '-', '_', '.', at most 63, not 'default'.",
     "gpuNodes": "Node selection of the GPU node DaemonSets (device plugin, exporter; the DRA driver takes the "
                 "tolerations too); they run on nodes NFD, GFD or tessera.io/gpu-node=true marks.",
     "draPlugin": "nodeSelector: the nodes whose GPUs the DRA driver serves.",
@@ -281,10 +296,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service | quote }}
 app.kubernetes.io/instance: {{ .Release.Name | quote }}
 {{- end }}
 
-{{/* The node config's name carries a hash of its content, as kustomize's configMapGenerator does: a change
-rolls the node DaemonSets. */}}
-{{- define "tessera.nodeConfigName" -}}
-{{ printf "tessera-node-config-%s" (toYaml .Values.nodeConfig | sha256sum | trunc 10) }}
+{{/* A per-node config's name is a label value and a file name beside config.yaml. */}}
+{{- define "tessera.checkNodeConfigName" -}}
+{{- if or (eq . "default") (not (regexMatch "^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$" .)) -}}
+{{- fail (printf "nodeConfigs.%s: a per-node config's name is the value of the label tessera.io/node-config: letters, digits, '-', '_' and '.', starting and ending with a letter or digit, at most 63, not 'default'" .) -}}
+{{- end -}}
 {{- end }}
 
 {{/* The webhook's caBundle: make-keys.sh's CA, or none where cert-manager injects its own. */}}
@@ -327,8 +343,7 @@ KEYS_TEMPLATE = (
 def write_chart(out: Path) -> None:
     """The whole chart into ``out`` (emptied first)."""
     objects = render_base()
-    node_config_name = [o["metadata"]["name"] for o in objects if o["kind"] == "ConfigMap"
-                        and o["metadata"]["name"].startswith("tessera-node-config-")][0]
+    node_config_name = "tessera-node-config"   # a stable name (deploy/base/kustomization.yaml)
     values = default_values(objects, node_config_name)
     if out.exists():
         shutil.rmtree(out)
@@ -343,7 +358,7 @@ def write_chart(out: Path) -> None:
         (out / "templates" / f"{folder}.yaml").write_text(component_template(value, component))
     for obj in objects:
         name = obj["metadata"]["name"]
-        if obj["kind"] == "ConfigMap":
+        if obj["kind"] == "ConfigMap" and name != node_config_name:
             name = name.rsplit("-", 1)[0]  # configMapGenerator's hash suffix
         path = out / "templates" / f"{obj['kind'].lower()}-{name}.yaml"
         assert not path.exists(), path

@@ -82,6 +82,11 @@ class NodeDevices:
     def _desired(self) -> dict[int, str]:
         return desired_modes(list(self._gpus.values()), self._default_mode, self._gpu_modes, self._label_mode)
 
+    def desired_with(self, default_mode: str, gpu_modes: dict[int, str]) -> dict[int, str]:
+        """The modes these settings would ask of each GPU (the node label and MIG as now)."""
+        with self._lock:
+            return desired_modes(list(self._gpus.values()), default_mode, gpu_modes, self._label_mode)
+
     def _rebuild(self) -> None:
         self._devices = node_devices(list(self._gpus.values()), self._modes.active, self._replicas)
 
@@ -137,6 +142,24 @@ class NodeDevices:
             if changed:
                 self._bump()
             return changed
+
+    @property
+    def timeslice_replicas(self) -> int:
+        """Replicas advertised per time-sliced GPU."""
+        return self._replicas
+
+    def set_mode_settings(self, default_mode: str, gpu_modes: dict[int, str], replicas: int) -> bool:
+        """The node config's modes and time-slicing replicas, changed while running (a config reload): a
+        GPU whose mode changes waits for its drain, as for the label. True if anything advertised changed."""
+        with self._lock:
+            self._default_mode, self._gpu_modes = default_mode, dict(gpu_modes)
+            replicas_changed = replicas != self._replicas
+            self._replicas = replicas
+            changed = self._update_modes()
+            if replicas_changed and not changed:
+                self._rebuild()
+                self._bump()
+            return changed or replicas_changed
 
     def set_label_mode(self, label: str | None) -> bool:
         with self._lock:

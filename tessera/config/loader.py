@@ -128,9 +128,10 @@ def _parse_flag_value(raw: str, tp: Any, key: str) -> Any:
     return coerce(raw, tp, key)
 
 
-def config_from_args(args: argparse.Namespace, section: str) -> TesseraConfig:
-    """The config file named by ``args.config`` with ``args``' flags for ``section`` laid over it."""
-    config = load_config(getattr(args, "config", None))
+def config_from_args(args: argparse.Namespace, section: str, path: str | None = None) -> TesseraConfig:
+    """The config file named by ``path`` (default: ``args.config``) with ``args``' flags for ``section``
+    laid over it."""
+    config = load_config(path or getattr(args, "config", None))
     section_value = getattr(config, section)
     overrides = {}
     for field, tp in section_fields(type(section_value)):

@@ -90,6 +90,10 @@ class DevicePluginConfig(HttpPortConfig):
     gpu_modes: dict[int, str] = setting({}, "mode per GPU index, overriding default_mode and the node label",
                                         choices=GPU_MODES, flag=False)
     timeslice_replicas: int = setting(4, "replicas advertised per time-sliced GPU", minimum=1, maximum=64)
+    node_config_check_s: float = setting(5.0, "seconds between looks at the config file for a change (the kubelet "
+                                              "rewrites a mounted ConfigMap within about a minute of an edit); modes "
+                                              "and replicas change live, other keys restart the plugin in place",
+                                         minimum=0.5, maximum=3600.0)
     gfd_labels: str = setting("write", "GPU Feature Discovery's nvidia.com/* node labels (gpu.product, gpu.count, "
                                        "gpu.memory, gpu.family, cuda.*, mig.*, mig-<profile>.*, ...): write (Tessera "
                                        "writes them, never over a label another writer put there first) or leave "
@@ -166,6 +170,10 @@ class DraPluginConfig(HttpPortConfig):
                                                                  "device plugin's: one key per node)")
     kubeconfig: str = setting("", "kubeconfig file for the API server; empty means in-cluster config")
     node_name: str = setting("", "this node's name; empty means the NODE_NAME environment variable")
+    node_config_check_s: float = setting(5.0, "seconds between looks at the config file for a change (the kubelet "
+                                              "rewrites a mounted ConfigMap within about a minute of an edit); a "
+                                              "change to this section restarts the driver in place",
+                                         minimum=0.5, maximum=3600.0)
     listen: str = setting("0.0.0.0:8082", "address:port of /healthz and /metrics")
 
     @property

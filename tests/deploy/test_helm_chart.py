@@ -29,9 +29,10 @@ def helm():
     return found
 
 
-def template(helm, tmp_path, deploy_copy, *values: str, webhook_keys: bool = True) -> list[dict]:
-    """``helm template`` of the chart with the copy's keys and ``--set`` ``values``."""
-    args = ["template", "tessera", str(CHART), *key_args(deploy_copy / "keys", webhook_keys)]
+def template(helm, tmp_path, deploy_copy, *values: str, webhook_keys: bool = True,
+             extra: tuple[str, ...] = ()) -> list[dict]:
+    """``helm template`` of the chart with the copy's keys, ``extra`` arguments and ``--set`` ``values``."""
+    args = ["template", "tessera", str(CHART), *key_args(deploy_copy / "keys", webhook_keys), *extra]
     for value in values:
         args += ["--set", value]
     done = run_helm(helm, args, tmp_path / "helm-home")
@@ -48,6 +49,10 @@ def comparable(objects: list[dict]) -> dict[tuple[str, str, str], dict]:
         match = GENERATED_SUFFIX.match(obj["metadata"]["name"])
         if obj["kind"] in ("ConfigMap", "Secret") and match:
             renames[obj["metadata"]["name"]] = match.group(1)
+    for obj in objects:   # the keys' digest: Helm's own way to restart key readers (kustomize hashes names)
+        template = (obj.get("spec") or {}).get("template", {}).get("metadata", {})
+        if template.get("annotations", {}).pop("checksum/keys", None) is not None and not template["annotations"]:
+            del template["annotations"]
     text = json.dumps([without_helm_labels(obj) for obj in objects])
     for generated, name in renames.items():
         text = text.replace(f'"{generated}"', f'"{name}"')
@@ -95,8 +100,9 @@ def test_the_chart_renders_what_kustomize_renders(helm, tmp_path, rendered, depl
 def test_each_value_reaches_its_fields(helm, tmp_path, deploy_copy):
     objects = template(helm, tmp_path, deploy_copy, "extender.policy=binpack", "scheduler.image.tag=v1.36.4",
                        "image.repository=registry.example.com/tessera", "image.tag=0.2.0",
-                       "devicePlugin.defaultMode=mps", "devicePlugin.evictOnOveruse=true", "mps.user=2000",
+                       "nodeConfig.deviceplugin.default_mode=mps", "devicePlugin.evictOnOveruse=true", "mps.user=2000",
                        "nodeConfig.deviceplugin.timeslice_replicas=8", "gpuNodes.nodeSelector.pool=gpu",
+                       "nodeConfigs.a100-mig.deviceplugin.default_mode=mig",
                        "gpuNodes.tolerations[0].key=gpu", "gpuNodes.tolerations[0].operator=Exists",
                        "priorityClassNames.node=tessera-node", "priorityClassNames.controlPlane=tessera-control")
     for obj in objects:
@@ -109,19 +115,49 @@ def test_each_value_reaches_its_fields(helm, tmp_path, deploy_copy):
     assert extender["image"] == "registry.example.com/tessera:0.2.0"
     plugin = pods["tessera-device-plugin"]
     args = plugin["containers"][0]["args"]
-    assert flag(args, "default-mode") == "mps" and flag(args, "mps-user") == "2000"
+    assert flag(args, "mps-user") == "2000"
+    assert not [a for a in args if a.startswith("--default-mode")], "GPU modes are the node config's, not a flag"
     assert "--evict-on-overuse" in args and "--no-evict-on-overuse" not in args
     assert plugin["containers"][1]["securityContext"]["runAsUser"] == 2000
     assert "chown 2000:2000" in plugin["initContainers"][1]["command"][2]
     config_map = find(objects, "ConfigMap", "tessera-node-config")
-    assert yaml.safe_load(config_map["data"]["config.yaml"])["deviceplugin"] == {"timeslice_replicas": 8}
-    assert {"name": "node-config", "configMap": {"name": config_map["metadata"]["name"]}} in plugin["volumes"]
+    assert yaml.safe_load(config_map["data"]["config.yaml"])["deviceplugin"] == {
+        "default_mode": "mps", "gpu_modes": {}, "timeslice_replicas": 8}
+    # a per-node config: a key beside config.yaml, for nodes labelled tessera.io/node-config=a100-mig
+    assert yaml.safe_load(config_map["data"]["a100-mig.yaml"]) == {"deviceplugin": {"default_mode": "mig"}}
+    assert sorted(config_map["data"]) == ["a100-mig.yaml", "config.yaml"]
+    assert {"name": "node-config", "configMap": {"name": "tessera-node-config"}} in plugin["volumes"]
     for name in ("tessera-device-plugin", "tessera-exporter"):
         assert pods[name]["nodeSelector"] == {"pool": "gpu"}
         assert pods[name]["tolerations"] == [{"key": "gpu", "operator": "Exists"}]
         assert pods[name]["priorityClassName"] == "tessera-node"
     assert pods["tessera-dra-plugin"]["nodeSelector"] == {"tessera.io/dra-driver": "true"}
     assert pods["tessera-scheduler"]["priorityClassName"] == "tessera-control"
+
+
+def test_new_keys_restart_exactly_the_workloads_that_read_them(helm, tmp_path, deploy_copy):
+    """kustomize's generated Secret names roll a key's readers; with Helm's stable names, the keys' digest in
+    the pod templates does: a changed key changes it for the extender, the device plugin and the second
+    scheduler, and for no other workload."""
+    def digests(objects: list[dict]) -> dict[str, str | None]:
+        return {o["metadata"]["name"]: o["spec"]["template"]["metadata"].get("annotations", {}).get("checksum/keys")
+                for o in objects if o["kind"] in ("Deployment", "DaemonSet")}
+
+    before = digests(template(helm, tmp_path, deploy_copy))
+    other = tmp_path / "other.pub"
+    other.write_text((deploy_copy / "keys" / "extender.pub").read_text().replace("A", "B", 1))
+    after = digests(template(helm, tmp_path, deploy_copy, extra=("--set-file", f"keys.extenderPub={other}")))
+    changed = {name for name in before if before[name] != after[name]}
+    assert changed == {"tessera-extender", "tessera-device-plugin", "tessera-scheduler"}
+    assert all(before[name] for name in changed)
+
+
+@pytest.mark.parametrize("name", ["default", "../etc", "-lead", "a" * 64])
+def test_a_per_node_config_whose_name_no_label_can_carry_is_refused(helm, tmp_path, deploy_copy, name):
+    done = run_helm(helm, ["template", "tessera", str(CHART), *key_args(deploy_copy / "keys"),
+                           "--set-json", json.dumps({"nodeConfigs": {name: {"deviceplugin": {"default_mode": "mig"}}}})],
+                    tmp_path / "helm-home")
+    assert done.returncode != 0 and f"nodeConfigs.{name}: a per-node config's name" in done.stderr
 
 
 def test_without_the_keys_the_chart_says_how_to_make_them(helm, tmp_path):

@@ -65,7 +65,7 @@ def gpu_node(tmp_path, monkeypatch, description: str, mode: str) -> NodeDevices:
 def run_writer(api: ApiServer, rm: NodeDevices, node: str, gfd: str = "write") -> dict[str, str]:
     """Start the plugin's inventory writer until it has written the Node once; the Node's labels."""
     writer = NodeInfoWriter(connect(api.kubeconfig, node), rm, node, carried_over=True, gfd=gfd,
-                            timeslice_replicas=4, versions=("550.54.15", "12.4"))
+                            versions=("550.54.15", "12.4"))
     writer.start()
     try:
         assert writer.written.wait(10), "the writer wrote the Node"

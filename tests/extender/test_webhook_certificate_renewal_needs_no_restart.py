@@ -15,23 +15,15 @@ from extender_cluster import api_server
 
 from simcluster.cluster import NodeSpec
 from simcluster.extenders import start_extender
+from simcluster.volumes import project
 from tessera.pki import write_webhook_pki
 
 SERVICE = "tessera-extender.tessera-system.svc"
 
 
 def mount(secret: Path, version: str) -> Path:
-    """Write a fresh PKI as the kubelet projects a Secret: files in a versioned folder, reached through
-    ``..data`` and per-file symlinks; the ``..data`` link is replaced in one rename."""
-    data = secret / f"..{version}"
-    write_webhook_pki(data, [SERVICE], ["127.0.0.1"], days=1)
-    link = secret / "..data_tmp"
-    os.symlink(data.name, link)
-    os.replace(link, secret / "..data")
-    for name in ("tls.crt", "tls.key", "ca.crt"):
-        if not (secret / name).is_symlink():
-            os.symlink(f"..data/{name}", secret / name)
-    return data
+    """Write a fresh PKI as the kubelet projects a Secret (:func:`simcluster.volumes.project`)."""
+    return project(secret, version, lambda data: write_webhook_pki(data, [SERVICE], ["127.0.0.1"], days=1))
 
 
 def served(port: int) -> str:

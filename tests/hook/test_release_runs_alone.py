@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -141,3 +142,58 @@ def test_install_script_switches_current_to_a_new_release_and_keeps_one_before(t
     current = host / "opt/tessera/current"
     assert sorted(p.name for p in site_packages(current).iterdir()) == sorted(HOOK_PACKAGES)
     assert run_alone(current, "--help").returncode == 0
+
+
+def install_release(host: Path, pythonpath: str) -> str:
+    """deploy/'s init container once (install-hook.sh) with the hook's code from ``pythonpath``; the release
+    ``/opt/tessera/current`` now names."""
+    env = {**os.environ, "PYTHONPATH": pythonpath, "HOST_ROOT": str(host), "TESSERA_PREFIX": sys.prefix,
+           "PATH": f"{os.path.dirname(sys.executable)}:{os.environ.get('PATH', '')}"}
+    done = subprocess.run(["sh", str(INSTALL_SCRIPT), "--runtime=containerd"], env=env, capture_output=True,
+                          text=True, timeout=180, cwd=host.parent)   # not the checkout: `-m` puts the cwd first
+    assert done.returncode == 0, done.stderr
+    return os.readlink(host / "opt/tessera/current")
+
+
+def test_an_upgrade_and_a_rollback_switch_the_hook_under_running_containers(tmp_path, node):
+    """Day 2: the DaemonSet rolled to a new image, then back. Each init container builds the release of its
+    own image's code and switches ``current``; a container started under one release is cleaned up by
+    the next (its record written by one version, removed by the other), and the runtime's hook entry
+    never changes."""
+    older = tmp_path / "older"   # another image's code: this checkout's packages with a mark of their own
+    for package in ("hook", "tessera"):
+        shutil.copytree(REPO / package, older / package, ignore=shutil.ignore_patterns("__pycache__"))
+    (older / "hook" / "image_mark.py").write_text("IMAGE = 'older'\n")
+    host = tmp_path / "host"
+    base_spec = host / "etc/containerd/tessera-base-spec.json"
+
+    def marked() -> bool:
+        return (site_packages(host / "opt/tessera/current") / "hook" / "image_mark.py").is_file()
+
+    def start(stage_release: Path) -> str:
+        _, response = node.allocate("nvidia.com/gpu", [1])
+        state = hook_state(node, node.config("true", [response]))
+        started = run_alone(stage_release, "createRuntime", *node.flags("containerd"), stdin=state)
+        assert started.returncode == 0, started.stderr
+        return state
+
+    first = install_release(host, f"{older}:{REPO}")
+    entry = json.loads(base_spec.read_text())["hooks"]
+    assert marked()
+    before_upgrade = start(host / "opt/tessera/current")
+
+    second = install_release(host, str(REPO))   # the upgrade
+    assert not marked() and second != first
+    stopped = run_alone(host / "opt/tessera/current", "poststop", *node.flags("containerd"), stdin=before_upgrade)
+    assert stopped.returncode == 0, stopped.stderr
+    assert node.records() == [], "the new hook cleaned up what the old one recorded"
+    before_rollback = start(host / "opt/tessera/current")
+
+    third = install_release(host, f"{older}:{REPO}")   # the rollback
+    assert marked() and third not in (first, second)
+    assert sorted(p.name for p in (host / "opt/tessera/releases").iterdir()) == sorted(
+        r.removeprefix("releases/") for r in (second, third))
+    stopped = run_alone(host / "opt/tessera/current", "poststop", *node.flags("containerd"), stdin=before_rollback)
+    assert stopped.returncode == 0, stopped.stderr
+    assert node.records() == []
+    assert json.loads(base_spec.read_text())["hooks"] == entry, "the runtime's hook entry is the same throughout"

@@ -69,12 +69,28 @@ def test_install_upgrade_rollback_and_uninstall(keys, tmp_path):
         assert all(hook["clientConfig"]["caBundle"] for hook in webhook["webhooks"])
         assert cluster.kubectl("get", "deviceclass", "mps.gpu.tessera.io").returncode == 0
 
+        def node_config() -> dict[str, str]:
+            done = cluster.kubectl("get", "configmap", "tessera-node-config", "-n", NAMESPACE, "-o", "json")
+            return json.loads(done.stdout)["data"]
+
+        def plugin_generation() -> int:
+            done = cluster.kubectl("get", "daemonset", "tessera-device-plugin", "-n", NAMESPACE, "-o", "json")
+            return json.loads(done.stdout)["metadata"]["generation"]
+
+        generation = plugin_generation()
         run("upgrade", RELEASE, str(CHART), *key_args(keys), "--set", "extender.policy=binpack",
-            "--set", "scheduler.image.tag=v1.36.4")
+            "--set", "scheduler.image.tag=v1.36.4", "--set", "nodeConfig.deviceplugin.timeslice_replicas=8",
+            "--set", "nodeConfigs.a100-mig.deviceplugin.default_mode=mig")
         assert state() == ("--policy=binpack", "registry.k8s.io/kube-scheduler:v1.36.4")
+        # the node config changed in place, with a per-node key beside it: the device plugins follow the
+        # mounted file, so their DaemonSet is not rolled
+        assert "timeslice_replicas: 8" in node_config()["config.yaml"]
+        assert node_config()["a100-mig.yaml"].split() == ["deviceplugin:", "default_mode:", "mig"]
+        assert plugin_generation() == generation
 
         run("rollback", RELEASE, "1")
         assert state() == ("--policy=fragmentation", "registry.k8s.io/kube-scheduler:v1.37.2")
+        assert sorted(node_config()) == ["config.yaml"] and "timeslice_replicas: 4" in node_config()["config.yaml"]
         history = json.loads(run("history", RELEASE, "--output=json"))
         assert [(h["revision"], h["status"]) for h in history] == [(1, "superseded"), (2, "superseded"),
                                                                   (3, "deployed")]

@@ -5,10 +5,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service | quote }}
 app.kubernetes.io/instance: {{ .Release.Name | quote }}
 {{- end }}
 
-{{/* The node config's name carries a hash of its content, as kustomize's configMapGenerator does: a change
-rolls the node DaemonSets. */}}
-{{- define "tessera.nodeConfigName" -}}
-{{ printf "tessera-node-config-%s" (toYaml .Values.nodeConfig | sha256sum | trunc 10) }}
+{{/* A per-node config's name is a label value and a file name beside config.yaml. */}}
+{{- define "tessera.checkNodeConfigName" -}}
+{{- if or (eq . "default") (not (regexMatch "^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$" .)) -}}
+{{- fail (printf "nodeConfigs.%s: a per-node config's name is the value of the label tessera.io/node-config: letters, digits, '-', '_' and '.', starting and ending with a letter or digit, at most 63, not 'default'" .) -}}
+{{- end -}}
 {{- end }}
 
 {{/* The webhook's caBundle: make-keys.sh's CA, or none where cert-manager injects its own. */}}
