@@ -10,7 +10,7 @@ import threading
 
 from kubernetes.client.rest import ApiException
 
-from tessera.follow import follow, vanished
+from tessera.follow import follow, object_key, vanished
 from tessera.kube import error_text
 from tessera.log import get_logger
 
@@ -77,9 +77,7 @@ class Informer:
 
     def _forget_missing(self, kind: str, items: list[dict]) -> None:
         if kind in DRA_KINDS:
-            metas = [i.get("metadata") or {} for i in items]
-            self.dra.forget_missing(kind, {m.get("name", "") if kind == "resourceslices"
-                                           else f"{m.get('namespace', '')}/{m.get('name', '')}" for m in metas})
+            self.dra.forget_missing(kind, {object_key(obj) for obj in items})
             return
         cache = self.cache
         with cache.lock:

@@ -13,8 +13,10 @@ import pytest
 from draplugin.devices import PublishedGpu, device_entry
 from tessera.dradevices import DRIVER_NAME, MODE_EXCLUSIVE, MODE_MPS, MODE_TIMESLICE
 from draplugin.slices import wanted_slice
+from extender.cache import ClusterCache
 from extender.drabook import DraBook
 from extender.drascoring import DraScorer, NotScored, dra_pod_request
+from extender.informer import Informer
 from extender.placement import Fleet, NodeState, PolicyContext
 from extender.webhook import PodAdmission
 from tessera.gpu import GpuInfo
@@ -328,3 +330,18 @@ def test_the_informer_waits_for_dra_to_be_served(monkeypatch):
     informer._stop.set()
     Api.calls = 0
     assert informer._first_dra_list("resourceslices") is None   # stopped: no list, no wait
+
+
+def test_a_relist_forgets_what_was_deleted_while_no_watch_ran(cluster):
+    """After a watch gap (410 Gone), the informer's fresh lists replace what the book holds: a slice, a
+    claim and a template deleted meanwhile are gone, those still listed stay."""
+    book, _ = cluster
+    informer = Informer(api=None, cache=ClusterCache(), dra=book)
+    book.claim_event("ADDED", claim("also-held", [share(cores=10, gib=4)], [held("node-b", "gpu-1", 10, 4)]))
+    informer._relist("resourceslices", [slice_of("node-b", 2)])                      # node-a's slice deleted
+    informer._relist("resourceclaims", [claim("also-held", [share(cores=10, gib=4)],
+                                              [held("node-b", "gpu-1", 10, 4)])])  # "held" deleted
+    informer._relist("resourceclaimtemplates", [])                                  # "share" deleted
+    assert (book.devices("node-a"), [h.claim_uid for h in book.holdings("node-b")]) == ([], ["uid-also-held"])
+    assert book.claim("team", "held") is None and book.claim("team", "also-held") is not None
+    assert book.template("team", "share") is None
