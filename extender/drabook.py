@@ -21,7 +21,7 @@ rebuild only nodes that changed. Every method takes ``lock``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from tessera.dradevices import DRIVER_NAME
@@ -253,17 +253,29 @@ class DraBook:
         with self.lock:
             return self._templates.get(f"{namespace}/{name}")
 
+    def pod_claims(self, pod: dict, namespace: str,
+                   most: int | None = None) -> Iterator[tuple[object, tuple[DeviceRequest, ...] | None]]:
+        """(the pod's name for a claim, its requests where this book knows them, else None) for each of
+        the pod's ``spec.resourceClaims`` (the first ``most``), the pod being in ``namespace``. A claim named
+        by the pod is read by that name; one made from a template by the claim the pod's status says was
+        generated for it, once this book has that claim, else by the template."""
+        generated = {s.get("name"): s.get("resourceClaimName")
+                     for s in _list(_mapping(pod.get("status")).get("resourceClaimStatuses")) if isinstance(s, dict)}
+        for entry in _list(_mapping(pod.get("spec")).get("resourceClaims"))[:most]:
+            if not isinstance(entry, dict):
+                continue
+            name, requests = entry.get("name"), None
+            if isinstance(entry.get("resourceClaimName"), str):
+                requests = self.claim(namespace, entry["resourceClaimName"])
+            elif isinstance(entry.get("resourceClaimTemplateName"), str):
+                if isinstance(generated.get(name), str):
+                    requests = self.claim(namespace, generated[name])
+                if requests is None:
+                    requests = self.template(namespace, entry["resourceClaimTemplateName"])
+            yield name, requests
+
     def asks_tessera(self, pod: dict, namespace: str) -> bool:
         """Whether a pod (as created, in ``namespace``) names a claim or claim template that asks one of
         Tessera's DeviceClasses. Claims and templates not seen yet do not count."""
-        spec = _mapping(pod.get("spec"))
-        for entry in _list(spec.get("resourceClaims"))[:MAX_REQUESTS]:
-            entry = _mapping(entry)
-            requests = None
-            if isinstance(entry.get("resourceClaimTemplateName"), str):
-                requests = self.template(namespace, entry["resourceClaimTemplateName"])
-            elif isinstance(entry.get("resourceClaimName"), str):
-                requests = self.claim(namespace, entry["resourceClaimName"])
-            if requests and any(tessera_class(r.device_class) for r in requests):
-                return True
-        return False
+        return any(requests and any(tessera_class(r.device_class) for r in requests)
+                   for _, requests in self.pod_claims(pod, namespace, MAX_REQUESTS))

@@ -78,34 +78,11 @@ def _resources(req: DeviceRequest) -> dict[str, str]:
     raise NotScored(f"request {req.name!r}: class {req.device_class!r} is not scored")
 
 
-def _pod_claims(pod: dict, book: DraBook) -> dict[str, tuple[DeviceRequest, ...]]:
-    """The requests of each of the pod's claims (by the pod's name for it), where the book knows them."""
-    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
-    namespace = meta.get("namespace", "")
-    generated = {s.get("name"): s.get("resourceClaimName")
-                 for s in (pod.get("status") or {}).get("resourceClaimStatuses") or [] if isinstance(s, dict)}
-    out = {}
-    for entry in spec.get("resourceClaims") or []:
-        if not isinstance(entry, dict):
-            continue
-        name, requests = entry.get("name"), None
-        if isinstance(entry.get("resourceClaimName"), str):
-            requests = book.claim(namespace, entry["resourceClaimName"])
-        elif isinstance(entry.get("resourceClaimTemplateName"), str):
-            # The claim made from the template once it exists (its spec is the template's), else the template.
-            if isinstance(generated.get(name), str):
-                requests = book.claim(namespace, generated[name])
-            if requests is None:
-                requests = book.template(namespace, entry["resourceClaimTemplateName"])
-        if requests is not None:
-            out[name] = requests
-    return out
-
-
 def dra_pod_request(pod: dict, book: DraBook, workload_label: str = "") -> PodRequest:
     """The pod's Tessera claims as the request the device plugin's path would read: each claim's
     resources on the container naming it. Raises NotScored where that cannot be said."""
-    claims = _pod_claims(pod, book)
+    namespace = (pod.get("metadata") or {}).get("namespace", "")
+    claims = {name: requests for name, requests in book.pod_claims(pod, namespace) if requests is not None}
     if not claims:
         raise NotScored("no claim of the pod is known to ask for Tessera's DeviceClasses")
     containers, placed, asked = [], set(), False

@@ -345,3 +345,21 @@ def test_a_relist_forgets_what_was_deleted_while_no_watch_ran(cluster):
     assert (book.devices("node-a"), [h.claim_uid for h in book.holdings("node-b")]) == ([], ["uid-also-held"])
     assert book.claim("team", "held") is None and book.claim("team", "also-held") is not None
     assert book.template("team", "share") is None
+
+
+def test_claims_are_read_by_name_and_from_the_claim_made_of_a_template(cluster):
+    """A pod naming a claim is routed and read by that claim; a pod of a template is read from the claim
+    its status says was made of it, once the book has that claim (the template before)."""
+    book, _ = cluster
+    book.claim_event("ADDED", claim("mine", [share(cores=20, gib=8)]))
+    book.claim_event("ADDED", claim("p-gpu-x7k2p", [share(cores=40, gib=16)]))
+    admission = PodAdmission("tessera-scheduler", lambda: None, dra_asks=book.asks_tessera)
+    named = pod()
+    named["spec"]["resourceClaims"] = [{"name": "gpu", "resourceClaimName": "mine"}]
+    answer = admission.review({"operation": "CREATE", "kind": {"kind": "Pod"}, "namespace": "team", "object": named})
+    assert "patch" in answer
+    assert dra_pod_request(named, book).asks[0].core == 20
+    made = {**pod(), "status": {"resourceClaimStatuses": [{"name": "gpu", "resourceClaimName": "p-gpu-x7k2p"}]}}
+    assert dra_pod_request(made, book).asks[0].core == 40     # the claim made of the template
+    made["status"]["resourceClaimStatuses"][0]["resourceClaimName"] = "not-seen-yet"
+    assert dra_pod_request(made, book).asks[0].core == 30     # the template, until the claim is seen
