@@ -25,11 +25,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 from tessera import RESOURCE_GPU, RESOURCE_GPU_SHARED, RESOURCE_MPS_CORE, RESOURCE_MPS_MEMORY
 from tessera.inventory import GpuHealth, GpuInventory, NodeInventory
 from tessera.log import get_logger
-from tessera.podrequest import KIND_GPU, KIND_MPS, KIND_TIMESLICE, PodRequest, RequestError, pod_request
+from tessera.podrequest import (
+    KIND_GPU, KIND_MPS, KIND_TIMESLICE, PodRequest, RequestError, container_ask, pod_request,
+)
 from tessera.quantity import QuantityError, memory_bytes, parse_quantity, whole_units
 
 from tessera.dradevices import (
@@ -78,14 +81,17 @@ def _resources(req: DeviceRequest) -> dict[str, str]:
     raise NotScored(f"request {req.name!r}: class {req.device_class!r} is not scored")
 
 
-def dra_pod_request(pod: dict, book: DraBook, workload_label: str = "") -> PodRequest:
+def dra_pod_request(pod: dict, book: DraBook, workload_label: str = "",
+                    parsed: PodRequest | None = None) -> PodRequest:
     """The pod's Tessera claims as the request the device plugin's path would read: each claim's
-    resources on the container naming it. Raises NotScored where that cannot be said."""
+    resources on the container naming it. ``parsed``: the pod's own request (``pod_request``), where the
+    caller has read it already: only the asks of the containers naming claims are read here. Raises
+    NotScored where that cannot be said."""
     namespace = (pod.get("metadata") or {}).get("namespace", "")
     claims = {name: requests for name, requests in book.pod_claims(pod, namespace) if requests is not None}
     if not claims:
         raise NotScored("no claim of the pod is known to ask for Tessera's DeviceClasses")
-    containers, placed, asked = [], set(), False
+    containers, claimed, placed = [], [], set()
     for c in (pod.get("spec") or {}).get("containers") or []:
         resources = dict(c.get("resources") or {})
         extra: dict[str, str] = {}
@@ -104,16 +110,17 @@ def dra_pod_request(pod: dict, book: DraBook, workload_label: str = "") -> PodRe
                         raise NotScored(f"container {c.get('name')!r}: two requests of {resource}")
                     extra[resource] = amount
         if extra:
-            asked = True
             limits = {**(resources.get("limits") or {}), **extra}
             requests = {**(resources.get("requests") or {}), **extra}
             resources.update(limits=limits, requests=requests)
         containers.append({**c, "resources": resources})
-    if not asked:
+        claimed.append(bool(extra))
+    if not any(claimed):
         raise NotScored("no container names a Tessera claim")
-    synthetic = {"metadata": pod.get("metadata") or {}, "spec": {**(pod.get("spec") or {}), "containers": containers}}
     try:
-        return pod_request(synthetic, workload_label)
+        own = parsed if parsed is not None else pod_request(pod, workload_label)
+        return replace(own, containers=tuple(replace(kept, ask=container_ask(c)) if claims_it else kept
+                                             for c, claims_it, kept in zip(containers, claimed, own.containers)))
     except RequestError as exc:
         raise NotScored(str(exc)) from None
 

@@ -323,10 +323,10 @@ class ExtenderVerbs:
             return b"[]"
         request, reason = None, ""
         try:
-            if self._request(args.pod).asks:
+            parsed = self._request(args.pod)   # its policy resolved there
+            if parsed.asks:
                 raise NotScored("the pod asks for Tessera's extended resources: prioritize scores it")
-            request = dra_pod_request(args.pod, self.dra.book, self.workload_label)
-            resolve_policy(request, None, self.ctx)
+            request = dra_pod_request(args.pod, self.dra.book, self.workload_label, parsed)
         except (NotScored, RequestError, PlacementError) as exc:
             reason = str(exc)
         if request is None:

@@ -235,6 +235,13 @@ def pod_request(pod: dict[str, Any], workload_label: str = "") -> PodRequest:
                       policy=str(annotations.get("tessera.io/policy", "")), name=name, uid=str(meta.get("uid", "")))
 
 
+def container_ask(container: dict[str, Any]) -> GpuAsk | None:
+    """What one app container (Kubernetes JSON) asks of a GPU, by the rules of :func:`pod_request`;
+    raises RequestError on a malformed ask."""
+    cname = container.get("name", "")
+    return _gpu_ask(_effective(container, cname), cname)
+
+
 def _is_tessera(resource: str) -> bool:
     return resource in (RESOURCE_GPU, RESOURCE_GPU_SHARED, RESOURCE_MPS_CORE, RESOURCE_MPS_MEMORY) or \
         resource.startswith(RESOURCE_MIG_PREFIX)

@@ -8,6 +8,8 @@ claims and templates as kube-apiserver stores them (``status.allocation.devices.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from draplugin.devices import PublishedGpu, device_entry
@@ -17,7 +19,10 @@ from extender.cache import ClusterCache
 from extender.drabook import DraBook
 from extender.drascoring import DraScorer, NotScored, dra_pod_request
 from extender.informer import Informer
+from extender.metrics import ExtenderMetrics
 from extender.placement import Fleet, NodeState, PolicyContext
+from extender.placement.fragmentation import ShapeBook
+from extender.verbs import ExtenderVerbs
 from extender.webhook import PodAdmission
 from tessera.gpu import GpuInfo
 from tessera.podrequest import KIND_GPU, KIND_MPS, KIND_TIMESLICE
@@ -363,3 +368,48 @@ def test_claims_are_read_by_name_and_from_the_claim_made_of_a_template(cluster):
     assert dra_pod_request(made, book).asks[0].core == 40     # the claim made of the template
     made["status"]["resourceClaimStatuses"][0]["resourceClaimName"] = "not-seen-yet"
     assert dra_pod_request(made, book).asks[0].core == 30     # the template, until the claim is seen
+
+
+class CountedShapes(ShapeBook):
+    """The learned model, counting the pods it was shown."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shown: list[str] = []
+
+    def observe(self, request) -> None:
+        self.shown.append(request.name)
+        super().observe(request)
+
+
+def prioritize_dra(verbs: ExtenderVerbs, p: dict, names=("node-a", "node-b", "cpu-only")) -> dict[str, int]:
+    answer = json.loads(verbs.prioritize_dra(json.dumps({"Pod": p, "NodeNames": list(names)}).encode()))
+    return {entry["Host"]: entry["Score"] for entry in answer}
+
+
+def test_the_dra_entry_scores_a_claims_pod_and_leaves_the_others_to_prioritize(cluster):
+    """kube-scheduler's second extender entry (prioritize-dra): a pod of Tessera claims gets the policy's
+    scores, its shape counted once in the learned model however often it is asked; a pod of Tessera's
+    extended resources, or of no claims, gets no scores from it."""
+    book, base = cluster
+    cache = ClusterCache()
+    for name in ("node-a", "node-b", "cpu-only"):
+        cache.fleet.add(base[name])
+    shapes = CountedShapes()
+    verbs = ExtenderVerbs(cache, None, None, PolicyContext(shapes=shapes, default_policy="fragmentation"),
+                          ExtenderMetrics(), dra=DraScorer(book))
+    got = prioritize_dra(verbs, pod())
+    assert got["node-a"] > got["node-b"] and got["cpu-only"] == 0, got
+    assert prioritize_dra(verbs, pod()) == got
+    assert shapes.shown == ["team/p"]
+    extended = pod(name="mps")
+    extended["spec"]["containers"][0]["resources"]["limits"] = {"nvidia.com/mps-core": "30",
+                                                                "nvidia.com/mps-memory": "12"}
+    assert prioritize_dra(verbs, extended) == {}
+    no_claims = pod(name="plain")
+    del no_claims["spec"]["resourceClaims"]
+    assert prioritize_dra(verbs, no_claims) == {}
+    assert prioritize_dra(verbs, pod(name="unseen", claims={"gpu": "never-created"})) == {}
+    assert shapes.shown == ["team/p"]
+    off = ExtenderVerbs(cache, None, None, PolicyContext(), ExtenderMetrics())
+    assert prioritize_dra(off, pod()) == {}
