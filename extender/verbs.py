@@ -20,7 +20,6 @@ from __future__ import annotations
 import heapq
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import replace
 from itertools import compress, filterfalse
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from tessera import ANNOTATION_ASSIGNMENT
 from tessera.assignment import sign_assignment
 from tessera.signingkeys import as_trusted, key_id
 from tessera.log import get_logger
+from tessera.newest import Newest
 
 from extender import wire
 from extender.cache import ClusterCache
@@ -114,7 +114,7 @@ class ExtenderVerbs:
                  dra: DraScorer | None = None) -> None:
         self.cache = cache
         self.dra = dra  # scores the nodes of pods whose GPUs come from Tessera's DRA claims (prioritize_dra)
-        self._dra_observed: OrderedDict[str, None] = OrderedDict()  # pod UIDs whose shape the model has
+        self._dra_observed: Newest[str, None] = Newest(RECENT_REQUESTS)  # pod UIDs whose shape the model has
         self.filter_best_nodes = filter_best_nodes  # 0: filter answers every node that fits
         self.pending = pending
         self.warmer = warmer
@@ -124,7 +124,7 @@ class ExtenderVerbs:
         self.metrics = metrics
         self.workload_label = workload_label
         self.is_leader = is_leader
-        self._recent: OrderedDict[str, tuple[str, PodRequest]] = OrderedDict()  # uid -> (resourceVersion, request)
+        self._recent: Newest[str, tuple[str, PodRequest]] = Newest(RECENT_REQUESTS)  # uid -> (resourceVersion, request)
         self._recent_lock = threading.Lock()
         self._own_key = _same_key(signing_key, cache.public_key)
         self._key_id = key_id(signing_key.public_key()) if signing_key is not None else ""
@@ -150,11 +150,7 @@ class ExtenderVerbs:
         resolve_policy(request, None, self.ctx)
         if request.uid:
             with self._recent_lock:
-                recent = self._recent
-                recent[request.uid] = (version or "", request)
-                recent.move_to_end(request.uid)
-                if len(recent) > RECENT_REQUESTS:
-                    recent.popitem(last=False)
+                self._recent.put(request.uid, (version or "", request))
         return request
 
     def _extender_args(self, body: bytes) -> wire.ExtenderArgs:
@@ -345,9 +341,7 @@ class ExtenderVerbs:
         shapes = self.ctx.shapes
         if not request.uid or request.uid in self._dra_observed or not hasattr(shapes, "observe"):
             return
-        self._dra_observed[request.uid] = None
-        if len(self._dra_observed) > RECENT_REQUESTS:
-            self._dra_observed.popitem(last=False)
+        self._dra_observed.put(request.uid, None)
         shapes.observe(request)
 
     # -- bind ------------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ uses): the documents that cross a process boundary (:mod:`~tessera.assignment`, 
 (:mod:`~tessera.kubeletapi`), serving and running (:mod:`~tessera.httpserve`, :mod:`~tessera.pki`,
 :mod:`~tessera.config`, :mod:`~tessera.cli_parsers`, :mod:`~tessera.log`, :mod:`~tessera.backoff`,
 :mod:`~tessera.periodic`, :mod:`~tessera.daemonproc`), and small shared tools (:mod:`~tessera.table`,
-:mod:`~tessera.yamlfile`, :mod:`~tessera.slowclients`, :mod:`~tessera.exports`).
+:mod:`~tessera.yamlfile`, :mod:`~tessera.slowclients`, :mod:`~tessera.exports`,
+:mod:`~tessera.newest`).
 """
 
 __version__ = "0.1.0"
