@@ -7,7 +7,8 @@ from the API server instead."""
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+
+from tessera.newest import Newest
 
 MAX_PENDING = 100_000  # a bound on memory should the watch miss deletions; the oldest go first
 
@@ -16,9 +17,8 @@ class PendingPods:
     """Unbound, unfinished pods by UID, fed by the informer's pod events."""
 
     def __init__(self, limit: int = MAX_PENDING) -> None:
-        self._pods: OrderedDict[str, dict] = OrderedDict()
+        self._pods: Newest[str, dict] = Newest(limit)
         self._lock = threading.Lock()
-        self._limit = limit
 
     def pod_event(self, kind: str, pod: dict) -> None:
         """Keep or drop one pod after an ADDED, MODIFIED or DELETED event."""
@@ -31,10 +31,7 @@ class PendingPods:
             if not waiting:
                 self._pods.pop(uid, None)
                 return
-            self._pods[uid] = pod
-            self._pods.move_to_end(uid)
-            if len(self._pods) > self._limit:
-                self._pods.popitem(last=False)
+            self._pods.put(uid, pod)
 
     def get(self, uid: str, namespace: str, name: str) -> dict | None:
         """The watched pod with this UID, namespace and name, or None."""

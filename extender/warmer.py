@@ -10,9 +10,8 @@ on; the next prioritize finds its view ready and scores only nodes that changed 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
-
 from tessera.log import get_logger
+from tessera.newest import Newest
 
 from extender.cache import ClusterCache
 from extender.placement import MODEL_POLICIES, PolicyContext, node_scores, resolve_policy
@@ -27,7 +26,7 @@ class ModelWarmer:
 
     def __init__(self, cache: ClusterCache, ctx: PolicyContext, recent: int = RECENT_SHAPES) -> None:
         self.cache, self.ctx, self.recent = cache, ctx, recent
-        self._requests: OrderedDict[str, PodRequest] = OrderedDict()  # request key -> latest request
+        self._requests: Newest[str, PodRequest] = Newest(recent)  # request key -> latest request
         self._warm_version: int | None = None
         self._due = threading.Event()
         self._stop = threading.Event()
@@ -36,11 +35,7 @@ class ModelWarmer:
 
     def seen(self, request: PodRequest) -> None:
         """Remember a request shape prioritize scored (call with the cache lock held)."""
-        requests = self._requests
-        requests[request.key] = request
-        requests.move_to_end(request.key)
-        if len(requests) > self.recent:
-            requests.popitem(last=False)
+        self._requests.put(request.key, request)
 
     def poke(self) -> None:
         """A bind landed: the model may be due for a rebuild."""
@@ -76,7 +71,7 @@ class ModelWarmer:
             if model.version == self._warm_version:
                 return False
             self._warm_version = model.version
-            for request in list(self._requests.values()):
+            for request in self._requests.values():
                 if resolve_policy(request, None, self.ctx) in MODEL_POLICIES:
                     node_scores(request, self.cache.fleet, self.ctx)
         self.warmed += 1
