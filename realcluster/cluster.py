@@ -27,6 +27,7 @@ from realcluster.controlplane import ControlPlane, check_extra_flags
 from realcluster.install import Tessera, start_tessera
 from realcluster.kubeconfig import write_kubeconfig
 from realcluster.pki import CertificateAuthority
+from realcluster.stopsignals import Terminated, signals_held, stopped_by_signals
 from simcluster.cluster import ClusterDescription, load_cluster
 from simcluster.embedded import SimNode, make_node_directory, poll_until, stop_kubelets
 from simcluster.kubelet.simkubelet import SimKubelet
@@ -145,33 +146,43 @@ def running(description: ClusterDescription | str | Path | None = None, *, tesse
         description = load_cluster(description)
     extra_flags = dict(extra_flags or {})
     check_extra_flags(extra_flags)
-    workdir = Path(tempfile.mkdtemp(prefix="tessera-real-", dir="/tmp"))   # short: unix socket paths
-    control = ControlPlane(workdir, binaries, CertificateAuthority(workdir / "pki"), extra_flags=extra_flags,
-                           feature_gates=feature_gates)
-    cluster = RealCluster(workdir, binaries, control)
-    failed = False
-    try:
-        control.start()
-        cluster.wait_for(lambda: cluster.has_service_account("default"), timeout_s=120,
-                         what="the controller-manager's ServiceAccount default/default")
-        if tessera:
-            cluster.tessera = start_tessera(cluster, workdir / "logs", extender_flags)
-        if kubelets:
-            for index, spec in enumerate(description.nodes):
-                cluster.nodes[spec.name] = _start_node(cluster, spec, index, oci_runtime, seed)
-        log.info("realcluster_started", url=cluster.url, nodes=len(cluster.nodes), workdir=str(workdir))
-        yield cluster
-    except BaseException:
-        failed = True
-        raise
-    finally:
-        stop_kubelets(cluster.nodes)
-        for component in reversed(cluster.components):
-            component.stop()
-        control.stop()
-        if failed and keep_workdir_on_error:
-            log.info("realcluster_workdir_kept", workdir=str(workdir))
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-        log.info("realcluster_stopped")
+    with stopped_by_signals():   # SIGTERM or SIGINT: the finally below still stops every child
+        workdir = Path(tempfile.mkdtemp(prefix="tessera-real-", dir="/tmp"))   # short: unix socket paths
+        cluster, failed = None, False
+        try:
+            control = ControlPlane(workdir, binaries, CertificateAuthority(workdir / "pki"),
+                                   extra_flags=extra_flags, feature_gates=feature_gates)
+            cluster = RealCluster(workdir, binaries, control)
+            control.start()
+            cluster.wait_for(lambda: cluster.has_service_account("default"), timeout_s=120,
+                             what="the controller-manager's ServiceAccount default/default")
+            if tessera:
+                cluster.tessera = start_tessera(cluster, workdir / "logs", extender_flags)
+            if kubelets:
+                for index, spec in enumerate(description.nodes):
+                    cluster.nodes[spec.name] = _start_node(cluster, spec, index, oci_runtime, seed)
+            log.info("realcluster_started", url=cluster.url, nodes=len(cluster.nodes), workdir=str(workdir))
+            yield cluster
+        except Terminated:   # stopped from outside: not the body's failure
+            raise
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            with signals_held():
+                if cluster is not None:
+                    _stop(cluster)
+                if failed and keep_workdir_on_error:
+                    log.info("realcluster_workdir_kept", workdir=str(workdir))
+                else:
+                    shutil.rmtree(workdir, ignore_errors=True)
+                log.info("realcluster_stopped")
+
+
+def _stop(cluster: RealCluster) -> None:
+    """Stop the kubelets, Tessera's components, then the control plane, each by PID."""
+    stop_kubelets(cluster.nodes)
+    for component in reversed(cluster.components):
+        component.stop()
+    cluster.control.stop()
 

@@ -13,6 +13,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from realcluster.stopsignals import signals_held
 from simcluster.readiness import Awaited, NotReady, wait_ready
 from tessera.log import get_logger
 
@@ -29,9 +30,15 @@ class Component:
     proc: subprocess.Popen | None = None
 
     def start(self) -> Component:
-        with open(self.log_path, "ab") as out:
-            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
+        """Start it; a stop signal (``stopsignals``) that comes meanwhile stops it again before it raises."""
+        try:
+            with open(self.log_path, "ab") as out, signals_held():   # held until its PID is known
+                self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT,
+                                             stdin=subprocess.DEVNULL, start_new_session=True)
+        except BaseException:
+            with signals_held():
+                self.stop()
+            raise
         log.info("component_started", component=self.name, pid=self.proc.pid, log=str(self.log_path))
         return self
 
