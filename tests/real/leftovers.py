@@ -60,6 +60,24 @@ def remove_leftovers(folder: str | Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def stop_holder(proc: subprocess.Popen, folder: str = "", grace_s: float = 300.0) -> None:
+    """End a test's child process that holds a real cluster, leaving nothing of the cluster: SIGTERM
+    (``realcluster.running`` and ``tessera demo`` stop their cluster on it), SIGKILL past ``grace_s``;
+    then each program still naming the cluster's folder (``folder``, and those its children named before
+    the signal) is killed by PID and the folder removed."""
+    folders = {folder} - {""}
+    if proc.poll() is None:
+        folders |= cluster_folders_of(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for each in folders:
+        remove_leftovers(each)
+
+
 def said(proc: subprocess.Popen) -> str:
     """The next line a test's child Python process says for the test: one beginning "@ " (its log lines
     go to stdout too); "" once it ends."""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from leftovers import cluster_folders_of, processes_in, remove_leftovers, said
+from leftovers import cluster_folders_of, processes_in, said, stop_holder
 from realtier import binaries_or_skip
 from simcluster.embedded import poll_until
 
@@ -37,16 +37,6 @@ def _holder(tmp_path: Path) -> subprocess.Popen:
                                 stderr=log, text=True, cwd=REPO, env=env)
 
 
-def _kill(proc: subprocess.Popen, folder: object) -> None:
-    """Whatever a failed check left: the holder, then its cluster's programs (by PID) and folder."""
-    folders = (cluster_folders_of(proc.pid) if proc.poll() is None else set()) | ({folder} - {"", True, None})
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
-    for folder in folders:
-        remove_leftovers(folder)
-
-
 def _ended_by(proc: subprocess.Popen, sig: signal.Signals, folder: str, tmp_path: Path) -> None:
     """``proc`` ends as ``sig`` ends a process, nothing of its cluster running, its folder gone."""
     proc.send_signal(sig)
@@ -65,7 +55,7 @@ def test_a_stop_signal_to_a_running_cluster_stops_its_programs_first(tmp_path, s
         assert {"etcd", "kube-apiserver"} <= set(processes_in(folder).values())
         _ended_by(proc, sig, folder, tmp_path)
     finally:
-        _kill(proc, folder)
+        stop_holder(proc, folder if isinstance(folder, str) else "", HANG_GUARD_S)
 
 
 def test_sigterm_while_the_control_plane_starts_stops_what_had_started(tmp_path):
@@ -76,4 +66,4 @@ def test_sigterm_while_the_control_plane_starts_stops_what_had_started(tmp_path)
         assert isinstance(folder, str), (proc.poll(), (tmp_path / "holder.log").read_text()[-3000:])
         _ended_by(proc, signal.SIGTERM, folder, tmp_path)
     finally:
-        _kill(proc, folder)
+        stop_holder(proc, folder if isinstance(folder, str) else "", HANG_GUARD_S)

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from leftovers import cluster_folders_of, remove_leftovers
+from leftovers import stop_holder
 from realcluster.binaries import KUBE_VERSION
 from realtier import binaries_or_skip
 
@@ -71,25 +71,8 @@ def test_demo_runs_on_the_real_control_plane(tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=HANG_GUARD_S) == 0
         assert not Path(_printed(out, "export KUBECONFIG=")).exists(), "the demo left its working directory behind"
-    finally:
-        _stop(proc)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """Stop the demo as its user does where a check failed: SIGTERM, on which it stops its cluster and
-    removes its folder. Where it hangs, SIGKILL, then each program its cluster still runs (by PID) and
-    the folder: a failing test leaves no control plane behind."""
-    if proc.poll() is not None:
-        return
-    folders = cluster_folders_of(proc.pid)   # its etcd, kube-apiserver, ... name their cluster's folder
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=HANG_GUARD_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    for folder in folders:
-        remove_leftovers(folder)
+    finally:   # a check failed: stop it as its user does, so its control plane goes too
+        stop_holder(proc, grace_s=HANG_GUARD_S)
 
 
 def _check_with_kubectl(out: str) -> None:
