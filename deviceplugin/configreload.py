@@ -44,8 +44,6 @@ class DevicePluginReload:
             self.config = config
             return
         start_only = [k for k in keys if k not in LIVE_KEYS]
-        if not start_only and self.daemon.needs_new_mps_supervisor(config.deviceplugin):
-            start_only = ["deviceplugin.gpu_modes (a GPU now in mps mode needs the MPS daemon's supervisor)"]
         if start_only:
             log.warning("node_config_restart", name=chosen.name, sha256=digest, keys=keys, start_only=start_only,
                         reason="keys read at start only: the plugin restarts in place to take them")

@@ -107,7 +107,7 @@ class DevicePluginDaemon:
                 from deviceplugin.eviction import OveruseEvictor
 
                 self.workers.append(OveruseEvictor(self.api, cfg.overuse_dir))
-        if self.mps_control_binary and (dra_mps or any(m == "mps" for m in self.rm.active_modes().values())):
+        if self.mps_control_binary:  # idle until a GPU is in mps mode (the node label or config may say so later)
             from deviceplugin.drashares import DraMpsShares
             from deviceplugin.mpsd import MpsSupervisor
 
@@ -126,15 +126,6 @@ class DevicePluginDaemon:
         self.rm.set_mode_settings(cfg.default_mode, cfg.gpu_modes, cfg.timeslice_replicas)
         self.config = dataclasses.replace(self.config, default_mode=cfg.default_mode, gpu_modes=cfg.gpu_modes,
                                           timeslice_replicas=cfg.timeslice_replicas)
-
-    def needs_new_mps_supervisor(self, cfg: DevicePluginConfig) -> bool:
-        """Whether these modes put a GPU in mps mode on a plugin that started without the MPS supervisor
-        (it is set up at start only)."""
-        from deviceplugin.mpsd import MpsSupervisor
-
-        if not self.mps_control_binary or any(isinstance(w, MpsSupervisor) for w in self.workers):
-            return False
-        return "mps" in self.rm.desired_with(cfg.default_mode, cfg.gpu_modes).values()
 
     def _driver_versions(self) -> tuple[str, str]:
         """The driver's version and the CUDA version it runs, for the node labels; empty where NVML cannot say."""

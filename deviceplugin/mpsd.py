@@ -1,6 +1,7 @@
 """Supervising the MPS control daemon through its pipe directory.
 
-The device plugin owns the node's MPS control daemon: it supervises it whenever the node has an MPS GPU,
+The device plugin owns the node's MPS control daemon: it supervises it whenever the node has an MPS GPU
+(from the first moment one is in mps mode, at start or later by the node label or a config reload),
 its own or the DRA driver's (``draplugin.gpu_modes`` ``mps``: the driver points its claims' clients at
 the same pipe and shm directories), and this supervisor is the one writer of the daemon's defaults.
 
@@ -79,8 +80,15 @@ class MpsSupervisor(PeriodicWorker):
     def tick(self) -> None:
         self.check()
 
+    def serving(self) -> bool:
+        """Whether the node has an MPS GPU now: one of the plugin's in mps mode (a node label or a config
+        reload can make one at any time), or one of the DRA driver's."""
+        return self.dra is not None or "mps" in self.rm.active_modes().values()
+
     def check(self) -> DaemonState | None:
-        """One round; returns None when the daemon answered, else what it is doing."""
+        """One round; returns None when the daemon answered (or no GPU is in mps mode), else what it is doing."""
+        if not self.serving():
+            return None
         asked = time.monotonic()
         try:
             self.daemon.control("get_server_list", timeout_s=self._patience.ceiling())

@@ -13,18 +13,14 @@ from tessera.config.nodeconfig import ChosenConfig
 
 
 class Daemon:
-    """The daemon's face the reload sees: modes applied, and whether MPS would need a supervisor it lacks."""
+    """The daemon's face the reload sees: the modes applied."""
 
-    def __init__(self, mps_needs_supervisor: bool = False) -> None:
+    def __init__(self) -> None:
         self.applied: list = []
-        self.mps_needs_supervisor = mps_needs_supervisor
         self.rm = self
 
     def apply_modes(self, cfg) -> None:
         self.applied.append((cfg.default_mode, dict(cfg.gpu_modes), cfg.timeslice_replicas))
-
-    def needs_new_mps_supervisor(self, cfg) -> bool:
-        return self.mps_needs_supervisor and "mps" in cfg.gpu_modes.values()
 
     def active_modes(self) -> dict:
         return {}
@@ -64,11 +60,6 @@ def test_a_key_read_at_start_only_restarts_the_plugin(section):
 def test_the_dra_driver_s_own_keys_leave_the_plugin_alone():
     daemon, restarts = reload_with({"draplugin": {"timeslice_replicas": 2, "cdi_dir": "/run/cdi"}})
     assert restarts == [] and daemon.applied == []
-
-
-def test_a_gpu_newly_in_mps_mode_without_the_supervisor_restarts_the_plugin():
-    daemon, restarts = reload_with({"deviceplugin": {"gpu_modes": {1: "mps"}}}, Daemon(mps_needs_supervisor=True))
-    assert restarts == ["restart"] and daemon.applied == []
 
 
 def test_after_a_live_change_the_same_file_again_changes_nothing():
