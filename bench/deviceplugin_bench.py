@@ -24,6 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from simcluster.fakemps import CONTROL as FAKE_MPS_CONTROL  # noqa: E402
 from simcluster.kubelet.devicemanager import DeviceManager  # noqa: E402
 from simcluster.plugins import stop_mps_daemon  # noqa: E402
 from simcluster.processes import stop_process  # noqa: E402
@@ -71,7 +72,7 @@ def main() -> int:
          "--default-mode=mps", "--xid-quiet-period-s=0.3", "--listen=127.0.0.1:0", "--log-level=warning",
          f"--mps-pipe-directory={mps / 'pipe'}", f"--mps-shm-directory={mps / 'shm'}",
          f"--mps-log-directory={mps / 'log'}", f"--mps-user={os.getuid()}",
-         f"--mps-control-binary={REPO / 'deviceplugin' / 'fakemps' / 'control.py'}", "--node-name=bench"],
+         f"--mps-control-binary={FAKE_MPS_CONTROL}", "--node-name=bench"],
         env=env, stdout=subprocess.DEVNULL, stderr=open(root / "plugin.log", "w"), cwd=str(REPO))
     rows = []
     try:
