@@ -19,11 +19,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+
+import grpc
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from deviceplugin.server import socket_name  # noqa: E402
 from simcluster.fakemps import CONTROL as FAKE_MPS_CONTROL  # noqa: E402
 from simcluster.kubelet.devicemanager import DeviceManager  # noqa: E402
 from simcluster.plugins import stop_mps_daemon  # noqa: E402
@@ -51,15 +57,28 @@ def wait(predicate, timeout: float, step: float = 0.001) -> float:
     return time.perf_counter() - start
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=300)
-    parser.add_argument("--restarts", type=int, default=10, help="kubelet restarts (and bursts of five) to time")
-    args = parser.parse_args()
-    configure_logging("error", "json", stream=open(os.devnull, "w"))
+@dataclass
+class BenchPlugin:
+    """tessera-device-plugin in its own process on a fake node, registered with the simulated kubelet."""
+
+    root: Path
+    desc: Path
+    plugin_dir: Path
+    manager: DeviceManager
+    proc: subprocess.Popen
+
+    def stub(self, resource: str) -> deviceplugin_grpc.DevicePluginStub:
+        """A client of the plugin's socket for ``resource``, as the kubelet dials it."""
+        return deviceplugin_grpc.DevicePluginStub(grpc.insecure_channel(f"unix://{self.plugin_dir / socket_name(resource)}"))
+
+
+@contextmanager
+def running_plugin(node: str, mode: str, resources: tuple[str, ...], timeout_s: float = 30.0) -> Iterator[BenchPlugin]:
+    """The plugin on ``tessera/nodes/<node>`` (``--default-mode=mode``), once every one of ``resources``
+    has devices in the kubelet's view; stopped (with its MPS daemon) and its folder removed on exit."""
     root = Path(tempfile.mkdtemp(prefix="tdpb-", dir="/tmp"))
     desc = root / "nvml.yaml"
-    shutil.copy(REPO / "tessera" / "nodes" / "a100-80gb-mps.yaml", desc)
+    shutil.copy(REPO / "tessera" / "nodes" / node, desc)
     plugin_dir = root / "dp"
     plugin_dir.mkdir()
     manager = DeviceManager(str(plugin_dir), str(plugin_dir / "ckpt"), pod_resources_socket=str(root / "pr.sock"))
@@ -69,19 +88,33 @@ def main() -> int:
     proc = subprocess.Popen(
         [sys.executable, "-m", "deviceplugin.main", f"--device-plugin-path={plugin_dir}",
          f"--pod-resources-socket={root / 'pr.sock'}", f"--grant-key-path={root / 'grant.key'}",
-         "--default-mode=mps", "--xid-quiet-period-s=0.3", "--listen=127.0.0.1:0", "--log-level=warning",
+         f"--default-mode={mode}", "--xid-quiet-period-s=0.3", "--listen=127.0.0.1:0", "--log-level=warning",
          f"--mps-pipe-directory={mps / 'pipe'}", f"--mps-shm-directory={mps / 'shm'}",
          f"--mps-log-directory={mps / 'log'}", f"--mps-user={os.getuid()}",
          f"--mps-control-binary={FAKE_MPS_CONTROL}", "--node-name=bench"],
         env=env, stdout=subprocess.DEVNULL, stderr=open(root / "plugin.log", "w"), cwd=str(REPO))
-    rows = []
     try:
-        wait(lambda: manager.allocatable() == {CORE: 800, MEM: 640}, 30, 0.01)
-        import grpc
+        wait(lambda: all(manager.allocatable().get(r, 0) > 0 for r in resources), timeout_s, 0.01)
+        yield BenchPlugin(root, desc, plugin_dir, manager, proc)
+    finally:
+        stop_process(proc, 10.0)
+        manager.stop()
+        if mode == "mps":
+            stop_mps_daemon(mps)
+        shutil.rmtree(root, ignore_errors=True)
 
-        channel = grpc.insecure_channel(f"unix://{plugin_dir / 'tessera-mps-core.sock'}")
-        stub = deviceplugin_grpc.DevicePluginStub(channel)
-        mem_stub = deviceplugin_grpc.DevicePluginStub(grpc.insecure_channel(f"unix://{plugin_dir / 'tessera-mps-memory.sock'}"))
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=300)
+    parser.add_argument("--restarts", type=int, default=10, help="kubelet restarts (and bursts of five) to time")
+    args = parser.parse_args()
+    configure_logging("error", "json", stream=open(os.devnull, "w"))
+    rows = []
+    with running_plugin("a100-80gb-mps.yaml", "mps", (CORE, MEM)) as plugin:
+        manager, desc, proc = plugin.manager, plugin.desc, plugin.proc
+        wait(lambda: manager.allocatable() == {CORE: 800, MEM: 640}, 30, 0.01)
+        stub, mem_stub = plugin.stub(CORE), plugin.stub(MEM)
         core_ids = list(manager.devices(CORE))
         mem_ids = list(manager.devices(MEM))
         pref, alloc = [], []
@@ -125,11 +158,6 @@ def main() -> int:
                          f"{max(restarts) * 1e3:.0f} ms (max)", "<= 2 s"))
         rss = int(next(line.split()[1] for line in open(f"/proc/{proc.pid}/status") if line.startswith("VmRSS")))
         rows.append(("plugin resident memory", f"{rss / 1024:.0f} MiB", "-", "-"))
-    finally:
-        stop_process(proc, 10.0)
-        manager.stop()
-        stop_mps_daemon(mps)
-        shutil.rmtree(root, ignore_errors=True)
     print(render_table(("measure", "p50", "p99", "goal"), rows,
                        title=f"device plugin, fake 8 x A100-80GB MPS node (800 core IDs, 640 memory IDs), "
                              f"{args.rounds} rounds"))

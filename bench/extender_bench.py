@@ -32,6 +32,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -40,6 +42,7 @@ from prometheus_client.parser import text_string_to_metric_families
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from deviceplugin.apiclient import NodeApi  # noqa: E402
+from extender_floor import PASS_HEADER  # noqa: E402 - bench/, beside this file
 from extender.kubeapi import KubeApi, api_client  # noqa: E402
 from simcluster.extenders import free_port, spawn_extender, wait_healthy  # noqa: E402
 from simcluster.simscheduler import SimScheduler  # noqa: E402
@@ -119,24 +122,61 @@ def server_ms(resp: http.client.HTTPResponse) -> float:
     return float(resp.getheader("Server-Timing", "dur=nan").rpartition("dur=")[2])
 
 
-def latency(size: int, pods: int, workdir: Path, in_process: bool) -> list:
+class VerbClient:
+    """One kept-alive HTTP connection to an extender (kube-scheduler's role). Per verb it keeps each
+    call's round trip (request sent to answer read, ms), the extender's own ms (Server-Timing) and the
+    answer's bytes; ``decode_s`` adds up the client's JSON decode seconds."""
+
+    def __init__(self, url: str) -> None:
+        host, port = url.removeprefix("http://").split(":")
+        self.conn = http.client.HTTPConnection(host, int(port))
+        self.round_trip: dict[str, list[float]] = defaultdict(list)
+        self.served: dict[str, list[float]] = defaultdict(list)
+        self.answer_bytes: dict[str, list[int]] = defaultdict(list)
+        self.decode_s = 0.0
+
+    def call(self, verb: str, body: bytes, headers: dict[str, str] | None = None):
+        """POST ``body`` to ``/verb`` (with ``headers``); the answer's JSON value."""
+        t = time.perf_counter()
+        self.conn.request("POST", f"/{verb}", body, {"Content-Type": "application/json", **(headers or {})})
+        resp = self.conn.getresponse()
+        data = resp.read()
+        t1 = time.perf_counter()
+        self.round_trip[verb].append((t1 - t) * 1000)
+        self.served[verb].append(server_ms(resp))
+        self.answer_bytes[verb].append(len(data))
+        value = orjson.loads(data)
+        self.decode_s += time.perf_counter() - t1
+        return value
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+@dataclass
+class LatencyRun:
+    """What one latency run measured (ms): whole cycles (filter + prioritize), the warm ones, binds,
+    the client's JSON per cycle; the extender's calls, and the floor's where one ran beside it."""
+
+    size: int
+    pods: int
+    cycle: list[float]
+    warm: list[float]
+    binds: list[float]
+    client_json: list[float]
+    tessera: VerbClient
+    floor: VerbClient | None
+
+
+def measure_latency(size: int, pods: int, workdir: Path, in_process: bool, floor_url: str | None = None) -> LatencyRun:
+    """``pods`` scheduling cycles against tessera-extender on ``size`` light nodes. With ``floor_url``,
+    each cycle's filter and prioritize bodies go to that extender too, after the cycle (outside its
+    timing), so both are measured on the same requests in the same minutes."""
     bench = BenchCluster(size, workdir, in_process)
     proc, url = extender(bench.kubeconfig, workdir)
     names = [f"node-{i:05d}" for i in range(size)]
-    host, port = url.removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port))
-    served: dict[str, list[float]] = {"filter": [], "prioritize": []}
-    coded = [0.0]  # this cycle's client-side JSON (encode and decode) seconds
-
-    def call(verb: str, body: bytes):
-        conn.request("POST", f"/{verb}", body, {"Content-Type": "application/json"})
-        resp = conn.getresponse()
-        served.setdefault(verb, []).append(server_ms(resp))
-        data = resp.read()
-        t = time.perf_counter()
-        value = orjson.loads(data)
-        coded[0] += time.perf_counter() - t
-        return value
+    client = VerbClient(url)
+    floor = VerbClient(floor_url) if floor_url else None
 
     # As simcluster.simscheduler (and kube-scheduler, in Go) does: the node names encoded once per list,
     # the pod once per cycle; orjson, the nearest Python gets to Go's decoder.
@@ -151,17 +191,20 @@ def latency(size: int, pods: int, workdir: Path, in_process: bool) -> list:
             pod = bench.create_pod(make_pod(f"lat-{k}", rng))
             t0 = time.perf_counter()
             head = b'{"Pod":' + orjson.dumps(pod) + b',"Nodes":null,"NodeNames":'
-            coded[0] = time.perf_counter() - t0
-            result = call("filter", head + names_json + b"}")
+            coded = time.perf_counter() - t0
+            client.decode_s = 0.0
+            filter_body = head + names_json + b"}"
+            result = client.call("filter", filter_body)
             fits = result["NodeNames"] or []
+            prioritize_body = b""
             if fits:
                 t = time.perf_counter()
-                fits_json = names_json if fits == names else orjson.dumps(fits)
-                coded[0] += time.perf_counter() - t
-            scores = call("prioritize", head + fits_json + b"}") if fits else []
+                prioritize_body = head + (names_json if fits == names else orjson.dumps(fits)) + b"}"
+                coded += time.perf_counter() - t
+            scores = client.call("prioritize", prioritize_body) if fits else []
             took = (time.perf_counter() - t0) * 1000
             cycle.append(took)
-            client_json.append(coded[0] * 1000)
+            client_json.append((coded + client.decode_s) * 1000)
             shape = json.dumps(pod["spec"]["containers"][0]["resources"]["limits"], sort_keys=True)
             # Warm: a shape seen before, and not a cycle right after the learned model was rebuilt
             # (every shape_window/10 binds), when every node is scored again.
@@ -171,22 +214,34 @@ def latency(size: int, pods: int, workdir: Path, in_process: bool) -> list:
             if scores:
                 best = max(scores, key=lambda s: s["Score"])["Host"]
                 t1 = time.perf_counter()
-                err = call("bind", json.dumps({"PodName": pod["metadata"]["name"], "PodNamespace": "default",
-                                               "PodUID": pod["metadata"]["uid"], "Node": best}).encode())["Error"]
+                err = client.call("bind", json.dumps({"PodName": pod["metadata"]["name"], "PodNamespace": "default",
+                                                      "PodUID": pod["metadata"]["uid"], "Node": best}).encode())["Error"]
                 binds.append((time.perf_counter() - t1) * 1000)
                 if not err:
                     bench.mark_allocated(pod)
+            if floor is not None:  # the floor's filter answer passes as many nodes as Tessera's
+                floor.call("filter", filter_body, {PASS_HEADER: str(len(fits))})
+                if prioritize_body:
+                    floor.call("prioritize", prioritize_body)
     finally:
         gc.unfreeze()
-        conn.close()
+        client.close()
+        if floor is not None:
+            floor.close()
         proc.terminate()
         proc.wait(10)
         bench.stop()
+    return LatencyRun(size, pods, cycle, warm, binds, client_json, client, floor)
+
+
+def latency(size: int, pods: int, workdir: Path, in_process: bool) -> list:
+    run = measure_latency(size, pods, workdir, in_process)
+    cycle, served = run.cycle, run.tessera.served
     p99 = percentile(cycle, 0.99)
     ext = [f"{percentile(served[v], q):.2f}" for v in ("filter", "prioritize") for q in (0.5, 0.99)]
     return [f"{size:,}", pods, f"{percentile(cycle, 0.5):.2f}", f"{p99:.2f}", f"{max(cycle):.2f}",
-            f"{percentile(warm, 0.99):.2f}", f"{percentile(client_json, 0.5):.2f}", *ext,
-            f"{percentile(binds, 0.5):.2f}" if binds else "-", "yes" if p99 <= 10 else "NO"]
+            f"{percentile(run.warm, 0.99):.2f}", f"{percentile(run.client_json, 0.5):.2f}", *ext,
+            f"{percentile(run.binds, 0.5):.2f}" if run.binds else "-", "yes" if p99 <= 10 else "NO"]
 
 
 def decisions(url: str) -> dict[tuple[str, str], float]:

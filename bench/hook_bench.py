@@ -60,19 +60,30 @@ def configs(root: Path, key: bytes) -> dict[str, dict]:
     }
 
 
+def prepare(root: Path) -> tuple[list[str], dict[str, dict], dict[str, Path]]:
+    """Under ``root`` (as root: device nodes are made): the node's grant key, and the hook's flags, the
+    three containers' config.json and their bundles, by kind (granted, refused, unrelated)."""
+    key_path = root / "node.key"
+    key = generate_key(str(key_path))
+    flags = ["--runtime", "containerd", "--state-dir", str(root / "state"), "--grant-key-path", str(key_path)]
+    docs = configs(root, key)
+    bundles = {name: write_bundle(root / name, doc) for name, doc in docs.items()}
+    return flags, docs, bundles
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def time_hook(argv: list[str], bundle: Path, runs: int) -> tuple[list[float], int]:
-    """Wall seconds of each hook run, and the last exit status."""
+def time_hook(argv: list[str], bundle: Path, runs: int, env: dict[str, str] | None = None) -> tuple[list[float], int]:
+    """Wall seconds of each hook run (environment ``env``, else this one's), and the last exit status."""
     times, rc = [], 0
     for _ in range(runs):
         state = json.dumps({"ociVersion": "1.0.2", "id": f"b{uuid.uuid4().hex[:12]}", "pid": 0,
                             "bundle": str(bundle), "status": "creating"})
         start = time.perf_counter()
-        proc = subprocess.run(argv, input=state.encode(), capture_output=True)
+        proc = subprocess.run(argv, input=state.encode(), capture_output=True, env=env)
         times.append(time.perf_counter() - start)
         rc = proc.returncode
     return times, rc
@@ -96,11 +107,7 @@ def main() -> int:
         return 2
     root = Path(tempfile.mkdtemp(prefix="tessera-hook-bench-"))
     try:
-        key_path = root / "node.key"
-        key = generate_key(str(key_path))
-        flags = ["--runtime", "containerd", "--state-dir", str(root / "state"), "--grant-key-path", str(key_path)]
-        docs = configs(root, key)
-        bundles = {name: write_bundle(root / name, doc) for name, doc in docs.items()}
+        flags, docs, bundles = prepare(root)
         rows = []
         noop, rc = time_hook(["/bin/true"], bundles["unrelated"], args.runs)
         rows.append(("no-op hook (/bin/true)", noop, f"exit {rc}"))

@@ -1,0 +1,259 @@
+"""Tessera's hot paths against their floors, measured in one run: one table of ratios.
+
+    .venv/bin/python bench/compare.py [--sizes 1000,5000] [--pods 200] [--rounds 300] [--runs 40] [--quick]
+                                      [--only extender,allocate,hook]
+
+Absolute times on a shared machine move from one day to the next; a ratio measured in one run holds.
+Each path runs beside the least its job can cost, on the same requests, interleaved:
+
+- extender (filter, prioritize, and the two together per cycle) at each node count, against a
+  do-nothing extender on the same HTTP server that decodes the same ExtenderArgs and answers the same
+  shape (``extender_floor``); round trips as kube-scheduler's side sees them, answer read, not decoded.
+- Allocate for whole GPUs, time-slicing and an MPS share, against a gRPC echo on the same kind of unix
+  socket answering the same bytes (``allocate_floor``).
+- the hook as a production-style release (``python -m hook.release``) against a no-op hook, and
+  against its own interpreter's start-up (``hook_floor``); needs root (fake device nodes).
+
+Goals (issue 22), judged on medians: the extender at most 2x its protocol floor at 5,000 nodes,
+Allocate at most 2x the gRPC echo, the hook adding at most 40 ms over a no-op hook.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(BENCH))
+
+import allocate_floor  # noqa: E402 - bench/, on the path above
+import deviceplugin_bench  # noqa: E402
+import extender_bench  # noqa: E402
+import extender_floor  # noqa: E402
+import hook_bench  # noqa: E402
+import hook_floor  # noqa: E402
+from tessera.kubeletapi import deviceplugin_grpc, deviceplugin_pb2 as api  # noqa: E402
+from tessera.log import configure_logging  # noqa: E402
+from tessera.table import render_table  # noqa: E402
+
+HEADERS = ("path", "Tessera p50 ms", "p99 ms", "floor", "floor p50 ms", "p99 ms", "ratio p50", "ratio p99", "goal",
+           "met")
+EXTENDER_GOAL_NODES = 5000
+# (label, node description, --default-mode, resource, devices asked)
+ALLOCATIONS = [("whole GPU", "a100-80gb-whole.yaml", "exclusive", "nvidia.com/gpu", 1),
+               ("time-slicing", "t4-timeslice.yaml", "timeslice", "nvidia.com/gpu.shared", 1),
+               ("MPS share", "a100-80gb-mps.yaml", "mps", "nvidia.com/mps-core", 50)]
+WARMUP = 20
+
+
+@dataclass
+class Row:
+    """One path against its floor (milliseconds per call). ``goal``: ("ratio", most) on the ratio of
+    medians, ("added", most ms) on the median's excess over the floor's, or None."""
+
+    path: str
+    tessera: list[float]
+    floor_name: str
+    floor: list[float]
+    goal: tuple[str, float] | None = None
+
+    def ratio(self, q: float) -> float:
+        return pct(self.tessera, q) / pct(self.floor, q)
+
+    def added_ms(self) -> float:
+        return statistics.median(self.tessera) - statistics.median(self.floor)
+
+    def met(self) -> str:
+        if self.goal is None:
+            return "-"
+        kind, most = self.goal
+        value = self.ratio(0.5) if kind == "ratio" else self.added_ms()
+        return "yes" if value <= most else "NO"
+
+    def goal_text(self) -> str:
+        if self.goal is None:
+            return "-"
+        kind, most = self.goal
+        if kind == "ratio":
+            return f"ratio p50 <= {most:g}"
+        return f"adds <= {most:g} ms (adds {self.added_ms():.1f})"
+
+    def cells(self) -> list[str]:
+        """The row as printed."""
+        return [self.path, f"{pct(self.tessera, 0.5):.2f}", f"{pct(self.tessera, 0.99):.2f}", self.floor_name,
+                f"{pct(self.floor, 0.5):.2f}", f"{pct(self.floor, 0.99):.2f}", f"{self.ratio(0.5):.2f}",
+                f"{self.ratio(0.99):.2f}", self.goal_text(), self.met()]
+
+
+def pct(values: list[float], q: float) -> float:
+    """The ``q`` quantile (nearest rank) of ``values``."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+# -- extender --------------------------------------------------------------------------------------
+
+def extender_rows(sizes: list[int], pods: int, workdir: Path) -> list[Row]:
+    """filter, prioritize and both per cycle, at each size, against the protocol floor."""
+    rows = []
+    floor_proc, floor_url = extender_floor.spawn_floor()
+    try:
+        for size in sizes:
+            run = extender_bench.measure_latency(size, pods, workdir / f"ext{size}", False, floor_url)
+            goal = ("ratio", 2.0) if size == EXTENDER_GOAL_NODES else None
+            tessera, floor = run.tessera.round_trip, run.floor.round_trip
+            for verb in ("filter", "prioritize"):
+                rows.append(Row(f"extender {verb}, {size:,} nodes", tessera[verb], "do-nothing extender",
+                                floor[verb], goal))
+            if len(tessera["prioritize"]) == len(tessera["filter"]) == len(floor["prioritize"]):
+                rows.append(Row(f"extender filter+prioritize, {size:,} nodes",
+                                [f + p for f, p in zip(tessera["filter"], tessera["prioritize"])],
+                                "do-nothing extender", [f + p for f, p in zip(floor["filter"], floor["prioritize"])],
+                                goal))
+    finally:
+        floor_proc.terminate()
+        floor_proc.wait(10)
+    return rows
+
+
+# -- Allocate --------------------------------------------------------------------------------------
+
+def _allocate_request(plugin, resource: str, count: int) -> api.AllocateRequest:
+    """The kubelet's request for ``count`` devices of ``resource`` (the plugin's preferred ones)."""
+    stub = plugin.stub(resource)
+    available = list(plugin.manager.devices(resource))
+    preferred = stub.GetPreferredAllocation(api.PreferredAllocationRequest(container_requests=[
+        api.ContainerPreferredAllocationRequest(available_deviceIDs=available, allocation_size=count)]))
+    ids = list(preferred.container_responses[0].deviceIDs) or available[:count]
+    return api.AllocateRequest(container_requests=[api.ContainerAllocateRequest(devices_ids=ids)])
+
+
+def allocate_rows(rounds: int) -> list[Row]:
+    """Allocate for each kind of share against a gRPC echo answering the same bytes; calls interleaved."""
+    rows = []
+    for label, node, mode, resource, count in ALLOCATIONS:
+        with deviceplugin_bench.running_plugin(node, mode, (resource,)) as plugin:
+            request = _allocate_request(plugin, resource, count)
+            stub = plugin.stub(resource)
+            answer = stub.Allocate(request)
+            echo_socket = plugin.root / "echo.sock"
+            echo = allocate_floor.spawn_echo(echo_socket, answer)
+            try:
+                echo_stub = deviceplugin_grpc.DevicePluginStub(grpc.insecure_channel(f"unix://{echo_socket}"))
+                tessera, floor = [], []
+                for k in range(rounds + WARMUP):
+                    t0 = time.perf_counter()
+                    stub.Allocate(request)
+                    t1 = time.perf_counter()
+                    echo_stub.Allocate(request)
+                    t2 = time.perf_counter()
+                    if k >= WARMUP:
+                        tessera.append((t1 - t0) * 1000)
+                        floor.append((t2 - t1) * 1000)
+            finally:
+                echo.terminate()
+                echo.wait(10)
+        rows.append(Row(f"Allocate {label} ({resource}: {count})", tessera, "gRPC echo", floor, ("ratio", 2.0)))
+    return rows
+
+
+# -- hook ------------------------------------------------------------------------------------------
+
+def hook_rows(runs: int, workdir: Path) -> list[Row]:
+    """The released hook (granted and unrelated containers) against a no-op hook and Python's start-up;
+    one run of each in turn, ``runs`` times."""
+    release = workdir / "release"
+    hook = hook_floor.hook_release(release)
+    (workdir / "containers").mkdir()
+    flags, _, bundles = hook_bench.prepare(workdir / "containers")
+    noop_name, noop = hook_floor.noop_hook(workdir / "noop")
+    env = hook_floor.release_env(release)
+    argv = {"granted": [str(hook), "createRuntime", *flags], "unrelated": [str(hook), "createRuntime", *flags],
+            noop_name: noop, **hook_floor.python_startup(release)}
+    bundle = {"granted": bundles["granted"]}
+    times: dict[str, list[float]] = {name: [] for name in argv}
+    for _ in range(runs + 2):  # the first two of each warm the page cache
+        for name, command in argv.items():
+            took, rc = hook_bench.time_hook(command, bundle.get(name, bundles["unrelated"]), 1, env)
+            if rc != 0:
+                raise RuntimeError(f"{name}: {' '.join(command)} exited {rc}")
+            times[name].extend(s * 1000 for s in took)
+    times = {name: t[2:] for name, t in times.items()}
+    rows = [Row(f"hook (release), {kind} container", times[kind], noop_name, times[noop_name], ("added", 40.0))
+            for kind in ("granted", "unrelated")]
+    for name in hook_floor.python_startup(release):
+        rows.append(Row("hook (release), granted container", times["granted"], f"{name} (release's)", times[name]))
+    return rows
+
+
+# -- the table -------------------------------------------------------------------------------------
+
+def machine() -> str:
+    """Date, CPU model, cores, Python and commit of this run."""
+    model = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            model = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), model)
+    except OSError:
+        pass
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip() or "unknown"
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (f"{now}; {model}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; "
+            f"Python {platform.python_version()}; commit {commit}")
+
+
+def render(rows: list[Row], note: str) -> str:
+    """The table of rows, titled with ``note``."""
+    return render_table(HEADERS, [row.cells() for row in rows], title=note)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,5000", help="extender node counts")
+    parser.add_argument("--pods", type=int, default=200, help="extender scheduling cycles per node count")
+    parser.add_argument("--rounds", type=int, default=300, help="Allocate calls per kind of share")
+    parser.add_argument("--runs", type=int, default=40, help="hook runs per container kind and floor")
+    parser.add_argument("--quick", action="store_true", help="a short run: 200 and 1,000 nodes, 30 cycles, "
+                                                             "100 Allocates, 10 hook runs")
+    parser.add_argument("--only", default="extender,allocate,hook", help="which paths to run")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes, args.pods, args.rounds, args.runs = "200,1000", 30, 100, 10
+    paths = set(args.only.split(","))
+    configure_logging("error", "json", stream=open(os.devnull, "w"))  # noqa: SIM115
+    header = machine()
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix=f"tessera-compare-{uuid.uuid4().hex[:6]}-") as tmp:
+        work = Path(tmp)
+        if "extender" in paths:
+            rows += extender_rows([int(s) for s in args.sizes.split(",")], args.pods, work)
+        if "allocate" in paths:
+            rows += allocate_rows(args.rounds)
+        if "hook" in paths:
+            if os.geteuid() == 0:
+                rows += hook_rows(args.runs, work)
+            else:
+                print("compare: the hook rows need root (fake device nodes are made with mknod)", file=sys.stderr)
+    print(render(rows, f"Tessera against its floors, one run: {header}. Extender: {args.pods} cycles per node "
+                       f"count, round trips; Allocate: {args.rounds} calls each; hook: {args.runs} runs each, "
+                       "interleaved. Ratio = Tessera / floor."))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
