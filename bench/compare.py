@@ -44,15 +44,19 @@ import allocate_floor  # noqa: E402 - bench/, on the path above
 import deviceplugin_bench  # noqa: E402
 import extender_bench  # noqa: E402
 import extender_floor  # noqa: E402
+import gpushare_peer  # noqa: E402
 import hook_bench  # noqa: E402
 import hook_floor  # noqa: E402
 from tessera.kubeletapi import deviceplugin_grpc, deviceplugin_pb2 as api  # noqa: E402
+from simcluster.extenders import free_port  # noqa: E402
+from simcluster.processes import stop_process  # noqa: E402
 from tessera.log import configure_logging  # noqa: E402
 from tessera.table import render_table  # noqa: E402
 
 HEADERS = ("path", "Tessera p50 ms", "p99 ms", "floor", "floor p50 ms", "p99 ms", "ratio p50", "ratio p99", "goal",
            "met")
 EXTENDER_GOAL_NODES = 5000
+GPUS_PER_NODE, GIB_PER_GPU = 8, 40  # extender_bench's light nodes: 8 x A100-SXM4-40GB
 # (label, node description, --default-mode, resource, devices asked)
 ALLOCATIONS = [("whole GPU", "a100-80gb-whole.yaml", "exclusive", "nvidia.com/gpu", 1),
                ("time-slicing", "t4-timeslice.yaml", "timeslice", "nvidia.com/gpu.shared", 1),
@@ -107,15 +111,60 @@ def pct(values: list[float], q: float) -> float:
 
 # -- extender --------------------------------------------------------------------------------------
 
-def extender_rows(sizes: list[int], pods: int, workdir: Path) -> list[Row]:
-    """filter, prioritize and both per cycle, at each size, against the protocol floor."""
-    rows = []
+class Beside:
+    """What runs beside Tessera's extender in one latency run: after each scheduling cycle, the same filter
+    and prioritize requests go to the floor (its filter answer passing as many nodes as Tessera's did),
+    and the filter to gpushare-scheduler-extender where ``gpushare`` (its binary) is given."""
+
+    def __init__(self, floor_url: str, gpushare: Path | None, workdir: Path) -> None:
+        self.floor = extender_bench.VerbClient(floor_url)
+        self.gpushare, self.workdir = gpushare, workdir
+        self.peer: extender_bench.VerbClient | None = None
+        self.peer_proc: subprocess.Popen | None = None
+
+    def prepare(self, bench, names: list[str]) -> None:
+        """Before the extender starts: the nodes get gpushare's resources and gpushare starts on them."""
+        if self.gpushare is None:
+            return
+        gpushare_peer.add_gpu_mem(bench.api, names, GPUS_PER_NODE, GIB_PER_GPU)
+        self.peer_proc, url = gpushare_peer.spawn_gpushare(self.gpushare, bench.kubeconfig, free_port(),
+                                                           self.workdir / "gpushare.log")
+        self.peer = extender_bench.VerbClient(url)
+
+    def __call__(self, pod: dict, names_json: bytes, filter_body: bytes, prioritize_body: bytes, fits: list) -> None:
+        self.floor.call("filter", filter_body, {extender_floor.PASS_HEADER: str(len(fits))})
+        if prioritize_body:
+            self.floor.call("prioritize", prioritize_body)
+        if self.peer is not None:
+            self.peer.call(gpushare_peer.FILTER_PATH, gpushare_peer.filter_body(pod, names_json, GIB_PER_GPU))
+
+    def close(self) -> None:
+        self.floor.close()
+        if self.peer is not None:
+            self.peer.close()
+        if self.peer_proc is not None:  # gpushare stops its workers on SIGTERM, not its HTTP server
+            stop_process(self.peer_proc, 2.0)
+
+
+def extender_rows(sizes: list[int], pods: int, workdir: Path, peers: bool = True) -> tuple[list[Row], list[str]]:
+    """filter, prioritize and both per cycle, at each size, against the protocol floor; filter against
+    gpushare's where it can be built. Also notes on what did not run."""
+    rows, notes = [], []
+    binary, why = gpushare_peer.build() if peers else (None, "not asked (--no-peers)")
+    if binary is None:
+        notes.append(f"gpushare-scheduler-extender not run: {why}")
     floor_proc, floor_url = extender_floor.spawn_floor()
     try:
         for size in sizes:
-            run = extender_bench.measure_latency(size, pods, workdir / f"ext{size}", False, floor_url)
+            work = workdir / f"ext{size}"
+            work.mkdir(parents=True)
+            beside = Beside(floor_url, binary, work)
+            try:
+                run = extender_bench.measure_latency(size, pods, work, False, beside, beside.prepare)
+            finally:
+                beside.close()
             goal = ("ratio", 2.0) if size == EXTENDER_GOAL_NODES else None
-            tessera, floor = run.tessera.round_trip, run.floor.round_trip
+            tessera, floor = run.tessera.round_trip, beside.floor.round_trip
             for verb in ("filter", "prioritize"):
                 rows.append(Row(f"extender {verb}, {size:,} nodes", tessera[verb], "do-nothing extender",
                                 floor[verb], goal))
@@ -124,10 +173,14 @@ def extender_rows(sizes: list[int], pods: int, workdir: Path) -> list[Row]:
                                 [f + p for f, p in zip(tessera["filter"], tessera["prioritize"])],
                                 "do-nothing extender", [f + p for f, p in zip(floor["filter"], floor["prioritize"])],
                                 goal))
+            if beside.peer is not None:
+                rows.append(Row(f"extender filter, {size:,} nodes", tessera["filter"], "gpushare filter",
+                                beside.peer.round_trip[gpushare_peer.FILTER_PATH],
+                                ("ratio", 0.1) if size == EXTENDER_GOAL_NODES else None))
     finally:
         floor_proc.terminate()
         floor_proc.wait(10)
-    return rows
+    return rows, notes
 
 
 # -- Allocate --------------------------------------------------------------------------------------
@@ -231,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a short run: 200 and 1,000 nodes, 30 cycles, "
                                                              "100 Allocates, 10 hook runs")
     parser.add_argument("--only", default="extender,allocate,hook", help="which paths to run")
+    parser.add_argument("--no-peers", action="store_true", help="leave gpushare-scheduler-extender out")
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.pods, args.rounds, args.runs = "200,1000", 30, 100, 10
@@ -238,10 +292,12 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging("error", "json", stream=open(os.devnull, "w"))  # noqa: SIM115
     header = machine()
     rows: list[Row] = []
+    notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix=f"tessera-compare-{uuid.uuid4().hex[:6]}-") as tmp:
         work = Path(tmp)
         if "extender" in paths:
-            rows += extender_rows([int(s) for s in args.sizes.split(",")], args.pods, work)
+            more, notes = extender_rows([int(s) for s in args.sizes.split(",")], args.pods, work, not args.no_peers)
+            rows += more
         if "allocate" in paths:
             rows += allocate_rows(args.rounds)
         if "hook" in paths:
@@ -251,7 +307,9 @@ def main(argv: list[str] | None = None) -> int:
                 print("compare: the hook rows need root (fake device nodes are made with mknod)", file=sys.stderr)
     print(render(rows, f"Tessera against its floors, one run: {header}. Extender: {args.pods} cycles per node "
                        f"count, round trips; Allocate: {args.rounds} calls each; hook: {args.runs} runs each, "
-                       "interleaved. Ratio = Tessera / floor."))
+                       "interleaved. Ratio = Tessera / floor (or peer)."))
+    for note in notes:
+        print(f"note: {note}")
     return 0
 
 

@@ -33,6 +33,7 @@ import tempfile
 import time
 import urllib.request
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +43,6 @@ from prometheus_client.parser import text_string_to_metric_families
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from deviceplugin.apiclient import NodeApi  # noqa: E402
-from extender_floor import PASS_HEADER  # noqa: E402 - bench/, beside this file
 from extender.kubeapi import KubeApi, api_client  # noqa: E402
 from simcluster.extenders import free_port, spawn_extender, wait_healthy  # noqa: E402
 from simcluster.simscheduler import SimScheduler  # noqa: E402
@@ -156,7 +156,7 @@ class VerbClient:
 @dataclass
 class LatencyRun:
     """What one latency run measured (ms): whole cycles (filter + prioritize), the warm ones, binds,
-    the client's JSON per cycle; the extender's calls, and the floor's where one ran beside it."""
+    the client's JSON per cycle; and the extender's calls."""
 
     size: int
     pods: int
@@ -165,18 +165,24 @@ class LatencyRun:
     binds: list[float]
     client_json: list[float]
     tessera: VerbClient
-    floor: VerbClient | None
 
 
-def measure_latency(size: int, pods: int, workdir: Path, in_process: bool, floor_url: str | None = None) -> LatencyRun:
-    """``pods`` scheduling cycles against tessera-extender on ``size`` light nodes. With ``floor_url``,
-    each cycle's filter and prioritize bodies go to that extender too, after the cycle (outside its
-    timing), so both are measured on the same requests in the same minutes."""
+# Called after each cycle, outside its timing, with (the pod, the node names' JSON, the filter body, the
+# prioritize body (b"" when none was sent), the nodes filter passed): other extenders get the same requests.
+Beside = Callable[[dict, bytes, bytes, bytes, list], None]
+
+
+def measure_latency(size: int, pods: int, workdir: Path, in_process: bool, beside: Beside | None = None,
+                    prepare: Callable[[BenchCluster, list[str]], None] | None = None) -> LatencyRun:
+    """``pods`` scheduling cycles against tessera-extender on ``size`` light nodes; ``beside`` gets each
+    cycle's requests after it (see ``Beside``), so others are measured on the same requests in the same
+    minutes. ``prepare`` runs on the cluster and its node names before the extender starts."""
     bench = BenchCluster(size, workdir, in_process)
-    proc, url = extender(bench.kubeconfig, workdir)
     names = [f"node-{i:05d}" for i in range(size)]
+    if prepare is not None:
+        prepare(bench, names)
+    proc, url = extender(bench.kubeconfig, workdir)
     client = VerbClient(url)
-    floor = VerbClient(floor_url) if floor_url else None
 
     # As simcluster.simscheduler (and kube-scheduler, in Go) does: the node names encoded once per list,
     # the pod once per cycle; orjson, the nearest Python gets to Go's decoder.
@@ -219,19 +225,15 @@ def measure_latency(size: int, pods: int, workdir: Path, in_process: bool, floor
                 binds.append((time.perf_counter() - t1) * 1000)
                 if not err:
                     bench.mark_allocated(pod)
-            if floor is not None:  # the floor's filter answer passes as many nodes as Tessera's
-                floor.call("filter", filter_body, {PASS_HEADER: str(len(fits))})
-                if prioritize_body:
-                    floor.call("prioritize", prioritize_body)
+            if beside is not None:
+                beside(pod, names_json, filter_body, prioritize_body, fits)
     finally:
         gc.unfreeze()
         client.close()
-        if floor is not None:
-            floor.close()
         proc.terminate()
         proc.wait(10)
         bench.stop()
-    return LatencyRun(size, pods, cycle, warm, binds, client_json, client, floor)
+    return LatencyRun(size, pods, cycle, warm, binds, client_json, client)
 
 
 def latency(size: int, pods: int, workdir: Path, in_process: bool) -> list:
