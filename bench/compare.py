@@ -53,6 +53,8 @@ from simcluster.processes import stop_process  # noqa: E402
 from tessera.log import configure_logging  # noqa: E402
 from tessera.table import render_table  # noqa: E402
 
+pct = hook_bench.percentile  # the q quantile, nearest rank
+
 HEADERS = ("path", "Tessera p50 ms", "p99 ms", "floor", "floor p50 ms", "p99 ms", "ratio p50", "ratio p99", "goal",
            "met")
 EXTENDER_GOAL_NODES = 5000
@@ -101,12 +103,6 @@ class Row:
         return [self.path, f"{pct(self.tessera, 0.5):.2f}", f"{pct(self.tessera, 0.99):.2f}", self.floor_name,
                 f"{pct(self.floor, 0.5):.2f}", f"{pct(self.floor, 0.99):.2f}", f"{self.ratio(0.5):.2f}",
                 f"{self.ratio(0.99):.2f}", self.goal_text(), self.met()]
-
-
-def pct(values: list[float], q: float) -> float:
-    """The ``q`` quantile (nearest rank) of ``values``."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 # -- extender --------------------------------------------------------------------------------------
@@ -208,15 +204,13 @@ def allocate_rows(rounds: int) -> list[Row]:
             try:
                 echo_stub = deviceplugin_grpc.DevicePluginStub(grpc.insecure_channel(f"unix://{echo_socket}"))
                 tessera, floor = [], []
+                calls = ((stub, tessera), (echo_stub, floor))
                 for k in range(rounds + WARMUP):
-                    t0 = time.perf_counter()
-                    stub.Allocate(request)
-                    t1 = time.perf_counter()
-                    echo_stub.Allocate(request)
-                    t2 = time.perf_counter()
-                    if k >= WARMUP:
-                        tessera.append((t1 - t0) * 1000)
-                        floor.append((t2 - t1) * 1000)
+                    for caller, times in calls if k % 2 else calls[::-1]:  # each goes first in turn
+                        t0 = time.perf_counter()
+                        caller.Allocate(request)
+                        if k >= WARMUP:
+                            times.append((time.perf_counter() - t0) * 1000)
             finally:
                 echo.terminate()
                 echo.wait(10)

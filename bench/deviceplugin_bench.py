@@ -69,7 +69,8 @@ class BenchPlugin:
 
     def stub(self, resource: str) -> deviceplugin_grpc.DevicePluginStub:
         """A client of the plugin's socket for ``resource``, as the kubelet dials it."""
-        return deviceplugin_grpc.DevicePluginStub(grpc.insecure_channel(f"unix://{self.plugin_dir / socket_name(resource)}"))
+        channel = grpc.insecure_channel(f"unix://{self.plugin_dir / socket_name(resource)}")
+        return deviceplugin_grpc.DevicePluginStub(channel)
 
 
 @contextmanager

@@ -220,8 +220,9 @@ def measure_latency(size: int, pods: int, workdir: Path, in_process: bool, besid
             if scores:
                 best = max(scores, key=lambda s: s["Score"])["Host"]
                 t1 = time.perf_counter()
-                err = client.call("bind", json.dumps({"PodName": pod["metadata"]["name"], "PodNamespace": "default",
-                                                      "PodUID": pod["metadata"]["uid"], "Node": best}).encode())["Error"]
+                bind = {"PodName": pod["metadata"]["name"], "PodNamespace": "default", "PodUID": pod["metadata"]["uid"],
+                        "Node": best}
+                err = client.call("bind", json.dumps(bind).encode())["Error"]
                 binds.append((time.perf_counter() - t1) * 1000)
                 if not err:
                     bench.mark_allocated(pod)
