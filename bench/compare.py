@@ -105,8 +105,8 @@ class Row:
     def cells(self) -> list[str]:
         """The row as printed."""
         return [self.path, f"{pct(self.tessera, 0.5):.2f}", f"{pct(self.tessera, 0.99):.2f}", self.floor_name,
-                f"{pct(self.floor, 0.5):.2f}", f"{pct(self.floor, 0.99):.2f}", f"{self.ratio(0.5):.2f}",
-                f"{self.ratio(0.99):.2f}", self.goal_text(), self.met()]
+                f"{pct(self.floor, 0.5):.2f}", f"{pct(self.floor, 0.99):.2f}", f"{self.ratio(0.5):.3g}",
+                f"{self.ratio(0.99):.3g}", self.goal_text(), self.met()]
 
 
 # -- extender --------------------------------------------------------------------------------------
@@ -173,10 +173,14 @@ def extender_rows(sizes: list[int], pods: int, workdir: Path, peers: bool = True
                                 [f + p for f, p in zip(tessera["filter"], tessera["prioritize"])],
                                 "do-nothing extender", [f + p for f, p in zip(floor["filter"], floor["prioritize"])],
                                 goal))
+            sizes_seen = {"Tessera": run.tessera.answer_bytes["filter"], "floor": beside.floor.answer_bytes["filter"]}
             if beside.peer is not None:
+                sizes_seen["gpushare"] = beside.peer.answer_bytes[gpushare_peer.FILTER_PATH]
                 rows.append(Row(f"extender filter, {size:,} nodes", tessera["filter"], "gpushare filter",
                                 beside.peer.round_trip[gpushare_peer.FILTER_PATH],
                                 ("ratio", 0.1) if size == EXTENDER_GOAL_NODES else None))
+            notes.append(f"{size:,} nodes, filter answer bytes (median): " + ", ".join(
+                f"{who} {statistics.median(seen):,.0f}" for who, seen in sizes_seen.items()))
     finally:
         floor_proc.terminate()
         floor_proc.wait(10)
