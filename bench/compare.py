@@ -113,7 +113,7 @@ class Row:
 
 class Beside:
     """What runs beside Tessera's extender in one latency run: after each scheduling cycle, the same filter
-    and prioritize requests go to the floor (its filter answer passing as many nodes as Tessera's did),
+    and prioritize requests go to the floor (its filter answer shaped as Tessera's),
     and the filter to gpushare-scheduler-extender where ``gpushare`` (its binary) is given."""
 
     def __init__(self, floor_url: str, gpushare: Path | None, workdir: Path) -> None:
@@ -131,8 +131,8 @@ class Beside:
                                                            self.workdir / "gpushare.log")
         self.peer = extender_bench.VerbClient(url)
 
-    def __call__(self, pod: dict, names_json: bytes, filter_body: bytes, prioritize_body: bytes, fits: list) -> None:
-        self.floor.call("filter", filter_body, {extender_floor.PASS_HEADER: str(len(fits))})
+    def __call__(self, pod: dict, names_json: bytes, filter_body: bytes, prioritize_body: bytes, answer: dict) -> None:
+        self.floor.call("filter", filter_body, extender_floor.shape_headers(answer))
         if prioritize_body:
             self.floor.call("prioritize", prioritize_body)
         if self.peer is not None:

@@ -168,8 +168,8 @@ class LatencyRun:
 
 
 # Called after each cycle, outside its timing, with (the pod, the node names' JSON, the filter body, the
-# prioritize body (b"" when none was sent), the nodes filter passed): other extenders get the same requests.
-Beside = Callable[[dict, bytes, bytes, bytes, list], None]
+# prioritize body (b"" when none was sent), the filter's answer): other extenders get the same requests.
+Beside = Callable[[dict, bytes, bytes, bytes, dict], None]
 
 
 def measure_latency(size: int, pods: int, workdir: Path, in_process: bool, beside: Beside | None = None,
@@ -227,7 +227,7 @@ def measure_latency(size: int, pods: int, workdir: Path, in_process: bool, besid
                 if not err:
                     bench.mark_allocated(pod)
             if beside is not None:
-                beside(pod, names_json, filter_body, prioritize_body, fits)
+                beside(pod, names_json, filter_body, prioritize_body, result)
     finally:
         gc.unfreeze()
         client.close()

@@ -4,10 +4,12 @@
 
 It answers ``POST /filter`` and ``POST /prioritize`` on Tessera's own HTTP port (``tessera.httpserve``
 with ``extender.http``'s handler, ``Server-Timing`` included) by decoding the whole ExtenderArgs body
-(orjson) and encoding an answer of the same shape and size: filter passes the first nodes named, as many
-as the request's ``X-Floor-Pass`` header says (the count Tessera passed for the same body; every node
-without it), prioritize scores each node named (0..10, varied so the answer is the size of a real one).
-No cache, no placement: what is left is what the protocol costs, the time a Tessera verb cannot go under.
+(orjson) and encoding an answer of the same shape and size as Tessera's to the same body, as the
+request's head describes it (``shape_headers``): filter passes the first nodes named, as many as
+Tessera passed, and fails as many of the next ones as Tessera failed, each with a reason as long as
+Tessera's were on average, with an error as long as Tessera's (every node passes without those headers); prioritize scores each node
+named (0..10, varied so the answer is the size of a real one). No cache, no placement: what is left
+is what the protocol costs, the time a Tessera verb cannot go under.
 """
 
 from __future__ import annotations
@@ -27,29 +29,46 @@ from simcluster.extenders import free_port, wait_healthy  # noqa: E402
 from tessera.httpserve import HttpService  # noqa: E402
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
-PASS_HEADER = "X-Floor-Pass"
-_asked = {"pass": -1}  # the request being answered: how many nodes filter passes (-1: all)
+SHAPE_HEADERS = {"pass": "X-Floor-Pass", "fail": "X-Floor-Fail", "reason": "X-Floor-Reason-Bytes",
+                 "error": "X-Floor-Error-Bytes"}
+_asked = {"pass": -1, "fail": 0, "reason": 0, "error": 0}  # the request being answered (pass -1: every node)
+
+
+def shape_headers(answer: dict) -> dict[str, str]:
+    """The headers asking the floor for a filter answer shaped as ``answer`` (an ExtenderFilterResult)."""
+    failed = {**(answer.get("FailedNodes") or {}), **(answer.get("FailedAndUnresolvableNodes") or {})}
+    reason = sum(map(len, failed.values())) // len(failed) if failed else 0
+    shape = {"pass": len(answer.get("NodeNames") or []), "fail": len(failed), "reason": reason,
+             "error": len(answer.get("Error") or "")}
+    return {SHAPE_HEADERS[key]: str(value) for key, value in shape.items()}
 
 
 class FloorHandler(ExtenderHandler):
-    """The extender's handler, reading how many nodes the filter answer passes from the request head
-    (every route runs on the port's one event-loop thread, one request at a time)."""
+    """The extender's handler, reading the filter answer's shape from the request head (every route
+    runs on the port's one event-loop thread, one request at a time)."""
 
     def do_POST(self) -> None:  # noqa: N802
-        try:
-            _asked["pass"] = int(self.headers.get(PASS_HEADER, "-1"))
-        except ValueError:
-            _asked["pass"] = -1
+        for key, header in SHAPE_HEADERS.items():
+            default = -1 if key == "pass" else 0
+            try:
+                _asked[key] = int(self.headers.get(header, default))
+            except ValueError:
+                _asked[key] = default
         super().do_POST()
 
 
 def filter_floor(body: bytes) -> bytes:
-    """ExtenderFilterResult passing the first nodes the request names (as many as asked, else all)."""
+    """ExtenderFilterResult passing and failing the nodes the request names, as many as asked (else
+    passing all)."""
     names = orjson.loads(body).get("NodeNames") or []
-    if _asked["pass"] >= 0:
-        names = names[:_asked["pass"]]
-    return orjson.dumps({"Nodes": None, "NodeNames": names, "FailedNodes": {},
-                         "FailedAndUnresolvableNodes": {}, "Error": ""})
+    passed = _asked["pass"]
+    if passed < 0:
+        return orjson.dumps({"Nodes": None, "NodeNames": names, "FailedNodes": {},
+                             "FailedAndUnresolvableNodes": {}, "Error": ""})
+    reason = "x" * _asked["reason"]
+    failed = {name: reason for name in names[passed:passed + _asked["fail"]]}
+    return orjson.dumps({"Nodes": None, "NodeNames": names[:passed], "FailedNodes": failed,
+                         "FailedAndUnresolvableNodes": {}, "Error": "x" * _asked["error"]})
 
 
 def prioritize_floor(body: bytes) -> bytes:
