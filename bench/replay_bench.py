@@ -12,7 +12,14 @@ list's typical tasks cannot use, in GPUs) and the median seconds one replay took
 the first policy's lead over each other policy: on the curve mean, and at its worst level. Judge a
 policy on the whole curve, not on one level.
 
-Pod lists (``--pod-lists``, default all of ``simcluster.trace.POD_LISTS``). Takes a few minutes per list.
+Pod lists (``--pod-lists``, default all of ``simcluster.trace.POD_LISTS``): the trace's own
+``default``, ``gpushare40``, ``multigpu20``, ``gpuspec10``, and the model-heavy lists that
+``simcluster.modelheavy`` builds from the default list: ``modelheavy30`` / ``modelheavy50`` are the
+default list resampled with replacement (seed 2023), each GPU task then carrying a ``gpu_spec`` with
+probability 30 % / 50 %, the spec drawn from those the gpuspec10 list's own tasks of the same GPU
+shape (share, one GPU, several) carry, with their frequencies there; ``modelheavy<P>s<SEED>`` builds
+another share and seed. Nothing is written: every run builds them again, the same. Takes a few
+minutes per list.
 """
 
 from __future__ import annotations

@@ -5,6 +5,11 @@ Task conversion (see ../shared/traces/README.md): ``num_gpu == 1`` with ``gpu_mi
 ``mps-core = ceil(gpu_milli / 10)`` with proportional memory (``floor(core/100 x card GiB)``, at least
 1); otherwise ``mps-core = 100 x num_gpu`` (whole GPUs with all their memory); ``num_gpu == 0`` is a
 CPU-only task; ``gpu_spec`` (models separated by ``|``) constrains the GPU model.
+
+Pod lists (``POD_LISTS``): the trace's own files ``openb_pod_list_<name>.csv`` (default, gpushare40,
+multigpu20, gpuspec10), and the model-heavy lists built from the default list by
+``simcluster.modelheavy`` (``modelheavy30``, ``modelheavy50``, or any ``modelheavy<P>[s<SEED>]``; the
+recipe is in that module's docstring).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from simcluster import modelheavy
 from simcluster.cluster import load_trace_nodes
 from tessera.inventory import GpuInventory, NodeInventory
 
@@ -22,7 +28,8 @@ from extender.placement.nodestate import NodeState
 from tessera.podrequest import KIND_MPS, KIND_MPS_WHOLE, GpuAsk, ModelConstraint, PodRequest, simple_request
 
 NODE_LIST = "openb_node_list_gpu_node.csv"
-POD_LISTS = ("default", "gpushare40", "multigpu20", "gpuspec10")
+TRACE_POD_LISTS = ("default", "gpushare40", "multigpu20", "gpuspec10")
+POD_LISTS = TRACE_POD_LISTS + modelheavy.MODELHEAVY_LISTS
 MIB = 1 << 20
 
 
@@ -57,17 +64,32 @@ def task_request(name: str, cpu_milli: int, memory_mib: int, num_gpu: int, gpu_m
     return simple_request(ask, cpu_milli=cpu_milli, memory_bytes=memory_mib * MIB, models=models, name=name)
 
 
+def read_pod_list(trace_dir: str | Path, pod_list: str) -> list[dict[str, str]]:
+    """The rows (column -> text) of ``openb_pod_list_<pod_list>.csv``."""
+    with open(Path(trace_dir) / f"openb_pod_list_{pod_list}.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def pod_rows(trace_dir: str | Path, pod_list: str) -> list[dict[str, str]]:
+    """The rows of a pod list: a file of the trace, or a model-heavy list built from the trace's
+    default and gpuspec10 lists (``simcluster.modelheavy``)."""
+    parsed = modelheavy.parse_name(pod_list)
+    if parsed is None:
+        return read_pod_list(trace_dir, pod_list)
+    share, seed = parsed
+    return modelheavy.build(read_pod_list(trace_dir, modelheavy.BASE_LIST),
+                            read_pod_list(trace_dir, modelheavy.SPEC_LIST), share, seed)
+
+
 def load_tasks(trace_dir: str | Path, pod_list: str = "default", host_memory: bool = True) -> list[TraceTask]:
-    """The tasks of ``openb_pod_list_<pod_list>.csv``; ``host_memory=False`` drops their memory
-    requests (FGD's simulator fits CPU and GPU only)."""
-    path = Path(trace_dir) / f"openb_pod_list_{pod_list}.csv"
+    """The tasks of a pod list (``pod_rows``); ``host_memory=False`` drops their memory requests (FGD's
+    simulator fits CPU and GPU only)."""
     tasks = []
-    with open(path, newline="") as fh:
-        for row in csv.DictReader(fh):
-            memory_mib = int(row["memory_mib"]) if host_memory else 0
-            req = task_request(row["name"], int(row["cpu_milli"]), memory_mib, int(row["num_gpu"]),
-                               int(row["gpu_milli"]), row.get("gpu_spec") or "")
-            tasks.append(TraceTask(row["name"], req, req.gpu_cores))
+    for row in pod_rows(trace_dir, pod_list):
+        memory_mib = int(row["memory_mib"]) if host_memory else 0
+        req = task_request(row["name"], int(row["cpu_milli"]), memory_mib, int(row["num_gpu"]),
+                           int(row["gpu_milli"]), row.get("gpu_spec") or "")
+        tasks.append(TraceTask(row["name"], req, req.gpu_cores))
     return tasks
 
 
