@@ -5,11 +5,15 @@ The GPU modes and time-slicing replicas (``deviceplugin.default_mode``, ``gpu_mo
 whose mode changes waits until it drains, so running pods keep what they were given. Every other key is
 read at start only (sockets, keys, paths, the DRA driver's GPUs, ...), so a change to one restarts the
 plugin in place: it stops, then runs its own command line again (same process, no container restart),
-and starts from the new file as it does after a kubelet restart.
+and starts from the new file as it does after a kubelet restart. A fresh start applies modes at once,
+so the restart waits (``node_config_restart_waiting``) while it would change or move a GPU that holds
+grants, while a GPU coming back from the DRA driver is still the driver's, and until the plugin has run
+``node_config_restart_after_s`` since its last start.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from tessera.config import TesseraConfig
@@ -33,24 +37,43 @@ class DevicePluginReload:
         self.daemon = daemon
         self.config = config  # what runs now (file and flags)
         self.request_restart = request_restart
+        self.started = time.monotonic()
+        self._said_waiting: tuple | None = None
 
-    def apply(self, config: TesseraConfig, chosen: ChosenConfig, digest: str) -> None:
-        """``NodeConfigWatch``'s ``apply``: the live keys now, or a restart for the others."""
+    def apply(self, config: TesseraConfig, chosen: ChosenConfig, digest: str) -> bool:
+        """``NodeConfigWatch``'s ``apply``: the live keys now, or a restart for the others once it is safe
+        (False: not yet; the watch offers the file again at its next look)."""
         keys = [k for k in changed_keys(self.config, config, SECTIONS)
                 if not k.startswith("draplugin.") or k in DRA_KEYS_READ]
         if not keys:
             log.info("node_config_same_settings", name=chosen.name, sha256=digest,
                      reason="the new file changes nothing the plugin uses (or a flag overrides it)")
             self.config = config
-            return
+            return True
         start_only = [k for k in keys if k not in LIVE_KEYS]
         if start_only:
+            waiting = self.restart_waits_for(config)
+            if waiting:
+                if (digest, tuple(waiting)) != self._said_waiting:
+                    log.info("node_config_restart_waiting", name=chosen.name, sha256=digest, keys=keys,
+                             start_only=start_only, waiting_for=waiting)
+                    self._said_waiting = (digest, tuple(waiting))
+                return False
             log.warning("node_config_restart", name=chosen.name, sha256=digest, keys=keys, start_only=start_only,
                         reason="keys read at start only: the plugin restarts in place to take them")
             self.request_restart()
-            return
+            return True
         self.daemon.apply_modes(config.deviceplugin)
         self.config = config
         log.info("node_config_applied", name=chosen.name, sha256=digest, keys=keys,
                  modes=self.daemon.rm.active_modes(), pending=self.daemon.rm.pending_modes(),
                  timeslice_replicas=config.deviceplugin.timeslice_replicas)
+        return True
+
+    def restart_waits_for(self, config: TesseraConfig) -> list[str]:
+        """What a restart in place waits for: the plugin's minimum run between restarts (a config that
+        flips back and forth cannot restart it in a loop), and no GPU moved or changed under grants."""
+        ran, least = time.monotonic() - self.started, self.config.deviceplugin.node_config_restart_after_s
+        waiting = [f"the plugin started {ran:.0f} s ago; it restarts at most once per {least:g} s "
+                   "(node_config_restart_after_s)"] if ran < least else []
+        return waiting + self.daemon.restart_blockers(config)

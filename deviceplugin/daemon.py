@@ -20,6 +20,7 @@ from collections.abc import Callable
 from deviceplugin import metrics
 from deviceplugin.allocator import Allocator
 from deviceplugin.apiclient import mode_label_of
+from deviceplugin.drashares import dra_gpus_in_use
 from deviceplugin.healthrecord import carry_over
 from deviceplugin.healthwatch import HealthWatch
 from deviceplugin.keys import extender_public_key, node_grant_key
@@ -27,7 +28,7 @@ from deviceplugin.registration import Registrar
 from deviceplugin.response import ResponseSettings
 from deviceplugin.rm import HealthTracker, NodeDevices
 from deviceplugin.server import ResourceServer
-from tessera.config import DevicePluginConfig, DraPluginConfig
+from tessera.config import DevicePluginConfig, DraPluginConfig, TesseraConfig
 from tessera.httpserve import ServeLimits
 from tessera.log import get_logger
 from tessera.nvml import Nvml
@@ -52,12 +53,14 @@ class DevicePluginDaemon:
         self.workers: list = []
         self.http = None
         self.stopped = threading.Event()
+        self.all_gpus: list = []
         self.on_node: Callable[[dict], None] | None = None  # told of every Node seen (set before start)
 
     def start(self) -> None:
         cfg = self.config
         self.nvml.open()
         gpus = self.nvml.read_gpus()
+        self.all_gpus = list(gpus)   # the DRA driver's too: a config edit may move one between them
         dra_mps = [g for g in gpus if g.index in self.dra_gpus and self.dra.gpu_modes.get(g.index) == "mps"]
         if self.dra_gpus:
             log.info("gpus_left_to_dra_driver", indices=sorted(self.dra_gpus),
@@ -113,6 +116,7 @@ class DevicePluginDaemon:
 
             shares = DraMpsShares(self.dra.checkpoint_path, dra_mps) if dra_mps else None
             self.workers.insert(0, MpsSupervisor(self.mps_control_binary, cfg, self.rm, dra=shares))
+            self.rm.supervise_mps()
         for worker in self.workers:
             worker.start()
         self.registrar.start()
@@ -126,6 +130,28 @@ class DevicePluginDaemon:
         self.rm.set_mode_settings(cfg.default_mode, cfg.gpu_modes, cfg.timeslice_replicas)
         self.config = dataclasses.replace(self.config, default_mode=cfg.default_mode, gpu_modes=cfg.gpu_modes,
                                           timeslice_replicas=cfg.timeslice_replicas)
+
+    def restart_blockers(self, config: TesseraConfig) -> list[str]:
+        """Why restarting with ``config`` now would move or change a GPU under live grants (empty: it
+        would not). A fresh start applies modes at once, so every change a GPU waits for must be done."""
+        cfg, rm = config.deviceplugin, self.rm
+        busy, active = rm.busy_gpus(), rm.active_modes()
+        out = [f"GPU {i} waits to change to {mode} until it drains" for i, mode in sorted(rm.pending_modes().items())]
+        new_dra = set(config.draplugin.gpus)
+        desired = rm.desired_with(cfg.default_mode, cfg.gpu_modes)
+        for index in sorted(busy):
+            if index in new_dra:
+                out.append(f"GPU {index} holds grants and would go to the DRA driver")
+            elif desired.get(index) != active.get(index):
+                out.append(f"GPU {index} holds grants and would change from {active.get(index)} to {desired.get(index)}")
+            elif active.get(index) == "timeslice" and cfg.timeslice_replicas < rm.timeslice_replicas:
+                out.append(f"GPU {index} holds time-sliced grants and would have fewer replicas")
+        returning = set(self.dra.gpus) - new_dra
+        if returning:
+            held = dra_gpus_in_use(self.dra.checkpoint_path, self.dra.served_gpus_path,
+                                   [g for g in self.all_gpus if g.index in returning])
+            out += [f"GPU {i} is still the DRA driver's ({why})" for i, why in sorted(held.items())]
+        return out
 
     def _driver_versions(self) -> tuple[str, str]:
         """The driver's version and the CUDA version it runs, for the node labels; empty where NVML cannot say."""

@@ -140,3 +140,32 @@ def _read(path: str) -> object:
     if len(data) > MAX_BYTES:
         raise Unreadable(f"larger than {MAX_BYTES} bytes")
     return json.loads(data)
+
+
+def dra_gpus_in_use(checkpoint_path: str, served_path: str, gpus: list[GpuInfo]) -> dict[int, str]:
+    """GPU index -> why the DRA driver still has that GPU: a claim prepared on it (its checkpoint) or the
+    driver serving it (the UUIDs its running process lists in ``served_path``). A file that is there but
+    cannot be read counts as holding every GPU (a config edit then waits rather than guessing)."""
+    by_uuid = {g.uuid: g.index for g in gpus}
+    out: dict[int, str] = {}
+    for path, what in ((served_path, "served by the DRA driver"), (checkpoint_path, "a claim prepared on it")):
+        try:
+            doc = _read(path)
+        except FileNotFoundError:
+            continue
+        except (Unreadable, OSError, ValueError, RecursionError) as err:
+            return {g.index: f"{path} unreadable: {err}" for g in gpus}
+        entries = []
+        if path == served_path and isinstance(doc, dict) and isinstance(doc.get("uuids"), list):
+            entries = [{"uuid": u} for u in doc["uuids"]]
+        elif isinstance(doc, dict) and isinstance(doc.get("claims"), dict):
+            entries = [d for c in doc["claims"].values() if isinstance(c, dict)
+                       for d in (c.get("devices") or []) if isinstance(d, dict)]
+        for entry in entries:
+            uuid = entry.get("uuid")
+            index = by_uuid.get(uuid) if isinstance(uuid, str) else None
+            if index is None:
+                index = entry.get("gpu_index")   # a MIG device made for a claim: its GPU's index
+            if isinstance(index, int) and index in by_uuid.values():
+                out.setdefault(index, what)
+    return out

@@ -65,14 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     from deviceplugin.apiclient import connect
     from deviceplugin.configreload import DevicePluginReload
     from deviceplugin.daemon import DevicePluginDaemon
-    from tessera.config.nodeconfig import file_digest
     from tessera.gpu import NvmlUnavailable
 
     api = connect(cfg.kubeconfig, cfg.node_name)
     if args.remove_labels:
         return remove_labels(api, args.all_nodes) if api is not None else 1
     label = node_config_label(api.node_or_none()) if api is not None else None
-    config, chosen = start_config(parser, args, config, label, "deviceplugin", log)
+    config, chosen, started_digest = start_config(parser, args, config, label, "deviceplugin", log)
     cfg = config.deviceplugin
     daemon = DevicePluginDaemon(cfg, mps_control_binary=cfg.mps_control_binary, api=api,
                                 dra=config.draplugin)
@@ -85,9 +84,9 @@ def main(argv: list[str] | None = None) -> int:
                             lambda path: config_from_args(args, "deviceplugin", path), reload.apply,
                             label=label,
                             interval_s=cfg.node_config_check_s, logger=log,
-                            on_state=metrics.NODE_CONFIG.state)
+                            on_state=metrics.NODE_CONFIG.state, started_digest=started_digest)
     daemon.on_node = lambda node: watch.set_label(node_config_label(node))
-    metrics.NODE_CONFIG.state(chosen, file_digest(chosen.path), True)
+    metrics.NODE_CONFIG.state(chosen, started_digest, True)
     try:
         daemon.start()
     except NvmlUnavailable as err:

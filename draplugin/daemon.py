@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 
 from draplugin import metrics
 from draplugin.checkpoint import Checkpoint
@@ -23,6 +24,7 @@ from draplugin.devices import (
     select_gpus,
 )
 from draplugin.prepare import ClaimReader, DraService, PrepareSettings
+from draplugin.privatefile import write_private_json
 from draplugin.registration import PluginServer, RegistrationService, registration_socket
 from draplugin.slices import SlicePublisher
 from tessera.config import DraPluginConfig
@@ -60,6 +62,7 @@ class DraPluginDaemon:
         self.publisher: SlicePublisher | None = None
         self.registration: RegistrationService | None = None
         self.http = None
+        self.checkpoint: Checkpoint | None = None
         self.stopped = threading.Event()
 
     def start(self) -> None:
@@ -74,6 +77,7 @@ class DraPluginDaemon:
             except (ValueError, GrantError) as err:
                 raise StartError(str(err)) from None
             checkpoint = Checkpoint(cfg.checkpoint_path)
+            self.checkpoint = checkpoint
             for gpu in selected:
                 if gpu.mode == MODE_MIG:
                     self.mig_gpus.append((gpu, nvml.mig_placements(gpu.gpu.index)))
@@ -104,6 +108,7 @@ class DraPluginDaemon:
         self.server = PluginServer(service, self.registration, dra_socket,
                                    registration_socket(cfg.plugins_registry_path, cfg.driver_name), self.stream)
         self.server.start()
+        self._write_served(selected)
         self.publisher.start()
         self.health.start()
         self.http = serve_metrics(cfg.listen, metrics.REGISTRY, self.ready, "draplugin-metrics",
@@ -126,6 +131,23 @@ class DraPluginDaemon:
                 except MigError as err:
                     log.error("mig_device_remove_failed", gpu=index, gpu_instance=gpu_instance_id, reason=str(err),
                               effect="its memory slices stay taken; claims placed over them fail to prepare")
+
+    def _write_served(self, selected) -> None:
+        """The GPUs this driver serves, for the device plugin (:func:`deviceplugin.drashares.dra_gpus_in_use`):
+        it takes none of them back on a config edit until the driver, restarted, no longer lists it."""
+        write_private_json(Path(self.config.served_gpus_path), {"version": 1, "uuids": [g.gpu.uuid for g in selected]})
+
+    def prepared_gpus(self) -> set[int]:
+        """Indices of the GPUs a prepared claim holds (whole, shared or a MIG device of it)."""
+        if self.checkpoint is None:
+            return set()
+        by_uuid = {g.gpu.uuid: g.gpu.index for g in self.gpus.values()}
+        return {by_uuid.get(d.uuid, d.gpu_index) for c in self.checkpoint.claims.values() for d in c.devices} - {None}
+
+    def inventory_changed(self) -> None:
+        """The device plugin's inventory on the Node changed (it may have let a GPU go): publish again."""
+        if self.publisher is not None:
+            self.publisher.poke()
 
     def _health_changed(self) -> None:
         self.publisher.poke()
@@ -161,6 +183,10 @@ class DraPluginDaemon:
             self.stream.stop()
         if self.publisher is not None:
             self.publisher.stop()
+        try:   # no longer serving: the device plugin may take these GPUs back (their slice goes at the next start)
+            os.unlink(self.config.served_gpus_path)
+        except OSError:
+            pass
         if self.server is not None:
             self.server.stop()
         if self.http is not None:

@@ -8,14 +8,15 @@ import os
 import signal
 import sys
 import threading
+import time
 
+from tessera import ANNOTATION_INVENTORY
 from tessera.cli_parsers import daemon_parser
 from tessera.config import CONFIG_ENV, DraPluginConfig, TesseraConfig, config_from_args, daemon_config
 from tessera.config.nodeconfig import (
     ChosenConfig,
     NodeConfigWatch,
     changed_keys,
-    file_digest,
     node_config_label,
     restart_in_place,
     start_config,
@@ -42,21 +43,41 @@ def build_parser() -> argparse.ArgumentParser:
 
 class DriverReload:
     """``NodeConfigWatch``'s ``apply`` for the driver: every key it reads is read at start, so a change to
-    one asks for a restart in place; a file that changes nothing the driver reads is only noted."""
+    one asks for a restart in place, once it is safe: not while a GPU leaving ``draplugin.gpus`` holds a
+    prepared claim, and not within ``node_config_restart_after_s`` of the last start (False: not yet, the
+    file is offered again at the next look). A file that changes nothing the driver reads is only noted."""
 
-    def __init__(self, config: TesseraConfig, request_restart) -> None:
-        self.config, self.request_restart = config, request_restart
+    def __init__(self, daemon, config: TesseraConfig, request_restart) -> None:
+        self.daemon, self.config, self.request_restart = daemon, config, request_restart
+        self.started = time.monotonic()
+        self._said_waiting: tuple | None = None
 
-    def apply(self, config: TesseraConfig, chosen: ChosenConfig, digest: str) -> None:
+    def apply(self, config: TesseraConfig, chosen: ChosenConfig, digest: str) -> bool:
+        log = get_logger("draplugin")
         keys = changed_keys(self.config, config, SECTIONS)
         if not keys:
-            get_logger("draplugin").info("node_config_same_settings", name=chosen.name, sha256=digest)
+            log.info("node_config_same_settings", name=chosen.name, sha256=digest)
             self.config = config
-            return
-        get_logger("draplugin").warning("node_config_restart", name=chosen.name, sha256=digest, keys=keys,
-                                        start_only=keys, reason="the driver reads its config at start only: "
-                                                                "it restarts in place to take them")
+            return True
+        waiting = self.restart_waits_for(config)
+        if waiting:
+            if (digest, tuple(waiting)) != self._said_waiting:
+                log.info("node_config_restart_waiting", name=chosen.name, sha256=digest, keys=keys,
+                         waiting_for=waiting)
+                self._said_waiting = (digest, tuple(waiting))
+            return False
+        log.warning("node_config_restart", name=chosen.name, sha256=digest, keys=keys, start_only=keys,
+                    reason="the driver reads its config at start only: it restarts in place to take them")
         self.request_restart()
+        return True
+
+    def restart_waits_for(self, config: TesseraConfig) -> list[str]:
+        ran, least = time.monotonic() - self.started, self.config.draplugin.node_config_restart_after_s
+        waiting = [f"the driver started {ran:.0f} s ago; it restarts at most once per {least:g} s "
+                   "(node_config_restart_after_s)"] if ran < least else []
+        leaving = set(self.config.draplugin.gpus) - set(config.draplugin.gpus)
+        held = sorted(leaving & self.daemon.prepared_gpus())
+        return waiting + [f"GPU {i} leaves draplugin.gpus but a prepared claim holds it" for i in held]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,19 +99,29 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     node_name = cfg.node_name or os.environ.get("NODE_NAME", "") or os.uname().nodename
     label = node_config_label(read_own_node(client, node_name))
-    config, chosen = start_config(parser, args, config, label, "draplugin", log)
+    config, chosen, started_digest = start_config(parser, args, config, label, "draplugin", log)
     cfg = config.draplugin
     daemon = DraPluginDaemon(cfg, client)
     faulthandler.register(signal.SIGUSR1)
     stop, restart = threading.Event(), threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    reload = DriverReload(config, lambda: (restart.set(), stop.set()))
+    reload = DriverReload(daemon, config, lambda: (restart.set(), stop.set()))
     watch = NodeConfigWatch(args.config or os.environ.get(CONFIG_ENV) or None, chosen,
                             lambda path: config_from_args(args, "draplugin", path), reload.apply, label=label,
-                            interval_s=cfg.node_config_check_s, logger=log, on_state=metrics.NODE_CONFIG.state)
-    node_watch = OwnNodeWatch(client, daemon.node, lambda node: watch.set_label(node_config_label(node)))
-    metrics.NODE_CONFIG.state(chosen, file_digest(chosen.path), True)
+                            interval_s=cfg.node_config_check_s, logger=log, on_state=metrics.NODE_CONFIG.state,
+                            started_digest=started_digest)
+    inventory = [None]
+
+    def on_node(node: dict) -> None:
+        watch.set_label(node_config_label(node))
+        seen = ((node.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_INVENTORY)
+        if seen != inventory[0]:   # the device plugin may have let a GPU of this driver's go: publish again
+            inventory[0] = seen
+            daemon.inventory_changed()
+
+    node_watch = OwnNodeWatch(client, daemon.node, on_node)
+    metrics.NODE_CONFIG.state(chosen, started_digest, True)
     try:
         daemon.start()
     except (NvmlUnavailable, StartError, CheckpointError, OSError) as err:

@@ -97,7 +97,7 @@ def write_atomically(root: str, relative: str, text: str) -> str:
     path = os.path.join(root, relative)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with open(tmp, "w", encoding="utf-8", newline="") as fh:   # the text's own line ends, byte for byte
         fh.write(text)
     os.replace(tmp, path)
     return path
@@ -143,8 +143,9 @@ def install_containerd(settings: HookSettings, root: str, hook_path: str,
 
 
 def toolkit_switch_line(text: str) -> str | None:
-    """The switch's line in ``config.toml`` text (commented out or not), or None."""
-    for existing in text.splitlines():
+    """The switch's top-level line in ``config.toml`` text (commented out or not), or None. Lines end at
+    ``\n`` only: a ``\r`` or a form feed in the file is kept as it is."""
+    for existing in text.split("\n"):
         stripped = existing.strip().lstrip("#").strip()
         if stripped.startswith(TOOLKIT_SWITCH) and "=" in stripped:
             return existing
@@ -153,26 +154,31 @@ def toolkit_switch_line(text: str) -> str | None:
     return None
 
 
-def record_toolkit_switch(root: str, text: str) -> str | None:
-    """Keep the switch's line as it is before Tessera's first install (a later install keeps the first
-    record: the line is Tessera's own by then); the record's path, or None when one was kept already."""
+def record_toolkit_switch(root: str, text: str, written: str) -> str | None:
+    """Keep the file as it was before Tessera's first install and as install wrote it, and the switch's
+    line then (a later install keeps the first record: the line is Tessera's own by then); the record's
+    path, or None when one was kept already."""
     if os.path.exists(os.path.join(root, TOOLKIT_RECORD)):
         return None
-    return write_atomically(root, TOOLKIT_RECORD, json.dumps({"line": toolkit_switch_line(text)}) + "\n")
+    doc = {"line": toolkit_switch_line(text), "original": text, "written": written}
+    return write_atomically(root, TOOLKIT_RECORD, json.dumps(doc) + "\n")
 
 
 def set_toolkit_switch(text: str) -> str:
-    """``config.toml`` text with the toolkit switch set to false (top-level key, before any table)."""
+    """``config.toml`` text with the toolkit switch set to false (a top-level key, before any table); every
+    other byte as it was."""
     line = f"{TOOLKIT_SWITCH} = false"
-    lines = text.splitlines()
+    lines = text.split("\n")
     for i, existing in enumerate(lines):
         stripped = existing.strip().lstrip("#").strip()
         if stripped.startswith(TOOLKIT_SWITCH) and "=" in stripped:
-            lines[i] = line
-            return "\n".join(lines) + "\n"
+            lines[i] = line + ("\r" if existing.endswith("\r") else "")
+            return "\n".join(lines)
         if existing.strip().startswith("["):
-            return "\n".join(lines[:i] + [line, ""] + lines[i:]) + "\n"
-    return "\n".join(lines + [line]) + "\n"
+            return "\n".join(lines[:i] + [line, ""] + lines[i:])
+    if lines[-1] == "":   # ends with a newline: the key goes before it
+        return "\n".join(lines[:-1] + [line, ""])
+    return "\n".join(lines + [line, ""])
 
 
 def install(settings: HookSettings, root: str = "/", hook_path: str | None = None,
@@ -190,10 +196,11 @@ def install(settings: HookSettings, root: str = "/", hook_path: str | None = Non
                  ", then restart containerd"]
     toolkit = os.path.join(root, TOOLKIT_CONFIG)
     if os.path.exists(toolkit):
-        with open(toolkit, encoding="utf-8") as fh:
+        with open(toolkit, encoding="utf-8", newline="") as fh:
             text = fh.read()
-        recorded = record_toolkit_switch(root, text)
+        switched = set_toolkit_switch(text)
+        recorded = record_toolkit_switch(root, text, switched)
         written += [recorded] if recorded else []
-        written.append(write_atomically(root, TOOLKIT_CONFIG, set_toolkit_switch(text)))
+        written.append(write_atomically(root, TOOLKIT_CONFIG, switched))
         notes.append(f"NVIDIA container toolkit: {TOOLKIT_SWITCH} = false")
     return [f"wrote {path}" for path in written] + [f"note: {n}" for n in notes]

@@ -258,7 +258,7 @@ VALUES_COMMENTS = {
                   "other keys restart the daemon in place; a file that does not validate is refused).",
     "nodeConfigs": "Per-node configs: name -> a config like nodeConfig, written as <name>.yaml beside config.yaml; "
                    "a node labelled tessera.io/node-config=<name> takes it (e.g. a100-mig: {deviceplugin: "
-                   "{default_mode: mig}}). Names: letters, digits, '-', '_', '.', at most 63, not 'default'.",
+                   "{default_mode: mig}}). Names: letters, digits, '-', '_', '.', at most 63, not 'default' or 'config'.",
     "gpuNodes": "Node selection of the GPU node DaemonSets (device plugin, exporter; the DRA driver takes the "
                 "tolerations too); they run on nodes NFD, GFD or tessera.io/gpu-node=true marks.",
     "draPlugin": "nodeSelector: the nodes whose GPUs the DRA driver serves.",
@@ -298,8 +298,8 @@ app.kubernetes.io/instance: {{ .Release.Name | quote }}
 
 {{/* A per-node config's name is a label value and a file name beside config.yaml. */}}
 {{- define "tessera.checkNodeConfigName" -}}
-{{- if or (eq . "default") (not (regexMatch "^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$" .)) -}}
-{{- fail (printf "nodeConfigs.%s: a per-node config's name is the value of the label tessera.io/node-config: letters, digits, '-', '_' and '.', starting and ending with a letter or digit, at most 63, not 'default'" .) -}}
+{{- if or (eq . "default") (eq . "config") (not (regexMatch "^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$" .)) -}}
+{{- fail (printf "nodeConfigs.%s: a per-node config's name is the value of the label tessera.io/node-config: letters, digits, '-', '_' and '.', starting and ending with a letter or digit, at most 63, not 'default' or 'config'" .) -}}
 {{- end -}}
 {{- end }}
 

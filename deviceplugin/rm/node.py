@@ -20,6 +20,9 @@ from deviceplugin.rm.requests import Request, RequestError, check_request
 from tessera import RESOURCE_GPU, RESOURCE_GPU_SHARED, RESOURCE_MPS_CORE, RESOURCE_MPS_MEMORY
 from tessera.gpu import GpuEvent, GpuInfo
 from tessera.inventory import GpuHealth, GpuInventory, MigSlot, NodeInventory
+from tessera.log import get_logger
+
+log = get_logger("deviceplugin")
 
 PAIR_WINDOW_S = 5.0
 _OTHER = {RESOURCE_MPS_CORE: RESOURCE_MPS_MEMORY, RESOURCE_MPS_MEMORY: RESOURCE_MPS_CORE}
@@ -36,6 +39,8 @@ class NodeDevices:
         self._gpus: dict[int, GpuInfo] = {g.index: g for g in gpus if g.uuid and g.memory_total_mib}
         self._by_uuid = {g.uuid: g for g in self._gpus.values()}
         self._default_mode, self._gpu_modes, self._replicas = default_mode, dict(gpu_modes), replicas
+        self._replicas_wanted = replicas   # a reduction waits while a time-sliced GPU holds grants
+        self._mps_supervised = False   # an MPS supervisor answers for the daemon (supervise_mps)
         self._health = health
         self._label_mode = label_mode
         self._modes = ModeBook()
@@ -150,16 +155,33 @@ class NodeDevices:
 
     def set_mode_settings(self, default_mode: str, gpu_modes: dict[int, str], replicas: int) -> bool:
         """The node config's modes and time-slicing replicas, changed while running (a config reload): a
-        GPU whose mode changes waits for its drain, as for the label. True if anything advertised changed."""
+        GPU whose mode changes waits for its drain, as for the label, and fewer replicas wait until no
+        time-sliced GPU holds grants (a held replica must not vanish). True if anything advertised changed."""
         with self._lock:
             self._default_mode, self._gpu_modes = default_mode, dict(gpu_modes)
-            replicas_changed = replicas != self._replicas
-            self._replicas = replicas
-            changed = self._update_modes()
-            if replicas_changed and not changed:
-                self._rebuild()
-                self._bump()
-            return changed or replicas_changed
+            self._replicas_wanted = replicas
+            return self._update_modes()
+
+    def supervise_mps(self) -> None:
+        """An MPS supervisor runs: a GPU that comes into mps mode later serves once it has the daemon
+        answering (:meth:`set_mps_down` None), not before."""
+        with self._lock:
+            self._mps_supervised = True
+
+    def busy_gpus(self) -> set[int]:
+        """Indices of the GPUs that hold live grants."""
+        with self._lock:
+            return self._busy_gpus()
+
+    def _update_replicas(self, busy: set[int]) -> bool:
+        wanted = self._replicas_wanted
+        if wanted == self._replicas:
+            return False
+        if wanted < self._replicas and any(self._modes.active.get(i) == "timeslice" for i in busy):
+            return False   # said once by the reload (node_config_applied shows the replicas asked)
+        log.info("timeslice_replicas_changed", old=self._replicas, new=wanted)
+        self._replicas = wanted
+        return True
 
     def set_label_mode(self, label: str | None) -> bool:
         with self._lock:
@@ -175,8 +197,14 @@ class NodeDevices:
         return {self._by_uuid[u].index for u in busy_uuids if u in self._by_uuid}
 
     def _update_modes(self) -> bool:
-        changed = self._modes.update(self._desired(), self._busy_gpus())
+        had_mps = "mps" in self._modes.active.values()
+        busy = self._busy_gpus()
+        changed = self._modes.update(self._desired(), busy)
+        changed = self._update_replicas(busy) or changed
         if changed:
+            if self._mps_supervised and not had_mps and "mps" in self._modes.active.values() and self._mps_down is None:
+                # a GPU now in mps mode serves nothing until the supervisor has the daemon answering
+                self._mps_down = "MPS control daemon not yet confirmed for the GPUs now in mps mode"
             self._rebuild()
             self._bump()
         return changed

@@ -35,7 +35,7 @@ from tessera.periodic import PeriodicWorker
 NODE_CONFIG_LABEL = "tessera.io/node-config"
 DEFAULT_NAME = "default"
 # A label value, which also cannot climb out of the folder: no '/', starts and ends alphanumeric.
-_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")   # fullmatch
 
 
 @dataclass(frozen=True)
@@ -77,9 +77,9 @@ def choose_config_file(default_path: str | None, label: str | None) -> ChosenCon
         return ChosenConfig(DEFAULT_NAME, None, f"{where}: no config file is set (--config or TESSERA_CONFIG), "
                                                 f"so there is no folder to choose from; built-in defaults used")
     folder = os.path.dirname(os.path.abspath(default_path))
-    if not _NAME.match(label) or label == DEFAULT_NAME:
+    if not _NAME.fullmatch(label) or label in (DEFAULT_NAME, "config"):
         return ChosenConfig(DEFAULT_NAME, default_path,
-                            f"{where} is not a config name (letters, digits, '-', '_', '.'; not 'default'); "
+                            f"{where} is not a config name (letters, digits, '-', '_', '.'; not 'default' or 'config'); "
                             f"{default_path} used")
     candidate = os.path.join(folder, f"{label}.yaml")
     if not os.path.isfile(candidate):
@@ -90,20 +90,24 @@ def choose_config_file(default_path: str | None, label: str | None) -> ChosenCon
 
 
 def start_config(parser: argparse.ArgumentParser, args: argparse.Namespace, config: TesseraConfig,
-                 label: str | None, section: str, log) -> tuple[TesseraConfig, ChosenConfig]:
-    """The config a node daemon starts with: the file its ``tessera.io/node-config`` label names beside
-    the default one (flags laid over it), else the default ``config`` already read; a named file that is
-    invalid ends the program (status 2, one line naming it) as an invalid default file does."""
+                 label: str | None, section: str, log) -> tuple[TesseraConfig, ChosenConfig, str]:
+    """The config a node daemon starts with, and the digest of the text it was read from: the file its
+    ``tessera.io/node-config`` label names beside the default one, else the default (read again, so the
+    digest is of the very text parsed), flags laid over it; a file that is invalid ends the program
+    (status 2, one line naming it) as at any start."""
     default_path = args.config or os.environ.get(CONFIG_ENV) or None
     chosen = choose_config_file(default_path, label)
     if chosen.problem:
         log.error("node_config_not_found", label=label, reason=chosen.problem)
-    if chosen.path == default_path:
-        return config, chosen
     try:
-        return config_from_args(args, section, chosen.path), chosen
+        for _ in range(5):   # the digest of the very text read (the kubelet may swap it in between)
+            digest = file_digest(chosen.path)
+            read = config_from_args(args, section, chosen.path) if chosen.path else config
+            if file_digest(chosen.path) == digest:
+                return read, chosen, digest
     except ConfigError as err:
         parser.exit(2, f"{parser.prog}: {err}\n")
+    parser.exit(2, f"{parser.prog}: {chosen.path} kept changing while it was read\n")
 
 
 def restart_in_place(log, event: str) -> None:
@@ -112,7 +116,12 @@ def restart_in_place(log, event: str) -> None:
     log.info(event, reason="node config", argv=sys.orig_argv)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+    try:
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+    except OSError as exc:   # the kubelet restarts the container instead
+        log.error("restart_in_place_failed", reason=str(exc), effect="exiting; the kubelet starts it again")
+        sys.stderr.flush()
+        os._exit(1)
 
 
 def changed_keys(old: TesseraConfig, new: TesseraConfig, sections: tuple[str, ...]) -> list[str]:
@@ -157,27 +166,32 @@ class NodeConfigMetrics:
 
 
 Loader = Callable[[str | None], TesseraConfig]
-Apply = Callable[[TesseraConfig, ChosenConfig, str], None]
+Apply = Callable[[TesseraConfig, ChosenConfig, str], bool]
 
 
 class NodeConfigWatch(PeriodicWorker):
     """Follows a node's config: the label's choice and the chosen file's text.
 
     ``load(path)`` reads and validates a file (flags laid over it, as at start; raises ``ConfigError``);
-    ``apply(config, chosen, digest)`` gets each new valid config. ``started`` is what the daemon started
-    with, so an unchanged file is not applied again. :meth:`set_label` comes from the daemon's Node watch.
+    ``apply(config, chosen, digest)`` gets each new valid config and answers False when the daemon cannot
+    take it yet (it is offered again at each look). ``started`` (with ``started_digest``, the digest of the
+    text it was read from) is what the daemon started with, so an unchanged file is not applied again.
+    :meth:`set_label` comes from the daemon's Node watch.
     """
 
     def __init__(self, default_path: str | None, started: ChosenConfig, load: Loader, apply: Apply, *,
                  label: str | None = None, interval_s: float = 5.0, logger=None,
-                 on_state: Callable[[ChosenConfig, str, bool], None] | None = None) -> None:
+                 on_state: Callable[[ChosenConfig, str, bool], None] | None = None,
+                 started_digest: str | None = None) -> None:
         super().__init__("node-config-watch", interval_s, "node_config_check_failed", logger)
         self._default_path = default_path
         self._load, self._apply, self._on_state = load, apply, on_state
         self._label = label
         self._lock = threading.Lock()
-        self._current = (started.name, started.path, file_digest(started.path))
+        self._current = (started.name, started.path, started_digest or file_digest(started.path))
         self._refused: tuple | None = None
+        self._offered: tuple | None = None   # the last text said to be new (said once, offered each look)
+        self._stopped = False
         self._said_problem: str | None = started.problem
 
     @property
@@ -197,9 +211,17 @@ class NodeConfigWatch(PeriodicWorker):
     def tick(self) -> None:
         self.check()
 
+    def stop(self) -> None:
+        with self._lock:   # a Node event after this applies nothing to a daemon that is stopping
+            self._stopped = True
+        super().stop()
+
     def check(self) -> None:
-        """Choose, read and, when it is new and valid, apply the node's config."""
+        """Choose, read and, when it is new and valid, apply the node's config. ``apply`` may answer
+        False (not now: the daemon cannot take it yet); the same text is offered again at the next look."""
         with self._lock:
+            if self._stopped:
+                return
             chosen = choose_config_file(self._default_path, self._label)
             if chosen.problem != self._said_problem:
                 if chosen.problem:
@@ -217,12 +239,15 @@ class NodeConfigWatch(PeriodicWorker):
             except (ConfigError, OSError) as exc:
                 self._refuse(seen, chosen, digest, str(exc))
                 return
-            self._log.info("node_config_changed", name=chosen.name, path=chosen.path, sha256=digest,
-                           previous=self._current[0], previous_sha256=self._current[2])
+            if seen != self._offered:
+                self._log.info("node_config_changed", name=chosen.name, path=chosen.path, sha256=digest,
+                               previous=self._current[0], previous_sha256=self._current[2])
+                self._offered = seen
+            if self._apply(config, chosen, digest) is False:
+                return
             self._current, self._refused = seen, None
             if self._on_state:
                 self._on_state(chosen, digest, True)
-            self._apply(config, chosen, digest)
 
     def _refuse(self, seen: tuple, chosen: ChosenConfig, digest: str, reason: str) -> None:
         if seen != self._refused:

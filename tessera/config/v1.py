@@ -35,6 +35,7 @@ RUNTIMES = ("containerd", "crio")
 DEVICE_LIST_STRATEGIES = ("device-nodes", "cdi")
 GFD_LABEL_MODES = ("write", "leave")
 DRA_GPU_MODES = ("exclusive", "mps", "mig", "timeslice")
+DRA_SERVED_GPUS_FILE = "served-gpus.json"   # in draplugin.plugin_path
 DRA_CHECKPOINT_FILE = "checkpoint.json"   # in draplugin.plugin_path
 # Who may add, change or remove tessera.io/* annotations on a pod after its creation: deploy/'s ServiceAccounts.
 DEFAULT_LEDGER_WRITERS = [service_account_username(NAMESPACE, SERVICE_ACCOUNT_DEVICE_PLUGIN),
@@ -94,6 +95,10 @@ class DevicePluginConfig(HttpPortConfig):
                                               "rewrites a mounted ConfigMap within about a minute of an edit); modes "
                                               "and replicas change live, other keys restart the plugin in place",
                                          minimum=0.5, maximum=3600.0)
+    node_config_restart_after_s: float = setting(30.0, "a config change that needs a restart in place waits until "
+                                                       "the plugin has run this long since its last start (no "
+                                                       "restart loop from a config that flips back and forth)",
+                                                 minimum=0.0, maximum=3600.0)
     gfd_labels: str = setting("write", "GPU Feature Discovery's nvidia.com/* node labels (gpu.product, gpu.count, "
                                        "gpu.memory, gpu.family, cuda.*, mig.*, mig-<profile>.*, ...): write (Tessera "
                                        "writes them, never over a label another writer put there first) or leave "
@@ -174,6 +179,9 @@ class DraPluginConfig(HttpPortConfig):
                                               "rewrites a mounted ConfigMap within about a minute of an edit); a "
                                               "change to this section restarts the driver in place",
                                          minimum=0.5, maximum=3600.0)
+    node_config_restart_after_s: float = setting(30.0, "a config change waits until the driver has run this long "
+                                                       "since its last start before it restarts in place",
+                                                 minimum=0.0, maximum=3600.0)
     listen: str = setting("0.0.0.0:8082", "address:port of /healthz and /metrics")
 
     @property
@@ -181,6 +189,12 @@ class DraPluginConfig(HttpPortConfig):
         """The driver's checkpoint of prepared claims, in ``plugin_path``: the driver writes it, the device
         plugin reads the MPS shares in it (the MPS daemon's defaults are the device plugin's to set)."""
         return os.path.join(self.plugin_path, DRA_CHECKPOINT_FILE)
+
+    @property
+    def served_gpus_path(self) -> str:
+        """The GPUs the running driver serves (their UUIDs), in ``plugin_path``: the device plugin does not
+        take one of them back from a config edit until the driver has let it go."""
+        return os.path.join(self.plugin_path, DRA_SERVED_GPUS_FILE)
 
 
 @dataclass(frozen=True)

@@ -152,7 +152,7 @@ def test_new_keys_restart_exactly_the_workloads_that_read_them(helm, tmp_path, d
     assert all(before[name] for name in changed)
 
 
-@pytest.mark.parametrize("name", ["default", "../etc", "-lead", "a" * 64])
+@pytest.mark.parametrize("name", ["default", "config", "../etc", "-lead", "a" * 64])
 def test_a_per_node_config_whose_name_no_label_can_carry_is_refused(helm, tmp_path, deploy_copy, name):
     done = run_helm(helm, ["template", "tessera", str(CHART), *key_args(deploy_copy / "keys"),
                            "--set-json", json.dumps({"nodeConfigs": {name: {"deviceplugin": {"default_mode": "mig"}}}})],

@@ -22,7 +22,7 @@ TIMESLICE_ONE = "version: v1\ndeviceplugin:\n  gpu_modes: {1: timeslice}\n  time
 
 def allocatable(pods, node: str) -> dict[str, int]:
     status = pods.node(node).get("status") or {}
-    return {k: int(v) for k, v in (status.get("allocatable") or {}).items() if k in (GPU, SHARED)}
+    return {k: int(v) for k, v in (status.get("allocatable") or {}).items() if k in (GPU, SHARED) and int(v)}
 
 
 def events(cluster, node: str) -> list[dict]:
@@ -47,7 +47,8 @@ def label_node(cluster, node: str, value: str | None) -> None:
 def start(embedded, volume: Path, *texts: tuple[str, dict[str, str]]):
     project_texts(volume, "v0", dict(texts[0][1]) if texts else {"config.yaml": "version: v1\n"})
     return embedded(NodeSpec(name="n1", model="A100-SXM4-80GB", gpus=2, mode="exclusive"),
-                    extra=[f"--config={volume / 'config.yaml'}", "--node-config-check-s=0.5"])
+                    extra=[f"--config={volume / 'config.yaml'}", "--node-config-check-s=0.5",
+                           "--node-config-restart-after-s=0"])
 
 
 def test_an_edit_changes_modes_live_and_a_label_picks_a_named_config(embedded, eventually, tmp_path):
@@ -120,3 +121,29 @@ def test_a_node_labelled_before_start_starts_on_its_config(embedded, eventually,
             eventually(lambda: allocatable(pods, "n1") == {GPU: 1, SHARED: 3}, timeout=20,
                        what="the labelled node's config from the start")
             assert not named(cluster, "n1", "node_config_changed")
+
+
+def test_a_restart_waits_while_it_would_change_gpus_under_running_pods(embedded, manifest, eventually, tmp_path):
+    """A fresh start applies modes at once, so an edit that needs a restart and changes the mode of GPUs that
+    pods hold waits until they drain (node_config_restart_waiting), then restarts and takes the modes."""
+    volume = tmp_path / "node-config"
+    cluster, plugins, pods = start(embedded, volume)
+    eventually(lambda: allocatable(pods, "n1") == {GPU: 2}, timeout=20, what="two whole GPUs advertised")
+    for name in ("a", "b"):
+        pods.create(manifest(name, {GPU: 1}, node="n1"))
+    eventually(lambda: all(pods.get(n)["status"].get("phase") == "Running" for n in ("a", "b")), timeout=20,
+               what="both GPUs held")
+
+    project_texts(volume, "v1", {"config.yaml": "version: v1\ndeviceplugin:\n  default_mode: exclusive\n"
+                                                "  gpu_modes: {0: timeslice, 1: timeslice}\n  fatal_xids: [48]\n"})
+    waiting = eventually(lambda: named(cluster, "n1", "node_config_restart_waiting"), timeout=20,
+                         what="the restart waiting for the GPUs to drain")
+    assert any("holds grants and would change from exclusive to timeslice" in w for w in waiting[-1]["waiting_for"])
+    assert not named(cluster, "n1", "node_config_restart") and allocatable(pods, "n1") == {GPU: 2}
+
+    for name in ("a", "b"):
+        cluster.core_v1().delete_namespaced_pod(name, "default", grace_period_seconds=0)
+    eventually(lambda: allocatable(pods, "n1") == {SHARED: 8}, timeout=60,
+               what="drained: restarted in place with both GPUs time-sliced")
+    assert len(named(cluster, "n1", "node_config_restart")) == 1
+    assert len(named(cluster, "n1", "device_plugin_started")) == 2

@@ -126,3 +126,27 @@ def test_health_rules(tmp_path, monkeypatch):
     assert not health.on_read(2, None), "reading well without a reset does not bring it back"
     health.on_read(2, "gpu lost from the bus")
     assert health.on_read(2, None) and health.healthy(2), "after a reset (unreadable, then fine) it is back"
+
+
+def test_fewer_timeslice_replicas_wait_while_a_replica_is_held(tmp_path, monkeypatch):
+    """A config reload lowering timeslice_replicas: a held replica's ID must not vanish from under its pod."""
+    gpus = read_gpus(tmp_path, monkeypatch, "a100-80gb-mps.yaml")
+    rm = manager(gpus, default="exclusive", gpu_modes={0: "timeslice"})
+    held = [d.id for d, _ in rm.listing(SHARED)][-1]
+    rm.set_holdings([("pod-1", "main", SHARED, (held,))])
+    rm.set_mode_settings("exclusive", {0: "timeslice"}, 2)
+    assert len(rm.listing(SHARED)) == 4 and rm.timeslice_replicas == 4, "held: the four stay"
+    rm.set_holdings([])   # the pod ended
+    assert len(rm.listing(SHARED)) == 2 and rm.timeslice_replicas == 2
+    rm.set_mode_settings("exclusive", {0: "timeslice"}, 6)   # more replicas never wait
+    assert len(rm.listing(SHARED)) == 6
+
+
+def test_a_gpu_newly_in_mps_mode_serves_only_once_the_mps_daemon_answers(tmp_path, monkeypatch):
+    gpus = read_gpus(tmp_path, monkeypatch, "a100-80gb-mps.yaml")
+    rm = manager(gpus, default="exclusive")
+    rm.supervise_mps()
+    assert rm.set_label_mode("mps")
+    assert rm.listing(CORE) and not any(healthy for _, healthy in rm.listing(CORE)), "no daemon confirmed yet"
+    rm.set_mps_down(None)   # the supervisor's first answer
+    assert all(healthy for _, healthy in rm.listing(CORE))

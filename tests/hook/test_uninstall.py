@@ -44,7 +44,10 @@ def node(root: Path, toolkit_text: str | None) -> dict[str, bytes]:
     f"{SWITCH} = true\n[nvidia-container-runtime]\nmode = \"cdi\"\n",                 # set, no blank line
     "[nvidia-container-cli]\nldconfig = \"@/sbin/ldconfig\"\n",     # absent: install adds it
     None,                                                           # no toolkit on the node
-], ids=["shipped", "commented", "set-true", "absent", "no-toolkit"])
+    f"#{SWITCH} = true\r\n\r\n[nvidia-container-cli]\r\nldconfig = \"@/sbin/ldconfig\"\r\n",  # CRLF
+    "disable-require = false\n# a\x0cb\n[nvidia-container-cli]\nldconfig = \"@/sbin/ldconfig\"",   # form feed, no final newline
+    "disable-require = false\n[nvidia-container-cli]\n",          # a key right above the first table
+], ids=["shipped", "commented", "set-true", "absent", "no-toolkit", "crlf", "formfeed", "key-above-table"])
 @pytest.mark.parametrize("runtime", ["containerd", "crio"])
 def test_uninstall_leaves_the_node_as_before_install(tmp_path, runtime, toolkit):
     before = node(tmp_path, toolkit)
@@ -59,6 +62,13 @@ def test_uninstall_leaves_the_node_as_before_install(tmp_path, runtime, toolkit)
     if runtime == "containerd":
         assert "restart it" in out and "remove /opt/tessera only after that" in out
     assert hook(tmp_path, "uninstall", "--runtime", runtime).startswith("note: nothing of Tessera's found")
+
+
+def test_uninstall_cleans_the_other_runtime_s_files_too(tmp_path):
+    before = node(tmp_path, None)
+    hook(tmp_path, "install", "--runtime", "crio")
+    out = hook(tmp_path, "uninstall", "--runtime", "containerd")   # the cleanup DaemonSet's default
+    assert tree(tmp_path) == before and "CRI-O stops running the hook" in out
 
 
 def test_an_admin_s_own_change_to_the_toolkit_file_after_install_is_kept(tmp_path):

@@ -34,6 +34,8 @@ def test_a_label_names_a_key_of_the_configmap(folder):
     ("..", "not a config name"),
     ("..data", "not a config name"),
     ("default", "not a config name"),
+    ("config", "not a config name"),
+    ("a100\n", "not a config name"),
     ("a" * 64, "not a config name"),
 ])
 def test_a_wrong_label_falls_back_to_the_default_file_and_says_why(folder, label, why):

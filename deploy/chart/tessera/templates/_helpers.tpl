@@ -7,8 +7,8 @@ app.kubernetes.io/instance: {{ .Release.Name | quote }}
 
 {{/* A per-node config's name is a label value and a file name beside config.yaml. */}}
 {{- define "tessera.checkNodeConfigName" -}}
-{{- if or (eq . "default") (not (regexMatch "^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$" .)) -}}
-{{- fail (printf "nodeConfigs.%s: a per-node config's name is the value of the label tessera.io/node-config: letters, digits, '-', '_' and '.', starting and ending with a letter or digit, at most 63, not 'default'" .) -}}
+{{- if or (eq . "default") (eq . "config") (not (regexMatch "^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$" .)) -}}
+{{- fail (printf "nodeConfigs.%s: a per-node config's name is the value of the label tessera.io/node-config: letters, digits, '-', '_' and '.', starting and ending with a letter or digit, at most 63, not 'default' or 'config'" .) -}}
 {{- end -}}
 {{- end }}
 
