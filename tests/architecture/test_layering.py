@@ -25,6 +25,8 @@ ROOMS: dict[str, set[str]] = {
     "realcluster": {"tessera", "deviceplugin", "draplugin", "extender", "hook", "exporter", "simcluster"},
     "tessera_cli": {"tessera", "deviceplugin", "draplugin", "extender", "hook", "exporter", "simcluster",
                     "realcluster"},
+    # The check on a real GPU drives the node daemons' own code; simcluster only for the dry run's fake MPS.
+    "gpucheck": {"tessera", "deviceplugin", "hook", "exporter", "simcluster"},
 }
 # What stands in for Kubernetes or hardware lives in simcluster/ or beside the NVML access layer.
 SIMULATION_WORDS = ("sim", "fake", "launch", "replay", "trace")
