@@ -18,6 +18,8 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 say() { printf '[tessera-gpushare] %s\n' "$*" >&2; }
+# shellcheck source=lib/pinned-build.sh
+. "$root/scripts/lib/pinned-build.sh"
 
 module=github.com/AliyunContainerService/gpushare-scheduler-extender
 commit=c0b61411cddabd1b19500878ab355afeeae5589e   # must match the pseudo-version in tools/gpushare/go.mod
@@ -30,47 +32,9 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 export GOTOOLCHAIN=local GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=0
 
-key="$( { cat "$root"/tools/gpushare/go.mod "$root"/tools/gpushare/go.sum "${BASH_SOURCE[0]}"; go version; } \
-          | sha256sum | cut -c1-16)"
 cache="${TESSERA_GPUSHARE_CACHE:-$HOME/.cache/tessera/gpushare}"
-out="$cache/$key"
-if [ -f "$out/.complete" ]; then
-    echo "$out"
-    exit 0
-fi
-[ "${1:-}" = --find ] && exit 4
-
-mkdir -p "$cache"
-exec 9>"$cache/.build.lock"
-flock 9   # two runs on one machine build once
-if [ -f "$out/.complete" ]; then
-    echo "$out"
-    exit 0
-fi
-work="$cache/.partial-$key"
-rm -rf "$work"
-mkdir -p "$work/mod/src"
-cp "$root/tools/gpushare/go.mod" "$root/tools/gpushare/go.sum" "$work/mod/"
-
-# The source of the pinned commit, into $work/mod/src (go.mod's replace points there).
-probe="$work/probe"
-mkdir -p "$probe"
-if dir="$(cd "$probe" && go mod init tessera.local/probe >/dev/null 2>&1 \
-          && GOFLAGS=-mod=mod go mod download -json "$module@$version" 2>/dev/null \
-          | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')" && [ -n "$dir" ] && [ -d "$dir" ]; then
-    say "source of $module@$version from the module proxy"
-    cp -r "$dir"/. "$work/mod/src/"
-    chmod -R u+w "$work/mod/src"
-elif [ -n "${TESSERA_GPUSHARE_SRC:-}" ] && git -C "$TESSERA_GPUSHARE_SRC" cat-file -e "$commit^{commit}" 2>/dev/null; then
-    say "source of $module at $commit from the git repository $TESSERA_GPUSHARE_SRC"
-    git -C "$TESSERA_GPUSHARE_SRC" archive "$commit" | tar -x -C "$work/mod/src"
-else
-    say "cannot get the source of $module@$version: the module proxy does not serve it here" \
-        "and TESSERA_GPUSHARE_SRC ('${TESSERA_GPUSHARE_SRC:-}') is no git repository holding $commit"
-    rm -rf "$work"
-    exit 5
-fi
-rm -rf "$probe"
+pinned_begin "$root/tools/gpushare" "$cache" "${BASH_SOURCE[0]}" "${1:-}"
+pinned_source "$module" "$version" "$commit" "${TESSERA_GPUSHARE_SRC:-}" "$work/mod/src" || { rm -rf "$work"; exit 5; }
 
 started=$SECONDS
 say "building gpushare-scheduler-extender ($commit) into $out; a cold build took 3.5 min on this 2-core machine while it was busy (dependencies downloaded), later runs reuse it"
@@ -80,10 +44,5 @@ say "building gpushare-scheduler-extender ($commit) into $out; a cold build took
 )
 rm -rf "$work/mod"
 say "gpushare-scheduler-extender built in $((SECONDS - started)) s; $(du -sh "$work/gpushare-sche-extender" | cut -f1)"
-touch "$work/.complete"
-rm -rf "$out"
-mv "$work" "$out"
-for old in "$cache"/*/ "$cache"/.partial-*/; do
-    [ -d "$old" ] && [ "${old%/}" != "$out" ] && rm -rf "$old" && say "removed an older build: ${old%/}"
-done
+pinned_finish "$work" "$out" "$cache"
 echo "$out"
