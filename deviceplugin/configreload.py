@@ -13,11 +13,10 @@ grants, while a GPU coming back from the DRA driver is still the driver's, and u
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from tessera.config import TesseraConfig
-from tessera.config.nodeconfig import ChosenConfig, changed_keys
+from tessera.config.nodeconfig import ChosenConfig, RestartPacing, changed_keys
 from tessera.log import get_logger
 
 log = get_logger("deviceplugin")
@@ -37,8 +36,7 @@ class DevicePluginReload:
         self.daemon = daemon
         self.config = config  # what runs now (file and flags)
         self.request_restart = request_restart
-        self.started = time.monotonic()
-        self._said_waiting: tuple | None = None
+        self.pacing = RestartPacing()
 
     def apply(self, config: TesseraConfig, chosen: ChosenConfig, digest: str) -> bool:
         """``NodeConfigWatch``'s ``apply``: the live keys now, or a restart for the others once it is safe
@@ -54,10 +52,7 @@ class DevicePluginReload:
         if start_only:
             waiting = self.restart_waits_for(config)
             if waiting:
-                if (digest, tuple(waiting)) != self._said_waiting:
-                    log.info("node_config_restart_waiting", name=chosen.name, sha256=digest, keys=keys,
-                             start_only=start_only, waiting_for=waiting)
-                    self._said_waiting = (digest, tuple(waiting))
+                self.pacing.say_waiting_once(log, chosen.name, digest, waiting, keys=keys, start_only=start_only)
                 return False
             log.warning("node_config_restart", name=chosen.name, sha256=digest, keys=keys, start_only=start_only,
                         reason="keys read at start only: the plugin restarts in place to take them")
@@ -73,7 +68,5 @@ class DevicePluginReload:
     def restart_waits_for(self, config: TesseraConfig) -> list[str]:
         """What a restart in place waits for: the plugin's minimum run between restarts (a config that
         flips back and forth cannot restart it in a loop), and no GPU moved or changed under grants."""
-        ran, least = time.monotonic() - self.started, self.config.deviceplugin.node_config_restart_after_s
-        waiting = [f"the plugin started {ran:.0f} s ago; it restarts at most once per {least:g} s "
-                   "(node_config_restart_after_s)"] if ran < least else []
-        return waiting + self.daemon.restart_blockers(config)
+        least = self.config.deviceplugin.node_config_restart_after_s
+        return self.pacing.too_soon(least, "plugin") + self.daemon.restart_blockers(config)

@@ -8,23 +8,14 @@ import os
 import signal
 import sys
 import threading
-import time
 
 from tessera import ANNOTATION_INVENTORY
 from tessera.cli_parsers import daemon_parser
-from tessera.config import CONFIG_ENV, DraPluginConfig, TesseraConfig, config_from_args, daemon_config
-from tessera.config.nodeconfig import (
-    ChosenConfig,
-    NodeConfigWatch,
-    changed_keys,
-    node_config_label,
-    restart_in_place,
-    start_config,
-)
+from tessera.config import CONFIG_ENV, DraPluginConfig, config_from_args, daemon_config
+from tessera.config.nodeconfig import NodeConfigWatch, node_config_label, restart_in_place, start_config
 from tessera.log import configure_logging, get_logger
 
 RESTART_REQUESTED = 3  # main()'s answer when called in-process and a config change asks for a restart
-SECTIONS = ("draplugin", "logging")  # what the driver reads of the config file: all of it at start only
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,45 +32,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
 
-class DriverReload:
-    """``NodeConfigWatch``'s ``apply`` for the driver: every key it reads is read at start, so a change to
-    one asks for a restart in place, once it is safe: not while a GPU leaving ``draplugin.gpus`` holds a
-    prepared claim, and not within ``node_config_restart_after_s`` of the last start (False: not yet, the
-    file is offered again at the next look). A file that changes nothing the driver reads is only noted."""
-
-    def __init__(self, daemon, config: TesseraConfig, request_restart) -> None:
-        self.daemon, self.config, self.request_restart = daemon, config, request_restart
-        self.started = time.monotonic()
-        self._said_waiting: tuple | None = None
-
-    def apply(self, config: TesseraConfig, chosen: ChosenConfig, digest: str) -> bool:
-        log = get_logger("draplugin")
-        keys = changed_keys(self.config, config, SECTIONS)
-        if not keys:
-            log.info("node_config_same_settings", name=chosen.name, sha256=digest)
-            self.config = config
-            return True
-        waiting = self.restart_waits_for(config)
-        if waiting:
-            if (digest, tuple(waiting)) != self._said_waiting:
-                log.info("node_config_restart_waiting", name=chosen.name, sha256=digest, keys=keys,
-                         waiting_for=waiting)
-                self._said_waiting = (digest, tuple(waiting))
-            return False
-        log.warning("node_config_restart", name=chosen.name, sha256=digest, keys=keys, start_only=keys,
-                    reason="the driver reads its config at start only: it restarts in place to take them")
-        self.request_restart()
-        return True
-
-    def restart_waits_for(self, config: TesseraConfig) -> list[str]:
-        ran, least = time.monotonic() - self.started, self.config.draplugin.node_config_restart_after_s
-        waiting = [f"the driver started {ran:.0f} s ago; it restarts at most once per {least:g} s "
-                   "(node_config_restart_after_s)"] if ran < least else []
-        leaving = set(self.config.draplugin.gpus) - set(config.draplugin.gpus)
-        held = sorted(leaving & self.daemon.prepared_gpus())
-        return waiting + [f"GPU {i} leaves draplugin.gpus but a prepared claim holds it" for i in held]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -90,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from draplugin import metrics
     from draplugin.apiclient import connect
     from draplugin.checkpoint import CheckpointError
+    from draplugin.configreload import DriverReload
     from draplugin.daemon import DraPluginDaemon, StartError
     from draplugin.nodewatch import OwnNodeWatch, read_own_node
     from tessera.gpu import NvmlUnavailable

@@ -22,6 +22,7 @@ import os
 import re
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -122,6 +123,30 @@ def restart_in_place(log, event: str) -> None:
         log.error("restart_in_place_failed", reason=str(exc), effect="exiting; the kubelet starts it again")
         sys.stderr.flush()
         os._exit(1)
+
+
+class RestartPacing:
+    """What a node daemon's restarts in place share: the minimum run since its start
+    (``node_config_restart_after_s``, so a config that flips back and forth cannot restart it in a loop),
+    and ``node_config_restart_waiting`` said once per file and reasons (the watch offers the same file again
+    at each look)."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self._said_waiting: tuple | None = None
+
+    def too_soon(self, least_s: float, who: str) -> list[str]:
+        """The reason to wait while ``who`` (``plugin``, ``driver``) has run less than ``least_s``; [] after."""
+        ran = time.monotonic() - self.started
+        return [f"the {who} started {ran:.0f} s ago; it restarts at most once per {least_s:g} s "
+                "(node_config_restart_after_s)"] if ran < least_s else []
+
+    def say_waiting_once(self, log, name: str, digest: str, waiting: list[str], **fields) -> None:
+        """Log ``node_config_restart_waiting`` (``name``, ``sha256``, ``fields``, ``waiting_for``) unless
+        it was said last for this file's ``digest`` with the same reasons."""
+        if (digest, tuple(waiting)) != self._said_waiting:
+            log.info("node_config_restart_waiting", name=name, sha256=digest, **fields, waiting_for=waiting)
+            self._said_waiting = (digest, tuple(waiting))
 
 
 def changed_keys(old: TesseraConfig, new: TesseraConfig, sections: tuple[str, ...]) -> list[str]:

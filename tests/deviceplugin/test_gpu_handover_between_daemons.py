@@ -8,7 +8,7 @@ import json
 import os
 
 from deviceplugin.drashares import dra_gpus_in_use
-from draplugin.main import DriverReload
+from draplugin.configreload import DriverReload
 from tessera.config import DraPluginConfig, TesseraConfig, parse_config
 from tessera.config.nodeconfig import ChosenConfig
 from tessera.gpu import GpuInfo
