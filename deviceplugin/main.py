@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
-import os
 import signal
 import sys
 import threading
 
 from tessera.cli_parsers import daemon_parser
-from tessera.config import CONFIG_ENV, DevicePluginConfig, config_from_args, daemon_config
+from tessera.config import DevicePluginConfig, config_from_args, daemon_config
 from tessera.config.nodeconfig import NodeConfigWatch, node_config_label, restart_in_place, start_config
 from tessera.log import configure_logging, get_logger
 
@@ -71,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.remove_labels:
         return remove_labels(api, args.all_nodes) if api is not None else 1
     label = node_config_label(api.node_or_none()) if api is not None else None
-    config, chosen, started_digest = start_config(parser, args, config, label, "deviceplugin", log)
+    config, chosen, started_digest, default_path = start_config(parser, args, config, label, "deviceplugin", log)
     cfg = config.deviceplugin
     daemon = DevicePluginDaemon(cfg, mps_control_binary=cfg.mps_control_binary, api=api,
                                 dra=config.draplugin)
@@ -80,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     reload = DevicePluginReload(daemon, config, lambda: (restart.set(), stop.set()))
-    watch = NodeConfigWatch(args.config or os.environ.get(CONFIG_ENV) or None, chosen,
+    watch = NodeConfigWatch(default_path, chosen,
                             lambda path: config_from_args(args, "deviceplugin", path), reload.apply,
                             label=label,
                             interval_s=cfg.node_config_check_s, logger=log,

@@ -11,7 +11,7 @@ import threading
 
 from tessera import ANNOTATION_INVENTORY
 from tessera.cli_parsers import daemon_parser
-from tessera.config import CONFIG_ENV, DraPluginConfig, config_from_args, daemon_config
+from tessera.config import DraPluginConfig, config_from_args, daemon_config
 from tessera.config.nodeconfig import NodeConfigWatch, node_config_label, restart_in_place, start_config
 from tessera.log import configure_logging, get_logger
 
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     node_name = cfg.node_name or os.environ.get("NODE_NAME", "") or os.uname().nodename
     label = node_config_label(read_own_node(client, node_name))
-    config, chosen, started_digest = start_config(parser, args, config, label, "draplugin", log)
+    config, chosen, started_digest, default_path = start_config(parser, args, config, label, "draplugin", log)
     cfg = config.draplugin
     daemon = DraPluginDaemon(cfg, client)
     faulthandler.register(signal.SIGUSR1)
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     reload = DriverReload(daemon, config, lambda: (restart.set(), stop.set()))
-    watch = NodeConfigWatch(args.config or os.environ.get(CONFIG_ENV) or None, chosen,
+    watch = NodeConfigWatch(default_path, chosen,
                             lambda path: config_from_args(args, "draplugin", path), reload.apply, label=label,
                             interval_s=cfg.node_config_check_s, logger=log, on_state=metrics.NODE_CONFIG.state,
                             started_digest=started_digest)

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Gauge
 
@@ -90,8 +91,19 @@ def choose_config_file(default_path: str | None, label: str | None) -> ChosenCon
     return ChosenConfig(label, candidate)
 
 
+class StartedConfig(NamedTuple):
+    """What a node daemon starts with: its ``config`` (file and flags), the ``chosen`` file, the ``digest``
+    of the text it was read from, and ``default_path``: ``--config`` or ``TESSERA_CONFIG`` (None: neither),
+    the file a label's choice sits beside, which the daemon's :class:`NodeConfigWatch` follows from."""
+
+    config: TesseraConfig
+    chosen: ChosenConfig
+    digest: str
+    default_path: str | None
+
+
 def start_config(parser: argparse.ArgumentParser, args: argparse.Namespace, config: TesseraConfig,
-                 label: str | None, section: str, log) -> tuple[TesseraConfig, ChosenConfig, str]:
+                 label: str | None, section: str, log) -> StartedConfig:
     """The config a node daemon starts with, and the digest of the text it was read from: the file its
     ``tessera.io/node-config`` label names beside the default one, else the default (read again, so the
     digest is of the very text parsed), flags laid over it; a file that is invalid ends the program
@@ -105,7 +117,7 @@ def start_config(parser: argparse.ArgumentParser, args: argparse.Namespace, conf
             digest = file_digest(chosen.path)
             read = config_from_args(args, section, chosen.path) if chosen.path else config
             if file_digest(chosen.path) == digest:
-                return read, chosen, digest
+                return StartedConfig(read, chosen, digest, default_path)
     except ConfigError as err:
         parser.exit(2, f"{parser.prog}: {err}\n")
     parser.exit(2, f"{parser.prog}: {chosen.path} kept changing while it was read\n")
