@@ -56,7 +56,11 @@ class DevicePluginDaemon:
         self.all_gpus: list = []
         self.on_node: Callable[[dict], None] | None = None  # told of every Node seen (set before start)
 
-    def start(self) -> None:
+    def start(self, node_doc: dict | None) -> None:
+        """Open NVML, then run every worker. ``node_doc`` is this plugin's Node as read at start (main reads
+        it once, for the ``tessera.io/node-config`` label too): its ``tessera.io/gpu-mode`` label and the
+        fatal Xids recorded before a restart; None when it is absent, unreadable or there is no API server.
+        The Node watch then follows every later version."""
         cfg = self.config
         self.nvml.open()
         gpus = self.nvml.read_gpus()
@@ -66,7 +70,6 @@ class DevicePluginDaemon:
             log.info("gpus_left_to_dra_driver", indices=sorted(self.dra_gpus),
                      uuids=[g.uuid for g in gpus if g.index in self.dra_gpus], mps=[g.index for g in dra_mps])
             gpus = [g for g in gpus if g.index not in self.dra_gpus]
-        node_doc = self.api.node_or_none() if self.api else None
         label = mode_label_of(node_doc)
         health = HealthTracker(cfg.application_xids, cfg.fatal_xids, cfg.xid_quiet_period_s)
         self.rm = NodeDevices(gpus, default_mode=cfg.default_mode, gpu_modes=cfg.gpu_modes,

@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     api = connect(cfg.kubeconfig, cfg.node_name)
     if args.remove_labels:
         return remove_labels(api, args.all_nodes) if api is not None else 1
-    label = node_config_label(api.node_or_none()) if api is not None else None
+    node = api.node_or_none() if api is not None else None   # read once: the config's label, then the daemon's start
+    label = node_config_label(node)
     config, chosen, started_digest, default_path = start_config(parser, args, config, label, "deviceplugin", log)
     cfg = config.deviceplugin
     daemon = DevicePluginDaemon(cfg, mps_control_binary=cfg.mps_control_binary, api=api,
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     daemon.on_node = lambda node: watch.set_label(node_config_label(node))
     metrics.NODE_CONFIG.state(chosen, started_digest, True)
     try:
-        daemon.start()
+        daemon.start(node)
     except NvmlUnavailable as err:
         log.error("nvml_unavailable", reason=str(err))
         return 1
