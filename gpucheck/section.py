@@ -35,6 +35,7 @@ class SectionReport:
 
     title: str
     checks: list[Check] = field(default_factory=list)
+    seconds: float | None = None  # how long the section ran (the runner sets it)
 
     def passed(self, name: str, detail: str = "", **numbers: Any) -> Check:
         """Record a passed check."""
@@ -82,6 +83,11 @@ class CheckContext:
     no_driver: str | None = None
     smi: Path | None = None  # the nvidia-smi to compare against (the real one, or the dry run's stand-in)
     budget_s: float = 60.0  # what this section may take; subprocesses it starts get at most this
+    device_root: str | None = "/"  # where the device nodes are: "/" on a real machine; None: none to check
+    proc_devices: str = "/proc/devices"  # the kernel's list of device majors (the dry run writes its own)
+    mps_control: str | None = None  # nvidia-cuda-mps-control, or the fake one in the dry run; None: missing
+    cuda_client: list[str] | None = None  # argv prefix that runs gpucheck/cudaclient.py's protocol; None: no CUDA python
+    cuda_client_kind: str = ""  # "torch", "cupy", or "fake" (the dry run's stand-in clients, no GPU)
 
 
 Section = Callable[[CheckContext], SectionReport]

@@ -1,0 +1,120 @@
+"""Inventory: Tessera's NVML layer against ``nvidia-smi -q -x`` field by field, and the device nodes the
+device plugin would hand out checked to exist with the minor numbers nvidia-smi gives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deviceplugin.devicenodes import device_paths
+from deviceplugin.rm import RequestError, gpu_devices
+from gpucheck.nodes import node_numbers
+from gpucheck.section import CheckContext, SectionReport
+from gpucheck.smi import SmiGpu, number, read_log
+from tessera.gpu import GpuInfo
+from tessera.hostdevices import CONTROL_NODES
+from tessera.nvml import Nvml
+from tessera.topology import bus
+
+TITLE = "Inventory: NVML layer against nvidia-smi -q -x, and device nodes"
+NVIDIA_MAJOR, NVIDIACTL_MINOR = 195, 255
+
+
+def _numa_from_sysfs(pci: str) -> int | None:
+    try:
+        node = int(Path(f"/sys/bus/pci/devices/{pci[4:].lower()}/numa_node").read_text())
+    except (OSError, ValueError):
+        return None
+    return node if node >= 0 else None
+
+
+def _compare_gpu(report: SectionReport, gpu: GpuInfo, smi: SmiGpu, dry_run: bool) -> None:
+    who = f"GPU {gpu.index}"
+    report.expect(f"{who} UUID", gpu.uuid == smi.get("uuid"), f"NVML {gpu.uuid}, nvidia-smi {smi.get('uuid')}")
+    smi_minor = smi.get("minor_number")
+    report.expect(f"{who} minor number", smi_minor is not None and gpu.minor_number == int(smi_minor),
+                  f"NVML {gpu.minor_number}, nvidia-smi {smi_minor}")
+    total, reserved = number(smi.get("memory_total")), number(smi.get("memory_reserved")) or 0
+    ok = total is not None and abs(gpu.memory_total_mib - total) <= reserved + 1
+    report.expect(f"{who} memory total", ok, f"NVML {gpu.memory_total_mib} MiB, nvidia-smi {smi.get('memory_total')} "
+                  f"(reserved {reserved:.0f} MiB allowed as the difference)", nvml_mib=gpu.memory_total_mib,
+                  smi_mib=total)
+    if smi.get("sm_count") is None:
+        report.not_checked(f"{who} SM count", f"nvidia-smi does not print it (NVML says {gpu.sm_count})",
+                           nvml=gpu.sm_count)
+    else:
+        report.expect(f"{who} SM count", str(gpu.sm_count) == smi.get("sm_count"),
+                      f"NVML {gpu.sm_count}, nvidia-smi {smi.get('sm_count')}")
+    smi_bus = smi.get("pci_bus_id")
+    report.expect(f"{who} PCI bus id", smi_bus is not None and bus(smi_bus) == gpu.pci_bus_id,
+                  f"NVML {gpu.pci_bus_id}, nvidia-smi {smi_bus}")
+    _compare_numa(report, who, gpu, smi, dry_run)
+    mig = smi.get("mig_current")
+    expected = None if mig is None else mig.lower() == "enabled"
+    report.expect(f"{who} MIG mode", expected is None and not gpu.mig_enabled or expected == gpu.mig_enabled,
+                  f"NVML {'enabled' if gpu.mig_enabled else 'disabled'} (capable: {gpu.mig_capable}), "
+                  f"nvidia-smi {mig or 'N/A'}")
+
+
+def _compare_numa(report: SectionReport, who: str, gpu: GpuInfo, smi: SmiGpu, dry_run: bool) -> None:
+    witness, source = smi.get("numa_node"), "nvidia-smi"
+    if witness is None and not dry_run:
+        sysfs = _numa_from_sysfs(gpu.pci_bus_id)
+        witness, source = (None if sysfs is None else str(sysfs)), "sysfs numa_node"
+    if witness is None:
+        report.not_checked(f"{who} NUMA node", f"neither nvidia-smi nor sysfs says (NVML says {gpu.numa_node})")
+        return
+    report.expect(f"{who} NUMA node", str(gpu.numa_node) == witness, f"NVML {gpu.numa_node}, {source} {witness}")
+
+
+def _check_nodes(report: SectionReport, gpu: GpuInfo, smi: SmiGpu, root: str) -> None:
+    who = f"GPU {gpu.index}"
+    mode = "mig" if gpu.mig_enabled else "exclusive"
+    try:
+        paths = sorted({p for d in gpu_devices(gpu, mode, 1) for p in device_paths((d,))})
+    except RequestError as err:
+        report.failed(f"{who} device nodes", f"the plugin cannot name them: {err}")
+        return
+    minor = smi.get("minor_number")
+    gpu_node = f"/dev/nvidia{minor}"
+    report.expect(f"{who} device node named by minor number", gpu_node in paths,
+                  f"plugin hands out {[p for p in paths if p not in CONTROL_NODES]}, nvidia-smi minor {minor}")
+    for path in paths:
+        found = node_numbers(root, path)
+        if isinstance(found, str):
+            report.failed(f"{who} {path}", f"missing: {found}")
+            continue
+        if path == gpu_node:
+            ok = found == (NVIDIA_MAJOR, int(minor))
+        elif path == "/dev/nvidiactl":
+            ok = found == (NVIDIA_MAJOR, NVIDIACTL_MINOR)
+        else:
+            ok = True  # nvidia-uvm*, nvidia-caps: dynamic majors; existing as a char device is the check
+        report.expect(f"{who} {path}", ok, f"char device {found[0]}:{found[1]}", major=found[0], minor=found[1])
+
+
+def run(ctx: CheckContext) -> SectionReport:
+    """The inventory section."""
+    report = SectionReport(TITLE)
+    log = read_log(ctx.smi, timeout_s=min(30.0, ctx.budget_s))
+    with Nvml() as nvml:
+        gpus = nvml.read_gpus()
+        driver, cuda = nvml.driver_version(), nvml.cuda_version()
+    report.expect("driver version", driver == log.driver_version, f"NVML {driver}, nvidia-smi {log.driver_version}")
+    report.expect("CUDA version", cuda == log.cuda_version, f"NVML {cuda}, nvidia-smi {log.cuda_version}")
+    report.expect("GPU count", len(gpus) == len(log.gpus), f"NVML {len(gpus)}, nvidia-smi {len(log.gpus)}")
+    by_uuid = {g.get("uuid"): g for g in log.gpus}
+    for gpu in gpus:
+        if gpu.error:
+            report.failed(f"GPU {gpu.index} read", f"NVML could not read it: {gpu.error}")
+            continue
+        smi = by_uuid.get(gpu.uuid) or (log.gpus[gpu.index] if gpu.index < len(log.gpus) else None)
+        if smi is None:
+            report.failed(f"GPU {gpu.index} in nvidia-smi", f"nvidia-smi lists no GPU {gpu.uuid}")
+            continue
+        _compare_gpu(report, gpu, smi, ctx.dry_run)
+        if ctx.device_root is None:
+            report.not_checked(f"GPU {gpu.index} device nodes", "no device nodes here (the dry run could not make "
+                               "them: not root)")
+        else:
+            _check_nodes(report, gpu, smi, ctx.device_root)
+    return report

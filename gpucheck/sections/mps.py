@@ -1,0 +1,7 @@
+"""stub"""
+from gpucheck.section import SectionReport
+TITLE="mps"
+def run(ctx):
+    r=SectionReport(TITLE)
+    r.not_checked("todo","todo")
+    return r
