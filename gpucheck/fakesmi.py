@@ -21,6 +21,8 @@ from tessera.nvml import Nvml
 
 OVERRIDE_ENV = "GPUCHECK_FAKESMI_OVERRIDE"
 MIB = 1 << 20
+# Fields real nvidia-smi knows that the fake cannot answer: printed as [N/A], as nvidia-smi does
+NOT_SERVED = frozenset({"temperature.memory", "retired_pages.sbe", "retired_pages.dbe"})
 
 
 def overrides() -> dict[str, str]:
@@ -82,7 +84,7 @@ def _optional(fn, *args):
         return None
 
 
-def _query_value(name: str, handle) -> str | None:
+def _query_value(name: str, handle, reserved_mib: int) -> str | None:
     """One --query-gpu field from the fake; None where this stand-in does not know the field."""
     mem = pynvml.nvmlDeviceGetMemoryInfo(handle)
     util = _optional(pynvml.nvmlDeviceGetUtilizationRates, handle)
@@ -97,6 +99,20 @@ def _query_value(name: str, handle) -> str | None:
         "clocks.sm": lambda: pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM),
         "clocks.mem": lambda: pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_MEM),
     }
+    ecc = {f"ecc.errors.{kind}.{counter}.total": (k, c)
+           for kind, k in (("corrected", pynvml.NVML_MEMORY_ERROR_TYPE_CORRECTED),
+                           ("uncorrected", pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED))
+           for counter, c in (("volatile", pynvml.NVML_VOLATILE_ECC), ("aggregate", pynvml.NVML_AGGREGATE_ECC))}
+    readers.update({n: (lambda kc=kc: pynvml.nvmlDeviceGetTotalEccErrors(handle, *kc)) for n, kc in ecc.items()})
+    readers.update({
+        "utilization.encoder": lambda: pynvml.nvmlDeviceGetEncoderUtilization(handle)[0],
+        "utilization.decoder": lambda: pynvml.nvmlDeviceGetDecoderUtilization(handle)[0],
+        "remapped_rows.correctable": lambda: pynvml.nvmlDeviceGetRemappedRows(handle)[0],
+        "remapped_rows.uncorrectable": lambda: pynvml.nvmlDeviceGetRemappedRows(handle)[1],
+        "memory.reserved": lambda: reserved_mib,
+    })
+    if name in NOT_SERVED:
+        return "[N/A]"
     if name not in readers:
         return None
     value = _optional(readers[name])
@@ -106,13 +122,13 @@ def _query_value(name: str, handle) -> str | None:
 def print_query(spec: str) -> int:
     """``--query-gpu=a,b,c`` as CSV without header or units; exit 2 on a field it does not know."""
     names = [n for n in spec.split(",") if n]
-    changed = overrides()
+    changed, node = overrides(), _state()
     lines = []
     for index in range(pynvml.nvmlDeviceGetCount()):
         handle = pynvml.nvmlDeviceGetHandleByIndex(index)
         row = []
         for name in names:
-            value = changed.get(name) or _query_value(name, handle)
+            value = changed.get(name) or _query_value(name, handle, node.gpus[index].spec.model.reserved_mib)
             if value is None:
                 sys.stderr.write(f'Field "{name}" is not a valid field to query.\n')
                 return 2
