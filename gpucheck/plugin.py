@@ -46,6 +46,7 @@ class PluginOnNode:
                               health=HealthTracker([], [], 0.0))
         self.settings = ResponseSettings(NODE, self.key, "device-nodes", mps_pipe, mps_shm, device_root=device_root)
         self.allocator = Allocator(self.rm, self.settings)
+        self.holdings: list[tuple[str, str, str, tuple[str, ...]]] = []  # what the kubelet would say is held
 
     def ids(self, resource: str, gpu_uuid: str, count: int) -> list[str]:
         """The first ``count`` device IDs of ``resource`` on GPU ``gpu_uuid`` (MIG: of that instance)."""
@@ -57,7 +58,14 @@ class PluginOnNode:
         return Answer.of(self.allocator.allocate(resource, ids))
 
     def mps_share(self, gpu_uuid: str, core: int, mem_gib: int) -> tuple[dict[str, str], list[Answer]]:
-        """The environment an MPS share gets (core's and memory's answers merged, first wins) and both answers."""
-        core_answer = self.allocate(RESOURCE_MPS_CORE, self.ids(RESOURCE_MPS_CORE, gpu_uuid, core))
-        mem_answer = self.allocate(RESOURCE_MPS_MEMORY, self.ids(RESOURCE_MPS_MEMORY, gpu_uuid, mem_gib))
+        """The environment an MPS share gets (core's and memory's answers merged, first wins) and both answers;
+        the share is then held (as the kubelet's pod-resources would say), so it counts in the daemon defaults."""
+        core_ids = self.ids(RESOURCE_MPS_CORE, gpu_uuid, core)
+        mem_ids = self.ids(RESOURCE_MPS_MEMORY, gpu_uuid, mem_gib)
+        core_answer = self.allocate(RESOURCE_MPS_CORE, core_ids)
+        mem_answer = self.allocate(RESOURCE_MPS_MEMORY, mem_ids)
+        container = f"share-{len(self.holdings) // 2}"
+        self.holdings += [("gpucheck", container, RESOURCE_MPS_CORE, tuple(core_ids)),
+                          ("gpucheck", container, RESOURCE_MPS_MEMORY, tuple(mem_ids))]
+        self.rm.set_holdings(self.holdings)
         return {**mem_answer.envs, **core_answer.envs}, [core_answer, mem_answer]
