@@ -4,6 +4,10 @@ The kubelet's answer is the truth of who holds what: each container's device IDs
 Tessera's device IDs name their GPU: a GPU UUID, a MIG instance UUID, or
 a share ID (``tessera.deviceids``), so every ID maps to the GPU (or MIG instance) it lives on. A socket that is missing or does not answer raises
 :class:`PodResourcesUnavailable`; the exporter then serves metrics without pod labels.
+
+gRPC is imported when a client first reads, not with this module: the collector and the snapshot import
+:class:`ContainerRef` from here, and the GPU check (``gpucheck``) uses them on a machine that carries no
+grpcio.
 """
 
 from __future__ import annotations
@@ -11,10 +15,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-import grpc
+from typing import TYPE_CHECKING
 
 from tessera.deviceids import gpu_of
-from tessera.kubeletapi import podresources_grpc, podresources_pb2 as api
+
+if TYPE_CHECKING:
+    import grpc
+
+    from tessera.kubeletapi import podresources_grpc
 
 __all__ = ["ContainerRef", "PodDevices", "PodResourcesClient", "PodResourcesUnavailable"]
 
@@ -61,6 +69,10 @@ class PodResourcesClient:
 
     def read(self) -> PodDevices:
         """List every pod's devices and the allocatable devices; PodResourcesUnavailable on failure."""
+        import grpc
+
+        from tessera.kubeletapi import podresources_grpc, podresources_pb2 as api
+
         if not os.path.exists(self.socket_path):
             raise PodResourcesUnavailable(f"pod-resources socket {self.socket_path} does not exist")
         if self._stub is None:
