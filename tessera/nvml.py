@@ -100,6 +100,7 @@ class Nvml(MigAdmin):
         self._event_set = None
         self._by_handle: dict[int, tuple[int, str]] = {}  # handle address -> (index, uuid)
         self._register_failed: dict[int, str] = {}
+        self._registered_types: dict[int, int] = {}  # index -> the event types registered for it
         self._activity = ActivitySampler()
         self._pcie = PcieTopology()
 
@@ -351,6 +352,13 @@ class Nvml(MigAdmin):
             found.append(self._event(data))
             log.info("gpu_event", kind=found[-1].kind, gpu=found[-1].gpu_index, xid=found[-1].xid)
 
+    def event_registrations(self) -> dict[int, int | str]:
+        """Per GPU index, after :meth:`events`: the event types registered for it (a mask of
+        ``WATCHED_EVENTS`` bits), or why registration failed."""
+        with self._event_lock:
+            return {**{i: self._registered_types.get(i, 0) for i, _ in self._by_handle.values()},
+                    **self._register_failed}
+
     def _register(self) -> None:
         registered = {index for index, _ in self._by_handle.values()}
         for index in range(pynvml.nvmlDeviceGetCount()):
@@ -360,6 +368,7 @@ class Nvml(MigAdmin):
                 handle = pynvml.nvmlDeviceGetHandleByIndex(index)
                 types = pynvml.nvmlDeviceGetSupportedEventTypes(handle) & WATCHED_EVENTS
                 pynvml.nvmlDeviceRegisterEvents(handle, types, self._event_set)
+                self._registered_types[index] = types
                 self._by_handle[ctypes.cast(handle, ctypes.c_void_p).value] = (index, _text(pynvml.nvmlDeviceGetUUID(handle)))
                 self._register_failed.pop(index, None)
             except NVMLError as err:
