@@ -61,7 +61,8 @@ def read_log(smi: Path, timeout_s: float = TIMEOUT_S) -> SmiLog:
     """``nvidia-smi -q -x`` parsed; RuntimeError with nvidia-smi's words when it fails."""
     result = _run(smi, ["-q", "-x"], timeout_s)
     if result.returncode != 0:
-        raise RuntimeError(f"nvidia-smi -q -x exited {result.returncode}: {(result.stderr or result.stdout).strip()}")
+        said = (result.stderr or result.stdout).strip().splitlines() or ["(nothing)"]
+        raise RuntimeError(f"nvidia-smi -q -x exited {result.returncode}: {said[-1]}")
     root = ET.fromstring(result.stdout)
     gpus = []
     for gpu in root.findall("gpu"):
