@@ -4,7 +4,7 @@ standard library plus ``torch`` or ``cupy``, nothing of Tessera. One command per
 
     cudaclient.py probe                       # which CUDA python, and the devices it sees
     cudaclient.py alloc --target-gib 12       # allocate 1 GiB blocks until 12 GiB or the first failure
-    cudaclient.py matmul --n 8192 --iters 40  # the same fp16 matmul, timed: TFLOP/s
+    cudaclient.py matmul --n 8192 --iters 200 # the same fp16 matmul, timed: TFLOP/s
     cudaclient.py hold --gib 2                # allocate, say "ready", hold until stdin closes
 
 ``--env K=V`` (or ``--env K=`` to remove K) changes this process's environment after it started and
@@ -121,7 +121,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--target-gib", type=int, default=12)
     p.add_argument("--gib", type=int, default=2)
     p.add_argument("--n", type=int, default=8192)
-    p.add_argument("--iters", type=int, default=40)
+    p.add_argument("--iters", type=int, default=200)
     p.add_argument("--env", action="append", default=[], help="K=V (or K=) before CUDA is first used")
     p.add_argument("--env-after-init", action="append", default=[], help="K=V (or K=) once the context exists")
     return p
