@@ -5,7 +5,8 @@ limit is ``CUDA_MPS_PINNED_DEVICE_MEM_LIMIT`` as the environment holds it when C
 (else the control daemon's default, asked through ``CUDA_MPS_PIPE_DIRECTORY``); the throughput of a
 matmul is proportional to ``CUDA_MPS_ACTIVE_THREAD_PERCENTAGE`` (else the daemon's default); a held
 allocation shows up as an MPS process in the fake NVML node (``TESSERA_FAKE_NVML``). Nothing here
-proves anything about real MPS: the report says these clients are fake.
+proves anything about real MPS: the report says these clients are fake. ``GPUCHECK_FAKECUDA_FAIL=<command>``
+makes that command crash, for the tests of what the section does then.
 Run as ``python -m gpucheck.fakecuda COMMAND ...``.
 """
 
@@ -20,6 +21,7 @@ from gpucheck.cudaclient import apply_env, parser
 from simcluster.fakemps import CONTROL as FAKE_MPS_CONTROL
 from tessera.nvml import FAKE_ENV
 
+FAIL_ENV = "GPUCHECK_FAKECUDA_FAIL"  # a command name: that command crashes (tests: the daemon is stopped anyway)
 CARD_GIB = 80
 FULL_TFLOPS = 100.0  # a made-up figure: only the ratio between two fake clients means anything
 
@@ -56,6 +58,9 @@ def _show(used_mib: int) -> None:
 def main(argv: list[str]) -> int:
     """One command of the client protocol, answered by the fake."""
     args = parser().parse_args(argv)
+    if os.environ.get(FAIL_ENV) == args.command:
+        sys.stderr.write(f"fake CUDA client: {args.command} crashed as {FAIL_ENV} asks\n")
+        return 1
     apply_env(args.env)
     out: dict = {"kind": "fake", "pid": os.getpid()}
     if args.command == "probe":

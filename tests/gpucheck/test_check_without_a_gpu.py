@@ -59,3 +59,14 @@ def test_the_dry_run_mps_section_runs_its_clients_and_stops_its_daemon(dry_run):
     assert mps["(c) per-process memory against the grant"]["numbers"]["used_mib"] == 2048
     assert mps["control daemon stopped"]["outcome"] == "passed"
     assert running_daemons(root) == []
+
+
+def test_a_client_that_crashes_fails_its_step_and_the_daemon_is_still_stopped(tmp_path):
+    run = run_check(tmp_path, "--dry-run", "--only", "mps", env={"GPUCHECK_FAKECUDA_FAIL": "matmul"})
+    assert run.rc == 1
+    mps = run.checks("mps")
+    assert mps["(b) active threads"]["outcome"] == "failed"
+    assert "matmul exited 1: fake CUDA client: matmul crashed" in mps["(b) active threads"]["detail"]
+    assert mps["(c) per-process memory against the grant"]["outcome"] == "passed"  # the steps after it ran
+    assert mps["control daemon stopped"]["outcome"] == "passed"
+    assert running_daemons(tmp_path) == []
