@@ -29,7 +29,7 @@ minor_numbers: [3]
 gpus:
   - model: H100-SXM5-80GB
 """
-NVIDIA_MAJOR, UVM_MAJOR = 195, 235  # 235: a dynamic major, as the kernel hands nvidia-uvm one
+NVIDIA_MAJOR, UVM_MAJOR, CAPS_MAJOR = 195, 235, 236  # nvidia-uvm's and nvidia-caps' majors are dynamic
 
 
 @dataclass(frozen=True)
@@ -63,11 +63,20 @@ def _smi(work: Path) -> Path:
     return path
 
 
+def _capability_minors() -> list[int]:
+    """The MIG capability minors of the fake node's instances (the fake driver's mig-minors table)."""
+    from tessera.nvml import Nvml
+
+    with Nvml() as nvml:
+        return sorted({c for g in nvml.read_gpus() for m in g.mig_instances for c in (m.capability_minors or ())})
+
+
 def _device_nodes(work: Path, minors: list[int]) -> Path | None:
     root = work / "devroot"
     dev = root / "dev"
-    dev.mkdir(parents=True, exist_ok=True)
+    (dev / "nvidia-caps").mkdir(parents=True, exist_ok=True)
     nodes = {f"nvidia{m}": (NVIDIA_MAJOR, m) for m in minors}
+    nodes.update({f"nvidia-caps/nvidia-cap{c}": (CAPS_MAJOR, c) for c in _capability_minors()})
     nodes.update({"nvidiactl": (NVIDIA_MAJOR, 255), "nvidia-uvm": (UVM_MAJOR, 0), "nvidia-uvm-tools": (UVM_MAJOR, 1)})
     try:
         for name, (major, minor) in nodes.items():
@@ -86,7 +95,8 @@ def prepare(ctx: CheckContext, fake_node: str | None) -> FakeMachine:
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
     minors = [g.minor for g in load_description(description).gpus]
     proc_devices = ctx.work / "proc-devices"
-    proc_devices.write_text(f"Character devices:\n  1 mem\n{NVIDIA_MAJOR} nvidia-frontend\n{UVM_MAJOR} nvidia-uvm\n\n"
+    proc_devices.write_text(f"Character devices:\n  1 mem\n{NVIDIA_MAJOR} nvidia-frontend\n{UVM_MAJOR} nvidia-uvm\n"
+                            f"{CAPS_MAJOR} nvidia-caps\n\n"
                             "Block devices:\n  8 sd\n")
     return FakeMachine(description, _smi(ctx.work), _device_nodes(ctx.work, minors), proc_devices)
 

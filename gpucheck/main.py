@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "in a scratch folder, the fake MPS control daemon and fake CUDA clients: no GPU is touched")
     p.add_argument("--fake-node", metavar="DESC",
                    help="with --dry-run: the fake node description (a file or a shipped name such as "
-                        "h100-80gb-mps.yaml); default: one H100 whose device minor is 3")
+                        "h100-80gb-mig); default: one H100 whose device minor is 3")
     p.add_argument("--only", nargs="+", choices=SECTION_NAMES, metavar="SECTION",
                    help=f"run only these sections (of: {', '.join(SECTION_NAMES)}); default: all")
     p.add_argument("--no-driver", metavar="REASON", nargs="?", const="asked to act as on a machine without it",
@@ -112,7 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(level="warning", fmt="json", stream=sys.stderr)
     work = Path(tempfile.mkdtemp(prefix="gpucheck-"))
     try:
-        ctx, machine = _context(args, work)
+        try:
+            ctx, machine = _context(args, work)
+        except ValueError as err:  # a --fake-node that names no description
+            build_parser().error(str(err))
         names = list(args.only or SECTION_NAMES)
         reason = f"no NVIDIA driver ({ctx.no_driver})" if ctx.no_driver else None
         sections = run_sections(names, ctx, lambda _name: reason)

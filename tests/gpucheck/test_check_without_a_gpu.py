@@ -70,3 +70,14 @@ def test_a_client_that_crashes_fails_its_step_and_the_daemon_is_still_stopped(tm
     assert mps["(c) per-process memory against the grant"]["outcome"] == "passed"  # the steps after it ran
     assert mps["control daemon stopped"]["outcome"] == "passed"
     assert running_daemons(tmp_path) == []
+
+
+def test_a_card_in_mig_mode_is_checked_as_it_is(tmp_path):
+    run = run_check(tmp_path, "--dry-run", "--fake-node", "a100-40gb-mig", "--only", "inventory", "deviceplugin")
+    assert run.rc == 0, run.markdown
+    inventory, plugin = run.checks("inventory"), run.checks("deviceplugin")
+    caps = [n for n, c in inventory.items() if "/dev/nvidia-caps/nvidia-cap" in n and c["outcome"] == "passed"]
+    assert caps, "MIG capability nodes are checked to exist"
+    assert plugin["whole, timeslice, mps"]["outcome"] == "not checked"
+    mig_answers = [n for n, c in plugin.items() if n.startswith("mig GPU") and c["outcome"] == "passed"]
+    assert any(n.endswith("signed grant") for n in mig_answers)
