@@ -68,7 +68,8 @@ def run_one(name: str, ctx: CheckContext) -> SectionReport:
     return report
 
 
-def run_sections(names: list[str], ctx: CheckContext, skip: Callable[[str], str | None]) -> list[tuple[str, SectionReport]]:
+def run_sections(names: list[str], ctx: CheckContext,
+                 skip: Callable[[str], str | None]) -> list[tuple[str, SectionReport]]:
     """Every section in ``names`` in order; ``skip(name)`` gives a reason to record it not checked instead."""
     reports = []
     for name in names:

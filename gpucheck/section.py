@@ -86,7 +86,7 @@ class CheckContext:
     device_root: str | None = "/"  # where the device nodes are: "/" on a real machine; None: none to check
     proc_devices: str = "/proc/devices"  # the kernel's list of device majors (the dry run writes its own)
     mps_control: str | None = None  # nvidia-cuda-mps-control, or the fake one in the dry run; None: missing
-    cuda_client: list[str] | None = None  # argv prefix that runs gpucheck/cudaclient.py's protocol; None: no CUDA python
+    cuda_client: list[str] | None = None  # argv prefix speaking gpucheck/cudaclient.py's protocol; None: none
     cuda_client_kind: str = ""  # "torch", "cupy", or "fake" (the dry run's stand-in clients, no GPU)
 
 

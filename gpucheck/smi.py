@@ -81,7 +81,8 @@ def _values(line: str) -> list[str]:
     return [v.strip() for v in line.split(",")]
 
 
-def query_gpus(smi: Path, names: list[str], timeout_s: float = TIMEOUT_S) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+def query_gpus(smi: Path, names: list[str],
+               timeout_s: float = TIMEOUT_S) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
     """``--query-gpu=uuid,<names>`` per GPU UUID -> {field: text}; and the refused fields -> why."""
     def ask(fields: list[str]) -> subprocess.CompletedProcess:
         return _run(smi, [f"--query-gpu=uuid,{','.join(fields)}", "--format=csv,noheader,nounits"], timeout_s)

@@ -22,7 +22,8 @@ def _check_answer(report: SectionReport, name: str, answer: Answer, plugin: Plug
                   minor: int | None, root: str | None) -> None:
     env_visible = answer.envs.get("NVIDIA_VISIBLE_DEVICES")
     report.expect(f"{name}: visible devices", env_visible == visible == answer.envs.get("CUDA_VISIBLE_DEVICES"),
-                  f"NVIDIA_VISIBLE_DEVICES {env_visible}, CUDA_VISIBLE_DEVICES {answer.envs.get('CUDA_VISIBLE_DEVICES')}"
+                  f"NVIDIA_VISIBLE_DEVICES {env_visible}, "
+                  f"CUDA_VISIBLE_DEVICES {answer.envs.get('CUDA_VISIBLE_DEVICES')}"
                   f", expected {visible}")
     node = f"/dev/nvidia{minor}"
     wanted = [host_device_path(root or "/", p) for p in (node, *CONTROL_NODES)]

@@ -1,9 +1,10 @@
 """MPS for real: a control daemon started as the device plugin starts it (own pipe and log folders), its
 defaults set as the plugin's supervisor sets them (pinned memory at the largest grant), then CUDA clients
 with the environment Allocate answered: (a) an 8 GiB grant allocating 12 GiB must fail at the limit,
-(b) 30 % against 100 % active threads on one matmul, (c) per-process memory NVML reports (what the
-exporter attributes) against the grants, (d) clients that change their own environment after they start
-(the limit is cooperative: what happens is reported). The daemon is stopped at the end whatever happens."""
+(b) 30 % against 100 % active threads on one matmul, (c) the memory the exporter attributes to a client
+(its attribution code on NVML's per-process figures) against its grant, (d) clients that change their own
+environment after they start (the limit is cooperative: what happens is reported). The daemon is stopped
+at the end whatever happens."""
 
 from __future__ import annotations
 
@@ -11,15 +12,19 @@ import time
 import traceback
 
 from deviceplugin.mpsdaemon import DaemonState, MpsDaemon
+from exporter.attribution import ProcessOwners, attribute
 from gpucheck.mpsclients import ClientError, Clients
 from gpucheck.plugin import PluginOnNode
 from gpucheck.section import CheckContext, SectionReport
+from tessera.containerrecord import ContainerRecord
+from tessera.grant import Grant, verify
 from tessera.nvml import Nvml
 
 TITLE = "MPS: control daemon, pinned-memory and thread limits with real CUDA clients"
 LIMIT_ENV = "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"
 GRANT_GIB, TRY_GIB, HOLD_GIB = 8, 12, 2
 LOW_PCT, FULL_PCT = 30, 100
+MIB = 1 << 20
 STOP_RESERVE_S = 25.0  # kept back from the budget to stop the daemon
 START_WAIT_S = 20.0
 
@@ -69,21 +74,30 @@ def _threads(report: SectionReport, clients: Clients, low: dict[str, str], full:
                   low_tflops=round(slow["tflops"], 2), full_tflops=round(fast["tflops"], 2))
 
 
-def _attribution(report: SectionReport, clients: Clients, share: dict[str, str], gpu_uuid: str) -> None:
+def _attribution(report: SectionReport, clients: Clients, share: dict[str, str], grants: list[Grant],
+                 gpu_uuid: str) -> None:
+    """The exporter's attribution (exporter/attribution.py) of a holding client, as if the hook had recorded
+    it as a container with the share's grants: its memory against its grant."""
     with clients.holding(HOLD_GIB, share) as ready:
         with Nvml() as nvml:
+            infos = nvml.read_gpus()
             sample = next(s for s in nvml.sample_gpus() if s.uuid == gpu_uuid)
-    procs = {p.pid: p for p in sample.processes}
-    mine = procs.get(ready["pid"])
-    if mine is None:
-        report.failed("(c) per-process memory against the grant", f"client pid {ready['pid']} holding {HOLD_GIB} GiB "
-                      f"is not in NVML's process list: {[(p.pid, p.used_memory_mib, p.mps_client) for p in procs.values()]}")
+    record = ContainerRecord("gpucheck-client", ready["pid"], "gpucheck", "gpucheck", "gpucheck-uid", "client",
+                             grants=grants)
+    usages, unattributed = attribute(infos, [sample], [record], None, ProcessOwners([record]))
+    mine = next((u for u in usages if u.gpu_uuid == gpu_uuid), None)
+    seen = [(p.pid, p.used_memory_mib, p.mps_client) for p in sample.processes]
+    if mine is None or not mine.processes:
+        report.failed("(c) per-process memory against the grant", f"the exporter attributes nothing to client pid "
+                      f"{ready['pid']} holding {HOLD_GIB} GiB; NVML's processes (pid, MiB, MPS): {seen}; "
+                      f"unattributed bytes {unattributed}")
         return
-    used = mine.used_memory_mib
-    ok = used is not None and HOLD_GIB * 1024 <= used <= GRANT_GIB * 1024
+    used_mib, grant_mib = mine.used_bytes // MIB, (mine.grant_memory_bytes or 0) // MIB
+    ok = HOLD_GIB * 1024 <= used_mib <= grant_mib == GRANT_GIB * 1024 and mine.overuse_bytes == 0
     report.expect("(c) per-process memory against the grant", ok,
-                  f"client pid {mine.pid} (MPS client: {mine.mps_client}) uses {used} MiB of its {GRANT_GIB} GiB grant, "
-                  f"holding {HOLD_GIB} GiB", used_mib=used, grant_mib=GRANT_GIB * 1024)
+                  f"the exporter attributes {used_mib} MiB in {mine.processes} process(es) to the client holding "
+                  f"{HOLD_GIB} GiB, against a {grant_mib} MiB grant (overuse {mine.overuse_bytes // MIB} MiB); "
+                  f"NVML's processes (pid, MiB, MPS): {seen}", used_mib=used_mib, grant_mib=grant_mib)
 
 
 def _env_changed(report: SectionReport, clients: Clients, share: dict[str, str]) -> None:
@@ -100,7 +114,8 @@ def _env_changed(report: SectionReport, clients: Clients, share: dict[str, str])
     report.passed("(d) raising the limit before CUDA starts (observed)",
                   f"{n} GiB of {TRY_GIB} allocated under a {GRANT_GIB} GiB grant: " + (
                       "the limit is cooperative, the client's own environment wins; the hook and the exporter's "
-                      "overuse check are what guard it" if n > GRANT_GIB else "the daemon held the client to its grant"),
+                      "overuse check are what guard it" if n > GRANT_GIB
+                      else "the daemon held the client to its grant"),
                   allocated_gib=n)
 
 
@@ -120,7 +135,8 @@ def _clients_usable(report: SectionReport, ctx: CheckContext, clients: Clients) 
         report.not_checked("CUDA clients", f"no CUDA python found: {err}")
         return False
     fake = " (FAKE clients of the dry run: nothing here is measured on a GPU)" if ctx.cuda_client_kind == "fake" else ""
-    report.passed("CUDA clients", f"{probe.get('kind')} sees {probe.get('devices')} device(s): {probe.get('name')}{fake}")
+    report.passed("CUDA clients",
+                  f"{probe.get('kind')} sees {probe.get('devices')} device(s): {probe.get('name')}{fake}")
     return True
 
 
@@ -145,7 +161,8 @@ def run(ctx: CheckContext) -> SectionReport:
     pipe, log, shm = (str(ctx.work / k) for k in ("pipe", "log", "shm"))
     plugin = PluginOnNode([gpu], "mps", ctx.device_root or "/", pipe, shm)
     low, _ = plugin.mps_share(gpu.uuid, LOW_PCT, GRANT_GIB)
-    full, _ = plugin.mps_share(gpu.uuid, FULL_PCT, GRANT_GIB)
+    full, answers = plugin.mps_share(gpu.uuid, FULL_PCT, GRANT_GIB)
+    grants = [verify(k, v, plugin.key) for a in answers for k, v in a.annotations.items()]
     daemon = MpsDaemon(ctx.mps_control, pipe, log, shm)
     try:
         if not _start(report, daemon):
@@ -153,7 +170,7 @@ def run(ctx: CheckContext) -> SectionReport:
         steps = {"daemon defaults": lambda: _defaults(report, daemon, plugin),
                  "(a) memory limit": lambda: _limit(report, clients, full),
                  "(b) active threads": lambda: _threads(report, clients, low, full),
-                 "(c) per-process memory": lambda: _attribution(report, clients, full, gpu.uuid),
+                 "(c) per-process memory": lambda: _attribution(report, clients, full, grants, gpu.uuid),
                  "(d) environment changed after start": lambda: _env_changed(report, clients, full)}
         for name, step in steps.items():
             try:
