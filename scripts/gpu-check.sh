@@ -34,7 +34,6 @@ pinned() {
 prepare() {
     local py="${PYTHON:-}"
     [[ -z "$py" && -x "$ROOT/.venv/bin/python" ]] && py="$ROOT/.venv/bin/python"
-    [[ -z "$py" && -x /work/main/.venv/bin/python ]] && py=/work/main/.venv/bin/python
     py="${py:-python3}"
     rm -rf "$DEPS"
     mkdir -p "$DEPS/py"
