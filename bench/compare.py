@@ -1,7 +1,8 @@
 """Tessera's hot paths against their floors, measured in one run: one table of ratios.
 
     .venv/bin/python bench/compare.py [--sizes 1000,5000] [--pods 200] [--rounds 300] [--runs 40] [--quick]
-                                      [--only extender,allocate,hook] [--no-peers]
+                                      [--starts 5] [--restarts 20]
+                                      [--only extender,allocate,hook,nvidia-plugin] [--no-peers]
 
 Absolute times on a shared machine move from one day to the next; a ratio measured in one run holds.
 Each path runs beside the least its job can cost, on the same requests, interleaved:
@@ -14,12 +15,16 @@ Each path runs beside the least its job can cost, on the same requests, interlea
   be), filtering the same pods asking ``aliyun.com/gpu-mem`` on the same nodes.
 - Allocate for whole GPUs, time-slicing and an MPS share, against a gRPC echo on the same kind of unix
   socket answering the same bytes (``allocate_floor``).
+- the device plugin beside NVIDIA's (``nvidia_plugin_peer``; scripts/build-nvidia-device-plugin.sh builds
+  it, scripts/build-mocknvml.sh the mock NVML both run on: NVIDIA's H100 profile, 8 GPUs; a note says why
+  where either cannot be built): registration from start, Allocate of one whole GPU and of one
+  time-sliced replica, re-registration after a kubelet restart, each against the simulated kubelet.
 - the hook as a production-style release (``python -m hook.release``) against a no-op hook, and
   against its own interpreter's start-up (``hook_floor``); needs root (fake device nodes).
 
 Goals (issue 22), judged on medians: the extender at most 2x its protocol floor at 5,000 nodes and
 at least 10x faster than gpushare's filter there, Allocate at most 2x the gRPC echo, the hook adding
-at most 40 ms over a no-op hook.
+at most 40 ms over a no-op hook, the device plugin re-registering no slower than NVIDIA's.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ import extender_floor  # noqa: E402
 import gpushare_peer  # noqa: E402
 import hook_bench  # noqa: E402
 import hook_floor  # noqa: E402
+import nvidia_plugin_peer  # noqa: E402
 from tessera.kubeletapi import deviceplugin_grpc, deviceplugin_pb2 as api  # noqa: E402
 from simcluster.extenders import free_port  # noqa: E402
 from simcluster.processes import stop_process  # noqa: E402
@@ -226,6 +232,42 @@ def allocate_rows(rounds: int) -> list[Row]:
     return rows
 
 
+# -- NVIDIA's device plugin -----------------------------------------------------------------------
+
+NVIDIA_PEER = "NVIDIA device plugin"
+
+
+def nvidia_plugin_rows(rounds: int, starts: int, restarts: int, peers: bool = True,
+                       find: bool = False) -> tuple[list[Row], list[str]]:
+    """Tessera's device plugin against NVIDIA's on the same mock H100 node, interleaved (``find``: only
+    peers already built). Also notes: what ran, each Allocate's answer, or why it did not run."""
+    if not peers:
+        return [], ["NVIDIA's device plugin not run: not asked (--no-peers)"]
+    binary, mock, why = nvidia_plugin_peer.build(find)
+    if binary is None:
+        return [], [f"NVIDIA's device plugin not run: {why}"]
+    figures = nvidia_plugin_peer.measure(binary, mock, rounds, starts, restarts)
+    ours, theirs = figures["Tessera"], figures["NVIDIA"]
+
+    def ms(seconds: list[float]) -> list[float]:
+        return [s * 1000 for s in seconds]
+
+    rows = [Row("mock H100: registration from start", ms(ours.registration), NVIDIA_PEER, ms(theirs.registration))]
+    for label, _, resource, _ in nvidia_plugin_peer.SHARES:
+        rows.append(Row(f"mock H100: Allocate {label} ({resource}: 1)", ms(ours.allocate[label]), NVIDIA_PEER,
+                        ms(theirs.allocate[label])))
+    rows.append(Row("mock H100: re-registration after kubelet restart", ms(ours.reregistration), NVIDIA_PEER,
+                    ms(theirs.reregistration), ("ratio", 1.0)))
+    notes = [f"device plugins on NVIDIA's mock NVML (H100 profile, 8 GPUs), each with its own simulated kubelet: "
+             f"{starts} starts, {rounds} Allocates per share, {restarts} kubelet restarts, interleaved"]
+    for label, *_ in nvidia_plugin_peer.SHARES:
+        for who, fig in figures.items():
+            env = fig.answer_envs[label]
+            notes.append(f"Allocate {label}, {who}: asked {','.join(fig.asked[label])} -> NVIDIA_VISIBLE_DEVICES="
+                         f"{env.get('NVIDIA_VISIBLE_DEVICES', '(none)')}")
+    return rows, notes
+
+
 # -- hook ------------------------------------------------------------------------------------------
 
 def hook_rows(runs: int, workdir: Path) -> list[Row]:
@@ -283,13 +325,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pods", type=int, default=200, help="extender scheduling cycles per node count")
     parser.add_argument("--rounds", type=int, default=300, help="Allocate calls per kind of share")
     parser.add_argument("--runs", type=int, default=40, help="hook runs per container kind and floor")
+    parser.add_argument("--starts", type=int, default=5, help="device plugin starts (registration) per plugin")
+    parser.add_argument("--restarts", type=int, default=20, help="kubelet restarts (re-registration) per plugin")
     parser.add_argument("--quick", action="store_true", help="a short run: 200 and 1,000 nodes, 30 cycles, "
-                                                             "100 Allocates, 10 hook runs")
-    parser.add_argument("--only", default="extender,allocate,hook", help="which paths to run")
-    parser.add_argument("--no-peers", action="store_true", help="leave gpushare-scheduler-extender out")
+                                                             "100 Allocates, 10 hook runs, 2 plugin starts and "
+                                                             "5 kubelet restarts")
+    parser.add_argument("--only", default="extender,allocate,hook,nvidia-plugin", help="which paths to run")
+    parser.add_argument("--no-peers", action="store_true",
+                        help="leave gpushare-scheduler-extender and NVIDIA's device plugin out")
+    parser.add_argument("--no-build", action="store_true",
+                        help="run only the peers already built (NVIDIA's device plugin and its mock NVML)")
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.pods, args.rounds, args.runs = "200,1000", 30, 100, 10
+        args.starts, args.restarts = 2, 5
     paths = set(args.only.split(","))
     configure_logging("error", "json", stream=open(os.devnull, "w"))  # noqa: SIM115
     header = machine()
@@ -298,10 +347,17 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix=f"tessera-compare-{uuid.uuid4().hex[:6]}-") as tmp:
         work = Path(tmp)
         if "extender" in paths:
-            more, notes = extender_rows([int(s) for s in args.sizes.split(",")], args.pods, work, not args.no_peers)
+            more, ext_notes = extender_rows([int(s) for s in args.sizes.split(",")], args.pods, work,
+                                            not args.no_peers)
             rows += more
+            notes += ext_notes
         if "allocate" in paths:
             rows += allocate_rows(args.rounds)
+        if "nvidia-plugin" in paths:
+            more, plugin_notes = nvidia_plugin_rows(args.rounds, args.starts, args.restarts, not args.no_peers,
+                                                    args.no_build)
+            rows += more
+            notes += plugin_notes
         if "hook" in paths:
             if os.geteuid() == 0:
                 rows += hook_rows(args.runs, work)
