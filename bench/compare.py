@@ -1,7 +1,7 @@
 """Tessera's hot paths against their floors, measured in one run: one table of ratios.
 
     .venv/bin/python bench/compare.py [--sizes 1000,5000] [--pods 200] [--rounds 300] [--runs 40] [--quick]
-                                      [--starts 5] [--restarts 20]
+                                      [--starts 10] [--restarts 50]
                                       [--only extender,allocate,hook,nvidia-plugin] [--no-peers]
 
 Absolute times on a shared machine move from one day to the next; a ratio measured in one run holds.
@@ -325,8 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pods", type=int, default=200, help="extender scheduling cycles per node count")
     parser.add_argument("--rounds", type=int, default=300, help="Allocate calls per kind of share")
     parser.add_argument("--runs", type=int, default=40, help="hook runs per container kind and floor")
-    parser.add_argument("--starts", type=int, default=5, help="device plugin starts (registration) per plugin")
-    parser.add_argument("--restarts", type=int, default=20, help="kubelet restarts (re-registration) per plugin")
+    parser.add_argument("--starts", type=int, default=10, help="device plugin starts (registration) per plugin")
+    parser.add_argument("--restarts", type=int, default=50, help="kubelet restarts (re-registration) per plugin")
     parser.add_argument("--quick", action="store_true", help="a short run: 200 and 1,000 nodes, 30 cycles, "
                                                              "100 Allocates, 10 hook runs, 2 plugin starts and "
                                                              "5 kubelet restarts")
