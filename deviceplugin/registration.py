@@ -1,8 +1,10 @@
 """Keeping every resource registered: at start, when resources change, and after a kubelet restart.
 
 The kubelet deletes every socket in its plugin directory when it (re)starts and serves a new
-``kubelet.sock``. Its inode is polled every ``poll_s`` (inotify is not in the standard library);
-on a new inode, or a server socket gone, the server is restarted and registered again at once.
+``kubelet.sock``. An inotify watch on the folder (:class:`tessera.dirwatch.FolderChanges`) wakes the
+registrar the moment that socket is made or removed, and its inode is polled every ``poll_s`` as well
+(the watch can be unavailable); on a new inode, or a server socket gone, the server is restarted and
+registered again at once.
 
 Registering never holds up that watch. A RegisterRequest is sent without waiting (the kubelet
 answers only after dialling the plugin's socket back) and its answer is read when it comes. A
@@ -26,6 +28,7 @@ import grpc
 from deviceplugin import metrics
 from deviceplugin.server import ResourceServer, ServeError
 from tessera.backoff import Backoff
+from tessera.dirwatch import FolderChanges
 from tessera.kubeletapi import KUBELET_SOCKET_NAME
 from tessera.log import get_logger
 
@@ -74,16 +77,19 @@ class Registrar:
         self._attempts: dict[str, _Attempt] = {}  # the registrar thread's own, like _retry
         self._retry: dict[str, Backoff] = {}
         self._stop = threading.Event()
-        self._wake = threading.Event()  # a Register answered: read it now, not at the next poll
+        self._wake = threading.Event()  # a Register answered, or the folder changed: look now, not at the next poll
+        self._folder = FolderChanges(plugin_dir, self._wake.set, name="dp-plugin-dir")
         self._thread = threading.Thread(target=self._run, name="dp-registrar", daemon=True)
         self._lock = threading.Lock()
 
     def start(self) -> None:
+        self._folder.start()
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        self._folder.stop()
         self._thread.join(timeout=5)
         for resource in list(self._attempts):
             self._give_up(resource)
@@ -103,7 +109,7 @@ class Registrar:
         return (not missing, "ok" if not missing else "not registered: " + ", ".join(missing))
 
     def _run(self) -> None:
-        failures = Backoff(base_s=self.poll_s, cap_s=STEP_RETRY_CAP_S)
+        failures = Backoff(base_s=min(self.poll_s, STEP_RETRY_CAP_S), cap_s=STEP_RETRY_CAP_S)
         last_reason = None
         while not self._stop.is_set():
             wait_s = self.poll_s
