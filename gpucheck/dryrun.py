@@ -40,6 +40,7 @@ class FakeMachine:
     smi: Path
     device_root: Path | None  # None where device nodes could not be made (not root)
     proc_devices: Path
+    sysfs_root: Path  # bus/pci/devices/<bus>/numa_node of the fake's GPUs, as the kernel writes them
 
 
 def _description(work: Path, fake_node: str | None) -> Path:
@@ -86,6 +87,17 @@ def _device_nodes(work: Path, minors: list[int]) -> Path | None:
     return root
 
 
+def _sysfs(work: Path, gpus) -> Path:
+    """The kernel's numa_node files of the fake's GPUs (sysfs names PCI devices with a 4-digit domain, lower
+    case: /sys/bus/pci/devices/0000:07:00.0/numa_node)."""
+    root = work / "sys"
+    for gpu in gpus:
+        folder = root / "bus/pci/devices" / gpu.pci_bus_id[4:].lower()
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "numa_node").write_text(f"{gpu.numa_node}\n")
+    return root
+
+
 def prepare(ctx: CheckContext, fake_node: str | None) -> FakeMachine:
     """Put the stand-ins in place under ``ctx.work`` and point this process (and its children) at them."""
     from tessera.fakenvml import load_description
@@ -93,12 +105,14 @@ def prepare(ctx: CheckContext, fake_node: str | None) -> FakeMachine:
     description = _description(ctx.work, fake_node)
     os.environ[FAKE_ENV] = str(description)
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
-    minors = [g.minor for g in load_description(description).gpus]
+    gpus = load_description(description).gpus
+    minors = [g.minor for g in gpus]
     proc_devices = ctx.work / "proc-devices"
     proc_devices.write_text(f"Character devices:\n  1 mem\n{NVIDIA_MAJOR} nvidia-frontend\n{UVM_MAJOR} nvidia-uvm\n"
                             f"{CAPS_MAJOR} nvidia-caps\n\n"
                             "Block devices:\n  8 sd\n")
-    return FakeMachine(description, _smi(ctx.work), _device_nodes(ctx.work, minors), proc_devices)
+    return FakeMachine(description, _smi(ctx.work), _device_nodes(ctx.work, minors), proc_devices,
+                       _sysfs(ctx.work, gpus))
 
 
 def fake_mps_control() -> str:

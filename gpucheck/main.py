@@ -87,7 +87,7 @@ def _context(args: argparse.Namespace, work: Path) -> tuple[CheckContext, Machin
         fake = dryrun.prepare(ctx, args.fake_node)
         ctx.dry_run, ctx.fake_node, ctx.smi = True, str(fake.description), fake.smi
         ctx.device_root = None if fake.device_root is None else str(fake.device_root)
-        ctx.proc_devices = str(fake.proc_devices)
+        ctx.proc_devices, ctx.sysfs_root = str(fake.proc_devices), str(fake.sysfs_root)
         ctx.mps_control, ctx.cuda_client, ctx.cuda_client_kind = (dryrun.fake_mps_control(),
                                                                    dryrun.fake_cuda_client(), "fake")
         notes = ["DRY RUN: NVML is Tessera's fake, nvidia-smi a stand-in printing the fake's state, device nodes "

@@ -85,6 +85,7 @@ class CheckContext:
     budget_s: float = 60.0  # what this section may take; subprocesses it starts get at most this
     device_root: str | None = "/"  # where the device nodes are: "/" on a real machine; None: none to check
     proc_devices: str = "/proc/devices"  # the kernel's list of device majors (the dry run writes its own)
+    sysfs_root: str = "/sys"  # where the kernel's PCI devices are (the dry run writes the fake's NUMA nodes)
     mps_control: str | None = None  # nvidia-cuda-mps-control, or the fake one in the dry run; None: missing
     cuda_client: list[str] | None = None  # argv prefix speaking gpucheck/cudaclient.py's protocol; None: none
     cuda_client_kind: str = ""  # "torch", "cupy", or "fake" (the dry run's stand-in clients, no GPU)

@@ -15,6 +15,9 @@ from pathlib import Path
 __all__ = ["SmiGpu", "SmiLog", "query_gpus", "read_log"]
 
 TIMEOUT_S = 30.0
+# What nvidia-smi prints in place of a value: "N/A" in -q -x, "[N/A]" and "[Not Supported]" in --query-gpu CSV
+# (captures of H100/H200 on driver 590.48.01, utkuozdemir/nvidia_gpu_exporter internal/captures/)
+NOT_A_VALUE = frozenset({"", "N/A", "[N/A]", "Not Supported", "[Not Supported]"})
 
 
 @dataclass(frozen=True)
@@ -22,11 +25,13 @@ class SmiGpu:
     """One ``<gpu>`` of ``nvidia-smi -q -x``: the raw text of the fields the check compares."""
 
     fields: dict[str, str]
+    # its <mig_devices>: (gpu_instance_id, compute_instance_id) -> the MIG device's multiprocessor_count text
+    mig_devices: dict[tuple[int, int], str | None] = field(default_factory=dict)
 
     def get(self, name: str) -> str | None:
         """A field's text, None where nvidia-smi did not print it (or printed N/A)."""
         value = self.fields.get(name)
-        return None if value is None or value.strip() in ("", "N/A", "[N/A]") else value.strip()
+        return None if value is None or value.strip() in NOT_A_VALUE else value.strip()
 
 
 @dataclass(frozen=True)
@@ -38,18 +43,21 @@ class SmiLog:
     gpus: list[SmiGpu] = field(default_factory=list)
 
 
-# field name -> path inside <gpu> (the first that exists wins)
+# field name -> path inside <gpu>. What real ``nvidia-smi -q -x`` prints (DTD nvsmi_device_v12/v13, drivers
+# 535-590; checked against a captured A100-SXM4-80GB log of driver 535.54.03, tests/gpucheck/fixtures/, and the
+# element list telegraf's nvidia_smi plugin parses, plugins/inputs/nvidia_smi/schema_v13/types.go): the GPU's
+# UUID, minor number, pci/pci_bus_id (8-digit domain, upper-case hex: "00000000:01:00.0"), fb_memory_usage
+# total and reserved ("81920 MiB"), mig_mode/current_mig ("Enabled", "Disabled", "N/A"). It prints no NUMA
+# node, no SM count for a whole GPU (only mig_devices/mig_device/device_attributes/shared/multiprocessor_count
+# per MIG device) and no compute capability (``--query-gpu=compute_cap`` has it).
 _GPU_PATHS = {
-    "product_name": ("product_name",),
-    "uuid": ("uuid",),
-    "minor_number": ("minor_number",),
-    "pci_bus_id": ("pci/pci_bus_id",),
-    "memory_total": ("fb_memory_usage/total",),
-    "memory_reserved": ("fb_memory_usage/reserved",),
-    "numa_node": ("numa_node_id", "gpu_numa_id", "numa_node"),
-    "mig_current": ("mig_mode/current_mig",),
-    "sm_count": ("multiprocessor_count", "sm_count"),
-    "compute_cap": ("cuda_compute_capability",),
+    "product_name": "product_name",
+    "uuid": "uuid",
+    "minor_number": "minor_number",
+    "pci_bus_id": "pci/pci_bus_id",
+    "memory_total": "fb_memory_usage/total",
+    "memory_reserved": "fb_memory_usage/reserved",
+    "mig_current": "mig_mode/current_mig",
 }
 
 
@@ -66,15 +74,21 @@ def read_log(smi: Path, timeout_s: float = TIMEOUT_S) -> SmiLog:
     root = ET.fromstring(result.stdout)
     gpus = []
     for gpu in root.findall("gpu"):
-        fields = {}
-        for name, paths in _GPU_PATHS.items():
-            for path in paths:
-                node = gpu.find(path)
-                if node is not None and node.text is not None:
-                    fields[name] = node.text
-                    break
-        gpus.append(SmiGpu(fields))
+        fields = {name: node.text for name, path in _GPU_PATHS.items()
+                  if (node := gpu.find(path)) is not None and node.text is not None}
+        gpus.append(SmiGpu(fields, _mig_devices(gpu)))
     return SmiLog(root.findtext("driver_version"), root.findtext("cuda_version"), gpus)
+
+
+def _mig_devices(gpu: ET.Element) -> dict[tuple[int, int], str | None]:
+    found = {}
+    for dev in gpu.findall("mig_devices/mig_device"):
+        try:
+            key = (int(dev.findtext("gpu_instance_id", "")), int(dev.findtext("compute_instance_id", "")))
+        except ValueError:
+            continue
+        found[key] = dev.findtext("device_attributes/shared/multiprocessor_count")
+    return found
 
 
 def _values(line: str) -> list[str]:
