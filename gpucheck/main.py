@@ -52,6 +52,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Where the driver's tools live when PATH lacks them: /usr/bin (NVIDIA's MPS docs: the control daemon is
+# "typically stored under /usr/bin"), the container toolkit's /usr/local/nvidia/bin, the GPU Operator's driver
+# root /run/nvidia/driver/usr/bin.
+TOOL_DIRS = ("/usr/bin", "/usr/local/nvidia/bin", "/usr/local/bin", "/run/nvidia/driver/usr/bin")
+
+
+def _find_tool(name: str) -> str | None:
+    """``name`` on PATH, else in one of :data:`TOOL_DIRS`; None where neither has it."""
+    found = shutil.which(name)
+    if found:
+        return found
+    return next((str(p) for d in TOOL_DIRS if os.access(p := Path(d) / name, os.X_OK) and p.is_file()), None)
+
+
 def _driver_problem(forced: str | None) -> str | None:
     """Why the GPU sections cannot run here (no driver, no nvidia-smi), or None."""
     if forced:
@@ -62,8 +76,8 @@ def _driver_problem(forced: str | None) -> str | None:
         Nvml().open().close()
     except NvmlUnavailable as err:
         return str(err).split(";")[0]
-    if shutil.which("nvidia-smi") is None:
-        return "nvidia-smi not found on PATH"
+    if _find_tool("nvidia-smi") is None:
+        return f"nvidia-smi not found on PATH nor in {', '.join(TOOL_DIRS)}"
     return None
 
 
@@ -97,8 +111,8 @@ def _context(args: argparse.Namespace, work: Path) -> tuple[CheckContext, Machin
     ctx.no_driver = _driver_problem(args.no_driver)
     if ctx.no_driver:
         return ctx, Machine(mode=f"no NVIDIA driver ({ctx.no_driver})")
-    ctx.smi = Path(shutil.which("nvidia-smi") or "nvidia-smi")
-    ctx.mps_control = shutil.which("nvidia-cuda-mps-control")
+    ctx.smi = Path(_find_tool("nvidia-smi") or "nvidia-smi")
+    ctx.mps_control = _find_tool("nvidia-cuda-mps-control")
     python = os.environ.get(CUDA_PYTHON_ENV) or shutil.which("python3") or sys.executable
     ctx.cuda_client = [python, str(CLIENT)]
     return ctx, _machine("real", [f"CUDA clients run by {python}"])

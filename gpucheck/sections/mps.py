@@ -164,7 +164,7 @@ def run(ctx: CheckContext) -> SectionReport:
     """The MPS section."""
     report = SectionReport(TITLE)
     if ctx.mps_control is None:
-        report.not_checked("MPS", "nvidia-cuda-mps-control not found on PATH")
+        report.not_checked("MPS", "nvidia-cuda-mps-control not found on PATH nor where the driver puts it")
         return report
     if not ctx.cuda_client:
         report.not_checked("MPS", "no CUDA python (PyTorch or CuPy) to run clients")
