@@ -16,6 +16,8 @@ from tessera.nvml import Nvml
 from tessera.topology import bus
 
 TITLE = "Inventory: NVML layer against nvidia-smi -q -x, and device nodes"
+# open-gpu-kernel-modules kernel-open/common/inc/nv-chardev-numbers.h: major 195, minors 0-247 for GPUs,
+# 254 nvidia-modeset, 255 the control device (nvidiactl); nvidia-uvm and nvidia-caps take dynamic majors
 NVIDIA_MAJOR, NVIDIACTL_MINOR = 195, 255
 
 
@@ -98,7 +100,10 @@ def _check_nodes(report: SectionReport, gpu: GpuInfo, smi: SmiGpu, root: str) ->
     for path in paths:
         found = node_numbers(root, path)
         if isinstance(found, str):
-            report.failed(f"{who} {path}", f"missing: {found}")
+            hint = "" if "uvm" not in path else (
+                " (the driver makes the nvidia-uvm nodes when the nvidia-uvm module loads: the first CUDA program "
+                "or nvidia-modprobe -u -c=0; a container runtime hook does it too)")
+            report.failed(f"{who} {path}", f"missing: {found}{hint}")
             continue
         if path == gpu_node:
             ok = found == (NVIDIA_MAJOR, int(minor))
