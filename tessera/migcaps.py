@@ -29,7 +29,8 @@ MigMinors = dict[tuple[int, int, int | None], int]
 
 
 def read_driver_file(path: str) -> str | None:
-    """The text of one of the driver's ``/proc`` files, None where it does not exist or cannot be read.
+    """The text of one of the driver's ``/proc`` files (or the kernel's ``/sys`` file of a GPU's PCI device),
+    None where it does not exist or cannot be read.
 
     The fake NVML answers in its place on a fake node (:func:`tessera.fakenvml.install`).
     """

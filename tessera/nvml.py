@@ -33,7 +33,7 @@ from tessera.gpu import (
 from tessera.log import get_logger
 from tessera.migcaps import MigMinors, instance_capabilities
 from tessera.nvmlmig import MigAdmin
-from tessera.topology import PcieTopology, Wiring, nvlink_ends, with_peers
+from tessera.topology import PcieTopology, Wiring, numa_node_path, nvlink_ends, with_peers
 from tessera.topology import bus as _bus
 from tessera.topology import text as _text
 
@@ -200,13 +200,18 @@ class Nvml(MigAdmin):
 
     @staticmethod
     def _numa_node(handle, bus: str) -> int | None:
-        node = _optional(pynvml.nvmlDeviceGetNumaNodeId, handle)
-        if node is None:  # older drivers: ask the kernel
-            try:
-                node = int(Path(f"/sys/bus/pci/devices/{bus[4:].lower()}/numa_node").read_text())
-            except (OSError, ValueError):
-                return None
-        return node if node >= 0 else None
+        """The NUMA node the kernel gives the GPU's PCI device, as NVIDIA's device plugin reads it (the one
+        the kubelet's topology hints align CPUs with); NVML only where the kernel does not say.
+        ``nvmlDeviceGetNumaNodeId`` answers only where GPUs are NUMA nodes (Grace Hopper), and there it
+        names the GPU's own memory node, not the CPUs' it sits beside."""
+        text = migcaps.read_driver_file(numa_node_path(bus))
+        try:
+            node = int(text.strip()) if text is not None else None
+        except ValueError:
+            node = None
+        if node is None or node < 0:
+            node = _optional(pynvml.nvmlDeviceGetNumaNodeId, handle)
+        return node if node is not None and node >= 0 else None
 
     @staticmethod
     def _mig_instances(handle, total_bytes: int) -> tuple[MigInstance, ...]:

@@ -131,3 +131,8 @@ def with_peers(infos: list[GpuInfo], wiring: Wiring, pcie: PcieTopology) -> list
                            pcie_peers=pcie.peers(info, wiring, infos))
         out.append(info)
     return out
+
+
+def numa_node_path(bus: str) -> str:
+    """The kernel's ``numa_node`` file of the PCI device at NVML's bus id ``00000000:07:00.0``."""
+    return f"/sys/bus/pci/devices/{bus[4:].lower()}/numa_node"

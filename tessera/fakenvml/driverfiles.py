@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from tessera.fakenvml.description import NodeDescription
 from tessera.migcaps import MIG_MINORS_PATH, capability_device
+from tessera.topology import numa_node_path
 
 NVIDIA_MAJOR, NVIDIACTL_MINOR = 195, 255
 UVM_MAJOR = 510  # dynamic on a real node (/proc/devices names it nvidia-uvm)
@@ -66,11 +67,12 @@ def _instance_capabilities(description: NodeDescription) -> list[tuple[str, int]
 
 
 def proc_files(description: NodeDescription) -> dict[str, str]:
-    """Absolute ``/proc`` path -> text, for the driver files above."""
+    """Absolute path -> text, for the driver's ``/proc`` files above and each GPU's ``numa_node`` in ``/sys``."""
     files = {MIG_MINORS_PATH: mig_minors_text(),
              f"{CAPABILITIES}/mig/config": _access(CONFIG_CAP, "config"),
              f"{CAPABILITIES}/mig/monitor": _access(MONITOR_CAP, "monitor")}
     files.update((path, _access(minor, "instance")) for path, minor in _instance_capabilities(description))
+    files.update((numa_node_path(gpu.pci_bus_id), f"{gpu.numa_node}\n") for gpu in description.gpus)
     return files
 
 
