@@ -268,7 +268,13 @@ class MpsDaemon:
 
     @property
     def env(self) -> dict[str, str]:
-        return {**os.environ, "CUDA_MPS_PIPE_DIRECTORY": self.pipe_dir, "CUDA_MPS_LOG_DIRECTORY": self.log_dir}
+        """The daemon's environment: its folders, and CUDA's device numbers in PCI bus order, NVML's order,
+        so ``set_default_device_pinned_mem_limit <index>`` caps the GPU NVML numbers ``index`` (CUDA's
+        default order is fastest first, which differs on a node of mixed GPU models)."""
+        env = {**os.environ, "CUDA_MPS_PIPE_DIRECTORY": self.pipe_dir, "CUDA_MPS_LOG_DIRECTORY": self.log_dir,
+               "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+        env.pop("CUDA_VISIBLE_DEVICES", None)  # every GPU, numbered as NVML does
+        return env
 
     def control(self, *commands: str, timeout_s: float = 3.0) -> str:
         """Send commands; the answers, or OSError / RuntimeError / subprocess.TimeoutExpired."""

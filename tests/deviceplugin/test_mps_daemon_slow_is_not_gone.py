@@ -95,3 +95,16 @@ def test_only_a_daemon_that_cannot_be_started_makes_the_shares_unhealthy(tmp_pat
     assert rm.mps_down is not None and unhealthy_shares(rm) == len(rm.listing(CORE)) + len(rm.listing(MEM))
     sup.check()
     assert attempts.read_text().count("start") == 1, "the next start waits for its backoff, not the next check"
+
+
+def test_the_daemon_numbers_gpus_as_nvml_does(tmp_path, monkeypatch, mps_root):
+    # set_default_device_pinned_mem_limit <index> names a CUDA device number: in PCI bus order (NVML's index)
+    # only with CUDA_DEVICE_ORDER=PCI_BUS_ID and no CUDA_VISIBLE_DEVICES narrowing the daemon's GPUs
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    rm = one_gpu_node(tmp_path, monkeypatch)
+    sup = supervisor(rm, mps_root)
+    assert sup.check() is DaemonState.GONE and sup.starts == 1
+    with open(f"/proc/{sup.daemon.pid()}/environ", "rb") as fh:
+        environ = dict(e.split(b"=", 1) for e in fh.read().split(b"\0") if b"=" in e)
+    assert environ.get(b"CUDA_DEVICE_ORDER") == b"PCI_BUS_ID"
+    assert b"CUDA_VISIBLE_DEVICES" not in environ
