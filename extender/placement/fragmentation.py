@@ -114,6 +114,8 @@ class FragmentationModel:
                                                           for i, (s, _) in enumerate(self.shapes)])
         self._model_masks: dict[str, int] = {}
         self._reserved: dict[str, float] = {}
+        self._named: tuple | None = None
+        self._named_host: dict[str, tuple[float, float]] = {}
         # Host resources the workload brings per GPU core (weighted over shapes with GPUs): what a
         # node needs left to feed its idle GPUs (``stranded``).
         gpu_shapes = [(s, w) for s, w in self.shapes if s.ask is not None]
@@ -150,6 +152,34 @@ class FragmentationModel:
                        and s.models.allows(product))
             share = self._reserved[product] = held / self.total_weight if self.total_weight else 0.0
         return share
+
+    def named_demand(self) -> tuple:
+        """((model constraint, share of the workload's GPU cores its shapes ask), ...) for the shapes
+        that name GPU models: the demand that can only use those models (``scarcity``)."""
+        demand = self._named
+        if demand is None:
+            by: Counter = Counter()
+            cores = 0
+            for s, w in self.shapes:
+                if s.ask is not None:
+                    cores += w * s.ask.cores
+                    if s.models is not None:
+                        by[s.models] += w * s.ask.cores
+            demand = self._named = tuple((m, c / cores) for m, c in by.items()) if cores else ()
+        return demand
+
+    def named_host(self, product: str) -> tuple[float, float]:
+        """(CPU millicores, memory bytes) per GPU core that the shapes naming GPU models and accepting
+        ``product`` bring (weighted by their cores); the workload's own where none does."""
+        host = self._named_host.get(product)
+        if host is None:
+            rows = [(s, w) for s, w in self.shapes if s.ask is not None and s.models is not None
+                    and s.models.allows(product)]
+            cores = sum(w * s.ask.cores for s, w in rows)
+            host = ((sum(w * s.cpu_milli for s, w in rows) / cores, sum(w * s.memory_bytes for s, w in rows) / cores)
+                    if cores else (self.cpu_per_core, self.memory_per_core))
+            self._named_host[product] = host
+        return host
 
     def stranded(self, idle_cores: float, cpu_free: int, mem_free: int) -> float:
         """Idle GPU cores that ``cpu_free`` and ``mem_free`` cannot feed at the workload's host

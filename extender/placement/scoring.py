@@ -28,6 +28,7 @@ from extender.placement.fragmentation import FragmentationModel
 from extender.placement.namelists import NameList
 from extender.placement.nodestate import NodeState
 from extender.placement.policies import MODEL_POLICIES, SCORERS, PolicyContext, resolve_policy
+from extender.placement.scarcity import idle_by_product, pressures
 from tessera.podrequest import PodRequest
 
 MAX_SCORE = 10
@@ -91,8 +92,10 @@ def prioritize(request: PodRequest, nodes: Fleet | Iterable[NodeState], policy: 
     raw_of = SCORERS[policy]
     model = _model(policy, ctx)
     cacheable = policy != "random"
-    key = _view_key(policy, model, request)
-    memo = _shared_memo(policy, model, request)
+    nodes = list(nodes)
+    tag = _scarcity_tag(policy, model, ctx, nodes)
+    key = _view_key(policy, model, request, tag)
+    memo = _shared_memo(policy, model, request, tag)
     node_names: list[str] = []
     raws = []
     for node in nodes:
@@ -112,9 +115,21 @@ def _model(policy: str, ctx: PolicyContext) -> FragmentationModel | None:
     return ctx.fragmentation_model() if policy in MODEL_POLICIES else None
 
 
-def _view_key(policy: str, model: FragmentationModel | None, request: PodRequest) -> str:
-    """What a raw score depends on besides the node: policy, model version, request shape, workload."""
-    return f"{policy}|{model.version if model else 0}|{request.key}|" + \
+def _scarcity_tag(policy: str, model: FragmentationModel | None, ctx: PolicyContext,
+                  nodes: Fleet | list[NodeState]) -> str:
+    """For the fragmentation policy: the models' pressures now (``scarcity``), set in ``ctx`` for its
+    scorer, and as a tag for the keys of kept scores (they hold while the rounded pressures do)."""
+    if policy != "fragmentation" or model is None or not model.named_demand():
+        ctx.scarcity = {}
+        return ""
+    ctx.scarcity = pressures(model, idle_by_product(nodes, model))
+    return ",".join(f"{p}={v:g}" for p, v in sorted(ctx.scarcity.items()) if v)
+
+
+def _view_key(policy: str, model: FragmentationModel | None, request: PodRequest, tag: str = "") -> str:
+    """What a raw score depends on besides the node: policy, model version, request shape, workload,
+    the models' pressures (``tag``)."""
+    return f"{policy}|{model.version if model else 0}|{request.key}|{tag}|" + \
         (request.workload if policy == "spread-workload" else "")
 
 
@@ -126,8 +141,9 @@ def _fleet_ids(request: PodRequest, fleet: Fleet, policy: str, ctx: PolicyContex
     names = fleet.names() if names is None else (kept.names if kept is not None else list(names))
     if policy == "random":
         return (names, *_intern_all([_raw(request, fleet.get(n), raw_of, ctx, model) for n in names]))
-    memo = _shared_memo(policy, model, request)
-    ids, distinct = _view_ids(fleet, _view_key(policy, model, request), names,
+    tag = _scarcity_tag(policy, model, ctx, fleet)
+    memo = _shared_memo(policy, model, request, tag)
+    ids, distinct = _view_ids(fleet, _view_key(policy, model, request, tag), names,
                               lambda node: _raw(request, node, raw_of, ctx, model, memo), kept,
                               by_state=memo is not None)
     return names, ids, distinct
@@ -136,7 +152,7 @@ def _fleet_ids(request: PodRequest, fleet: Fleet, policy: str, ctx: PolicyContex
 _SHARED: dict[str, dict] = {}  # "policy|request key" -> node state id -> raw score (state-only policies)
 
 
-def _shared_memo(policy: str, model: FragmentationModel | None, request: PodRequest) -> dict | None:
+def _shared_memo(policy: str, model: FragmentationModel | None, request: PodRequest, tag: str = "") -> dict | None:
     """Raw scores by node state id for this policy and request shape (None where a score reads more
     than the node's state). Keyed by strings and ints: no tuple per lookup for the collector to track."""
     if policy in MODEL_POLICIES:
@@ -147,7 +163,7 @@ def _shared_memo(policy: str, model: FragmentationModel | None, request: PodRequ
         outer = _SHARED
     if outer is None:
         return None
-    key = f"{policy}|{request.key}"
+    key = f"{policy}|{request.key}|{tag}"
     inner = outer.get(key)
     if inner is None:
         if len(outer) > 4096:

@@ -1,0 +1,107 @@
+"""How scarce each GPU model is for the pods that can only use it: the fragmentation policy's model
+cost (issue 21).
+
+A pod that accepts any model should go where it takes least from pods that have no choice. For a
+model ``m``, the *pressure* is the demand that depends on ``m`` against its free capacity: for each
+set ``S`` of models that a share ``q_S`` of the workload's GPU cores asks for by name,
+
+    pressure(m) = sum over S containing m of  q_S x idle(all models) / idle(S)
+
+(``q_S x idle(all)`` is what those pods will ask for until the cluster is full, at the workload's
+mix; ``idle(S)`` is where they can go). Pressure 1 or more: every core of ``m`` taken by another pod
+is a core those pods will miss; the large pool of a model few ask for stays near 0 however much of
+the workload names it. Capped at 1 and rounded to ``1 / STEPS`` so that scores kept per node state
+survive small changes (the cache tag is the rounded pressures).
+
+Idle capacity counts as far as the node's free CPU and memory can feed it (``usable_cores``: idle
+cores less the model's ``stranded``): a GPU no pod could get CPU for is nobody's to keep. The policy
+charges a pod, on a node of model ``m``, pressure(m) x the usable cores it takes there (its cores
+plus the stranding it causes, less the stranded cores it uses up). Usable idle capacity per model
+(``idle_by_product``) is kept in a fleet view and brought up to date from the nodes changed since,
+like the filter and prioritize views.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from extender.placement.fleet import Fleet
+from extender.placement.fragmentation import FragmentationModel, idle_cores
+from extender.placement.nodestate import NodeState
+from tessera.podrequest import PodRequest
+
+STEPS = 20
+
+
+def usable(model: FragmentationModel, product: str, idle: float, cpu_free: float, mem_free: float) -> float:
+    """Of ``idle`` GPU cores of a ``product`` node, those its free CPU and memory can feed at the host
+    resources per core of the pods that name that model (``model.named_host``)."""
+    cpu_per_core, mem_per_core = model.named_host(product)
+    fed = idle
+    if cpu_per_core:
+        fed = min(fed, cpu_free / cpu_per_core)
+    if mem_per_core:
+        fed = min(fed, mem_free / mem_per_core)
+    return fed if fed > 0 else 0.0
+
+
+def usable_cores(node: NodeState, model: FragmentationModel) -> float:
+    """The node's idle GPU cores that pods naming its model could use (``usable``)."""
+    return usable(model, node.product, idle_cores(node), node.cpu_free, node.mem_free)
+
+
+def usable_taken(request: PodRequest, node: NodeState, model: FragmentationModel) -> float:
+    """How many of the node's ``usable_cores`` the pod takes: its GPU cores, or fewer where the node's
+    CPU or memory, not its GPUs, bound what pods naming its model could run there."""
+    idle = idle_cores(node)
+    return (usable(model, node.product, idle, node.cpu_free, node.mem_free)
+            - usable(model, node.product, idle - request.gpu_cores, node.cpu_free - request.cpu_milli,
+                     node.mem_free - request.memory_bytes))
+
+
+def idle_by_product(nodes: Fleet | Iterable[NodeState], model: FragmentationModel) -> dict[str, float]:
+    """Usable idle GPU cores per GPU model (``usable_cores``) of a fleet (kept in a view) or of a list
+    of nodes."""
+    if not isinstance(nodes, Fleet):
+        totals: Counter[str] = Counter()
+        for node in nodes:
+            totals[node.product] += usable_cores(node, model)
+        return dict(totals)
+    fleet = nodes
+    view = fleet.view(f"scarcity|idle|{model.version}")
+    changed = fleet.changed_since(view["clock"])
+    if changed is None or "per_node" not in view:
+        per_node = {node.name: (node.product, usable_cores(node, model)) for node in fleet}
+        totals = Counter()
+        for product, idle in per_node.values():
+            totals[product] += idle
+        view.update(per_node=per_node, totals=totals)
+    else:
+        per_node, totals = view["per_node"], view["totals"]
+        for name in changed:
+            old = per_node.pop(name, None)
+            if old is not None:
+                totals[old[0]] -= old[1]
+            node = fleet.get(name)
+            if node is not None:
+                per_node[name] = entry = (node.product, usable_cores(node, model))
+                totals[entry[0]] += entry[1]
+    view["clock"] = fleet.clock
+    return dict(totals)
+
+
+def pressures(model: FragmentationModel, idle: dict[str, float]) -> dict[str, float]:
+    """Pressure per model present in ``idle`` (see the module docstring), 0..1 in steps of 1/STEPS;
+    models no pod names get none."""
+    total = sum(idle.values())
+    raw: dict[str, float] = dict.fromkeys(idle, 0.0)
+    for constraint, share in model.named_demand():
+        reach = [p for p in idle if constraint.allows(p)]
+        if not reach:
+            continue
+        room = sum(idle[p] for p in reach)
+        add = share * total / room if room > 0 else float(STEPS)
+        for p in reach:
+            raw[p] += add
+    return {p: min(STEPS, round(v * STEPS)) / STEPS for p, v in raw.items()}
