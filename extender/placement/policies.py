@@ -37,7 +37,7 @@ from extender.placement.fleet import Fleet
 from extender.placement.fit import Misfit, gpu_options, make_ask_grants, node_fit
 from extender.placement.fragmentation import FragmentationModel, ShapeBook, idle_cores
 from extender.placement.nodestate import NodeState
-from extender.placement.scarcity import usable_taken
+from extender.placement.scarcity import Priced, usable_taken
 from extender.placement.grants import ContainerPlacement, Placement
 from tessera.podrequest import GpuAsk, PodRequest
 from tessera.policy_names import DEFAULT_POLICY, POLICIES
@@ -52,17 +52,6 @@ MODEL_POLICIES = ("fragmentation", "fgd")  # the policies that read the fragment
 # 94.81 / 95.03 %, 2: 94.97 / 95.17 %, 3: 95.06 / 95.25 %, 4: 95.04 / 95.24 %, 5: 95.00 / 95.19 %;
 # re-checked with them (seeds 42, 43, 44, 1, 2, 3): 0: 95.74, 1: 95.78, 3: 95.84 % at 100 %.
 PACK_WEIGHT_CORES = 3.0
-
-
-# Cores of cost per core a pod takes of a GPU model at pressure 1 (``scarcity``). Replay, seeds 42-44,
-# curve mean 80-130 % / allocated at 130 %, against the model term it replaces (cores x the named
-# share of the workload): gpuspec10 92.70 / 95.93 (was 91.96 / 95.88), modelheavy30 92.25 / 96.02
-# (89.53 / 96.13), modelheavy50 86.52 / 96.38 (81.03 / 96.34); lists naming no model unchanged.
-# Seed 42 of modelheavy30 at 0.5 / 0.6 / 1 / 2: 92.06 / 92.11 / 92.16 / 92.33 mean, 96.03 / 96.01 /
-# 96.01 / 95.88 at 130 %. The loss at 130 % on modelheavy30 is not recovered by any weight tried.
-# Cost: a modelheavy30 replay takes about 1.9 times as long (14-15.6 s against 7.5-8.4 s, same machine,
-# back to back): rounded pressures change often and every change scores the fleet afresh.
-SCARCITY_WEIGHT = 1.0
 
 
 class PlacementError(ValueError):
@@ -80,8 +69,6 @@ class PolicyContext:
     shapes: ShapeBook | FragmentationModel = field(default_factory=ShapeBook)
     rng: random.Random = field(default_factory=random.Random)
     default_policy: str = DEFAULT_POLICY
-    # GPU model -> pressure 0..1 (``scarcity``), set by scoring for the call at hand
-    scarcity: dict[str, float] = field(default_factory=dict)
 
     def fragmentation_model(self) -> FragmentationModel:
         s = self.shapes
@@ -307,10 +294,10 @@ def _raw_fragmentation(request, node, ctx, model: FragmentationModel):
         return _outside_model(request, node, ctx)
     growth = best[0] / model.total_weight if model.total_weight else 0.0  # cores, averaged over shapes
     cost = growth + _stranding_growth(request, node, model)
-    pressure = ctx.scarcity.get(node.product, 0.0)
-    if pressure:  # what the pod takes of the capacity pods naming this model could use
-        cost += SCARCITY_WEIGHT * pressure * usable_taken(request, node, model)
-    return (-cost - PACK_WEIGHT_CORES * _left_after(request, node), 0.0)
+    pack = PACK_WEIGHT_CORES * _left_after(request, node)
+    if model.reserved_share(node.product):  # pods naming this model could use what the pod takes
+        return Priced(cost, node.product, usable_taken(request, node, model), pack)
+    return (-cost - pack, 0.0)
 
 
 def _stranding_growth(request: PodRequest, node: NodeState, model: FragmentationModel) -> float:

@@ -28,7 +28,7 @@ from extender.placement.fragmentation import FragmentationModel
 from extender.placement.namelists import NameList
 from extender.placement.nodestate import NodeState
 from extender.placement.policies import MODEL_POLICIES, SCORERS, PolicyContext, resolve_policy
-from extender.placement.scarcity import idle_by_product, pressures
+from extender.placement.scarcity import Priced, idle_by_product, price_distinct, pressures, priced
 from tessera.podrequest import PodRequest
 
 MAX_SCORE = 10
@@ -93,9 +93,8 @@ def prioritize(request: PodRequest, nodes: Fleet | Iterable[NodeState], policy: 
     model = _model(policy, ctx)
     cacheable = policy != "random"
     nodes = list(nodes)
-    tag = _scarcity_tag(policy, model, ctx, nodes)
-    key = _view_key(policy, model, request, tag)
-    memo = _shared_memo(policy, model, request, tag)
+    key = _view_key(policy, model, request)
+    memo = _shared_memo(policy, model, request)
     node_names: list[str] = []
     raws = []
     for node in nodes:
@@ -107,6 +106,9 @@ def prioritize(request: PodRequest, nodes: Fleet | Iterable[NodeState], policy: 
                 cache[key] = raw
         node_names.append(node.name)
         raws.append(raw)
+    pressure = _pressure(policy, model, nodes)
+    if pressure is not None:
+        raws = [priced(r, pressure) if type(r) is Priced else r for r in raws]
     table = _score_table(raws)
     return list(zip(node_names, map(table.__getitem__, raws)))
 
@@ -115,21 +117,18 @@ def _model(policy: str, ctx: PolicyContext) -> FragmentationModel | None:
     return ctx.fragmentation_model() if policy in MODEL_POLICIES else None
 
 
-def _scarcity_tag(policy: str, model: FragmentationModel | None, ctx: PolicyContext,
-                  nodes: Fleet | list[NodeState]) -> str:
-    """For the fragmentation policy: the models' pressures now (``scarcity``), set in ``ctx`` for its
-    scorer, and as a tag for the keys of kept scores (they hold while the rounded pressures do)."""
+def _pressure(policy: str, model: FragmentationModel | None,
+              nodes: Fleet | list[NodeState]) -> dict[str, float] | None:
+    """For the fragmentation policy where pods name GPU models: each model's pressure now
+    (``scarcity``), which prices its ``Priced`` raw scores; None otherwise."""
     if policy != "fragmentation" or model is None or not model.named_demand():
-        ctx.scarcity = {}
-        return ""
-    ctx.scarcity = pressures(model, idle_by_product(nodes, model))
-    return ",".join(f"{p}={v:g}" for p, v in sorted(ctx.scarcity.items()) if v)
+        return None
+    return pressures(model, idle_by_product(nodes, model))
 
 
-def _view_key(policy: str, model: FragmentationModel | None, request: PodRequest, tag: str = "") -> str:
-    """What a raw score depends on besides the node: policy, model version, request shape, workload,
-    the models' pressures (``tag``)."""
-    return f"{policy}|{model.version if model else 0}|{request.key}|{tag}|" + \
+def _view_key(policy: str, model: FragmentationModel | None, request: PodRequest) -> str:
+    """What a raw score depends on besides the node: policy, model version, request shape, workload."""
+    return f"{policy}|{model.version if model else 0}|{request.key}|" + \
         (request.workload if policy == "spread-workload" else "")
 
 
@@ -141,18 +140,20 @@ def _fleet_ids(request: PodRequest, fleet: Fleet, policy: str, ctx: PolicyContex
     names = fleet.names() if names is None else (kept.names if kept is not None else list(names))
     if policy == "random":
         return (names, *_intern_all([_raw(request, fleet.get(n), raw_of, ctx, model) for n in names]))
-    tag = _scarcity_tag(policy, model, ctx, fleet)
-    memo = _shared_memo(policy, model, request, tag)
-    ids, distinct = _view_ids(fleet, _view_key(policy, model, request, tag), names,
+    memo = _shared_memo(policy, model, request)
+    ids, distinct = _view_ids(fleet, _view_key(policy, model, request), names,
                               lambda node: _raw(request, node, raw_of, ctx, model, memo), kept,
                               by_state=memo is not None)
+    pressure = _pressure(policy, model, fleet)
+    if pressure is not None:
+        distinct = price_distinct(distinct, ids, pressure)
     return names, ids, distinct
 
 
 _SHARED: dict[str, dict] = {}  # "policy|request key" -> node state id -> raw score (state-only policies)
 
 
-def _shared_memo(policy: str, model: FragmentationModel | None, request: PodRequest, tag: str = "") -> dict | None:
+def _shared_memo(policy: str, model: FragmentationModel | None, request: PodRequest) -> dict | None:
     """Raw scores by node state id for this policy and request shape (None where a score reads more
     than the node's state). Keyed by strings and ints: no tuple per lookup for the collector to track."""
     if policy in MODEL_POLICIES:
@@ -163,7 +164,7 @@ def _shared_memo(policy: str, model: FragmentationModel | None, request: PodRequ
         outer = _SHARED
     if outer is None:
         return None
-    key = f"{policy}|{request.key}|{tag}"
+    key = f"{policy}|{request.key}"
     inner = outer.get(key)
     if inner is None:
         if len(outer) > 4096:
