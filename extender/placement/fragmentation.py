@@ -6,8 +6,9 @@ or memory short), otherwise the idle capacity of the GPUs whose free share is sm
 task asks of one GPU. A node's fragmentation is the sum over typical shapes of weight x fragment.
 FGD places a pod where fragmentation grows least (``delta = after - before``), on the GPU that does so.
 The model also knows two things of the workload the fragmentation policy adds to FGD's growth: its
-host resources per GPU core (``stranded``: idle GPUs a node's CPU or memory could not feed) and the
-share of it that asks for GPU models by name (``reserved_share``).
+host resources per GPU core (``stranded``: idle GPUs a node's CPU or memory could not feed) and what
+of it asks for GPU models by name (``named_demand``, ``named_host``, ``reserved_share``), which the
+policy's model cost reads (``scarcity``).
 
 Capacity unit: one GPU is 100 cores (``nvidia.com/mps-core``); an idle exclusive GPU counts 100.
 MPS shares with proportional memory take ``max(1, core x card GiB // 100)`` GiB of the card they land

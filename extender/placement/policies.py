@@ -13,9 +13,12 @@ Policies (config ``extender.policy``, per pod the annotation ``tessera.io/policy
   fragmentation growth, plus the growth of *stranded* capacity (idle GPU cores the node's CPU and
   memory could no longer feed at the workload's host resources per GPU core), plus what the pod
   takes of the capacity that pods naming the node's GPU model could use, at that model's pressure
-  (``scarcity``: the demand that can only use the model against its free capacity, 0..1), so a pod
-  that accepts any model goes where it takes least from pods that have no choice; a small pull (``PACK_WEIGHT_CORES``) toward the node left fullest in CPU, memory and GPU
-  together also breaks ties (binpacking over all three).
+  (``scarcity``: the demand that can only use the model against its free capacity, 0..1, times
+  ``scarcity.SCARCITY_WEIGHT``), so a pod that accepts any model goes where it takes least from pods
+  that have no choice; a small pull (``PACK_WEIGHT_CORES``) toward the node left fullest in CPU,
+  memory and GPU together also breaks ties (binpacking over all three). Where the node's model is one
+  that pods name, its raw score is a ``scarcity.Priced`` that scoring prices at the pressures of the
+  call.
 - ``fgd``: FGD as published (Weng et al., ATC 2023), fragmentation growth alone, ties to the node
   left fullest; the baseline the replay compares ``fragmentation`` with.
 - ``best-fit``: the node with the least CPU, memory and GPU left after the pod lands, on its tightest

@@ -10,15 +10,20 @@ set ``S`` of models that a share ``q_S`` of the workload's GPU cores asks for by
 (``q_S x idle(all)`` is what those pods will ask for until the cluster is full, at the workload's
 mix; ``idle(S)`` is where they can go). Pressure 1 or more: every core of ``m`` taken by another pod
 is a core those pods will miss; the large pool of a model few ask for stays near 0 however much of
-the workload names it. Capped at 1 and rounded to ``1 / STEPS`` so that scores kept per node state
-survive small changes (the cache tag is the rounded pressures).
+the workload names it. Capped at 1 and rounded to ``1 / STEPS`` (node order does not follow every
+small change of idle capacity).
 
 Idle capacity counts as far as the node's free CPU and memory can feed it (``usable_cores``: idle
 cores less the model's ``stranded``): a GPU no pod could get CPU for is nobody's to keep. The policy
-charges a pod, on a node of model ``m``, pressure(m) x the usable cores it takes there (its cores
-plus the stranding it causes, less the stranded cores it uses up). Usable idle capacity per model
-(``idle_by_product``) is kept in a fleet view and brought up to date from the nodes changed since,
-like the filter and prioritize views.
+charges a pod, on a node of model ``m``, ``SCARCITY_WEIGHT`` x pressure(m) x the usable cores it
+takes there (its cores plus the stranding it causes, less the stranded cores it uses up).
+
+Cost per pod: the pressures change as any node fills, so scores are kept without them (``Priced``:
+depends on the node's state alone, kept per node state like any raw score) and priced once per
+scheduling call for the few distinct kept scores among the nodes asked for (``price_distinct``).
+Usable idle capacity per model (``idle_by_product``) is kept in a fleet view and brought up to date
+from the nodes changed since, like the filter and prioritize views; the pressures are then one pass
+over the named demands.
 """
 
 from __future__ import annotations
@@ -34,13 +39,18 @@ from tessera.podrequest import PodRequest
 
 STEPS = 20
 
-# Cores of cost per core a pod takes of a GPU model at pressure 1. Replay, seeds 42-44,
-# curve mean 80-130 % / allocated at 130 %, against the model term it replaces (cores x the named
-# share of the workload): gpuspec10 92.70 / 95.93 (was 91.96 / 95.88), modelheavy30 92.25 / 96.02
-# (89.53 / 96.13), modelheavy50 86.52 / 96.38 (81.03 / 96.34); lists naming no model unchanged.
-# Seed 42 of modelheavy30 at 0.5 / 0.6 / 1 / 2: 92.06 / 92.11 / 92.16 / 92.33 mean, 96.03 / 96.01 /
-# 96.01 / 95.88 at 130 %.
-SCARCITY_WEIGHT = 1.0
+# Cores of cost per core a pod takes of a GPU model at pressure 1. At 1 the scarce pools are kept for
+# the pods that name them as hard as a lost core weighs: the curve rises most, but those pools are then
+# filled by the named pods alone and pack worse once the cluster is full. Replay, seeds 42-44, curve
+# mean 80-130 % / allocated at 130 % (before this term, with cores x the named share of the workload:
+# gpuspec10 91.96 / 95.88, modelheavy30 89.53 / 96.135, modelheavy50 81.03 / 96.34):
+#   weight 1:    gpuspec10 92.70 / 95.93, modelheavy30 92.25 / 96.02, modelheavy50 86.52 / 96.38
+#   weight 0.3:  modelheavy30 91.82 / 96.06
+#   weight 0.2:  gpuspec10 92.53 / 95.93, modelheavy30 91.48 / 96.140, modelheavy50 84.35 / 96.37
+#   weight 0.15: gpuspec10 92.44 / 95.93, modelheavy30 90.97 / 96.20, modelheavy50 83.45 / 96.41
+# 0.15: at or above the term it replaced at every level 80-130 % on all three lists (0.2 is level with
+# it at 110-125 % on modelheavy30 and 0.005 above at 130 %). Lists that name no model do not use it.
+SCARCITY_WEIGHT = 0.15
 
 
 class Priced(NamedTuple):

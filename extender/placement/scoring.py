@@ -13,7 +13,9 @@ does not fit). Nodes changed since the view's clock are scored again when the vi
 other node costs one lookup. Ids make the per-call work over thousands of nodes C-level: a set of
 small integers to find the distinct scores present, and list indexing to turn ids into 0..10 scores or
 JSON fragments. Raw scores repeat across nodes (nodes in one state share them), so the distinct list
-stays short; it is started again when it outgrows the fleet.
+stays short; it is started again when it outgrows the fleet. The fragmentation policy's raw scores on
+models that pods name are kept unpriced (``scarcity.Priced``) and priced per call, for the distinct
+ones among the nodes asked for, at the models' pressures then (``scarcity.price_distinct``).
 """
 
 from __future__ import annotations

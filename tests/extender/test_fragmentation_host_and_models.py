@@ -11,6 +11,7 @@ from test_policies_choose import top
 
 from extender.placement.fragmentation import FragmentationModel, TaskShape
 from extender.placement import PolicyContext, prioritize
+from extender.placement.policies import PACK_WEIGHT_CORES, _left_after
 from simcluster.replay import replay
 from tessera.podrequest import KIND_MPS, GpuAsk, ModelConstraint, pod_request
 from simcluster.trace import NODE_LIST, default_trace_dir, load_nodes, load_tasks, workload_model
@@ -57,15 +58,18 @@ def test_a_cpu_hungry_pod_goes_where_it_leaves_no_gpu_without_cpu():
 
 
 def test_a_pod_that_takes_any_model_leaves_the_one_others_ask_for():
-    # One task in 25 asks for a T4 by name. "t4" would be packed full by the pod; "g2" is empty, so the
-    # pull toward packing (about 5.7 cores here) outweighs FGD's own preference for g2 (4 cores: the
-    # T4 task's fragment there shrinks); the T4 capacity the pod would take (100 x 1/25) tips it.
+    # One task in 20 asks for a T4 by name; "t4" (the only T4 GPU, half of the cluster's) would be
+    # packed full by the pod, "g2" is empty. The pull toward packing outweighs FGD's own preference for
+    # g2 (5 cores: the T4 task's fragment there shrinks); what the pod would take of T4, scarce for
+    # the tasks that can only use it, tips it.
     t4 = make_node("t4", gpus=1, model="T4", cpu=4000, memory_gib=8)
     g2 = make_node("g2", gpus=1, model="G2")
-    ctx = ctx_of((TaskShape(0, 0, WHOLE), 24), (TaskShape(0, 0, WHOLE, T4_ONLY), 1))
+    ctx = ctx_of((TaskShape(0, 0, WHOLE), 19), (TaskShape(0, 0, WHOLE, T4_ONLY), 1))
     r = pod_request(pod({"nvidia.com/mps-core": "100", "cpu": "4", "memory": "8Gi"}))
     model = ctx.fragmentation_model()
-    assert model.best_choice(r, g2)[0] < model.best_choice(r, t4)[0]
+    fgd_prefers_g2_by = (model.best_choice(r, t4)[0] - model.best_choice(r, g2)[0]) / model.total_weight
+    packing_prefers_t4_by = PACK_WEIGHT_CORES * (_left_after(r, g2) - _left_after(r, t4))
+    assert 0 < fgd_prefers_g2_by < packing_prefers_t4_by
     assert top(prioritize(r, [t4, g2], "fragmentation", ctx)) == ["g2"]
 
 

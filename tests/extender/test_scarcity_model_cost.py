@@ -71,3 +71,43 @@ def test_a_pod_that_takes_any_model_leaves_the_scarce_model_to_the_pods_that_nee
         {"key": "nvidia.com/gpu.product", "operator": "In", "values": ["T4"]}]}]}))
     assert t4_pod.models.allows("T4") and not t4_pod.models.allows("G2")
     assert top(prioritize(t4_pod, [t4, g2], "fragmentation", ctx)) == ["t4"]
+
+
+def _any_pod_gap(ctx: PolicyContext, fleet: Fleet, request) -> float:
+    """How far the T4 node's raw score for ``request`` stands below the G2 node's, on the fleet."""
+    scores = node_scores(request, fleet, ctx, policy="fragmentation")
+    raw = dict(zip(scores.names, (scores.distinct[i] for i in scores.ids)))
+    return raw["g2"][0] - raw["t4a"][0]
+
+
+def test_the_scarce_model_costs_more_as_its_pool_is_used_up_by_others():
+    # The T4 node t4a never changes; another T4 node filling up leaves less T4 capacity for the pods
+    # that can only use T4, so taking t4a's GPUs costs a pod that accepts any model more. Scores kept
+    # from the earlier call must not hide that.
+    t4a, t4b = make_node("t4a", gpus=4, model="T4", cpu=64000), make_node("t4b", gpus=4, model="T4", cpu=64000)
+    g2 = make_node("g2", gpus=8, model="G2", cpu=64000)
+    fleet = Fleet([t4a, t4b, g2])
+    shapes = [(TaskShape(0, 0, WHOLE), 4), (TaskShape(0, 0, WHOLE, only("T4")), 1)]
+    ctx = PolicyContext(shapes=FragmentationModel(shapes), rng=random.Random(1))
+    r = pod_request(pod({"nvidia.com/mps-core": "100"}))
+    before = _any_pod_gap(ctx, fleet, r)
+    for gpu in range(4):
+        hold(t4b, gpu, 100)
+    after = _any_pod_gap(ctx, fleet, r)
+    assert after > before
+    # The same answer as scoring the nodes afresh.
+    fresh = dict(prioritize(r, [t4a.copy(), t4b.copy(), g2.copy()], "fragmentation", ctx))
+    assert fresh == dict(node_scores(r, fleet, ctx, policy="fragmentation").pairs())
+
+
+def test_the_pressure_follows_the_share_of_the_workload_that_names_the_model():
+    t4, g2 = make_node("t4", gpus=4, model="T4", cpu=64000), make_node("g2", gpus=8, model="G2", cpu=64000)
+    fleet = Fleet([t4, g2])
+    seen = []
+    for named in (0, 1, 3):
+        shapes = [(TaskShape(0, 0, WHOLE), 6)] + ([(TaskShape(0, 0, WHOLE, only("T4")), named)] if named else [])
+        model = FragmentationModel(shapes)
+        p = pressures(model, idle_by_product(fleet, model))
+        assert p["G2"] == 0.0  # nobody names G2
+        seen.append(p["T4"])
+    assert seen[0] == 0.0 < seen[1] < seen[2]
