@@ -75,13 +75,19 @@ def priced(raw: Priced, pressure: dict[str, float]) -> tuple[float, float]:
 
 
 def price_distinct(distinct: list, ids: list[int], pressure: dict[str, float]) -> list:
-    """``distinct`` (raw scores by id) with the ``Priced`` ones among ``ids`` priced at ``pressure``;
-    the others as they are. A new list: the kept one stays unpriced."""
+    """``distinct`` (raw scores by id) with the ``Priced`` ones among ``ids`` priced at ``pressure``
+    (as ``priced`` does, inline: this runs once per scheduling call); the others as they are. A new
+    list: the kept one stays unpriced."""
     out = list(distinct)
+    charge = {product: SCARCITY_WEIGHT * p for product, p in pressure.items() if p}
     for i in set(ids):
         raw = out[i]
         if type(raw) is Priced:
-            out[i] = priced(raw, pressure)
+            cost, product, taken, pack = raw
+            per_core = charge.get(product)
+            if per_core:
+                cost += per_core * taken
+            out[i] = (-cost - pack, 0.0)
     return out
 
 
