@@ -10,8 +10,7 @@ set ``S`` of models that a share ``q_S`` of the workload's GPU cores asks for by
 (``q_S x idle(all)`` is what those pods will ask for until the cluster is full, at the workload's
 mix; ``idle(S)`` is where they can go). Pressure 1 or more: every core of ``m`` taken by another pod
 is a core those pods will miss; the large pool of a model few ask for stays near 0 however much of
-the workload names it. Capped at 1 and rounded to ``1 / STEPS`` (node order does not follow every
-small change of idle capacity).
+the workload names it. Capped at 1.
 
 Idle capacity counts as far as the node's free CPU and memory can feed it (``usable_cores``: idle
 cores less the model's ``stranded``): a GPU no pod could get CPU for is nobody's to keep. The policy
@@ -37,19 +36,20 @@ from extender.placement.fragmentation import FragmentationModel, idle_cores
 from extender.placement.nodestate import NodeState
 from tessera.podrequest import PodRequest
 
-STEPS = 20
-
 # Cores of cost per core a pod takes of a GPU model at pressure 1. At 1 the scarce pools are kept for
 # the pods that name them as hard as a lost core weighs: the curve rises most, but those pools are then
 # filled by the named pods alone and pack worse once the cluster is full. Replay, seeds 42-44, curve
 # mean 80-130 % / allocated at 130 % (before this term, with cores x the named share of the workload:
 # gpuspec10 91.96 / 95.88, modelheavy30 89.53 / 96.135, modelheavy50 81.03 / 96.34):
+# (all rows but the last with the pressures rounded to 1/20, as scores kept per pressure once needed)
 #   weight 1:    gpuspec10 92.70 / 95.93, modelheavy30 92.25 / 96.02, modelheavy50 86.52 / 96.38
-#   weight 0.3:  modelheavy30 91.82 / 96.06
+#   weight 0.3:  modelheavy30 seed 42 alone 91.82 / 96.06 (the named-share term: 89.55 / 96.17)
 #   weight 0.2:  gpuspec10 92.53 / 95.93, modelheavy30 91.48 / 96.140, modelheavy50 84.35 / 96.37
 #   weight 0.15: gpuspec10 92.44 / 95.93, modelheavy30 90.97 / 96.20, modelheavy50 83.45 / 96.41
-# 0.15: at or above the term it replaced at every level 80-130 % on all three lists (0.2 is level with
-# it at 110-125 % on modelheavy30 and 0.005 above at 130 %). Lists that name no model do not use it.
+#   weight 0.15, pressures not rounded: gpuspec10 92.44 / 95.94, modelheavy30 91.04 / 96.22,
+#   modelheavy50 83.49 / 96.43
+# 0.15: above the term it replaced at every level 80-130 % on all three lists (0.2 is level with it at
+# 110-125 % on modelheavy30 and 0.005 above at 130 %). Lists that name no model do not use it.
 SCARCITY_WEIGHT = 0.15
 
 
@@ -161,13 +161,13 @@ def _reach(model: FragmentationModel, idle: dict[str, float]) -> list[tuple[floa
 
 
 def pressures(model: FragmentationModel, idle: dict[str, float]) -> dict[str, float]:
-    """Pressure per model present in ``idle`` (see the module docstring), 0..1 in steps of 1/STEPS;
-    models no pod names get none."""
+    """Pressure per model present in ``idle`` (see the module docstring), 0..1; models no pod names
+    get none."""
     total = sum(idle.values())
     raw: dict[str, float] = dict.fromkeys(idle, 0.0)
     for share, reach in _reach(model, idle):
         room = sum(idle[p] for p in reach)
-        add = share * total / room if room > 0 else float(STEPS)
+        add = share * total / room if room > 0 else 1.0
         for p in reach:
             raw[p] += add
-    return {p: min(STEPS, round(v * STEPS)) / STEPS for p, v in raw.items()}
+    return {p: v if v < 1.0 else 1.0 for p, v in raw.items()}

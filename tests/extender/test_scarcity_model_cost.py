@@ -12,7 +12,7 @@ from test_policies_choose import top
 from extender.placement import PolicyContext, prioritize
 from extender.placement.fleet import Fleet
 from extender.placement.fragmentation import FragmentationModel, TaskShape
-from extender.placement.scarcity import STEPS, idle_by_product, pressures
+from extender.placement.scarcity import idle_by_product, pressures
 from extender.placement.scoring import node_scores
 from tessera.podrequest import KIND_MPS, GpuAsk, ModelConstraint, pod_request
 
@@ -26,12 +26,12 @@ def only(*models: str) -> ModelConstraint:
 def test_pressure_is_named_demand_against_the_free_capacity_it_can_use():
     # A quarter of the GPU cores asked name T4, a quarter G2; the cluster has 200 idle cores of T4,
     # 1800 of G2: until it is full, T4 pods will ask 0.25 x 2000 = 500 cores of 200 (pressure capped at
-    # 1), G2 pods 500 of 1800 (0.28, rounded to 1/STEPS).
+    # 1), G2 pods 500 of 1800.
     model = FragmentationModel([(TaskShape(0, 0, WHOLE), 2), (TaskShape(0, 0, WHOLE, only("T4")), 1),
                                 (TaskShape(0, 0, WHOLE, only("G2")), 1)])
     p = pressures(model, {"T4": 200, "G2": 1800})
     assert p["T4"] == 1.0
-    assert p["G2"] == round(500 / 1800 * STEPS) / STEPS
+    assert p["G2"] == 500 / 1800
     # Pods that accept either model spread their demand over both: 0.5 x 2000 / 2000 = 0.5 each.
     either = FragmentationModel([(TaskShape(0, 0, WHOLE), 1), (TaskShape(0, 0, WHOLE, only("T4", "G2")), 1)])
     assert pressures(either, {"T4": 200, "G2": 1800}) == {"T4": 0.5, "G2": 0.5}
