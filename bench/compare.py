@@ -12,7 +12,9 @@ Each path runs beside the least its job can cost, on the same requests, interlea
   shape (``extender_floor``); round trips as kube-scheduler's side sees them, answer read, not decoded.
   Beside them the peer, Alibaba's gpushare-scheduler-extender (``gpushare_peer``; built by
   scripts/build-gpushare.sh, minutes the first time; a note under the table says why where it cannot
-  be), filtering the same pods asking ``aliyun.com/gpu-mem`` on the same nodes.
+  be), filtering the same pods asking ``aliyun.com/gpu-mem`` on the same nodes; and HAMi's scheduler
+  extender (``hami_peer``; scripts/build-hami.sh), whose filter is its whole decision (it picks one
+  node and writes it on the pod), asked the same pods in ``nvidia.com/gpu``, ``gpumem``, ``gpucores``.
 - Allocate for whole GPUs, time-slicing and an MPS share, against a gRPC echo on the same kind of unix
   socket answering the same bytes (``allocate_floor``).
 - the device plugin beside NVIDIA's (``nvidia_plugin_peer``; scripts/build-nvidia-device-plugin.sh builds
@@ -54,6 +56,7 @@ import deviceplugin_bench  # noqa: E402
 import extender_bench  # noqa: E402
 import extender_floor  # noqa: E402
 import gpushare_peer  # noqa: E402
+import hami_peer  # noqa: E402
 import hook_bench  # noqa: E402
 import hook_floor  # noqa: E402
 import nvidia_plugin_peer  # noqa: E402
@@ -68,7 +71,7 @@ pct = hook_bench.percentile  # the q quantile, nearest rank
 HEADERS = ("path", "Tessera p50 ms", "p99 ms", "floor", "floor p50 ms", "p99 ms", "ratio p50", "ratio p99", "goal",
            "met")
 EXTENDER_GOAL_NODES = 5000
-GPUS_PER_NODE, GIB_PER_GPU = 8, 40  # extender_bench's light nodes: 8 x A100-SXM4-40GB
+GPUS_PER_NODE, GIB_PER_GPU, MODEL = 8, 40, "A100-SXM4-40GB"  # extender_bench's light nodes
 # (label, node description, --default-mode, resource, devices asked)
 ALLOCATIONS = [("whole GPU", "a100-80gb-whole.yaml", "exclusive", "nvidia.com/gpu", 1),
                ("time-slicing", "t4-timeslice.yaml", "timeslice", "nvidia.com/gpu.shared", 1),
@@ -122,14 +125,17 @@ class Beside:
     and prioritize requests go to the floor (its filter answer shaped as Tessera's),
     and the filter to gpushare-scheduler-extender where ``gpushare`` (its binary) is given."""
 
-    def __init__(self, floor_url: str, gpushare: Path | None, workdir: Path) -> None:
+    def __init__(self, floor_url: str, gpushare: Path | None, workdir: Path, hami: Path | None = None) -> None:
         self.floor = extender_bench.VerbClient(floor_url)
         self.gpushare, self.workdir = gpushare, workdir
+        self.hami = hami_peer.HamiPeer(hami, workdir, GPUS_PER_NODE, GIB_PER_GPU, MODEL) if hami else None
         self.peer: extender_bench.VerbClient | None = None
         self.peer_proc: subprocess.Popen | None = None
 
     def prepare(self, bench, names: list[str]) -> None:
-        """Before the extender starts: the nodes get gpushare's resources and gpushare starts on them."""
+        """Before the extender starts: the nodes get gpushare's (and HAMi's) resources and they start on them."""
+        if self.hami is not None:
+            self.hami.prepare(bench, names)
         if self.gpushare is None:
             return
         gpushare_peer.add_gpu_mem(bench.api, names, GPUS_PER_NODE, GIB_PER_GPU)
@@ -143,9 +149,13 @@ class Beside:
             self.floor.call("prioritize", prioritize_body)
         if self.peer is not None:
             self.peer.call(gpushare_peer.FILTER_PATH, gpushare_peer.filter_body(pod, names_json, GIB_PER_GPU))
+        if self.hami is not None:
+            self.hami.call(pod, names_json)
 
     def close(self) -> None:
         self.floor.close()
+        if self.hami is not None:
+            self.hami.close()
         if self.peer is not None:
             self.peer.close()
         if self.peer_proc is not None:  # gpushare stops its workers on SIGTERM, not its HTTP server
@@ -159,12 +169,14 @@ def extender_rows(sizes: list[int], pods: int, workdir: Path, peers: bool = True
     binary, why = gpushare_peer.build() if peers else (None, "not asked (--no-peers)")
     if binary is None:
         notes.append(f"gpushare-scheduler-extender not run: {why}")
+    hami, why = hami_peer.build() if peers else (None, "not asked (--no-peers)")
+    notes.append(f"HAMi's scheduler not run: {why}" if hami is None else f"HAMi's scheduler: {hami_peer.TURNED_OFF}")
     floor_proc, floor_url = extender_floor.spawn_floor()
     try:
         for size in sizes:
             work = workdir / f"ext{size}"
             work.mkdir(parents=True)
-            beside = Beside(floor_url, binary, work)
+            beside = Beside(floor_url, binary, work, hami)
             try:
                 run = extender_bench.measure_latency(size, pods, work, False, beside, beside.prepare)
             finally:
@@ -185,6 +197,9 @@ def extender_rows(sizes: list[int], pods: int, workdir: Path, peers: bool = True
                 rows.append(Row(f"extender filter, {size:,} nodes", tessera["filter"], "gpushare filter",
                                 beside.peer.round_trip[gpushare_peer.FILTER_PATH],
                                 ("ratio", 0.1) if size == EXTENDER_GOAL_NODES else None))
+            if beside.hami is not None:
+                sizes_seen["HAMi"] = beside.hami.client.answer_bytes[hami_peer.FILTER_PATH]
+                rows += hami_peer.rows(Row, size, tessera, beside.hami.client.round_trip[hami_peer.FILTER_PATH])
             notes.append(f"{size:,} nodes, filter answer bytes (median): " + ", ".join(
                 f"{who} {statistics.median(seen):,.0f}" for who, seen in sizes_seen.items()))
     finally:
