@@ -4,10 +4,10 @@ same API server and nodes.
 ``scripts/build-hami.sh`` builds it (pinned in ``tools/hami/go.mod``). ``register_nodes`` gives the
 bench's light nodes what HAMi's device plugin would have written and what its scheduler reads: each
 GPU in the ``hami.io/node-nvidia-register`` annotation (JSON: id, index, split count, MiB, cores,
-type, health, ``hami-core`` mode), the handshake annotation ``hami.io/node-handshake`` in the state the
-scheduler itself leaves it after a handshake (``Requesting_<time>``: it then writes nothing to the
-nodes), and ``nvidia.com/gpu`` in allocatable (GPUs x split count, as the device plugin advertises;
-the scheduler drops a node whose count is 0 once the handshake is a minute old).
+type, health, ``hami-core`` mode), the handshake annotations (``HANDSHAKES``) in the state the
+scheduler itself leaves them after its first pass (``Requesting_<time>``: it then writes nothing to the
+nodes), and ``nvidia.com/gpu`` in allocatable (GPUs x split count, as the device plugin advertises; the
+scheduler drops a node whose count is 0 once the handshake is a minute old).
 
 ``spawn_hami`` runs it against the API server (``KUBECONFIG``): HTTP on a free port, its device config
 (``--device-config-file``: only the ``nvidia`` section, HAMi's default resource names), and turned off
@@ -41,7 +41,13 @@ from simcluster.processes import stop_process
 REPO = Path(__file__).resolve().parents[1]
 FILTER_PATH = "filter"
 GPU, GPU_MEM, GPU_CORES = "nvidia.com/gpu", "nvidia.com/gpumem", "nvidia.com/gpucores"
-REGISTER, HANDSHAKE = "hami.io/node-nvidia-register", "hami.io/node-handshake"
+REGISTER = "hami.io/node-nvidia-register"
+# The handshake annotations of the vendors HAMi's scheduler handshakes with (NVIDIA's, and Biren's, Hygon's,
+# Vastai's and Kunlun's vXPU, whose devices it always initialises, configured or not): where one is missing,
+# its first pass over the nodes GETs and PATCHes the node for it, at client-go's default rate limit (5 per
+# second: about 1.5 s a node, hours at 5,000 nodes, before its filter answers at all).
+HANDSHAKES = ("hami.io/node-handshake", "hami.io/node-handshake-biren", "hami.io/node-handshake-dcu",
+              "hami.io/node-handshake-va", "hami.io/node-handshake-xpu")
 SPLIT_COUNT = 10  # HAMi's default deviceSplitCount: tasks one card holds
 DEVICE_CONFIG = f"""nvidia:
   resourceCountName: "{GPU}"
@@ -92,7 +98,7 @@ def register_nodes(api, names: list[str], gpus: int, gib_per_gpu: int, model: st
     for name in names:
         api.core.patch_node_status(name, {"status": {"capacity": count, "allocatable": count}})
         api.core.patch_node(name, {"metadata": {"annotations": {
-            REGISTER: register_annotation(name, gpus, gib_per_gpu, model), HANDSHAKE: handshake}}})
+            REGISTER: register_annotation(name, gpus, gib_per_gpu, model), **dict.fromkeys(HANDSHAKES, handshake)}}})
 
 
 def spawn_hami(binary: Path, kubeconfig: Path, port: int, metrics_port: int, workdir: Path,
