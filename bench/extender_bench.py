@@ -180,7 +180,11 @@ def measure_latency(size: int, pods: int, workdir: Path, in_process: bool, besid
     bench = BenchCluster(size, workdir, in_process)
     names = [f"node-{i:05d}" for i in range(size)]
     if prepare is not None:
-        prepare(bench, names)
+        try:
+            prepare(bench, names)
+        except BaseException:
+            bench.stop()  # the API server is a process of its own: not left behind when a peer fails to start
+            raise
     proc, url = extender(bench.kubeconfig, workdir)
     client = VerbClient(url)
 

@@ -74,3 +74,15 @@ def test_the_quick_table_holds_hami_s_rows(hami, monkeypatch, capsys):
         assert float(ratio_p50) == pytest.approx(float(tessera_p50) / float(hami_p50), rel=0.05, abs=0.02), path
     assert "note: HAMi's scheduler: leader election" in out
     assert re.search(rf"note: {NODES} nodes, filter answer bytes \(median\): .*HAMi [\d,]+", out)
+
+
+def test_a_peer_that_fails_to_start_leaves_no_api_server_behind(tmp_path):
+    started = []
+
+    def failing_prepare(bench, names):
+        started.append(bench)
+        raise TimeoutError("the peer did not answer")
+
+    with pytest.raises(TimeoutError):
+        extender_bench.measure_latency(NODES, CYCLES, tmp_path, False, None, failing_prepare)
+    assert started and started[0].proc.poll() is not None
