@@ -171,3 +171,10 @@ def pressures(model: FragmentationModel, idle: dict[str, float]) -> dict[str, fl
         for p in reach:
             raw[p] += add
     return {p: v if v < 1.0 else 1.0 for p, v in raw.items()}
+
+
+def model_pressures(model: FragmentationModel, nodes: Fleet | Iterable[NodeState]) -> dict[str, float]:
+    """Each GPU model's pressure now (``pressures`` over ``idle_by_product``), as the fragmentation
+    policy prices with it: what the extender's metrics and ``tessera inspect`` show. Every model of
+    ``nodes`` (nodes without GPUs left out), 0 for a model no pod names."""
+    return {p: v for p, v in pressures(model, idle_by_product(nodes, model)).items() if p}

@@ -30,7 +30,7 @@ from extender.placement.fragmentation import FragmentationModel
 from extender.placement.namelists import NameList
 from extender.placement.nodestate import NodeState
 from extender.placement.policies import MODEL_POLICIES, SCORERS, PolicyContext, resolve_policy
-from extender.placement.scarcity import Priced, idle_by_product, price_distinct, pressures, priced
+from extender.placement.scarcity import Priced, model_pressures, price_distinct, priced
 from tessera.podrequest import PodRequest
 
 MAX_SCORE = 10
@@ -125,7 +125,7 @@ def _pressure(policy: str, model: FragmentationModel | None,
     (``scarcity``), which prices its ``Priced`` raw scores; None otherwise."""
     if policy != "fragmentation" or model is None or not model.named_demand():
         return None
-    return pressures(model, idle_by_product(nodes, model))
+    return model_pressures(model, nodes)
 
 
 def _view_key(policy: str, model: FragmentationModel | None, request: PodRequest) -> str:
