@@ -158,7 +158,8 @@ class ShapeWeight:
 
 @dataclass(frozen=True)
 class ClusterView:
-    """Every node inspected, with the cluster's fragmentation and the shapes it was measured with.
+    """Every node inspected, with the cluster's fragmentation, each GPU model's scarcity pressure and the
+    shapes both were measured with.
     ``dra_problem`` says why DRA objects could not be read ('' when they were); ``dra_notes`` are DRA
     objects that match no node shown (a claim on a device no slice publishes, a slice without a node)."""
 
@@ -170,6 +171,9 @@ class ClusterView:
     free_cores_by_mode: dict[str, float]
     dra_problem: str = ""
     dra_notes: tuple[str, ...] = ()
+    # Each GPU model's scarcity pressure, 0..1, over every node of the cluster (``--node`` or not), as the
+    # fragmentation policy charges it and the extender's ``tessera_gpu_model_pressure`` shows it.
+    model_pressure: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """The ``-o json`` document: plain dicts, lists and scalars."""

@@ -5,7 +5,8 @@ Sources (ARCHITECTURE.md, "The ledger"): the node inventory ``tessera.io/gpu-inv
 device plugin's record ``tessera.io/allocated`` (what the kubelet gave), else the extender's
 ``tessera.io/assignment`` (placed, not yet allocated). Both are read into the extender's own
 ``NodeState`` through ``extender.assignments.placement_of``, so free capacity and fragmentation are
-computed by the code the extender schedules with (``extender.placement.fragmentation``).
+computed by the code the extender schedules with (``extender.placement.fragmentation``), and so is each
+GPU model's scarcity pressure (``extender.placement.scarcity.model_pressures``, over every node).
 
 GPUs Tessera's DRA driver publishes (ResourceSlices of ``gpu.tessera.io``) are shown beside them, held by
 the ResourceClaims kube-scheduler allocated (:mod:`tessera_cli.inspect_dra`); where resource.k8s.io cannot
@@ -27,6 +28,7 @@ from pathlib import Path
 import kubernetes
 
 from extender.placement.fragmentation import FragmentationModel, idle_cores
+from extender.placement.scarcity import model_pressures
 from extender.assignments import NodeMismatchError, placement_of
 from extender.placement.nodestate import DEFAULT_TIMESLICE_REPLICAS, GpuState, NodeState, StateError
 from extender.placement.grants import Placement
@@ -245,16 +247,18 @@ def _free(g: GpuState) -> GpuFree:
     return GpuFree(cores, whole=not any(m.holder for m in g.mig), mig=mig)
 
 
-def _node_view(node: dict, pods: list[tuple[dict, Assignment | None, str]], model: FragmentationModel) -> NodeView:
+def _node_view(node: dict, pods: list[tuple[dict, Assignment | None, str]],
+               model: FragmentationModel) -> tuple[NodeView, NodeState | None]:
+    """The node as inspect shows it, and its state as the extender holds it (None: no readable inventory)."""
     meta = node.get("metadata") or {}
     name = meta.get("name", "")
     text = (meta.get("annotations") or {}).get(ANNOTATION_INVENTORY)
     if not text:
-        return NodeView(name, (), problem=NO_INVENTORY)
+        return NodeView(name, (), problem=NO_INVENTORY), None
     try:
         inventory = NodeInventory.from_json(text)
     except InventoryError as exc:
-        return NodeView(name, (), problem=f"{ANNOTATION_INVENTORY} unreadable: {exc}")
+        return NodeView(name, (), problem=f"{ANNOTATION_INVENTORY} unreadable: {exc}"), None
     cpu, mem = _allocatable(node)
     state = NodeState.from_inventory(inventory, cpu, mem, meta.get("labels") or {}, _replicas(node, inventory))
     holders: dict[int, list[Holder]] = {}
@@ -288,7 +292,7 @@ def _node_view(node: dict, pods: list[tuple[dict, Assignment | None, str]], mode
                             holders=tuple(holders.get(g.index, ())), free=_free(g)))
     idle = float(idle_cores(state))
     frag = round(model.node_fragment_cores(state), 2) if state.gpus else None
-    return NodeView(name, tuple(gpus), notes=tuple(notes), fragmentation_cores=frag, idle_cores=idle)
+    return NodeView(name, tuple(gpus), notes=tuple(notes), fragmentation_cores=frag, idle_cores=idle), state
 
 
 # -- the cluster --------------------------------------------------------------------------------------
@@ -342,11 +346,14 @@ def gather(core: kubernetes.client.CoreV1Api, node: str | None = None, shapes: S
     if node is not None and node not in names:
         raise InspectError(f"no node named {node!r} (the cluster has {len(names)})")
     views = []
+    states = []
     for n in sorted(nodes, key=lambda n: (n.get("metadata") or {}).get("name", "")):
         name = (n.get("metadata") or {}).get("name", "")
+        view, state = _node_view(n, by_node.get(name, []), model)
+        if state is not None:
+            states.append(state)
         if node is not None and name != node:
-            continue
-        view = _node_view(n, by_node.get(name, []), model)
+            continue  # measured for the pressures, not shown
         if notes.get(name):
             view = dataclasses.replace(view, notes=view.notes + tuple(notes[name]))
         view = _with_dra(view, dra.by_node.get(name, []), dra.notes.get(name, []))
@@ -363,7 +370,8 @@ def gather(core: kubernetes.client.CoreV1Api, node: str | None = None, shapes: S
     log.debug("inspected", nodes=len(views), pods=len(holding))
     return ClusterView(server=core.api_client.configuration.host, nodes=tuple(views), shapes=shape_weights,
                        shape_source=source, fragmentation_cores=total, free_cores_by_mode=free,
-                       dra_problem=dra_problem, dra_notes=tuple(dra_notes))
+                       dra_problem=dra_problem, dra_notes=tuple(dra_notes),
+                       model_pressure={p: round(v, 4) for p, v in sorted(model_pressures(model, states).items())})
 
 
 def inspect_cluster(source: kubernetes.client.CoreV1Api | str | os.PathLike | None = None, *,

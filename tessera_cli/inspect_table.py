@@ -130,6 +130,14 @@ def _dra_lines(view: ClusterView) -> list[str]:
     return lines
 
 
+def _pressure_line(view: ClusterView) -> str:
+    """Each GPU model's scarcity pressure as the fragmentation policy charges it (the extender's
+    ``tessera_gpu_model_pressure``)."""
+    each = ", ".join(f"{model} {value:g}" for model, value in view.model_pressure.items()) or "no GPU models"
+    return (f"GPU model pressure (demand that can only use the model / its usable idle cores, 1 = all of it "
+            f"wanted; 0 = no pod names it): {each}")
+
+
 def render_text(view: ClusterView) -> str:
     """The view as the terminal shows it: a summary, then nodes, then GPUs with who holds what."""
     gpus = [g for n in view.nodes for g in n.gpus]
@@ -145,6 +153,7 @@ def render_text(view: ClusterView) -> str:
         f"Fragmentation: {view.fragmentation_cores:g} of {idle:g} idle cores (device-plugin MPS and whole GPUs) "
         "no typical pod could use",
         f"  shapes {view.shape_source}: {shapes}",
+        _pressure_line(view),
         *_dra_lines(view),
         "",
         render_table(NODE_HEADERS, [_node_row(n) for n in view.nodes], title="Nodes", max_widths={"NOTE": 60}),

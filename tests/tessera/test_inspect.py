@@ -213,21 +213,27 @@ def test_fragmentation_is_fgd_over_the_given_shapes(view):
     assert view["fragmentation_cores"] > 0
 
 
-def test_numbers_match_the_extenders_metrics_for_the_same_shapes(cluster, view):
-    """The extender's own cache (fed the API server's nodes and pods, reading assignments) and its metrics
-    collector, with the same two shapes, report what inspect read from the ledger."""
+def _extender_cache(core):
+    """The extender's own cache, fed the API server's nodes and pods (reading assignments)."""
     from extender.cache import ClusterCache
-    from extender.placement.fragmentation import FragmentationModel, TaskShape
-    from extender.metrics import ExtenderMetrics
-    from extender.placement import PolicyContext
-    from tessera.podrequest import GpuAsk
 
-    _, core, _ = cluster
     cache = ClusterCache()
     for node in json.loads(core.list_node(_preload_content=False).data)["items"]:
         cache.node_event("ADDED", node)
     for p in json.loads(core.list_pod_for_all_namespaces(_preload_content=False).data)["items"]:
         cache.pod_event("ADDED", p)
+    return cache
+
+
+def test_numbers_match_the_extenders_metrics_for_the_same_shapes(cluster, view):
+    """The extender's own cache (fed the API server's nodes and pods, reading assignments) and its metrics
+    collector, with the same two shapes, report what inspect read from the ledger."""
+    from extender.placement.fragmentation import FragmentationModel, TaskShape
+    from extender.metrics import ExtenderMetrics
+    from extender.placement import PolicyContext
+    from tessera.podrequest import GpuAsk
+
+    cache = _extender_cache(cluster[1])
     model = FragmentationModel([(TaskShape(0, 0, GpuAsk("mps", core=50, memory_gib=8)), 1),
                                 (TaskShape(0, 0, GpuAsk("gpu", count=1)), 1)])
     registry = ExtenderMetrics(cache, PolicyContext(shapes=model)).registry
@@ -238,6 +244,37 @@ def test_numbers_match_the_extenders_metrics_for_the_same_shapes(cluster, view):
             pytest.approx(node["fragmentation_cores"]), node["name"]
     for mode, cores in view["free_cores_by_mode"].items():
         assert registry.get_sample_value("tessera_cluster_free_gpu_cores", {"mode": mode}) == pytest.approx(cores)
+
+
+def test_model_pressure_is_the_one_the_extender_shows_for_the_same_state(cluster, view):
+    """With half the cores asked naming A100, inspect's pressure per GPU model is half of all usable idle
+    cores over A100's (capped at 1), 0 for the others, and the extender's metric reports the same."""
+    from extender.metrics import ExtenderMetrics
+    from extender.placement import PolicyContext
+    from extender.placement.fragmentation import FragmentationModel
+    from extender.placement.shapes import shape_counts
+
+    assert set(view["model_pressure"].values()) == {0.0}  # no shape names a model
+    a100 = next(m for m in view["model_pressure"] if "A100" in m)
+    texts = ["gpu=1", f"gpu=1,models={a100}"]
+    result = inspect(cluster[0], "-o", "json", *[a for t in texts for a in ("--shape", t)])
+    assert result.returncode == 0, result.stderr
+    named = json.loads(result.stdout)
+    pressure = named["model_pressure"]
+    idle = sum(n["idle_cores"] for n in named["nodes"])
+    a100_idle = sum(n["idle_cores"] for n in named["nodes"] if n["gpus"] and n["gpus"][0]["model"].replace(" ", "-")
+                    in a100)
+    assert 0 < a100_idle <= idle  # (time-sliced and MIG GPUs are outside the capacity model)
+    assert pressure[a100] == pytest.approx(min(1.0, 0.5 * idle / a100_idle), abs=1e-4)
+    assert {m: v for m, v in pressure.items() if m != a100} == dict.fromkeys(set(pressure) - {a100}, 0.0)
+    cache = _extender_cache(cluster[1])
+    registry = ExtenderMetrics(cache, PolicyContext(shapes=FragmentationModel(shape_counts(texts).items()))).registry
+    for model, value in pressure.items():
+        assert registry.get_sample_value("tessera_gpu_model_pressure", {"model": model}) == \
+            pytest.approx(value, abs=1e-4), model
+    text = inspect(cluster[0], *[a for t in texts for a in ("--shape", t)]).stdout
+    line = next(row for row in text.splitlines() if row.startswith("GPU model pressure"))
+    assert f"{a100} {pressure[a100]:g}" in line
 
 
 def test_text_output_has_the_tables_and_every_pod(cluster):
