@@ -9,11 +9,11 @@ import pytest
 from extender_builders import make_node, pod
 from test_policies_choose import top
 
-from extender.placement.fragmentation import FragmentationModel, TaskShape
-from extender.placement import PolicyContext, prioritize
+from extender.placement.fragmentation import STRANDING_CPU_SHARE, FragmentationModel, TaskShape
+from extender.placement import PolicyContext, choose_gpus, filter_nodes, prioritize
 from extender.placement.policies import PACK_WEIGHT_CORES, _left_after
 from simcluster.replay import replay
-from tessera.podrequest import KIND_MPS, GpuAsk, ModelConstraint, pod_request
+from tessera.podrequest import KIND_MPS, KIND_MPS_WHOLE, GpuAsk, ModelConstraint, pod_request
 from simcluster.trace import NODE_LIST, default_trace_dir, load_nodes, load_tasks, workload_model
 
 GIB = 1 << 30
@@ -30,7 +30,8 @@ def test_stranded_is_idle_gpu_beyond_what_cpu_and_memory_can_feed():
     model = FragmentationModel([(TaskShape(4000, 8 * GIB, GpuAsk(KIND_MPS, core=50)), 3)])
     assert model.cpu_per_core == 80 and model.memory_per_core == 8 * GIB / 50
     assert model.stranded(100, 8000, 64 * GIB) == 0     # enough of both for a whole GPU
-    assert model.stranded(100, 4000, 64 * GIB) == 50    # CPU for half of it
+    # CPU counts at STRANDING_CPU_SHARE of the mean: 4 CPUs feed 4000 / (80 x share) cores.
+    assert model.stranded(100, 4000, 64 * GIB) == pytest.approx(100 - 4000 / (80 * STRANDING_CPU_SHARE))
     assert model.stranded(100, 8000, 8 * GIB) == 50     # memory for half of it
     assert model.stranded(100, 0, 0) == 100
     # A workload without CPU or memory requests strands nothing.
@@ -55,6 +56,21 @@ def test_a_cpu_hungry_pod_goes_where_it_leaves_no_gpu_without_cpu():
     assert model.best_choice(r, lean)[0] == model.best_choice(r, rich)[0] == 0
     assert top(prioritize(r, [lean, rich], "fgd", ctx)) == ["lean"]           # FGD: tie, binpack
     assert top(prioritize(r, [lean, rich], "fragmentation", ctx)) == ["rich"]
+
+
+def test_a_cpu_heavy_pod_leaves_the_node_that_8_gpu_pods_asking_120_cpus_need():
+    # Typical task: one GPU and 10 CPUs, and (rarely) 8 whole GPUs with 120 CPUs, which only "big"
+    # (8 GPUs, 128 CPUs) can host. A 34-CPU pod on "lean" (4 GPUs, 64 CPUs) leaves 10 CPUs per idle
+    # GPU, a typical task's own need, a little under the workload's mean per GPU: counting those GPUs
+    # as stranded at the full mean sent the pod to "big", and the next 8-GPU pod found no node (the
+    # multigpu20 and default lists lost such pods from 75 % arrival on).
+    lean, big = make_node("lean", gpus=4, cpu=64000), make_node("big", gpus=8, cpu=128000)
+    ctx = ctx_of((TaskShape(10000, 0, WHOLE), 90), (TaskShape(120000, 0, GpuAsk(KIND_MPS_WHOLE, count=8)), 1))
+    r = pod_request(pod({"nvidia.com/mps-core": "100", "cpu": "34"}))
+    assert top(prioritize(r, [lean, big], "fragmentation", ctx)) == ["lean"]
+    lean.assume(choose_gpus(r, lean, "fragmentation", ctx))
+    eight = pod_request(pod({"nvidia.com/mps-core": "800", "cpu": "120"}))
+    assert filter_nodes(eight, [lean, big]).fits == ["big"]
 
 
 def test_a_pod_that_takes_any_model_leaves_the_one_others_ask_for():
